@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/demo.sh and scripts/test.sh: creates or reuses .venv, installs the
+# package with its dev extra, and installs Debian's Fashion-MNIST files when running as root.
+# Source it from the repository root: `source scripts/setup_env.sh`.
+set -euo pipefail
+: "${PYTHON:=python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# Reinstall only when the package metadata changed since the last install.
+stamp=.venv/.fastdfkd_installed
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev${FASTDFKD_EXTRAS:+,$FASTDFKD_EXTRAS}]"
+  touch "$stamp"
+fi
+fmnist_dir=/usr/share/datasets/fashion-mnist
+if [ ! -f "$fmnist_dir/train-images-idx3-ubyte.gz" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+    || echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped" >&2
+fi
+export PATH="$PWD/.venv/bin:$PATH"
