@@ -1,0 +1,107 @@
+"""Checkpoints: resumable run state (orbax CheckpointManager) and teacher directories.
+
+A run's state is one `flax.struct` pytree saved under `WORKDIR/checkpoints/<step>`; orbax writes to a
+temporary directory and renames it when complete, so a run killed during a save keeps its previous
+checkpoint. Restoring takes an abstract target (shapes, dtypes, shardings) so the state comes back
+with its exact structure and placement.
+
+A teacher directory holds `meta.json` (`arch`, `num_classes`, `dataset`, `image_shape`) and
+`variables/` (`{'params', 'batch_stats'}`); teacher training and the PyTorch import both write it.
+"""
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+TEACHER_META = "meta.json"
+TEACHER_VARIABLES = "variables"
+
+
+def make_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
+    """A manager for `workdir/checkpoints` (orbax needs an absolute path)."""
+    directory = epath.Path(os.path.abspath(workdir)) / "checkpoints"
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    return ocp.CheckpointManager(directory, options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+    """Saves `state` as checkpoint `step` and waits until it is on disk."""
+    manager.save(step, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+
+
+def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, int | None]:
+    """Restores the latest checkpoint into the structure and shardings of `target`.
+
+    Returns `(state, step)`, or `(target, None)` when there is no checkpoint yet.
+    """
+    step = manager.latest_step()
+    if step is None:
+        return target, None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return state, step
+
+
+def save_teacher(
+    directory: str,
+    variables: dict,
+    *,
+    arch: str,
+    num_classes: int,
+    dataset: str,
+    image_shape: Sequence[int],
+) -> None:
+    """Writes a teacher directory: `meta.json` and the variables."""
+    path = epath.Path(os.path.abspath(directory))
+    path.mkdir(parents=True, exist_ok=True)
+    variables = {k: variables[k] for k in ("params", "batch_stats") if k in variables}
+    target = path / TEACHER_VARIABLES
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(target, jax.device_get(variables), force=True)
+    meta = dict(
+        arch=arch, num_classes=int(num_classes), dataset=dataset, image_shape=list(image_shape)
+    )
+    (path / TEACHER_META).write_text(json.dumps(meta, indent=2))
+
+
+def load_teacher_meta(directory: str) -> dict:
+    """Reads a teacher directory's `meta.json`, with a clear error when it is missing."""
+    path = epath.Path(os.path.abspath(directory)) / TEACHER_META
+    if not path.exists():
+        raise ValueError(
+            f"No teacher at {directory!r}: {path} is missing. Train one with "
+            "`python -m fastdfkd_jax.main --config=configs/teacher_<dataset>.py --workdir=DIR` "
+            "(the teacher is written to DIR/teacher) or import a PyTorch one with "
+            "scripts/import_torch_teacher.py."
+        )
+    return json.loads(path.read_text())
+
+
+def load_teacher(
+    directory: str, *, arch: str | None = None, num_classes: int | None = None
+) -> tuple[dict, dict]:
+    """Reads a teacher directory; checks its architecture and class count when given.
+
+    Returns:
+      `(meta, variables)`, variables as `{'params': ..., 'batch_stats': ...}` of numpy arrays.
+    """
+    meta = load_teacher_meta(directory)
+    if arch is not None and meta["arch"] != arch:
+        raise ValueError(
+            f"Teacher at {directory!r} is a {meta['arch']!r}, but the config asks for {arch!r}."
+        )
+    if num_classes is not None and meta["num_classes"] != num_classes:
+        raise ValueError(
+            f"Teacher at {directory!r} has {meta['num_classes']} classes, but the config's "
+            f"dataset has {num_classes}."
+        )
+    path = epath.Path(os.path.abspath(directory)) / TEACHER_VARIABLES
+    with ocp.StandardCheckpointer() as checkpointer:
+        variables = checkpointer.restore(path)
+    return meta, variables

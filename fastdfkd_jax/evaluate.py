@@ -1,0 +1,61 @@
+"""Test accuracy of a classifier on a real split, batched, padded and sharded."""
+
+import functools
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from fastdfkd_jax import sharding
+from fastdfkd_jax.data import augment
+
+
+def _eval_step(variables, batch, *, model: nn.Module, mean, std):
+    """Counts correct predictions in a padded batch.
+
+    Args:
+      variables: the classifier's `{'params', 'batch_stats'}`.
+      batch: `image` float32 [B, H, W, C] in [0, 1], `label` int32 [B], `mask` bool [B] (False on
+        padding rows).
+    Returns:
+      (correct, count): int32 scalars.
+    """
+    logits = model.apply(variables, augment.normalize(batch["image"], mean, std), train=False)
+    hits = (jnp.argmax(logits, -1) == batch["label"]) & batch["mask"]
+    return hits.sum(), batch["mask"].sum()
+
+
+def make_evaluator(
+    model: nn.Module, mean, std, mesh: Mesh, batch_size: int
+) -> Callable[[dict, dict], float]:
+    """Returns `evaluate(variables, split) -> accuracy` for splits `{'image', 'label'}`.
+
+    The split is cut into batches of `batch_size` (the last one padded and masked), so one compiled
+    step serves every batch.
+    """
+    sharding.check_batch_divides(batch_size, mesh, "eval batch_size")
+    step = jax.jit(
+        functools.partial(_eval_step, model=model, mean=tuple(mean), std=tuple(std)),
+        out_shardings=sharding.replicated(mesh),
+    )
+
+    def evaluate(variables, split) -> float:
+        images, labels = split["image"], split["label"]
+        n = len(labels)
+        correct = count = 0
+        for start in range(0, n, batch_size):
+            rows = np.arange(start, start + batch_size)
+            mask = rows < n
+            rows = np.where(mask, rows, 0)
+            batch = sharding.put_batch(
+                {"image": images[rows], "label": labels[rows], "mask": mask}, mesh
+            )
+            c, k = step(variables, batch)
+            correct += int(c)
+            count += int(k)
+        return correct / count
+
+    return evaluate

@@ -1,0 +1,220 @@
+"""Teacher training: a pure jitted step, per-epoch evaluation, checkpoints, resume, summary.
+
+`train_and_evaluate(config, workdir)` trains `config.model.arch` on `config.dataset.name`, writes
+`metrics.jsonl`, resumable checkpoints under `checkpoints/`, the trained teacher under `teacher/`
+(see `checkpoint.save_teacher`) and `summary.json`.
+"""
+
+import functools
+import os
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from tqdm import tqdm
+
+from fastdfkd_jax import checkpoint, data, models, optim, reporting, sharding
+from fastdfkd_jax.data import augment
+from fastdfkd_jax.evaluate import make_evaluator
+from fastdfkd_jax.state import ClassifierState
+
+
+def check_model_fits(model: nn.Module, info, what: str) -> None:
+    """Raises a ValueError when `model` cannot map the dataset's images to its classes."""
+    shape = (1, *info.image_shape)
+    try:
+        out = jax.eval_shape(
+            lambda: model.init_with_output(jax.random.PRNGKey(0), jnp.zeros(shape), train=False)[0]
+        )
+    except Exception as e:  # noqa: BLE001 -- re-raised with the shapes that did not fit
+        raise ValueError(
+            f"The {what} {type(model).__name__} does not accept images of shape {info.image_shape} "
+            f"({info.name}): {e}"
+        ) from e
+    if out.shape != (1, info.num_classes):
+        raise ValueError(
+            f"The {what} outputs {out.shape[-1]} classes but {info.name} has {info.num_classes}."
+        )
+
+
+def init_classifier(
+    model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, image_shape
+) -> ClassifierState:
+    """Fresh parameters, BN statistics and optimizer state for `model` on `image_shape` images."""
+    variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    params = variables["params"]
+    return ClassifierState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+    )
+
+
+def train_step(
+    state: ClassifierState,
+    batch: dict,
+    rng: jax.Array,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    aug: ml_collections.ConfigDict,
+    mean,
+    std,
+) -> tuple[ClassifierState, dict]:
+    """One supervised step with cross-entropy on augmented images.
+
+    Args:
+      state: the classifier's state.
+      batch: `image` float32 [B, H, W, C] in [0, 1], `label` int32 [B].
+      rng: a key for this step (the caller folds in the step).
+    Returns:
+      (new state, {'loss', 'accuracy'} scalars).
+    """
+    images = augment.augment(
+        rng, batch["image"], padding=aug.padding, flip=aug.flip, mean=mean, std=std
+    )
+
+    def loss_fn(params):
+        logits, updates = model.apply(
+            {"params": params, "batch_stats": state.batch_stats},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+    )
+    accuracy = (jnp.argmax(logits, -1) == batch["label"]).mean()
+    return state, {"loss": loss, "accuracy": accuracy}
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The example order of one epoch: a function of (seed, epoch) only, so resumes replay it."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains a teacher as `config` says; returns the summary it also writes to `workdir`."""
+    info = data.get_info(config.dataset.name)
+    model = models.create_model(config.model.arch, num_classes=info.num_classes)
+    check_model_fits(model, info, "model")
+    if config.train.epochs < 1:
+        raise ValueError(f"train.epochs must be >= 1, got {config.train.epochs}.")
+    mesh = sharding.make_mesh(config.mesh)
+    sharding.check_batch_divides(config.train.batch_size, mesh, "train.batch_size")
+
+    train = data.load_split(config.dataset.name, "train", config.dataset.data_dir or None)
+    test = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)
+    n_train = len(train["label"])
+    steps_per_epoch = n_train // config.train.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"train.batch_size={config.train.batch_size} is larger than the "
+            f"{n_train} training examples of {info.name}."
+        )
+    total_steps = steps_per_epoch * config.train.epochs
+    tx = optim.make_optimizer(config.train.optimizer, total_steps)
+
+    root = jax.random.PRNGKey(config.seed)
+    init_rng, train_rng = jax.random.split(root)
+    state = sharding.replicate(init_classifier(model, tx, init_rng, info.image_shape), mesh)
+
+    manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
+    state, restored = checkpoint.restore_latest(manager, state)
+    start_epoch = 0 if restored is None else int(state.step) // steps_per_epoch
+    metrics_writer = reporting.MetricsWriter(workdir)
+    metrics_writer.truncate_after(int(state.step))
+    if restored is not None:
+        logging.info("Resumed from step %d (epoch %d).", restored, start_epoch)
+
+    step_fn = jax.jit(
+        functools.partial(
+            train_step,
+            model=model,
+            tx=tx,
+            aug=config.train.augment,
+            mean=info.mean,
+            std=info.std,
+        ),
+        donate_argnums=0,
+    )
+    evaluate = make_evaluator(model, info.mean, info.std, mesh, config.eval_batch_size)
+
+    train_seconds = 0.0
+    test_accuracy = float("nan")
+    for epoch in range(start_epoch, config.train.epochs):
+        order = epoch_order(config.seed, epoch, n_train)
+        epoch_start = time.perf_counter()
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{config.train.epochs}",
+            disable=not reporting.is_primary() or not config.progress_bar,
+            leave=False,
+        )
+        for i in bar:
+            rows = order[i * config.train.batch_size : (i + 1) * config.train.batch_size]
+            batch = sharding.put_batch(
+                {"image": train["image"][rows], "label": train["label"][rows]}, mesh
+            )
+            rng = jax.random.fold_in(train_rng, epoch * steps_per_epoch + i)
+            state, metrics = step_fn(state, batch, rng)
+        jax.block_until_ready(state)
+        train_seconds += time.perf_counter() - epoch_start
+        test_accuracy = evaluate(state.variables, test)
+        step = int(state.step)
+        record = dict(
+            epoch=epoch + 1,
+            train_loss=float(metrics["loss"]),
+            train_accuracy=float(metrics["accuracy"]),
+            test_accuracy=test_accuracy,
+            epoch_seconds=time.perf_counter() - epoch_start,
+        )
+        if not np.isfinite(record["train_loss"]):
+            raise FloatingPointError(
+                f"train_loss became {record['train_loss']} at step {step} (epoch {epoch + 1}); "
+                "the last good checkpoint is kept."
+            )
+        metrics_writer.write(step, record)
+        logging.info("epoch %d: %s", epoch + 1, record)
+        if (epoch + 1) % config.checkpoint.every_epochs == 0 or epoch + 1 == config.train.epochs:
+            checkpoint.save(manager, step, state)
+
+    if restored is not None and start_epoch >= config.train.epochs:
+        test_accuracy = evaluate(state.variables, test)
+    teacher_dir = os.path.join(workdir, "teacher")
+    if reporting.is_primary():
+        checkpoint.save_teacher(
+            teacher_dir,
+            state.variables,
+            arch=config.model.arch,
+            num_classes=info.num_classes,
+            dataset=info.name,
+            image_shape=info.image_shape,
+        )
+    summary = dict(
+        test_accuracy=test_accuracy,
+        train_seconds=train_seconds,
+        epochs=config.train.epochs,
+        steps=int(state.step),
+        arch=config.model.arch,
+        dataset=info.name,
+        teacher_dir=os.path.abspath(teacher_dir),
+        config=config.to_dict(),
+    )
+    reporting.write_summary(workdir, summary)
+    manager.close()
+    return summary
