@@ -1,0 +1,99 @@
+"""The model zoo: Flax linen classifiers and generators in a plain registry keyed by name.
+
+``MODELS`` maps a config string to a constructor (a module class or a ``functools.partial`` of one
+with the architecture's fields bound); ``create_model(name, num_classes=..., **overrides)`` builds
+one. Classifiers are called as ``model.apply(variables, x, train=False)`` or
+``model.apply(variables, x, train=True, mutable=['batch_stats'])`` on NHWC images; generators always
+normalize with batch statistics (see :mod:`fastdfkd_jax.models.generator`).
+"""
+
+import functools
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from fastdfkd_jax.models import small_cnn
+from fastdfkd_jax.models.generator import DeepGenerator, Generator
+from fastdfkd_jax.models.resnet import ResNet, ResNetTiny
+from fastdfkd_jax.models.small_cnn import SmallCNN
+from fastdfkd_jax.models.vgg import VGG, VGG11_CFG
+from fastdfkd_jax.models.wresnet import WideResNet
+
+_partial = functools.partial
+
+# Classifiers take `num_classes`; generators do not.
+CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
+    # CIFAR zoo of the original code.
+    "resnet18": _partial(ResNet, stage_sizes=(2, 2, 2, 2)),
+    "resnet34": _partial(ResNet, stage_sizes=(3, 4, 6, 3)),
+    "wrn16_1": _partial(WideResNet, depth=16, widen_factor=1),
+    "wrn16_2": _partial(WideResNet, depth=16, widen_factor=2),
+    "wrn40_1": _partial(WideResNet, depth=40, widen_factor=1),
+    "wrn40_2": _partial(WideResNet, depth=40, widen_factor=2),
+    "vgg11_bn": _partial(VGG, cfg=VGG11_CFG),
+    # Small students (any input size): the original's resnet_tiny family and a 10-layer WRN.
+    "resnet8": _partial(ResNetTiny, depth=8),
+    "resnet20": _partial(ResNetTiny, depth=20),
+    "wrn10_1": _partial(WideResNet, depth=10, widen_factor=1),
+    # CPU data sets.
+    "digits_cnn_teacher": _partial(SmallCNN, stages=small_cnn.DIGITS_TEACHER_STAGES),
+    "digits_cnn_small": _partial(SmallCNN, stages=small_cnn.DIGITS_SMALL_STAGES),
+    "digits_cnn_tiny": _partial(SmallCNN, stages=small_cnn.DIGITS_TINY_STAGES),
+    "fmnist_cnn_teacher": _partial(SmallCNN, stages=small_cnn.FMNIST_TEACHER_STAGES),
+    "fmnist_cnn_small": _partial(SmallCNN, stages=small_cnn.FMNIST_SMALL_STAGES),
+    "fmnist_cnn_tiny": _partial(SmallCNN, stages=small_cnn.FMNIST_TINY_STAGES),
+    "fmnist_resnet8": _partial(ResNetTiny, depth=8),
+}
+GENERATORS: dict[str, Callable[..., nn.Module]] = {
+    "generator": Generator,
+    "generator_imagenet": DeepGenerator,
+}
+MODELS: dict[str, Callable[..., nn.Module]] = {**CLASSIFIERS, **GENERATORS}
+
+
+def create_model(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
+    """Build the model registered as ``name``.
+
+    Args:
+      name: a key of ``MODELS``.
+      num_classes: number of logits; required for classifiers, must be None for generators.
+      **overrides: module fields to set, e.g. ``img_size=28, nc=1`` for the generator or
+        ``depth=10`` for a WRN.
+
+    Raises:
+      ValueError: for an unknown name (listing the choices), a missing ``num_classes`` for a
+        classifier, or a ``num_classes`` given to a generator.
+
+    """
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choices: {', '.join(sorted(MODELS))}")
+    if name in GENERATORS:
+        if num_classes is not None:
+            raise ValueError(f"Generator {name!r} takes no num_classes (got {num_classes})")
+        return MODELS[name](**overrides)
+    if num_classes is None:
+        raise ValueError(f"Classifier {name!r} needs num_classes")
+    return MODELS[name](num_classes=num_classes, **overrides)
+
+
+def count_params(params) -> int:
+    """Total number of scalars in a parameter pytree (arrays or ``jax.ShapeDtypeStruct``s)."""
+    return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(params)))
+
+
+__all__ = [
+    "CLASSIFIERS",
+    "GENERATORS",
+    "MODELS",
+    "DeepGenerator",
+    "Generator",
+    "ResNet",
+    "ResNetTiny",
+    "SmallCNN",
+    "VGG",
+    "WideResNet",
+    "count_params",
+    "create_model",
+]

@@ -1,0 +1,125 @@
+"""FastDFKD's image generators (the original ``Generator`` and ``DeepGenerator``), in NHWC.
+
+Both always normalize with batch statistics: the synthesizer trains them on every call, and the
+original never switches them to eval mode. Call them as
+``model.apply(variables, z, train=True, mutable=['batch_stats'])`` and discard the updated
+statistics. Output images are in ``[0, 1]`` (sigmoid); normalization belongs to the augmentation.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from fastdfkd_jax.models import layers
+
+# LeakyReLU slope of the original generators.
+LEAKY_SLOPE = 0.2
+
+
+def _batch_stats_norm(name: str) -> nn.BatchNorm:
+    """Return a BatchNorm that always uses (and records) batch statistics."""
+    return layers.batch_norm(train=True, name=name)
+
+
+class Generator(nn.Module):
+    """The FastDFKD generator: ``z [B, nz] -> images [B, img_size, img_size, nc]`` in ``[0, 1]``.
+
+    Dense(nz -> 2*ngf * s*s), s = img_size // 4 -> reshape [B, s, s, 2*ngf] -> BN -> upsample x2 ->
+    Conv3x3(2*ngf, no bias) -> BN -> LeakyReLU(0.2) -> upsample x2 -> Conv3x3(ngf, no bias) -> BN ->
+    LeakyReLU(0.2) -> Conv3x3(nc, bias) -> sigmoid.
+
+    Attributes:
+      nz: latent size.
+      ngf: base width (the convolutions have 2*ngf then ngf channels).
+      img_size: output side; must be divisible by 4 (8, 28 and 32 are).
+      nc: output channels.
+
+    """
+
+    nz: int = 256
+    ngf: int = 64
+    img_size: int = 32
+    nc: int = 3
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one latent vector (without the batch axis)."""
+        return (self.nz,)
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, *, train: bool = True) -> jnp.ndarray:
+        """Map ``z [B, nz]`` to images ``[B, img_size, img_size, nc]`` in ``[0, 1]``.
+
+        ``train`` is accepted for the common model interface and ignored: BN always uses batch
+        statistics, so ``batch_stats`` must be mutable.
+        """
+        del train
+        if self.img_size % 4:
+            raise ValueError(f"img_size must be divisible by 4, got {self.img_size}")
+        if z.ndim != 2 or z.shape[-1] != self.nz:
+            raise ValueError(f"z must have shape [B, {self.nz}], got {z.shape}")
+        s = self.img_size // 4
+        x = nn.Dense(2 * self.ngf * s * s, kernel_init=layers.torch_default, name="l1")(z)
+        x = x.reshape(z.shape[0], s, s, 2 * self.ngf)
+        x = _batch_stats_norm("bn0")(x)
+        x = layers.upsample_nearest_2x(x)
+        x = layers.conv(2 * self.ngf, 3, kernel_init=layers.torch_default, name="conv1")(x)
+        x = nn.leaky_relu(_batch_stats_norm("bn1")(x), LEAKY_SLOPE)
+        x = layers.upsample_nearest_2x(x)
+        x = layers.conv(self.ngf, 3, kernel_init=layers.torch_default, name="conv2")(x)
+        x = nn.leaky_relu(_batch_stats_norm("bn2")(x), LEAKY_SLOPE)
+        x = layers.conv(
+            self.nc, 3, use_bias=True, kernel_init=layers.torch_default, name="conv_out"
+        )(x)
+        return nn.sigmoid(x)
+
+
+class DeepGenerator(nn.Module):
+    """The ImageNet generator: spatial latent ``[B, h, w, nz] -> [B, 16h, 16w, nc]`` in ``[0, 1]``.
+
+    Conv3x3(2*ngf) -> BN -> LeakyReLU at the latent resolution, then four times
+    (upsample x2 -> Conv3x3 -> BN -> LeakyReLU) with widths 2*ngf, ngf, ngf, ngf, then
+    Conv3x3(nc, bias) -> sigmoid. With the default 14x14 latent the output is 224x224. (The
+    original also builds an unused Linear layer ``l1``; it is left out.)
+
+    Attributes:
+      nz: latent channels.
+      ngf: base width.
+      latent_size: side of the spatial latent (14 for 224x224 images; smaller in tests).
+      nc: output channels.
+
+    """
+
+    nz: int = 256
+    ngf: int = 64
+    latent_size: int = 14
+    nc: int = 3
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one latent (without the batch axis): ``(latent_size, latent_size, nz)``."""
+        return (self.latent_size, self.latent_size, self.nz)
+
+    @property
+    def img_size(self) -> int:
+        """Side of the generated images (four 2x upsamplings of the latent)."""
+        return self.latent_size * 16
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, *, train: bool = True) -> jnp.ndarray:
+        """Map ``z [B, latent_size, latent_size, nz]`` to ``[B, img_size, img_size, nc]``.
+
+        ``train`` is ignored, as for :class:`Generator`.
+        """
+        del train
+        if z.shape[1:] != self.latent_shape:
+            raise ValueError(f"z must have shape [B, *{self.latent_shape}], got {z.shape}")
+        x = layers.conv(2 * self.ngf, 3, kernel_init=layers.torch_default, name="conv0")(z)
+        x = nn.leaky_relu(_batch_stats_norm("bn0")(x), LEAKY_SLOPE)
+        for i, width in enumerate((2 * self.ngf, self.ngf, self.ngf, self.ngf), start=1):
+            x = layers.upsample_nearest_2x(x)
+            x = layers.conv(width, 3, kernel_init=layers.torch_default, name=f"conv{i}")(x)
+            x = nn.leaky_relu(_batch_stats_norm(f"bn{i}")(x), LEAKY_SLOPE)
+        x = layers.conv(
+            self.nc, 3, use_bias=True, kernel_init=layers.torch_default, name="conv_out"
+        )(x)
+        return nn.sigmoid(x)

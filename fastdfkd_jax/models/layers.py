@@ -1,0 +1,94 @@
+"""Building blocks shared by the model zoo.
+
+Every convolution pads explicitly (``((p, p), (p, p))``) rather than with ``'SAME'``: for a stride-2
+3x3 convolution on an even input, ``'SAME'`` pads (0, 1) while PyTorch pads (1, 1), and imported
+PyTorch teachers must compute exactly what they computed in PyTorch.
+
+Every normalization is a plain :class:`flax.linen.BatchNorm` with PyTorch's defaults
+(``momentum=0.9`` in Flax's convention equals PyTorch's ``momentum=0.1``; ``epsilon=1e-5``), so
+``nn.intercept_methods`` can capture its input and imported running statistics behave the same.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# PyTorch's BatchNorm2d defaults, in Flax's convention (see the module docstring).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+# He initialization as used by the original wide ResNets and VGG
+# (``normal(0, sqrt(2 / (k * k * out_channels)))``, i.e. fan-out; JAX's "normal" is not truncated).
+kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# PyTorch's default for Conv2d / Linear weights: ``kaiming_uniform_(a=sqrt(5))``, which is a uniform
+# distribution with variance 1 / (3 * fan_in).
+torch_default = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def batch_norm(*, train: bool, name: str | None = None) -> nn.BatchNorm:
+    """Return a BatchNorm over the channels of an NHWC or [N, C] input, with PyTorch's defaults.
+
+    Args:
+      train: use batch statistics and update the running ones (True) or use the running ones.
+      name: submodule name (chosen to mirror the PyTorch state-dict key).
+
+    """
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        name=name,
+    )
+
+
+def conv(
+    features: int,
+    kernel_size: int,
+    *,
+    stride: int = 1,
+    padding: int | None = None,
+    use_bias: bool = False,
+    kernel_init=kaiming_fan_out,
+    name: str | None = None,
+) -> nn.Conv:
+    """Return a square convolution with PyTorch-style symmetric padding.
+
+    Args:
+      features: output channels.
+      kernel_size: side of the square kernel.
+      stride: spatial stride.
+      padding: zeros added on each side; ``kernel_size // 2`` when None.
+      use_bias: add a bias (off when a BatchNorm follows).
+      kernel_init: weight initializer, ``(key, shape, dtype)`` protocol.
+      name: submodule name (chosen to mirror the PyTorch state-dict key).
+
+    """
+    pad = kernel_size // 2 if padding is None else padding
+    return nn.Conv(
+        features,
+        (kernel_size, kernel_size),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=use_bias,
+        kernel_init=kernel_init,
+        name=name,
+    )
+
+
+def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
+    """Max-pool 2x2 with stride 2: ``[N, H, W, C] -> [N, H // 2, W // 2, C]`` (floor, as torch)."""
+    return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+
+def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:
+    """Mean over the spatial axes, ``[N, H, W, C] -> [N, C]``."""
+    return jnp.mean(x, axis=(1, 2))
+
+
+def upsample_nearest_2x(x: jnp.ndarray) -> jnp.ndarray:
+    """Upsample by 2, nearest neighbour: ``[N, H, W, C] -> [N, 2H, 2W, C]`` (``nn.Upsample``)."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+dense_torch_default = functools.partial(nn.Dense, kernel_init=torch_default)

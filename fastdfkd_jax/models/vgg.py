@@ -1,0 +1,49 @@
+"""VGG with BatchNorm for CIFAR, as the original ``vgg.py`` (RepDistiller's CIFAR variant).
+
+Five blocks of conv3x3 (with bias) -> BN -> ReLU; 2x2 max-pools after blocks 0, 1 and 2 (and after
+block 3 only for 64-pixel inputs, as the original does for Tiny-ImageNet), a global average pool
+and one linear layer. Submodule names are ``block{i}_conv{j}``, ``block{i}_bn{j}`` and
+``classifier``.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from fastdfkd_jax.models import layers
+
+# Configuration "A" of the original (VGG-11): conv widths per block.
+VGG11_CFG = ((64,), (128,), (256, 256), (512, 512), (512, 512))
+# The original pools after block 3 only for inputs of this height (Tiny-ImageNet).
+POOL3_INPUT_HEIGHT = 64
+
+
+class VGG(nn.Module):
+    """VGG-BN: maps normalized images ``[N, H, W, C]`` to logits ``[N, num_classes]``.
+
+    Attributes:
+      num_classes: number of logits.
+      cfg: conv widths per block (five blocks).
+
+    """
+
+    num_classes: int = 10
+    cfg: Sequence[Sequence[int]] = VGG11_CFG
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        """Map normalized images ``[N, H, W, C]`` to logits ``[N, num_classes]``."""
+        height = x.shape[1]
+        for i, widths in enumerate(self.cfg):
+            for j, width in enumerate(widths):
+                x = layers.conv(width, 3, use_bias=True, name=f"block{i}_conv{j}")(x)
+                x = nn.relu(layers.batch_norm(train=train, name=f"block{i}_bn{j}")(x))
+            if i < 3 or (i == 3 and height == POOL3_INPUT_HEIGHT):
+                x = layers.max_pool_2x2(x)
+        x = layers.global_avg_pool(x)
+        return nn.Dense(
+            self.num_classes,
+            kernel_init=nn.initializers.normal(stddev=0.01),
+            name="classifier",
+        )(x)
