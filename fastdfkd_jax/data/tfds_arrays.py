@@ -1,0 +1,70 @@
+"""Read a prepared TFDS dataset through `tfds.data_source` into numpy arrays, cached as `.npz`.
+
+`tfds.load` needs TensorFlow; `tfds.data_source` does not, but it decodes one PNG per read (5,000
+random Fashion-MNIST reads take 1.7 s). So we decode each split once, in one pass, and keep the
+result as an uncompressed `.npz` (uint8 images, int labels) next to the prepared TFDS files; later
+loads read the `.npz` (well under a second for 60,000 images).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+from absl import logging
+
+from fastdfkd_jax.data import base
+
+# Cache file name inside the dataset's versioned TFDS directory; the prefix marks it as ours.
+_CACHE_TEMPLATE = "fastdfkd_{split}.npz"
+
+
+def _decode_split(data_source) -> tuple[np.ndarray, np.ndarray]:
+    examples = data_source.__getitems__(range(len(data_source)))
+    images = np.stack([example["image"] for example in examples])
+    labels = np.asarray([example["label"] for example in examples])
+    return images, labels
+
+
+def _write_cache(path: str, images: np.ndarray, labels: np.ndarray) -> None:
+    # Write to a temporary file and rename, so a concurrent reader never sees half a file.
+    directory = os.path.dirname(path)
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz.tmp", delete=False) as f:
+        np.savez(f, image=images, label=labels)
+    os.replace(f.name, path)
+
+
+def load_tfds_split(
+    tfds_name: str, split: str, data_dir: str, *, not_found_message: str, use_cache: bool = True
+) -> base.Split:
+    """Load a whole split of a prepared TFDS dataset.
+
+    Args:
+      tfds_name: TFDS dataset name, e.g. `'cifar10'`.
+      split: `'train'` or `'test'`.
+      data_dir: TFDS data directory holding `<tfds_name>/<version>/`.
+      not_found_message: how to get the dataset, raised as `DatasetNotFoundError` if it is absent.
+      use_cache: read and write the decoded `.npz` cache.
+
+    Returns:
+      `{'image': float32 [N, H, W, C] in [0, 1], 'label': int32 [N]}`.
+
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(tfds_name, data_dir=data_dir)
+    cache = os.path.join(os.fspath(builder.data_dir), _CACHE_TEMPLATE.format(split=split))
+    if use_cache and os.path.exists(cache):
+        with np.load(cache) as arrays:
+            return base.as_split(arrays["image"], arrays["label"])
+    try:
+        data_source = tfds.data_source(tfds_name, split=split, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError as e:
+        raise base.DatasetNotFoundError(not_found_message) from e
+    logging.info("Decoding %s/%s (%d examples) once.", tfds_name, split, len(data_source))
+    images, labels = _decode_split(data_source)
+    if use_cache and os.path.isdir(os.path.dirname(cache)):
+        _write_cache(cache, images, labels)
+        logging.info("Cached decoded %s/%s in %s.", tfds_name, split, cache)
+    return base.as_split(images, labels)
