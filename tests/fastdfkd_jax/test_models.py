@@ -1,0 +1,201 @@
+"""Tests of the model zoo: registry, parameter counts, shapes, BatchNorm modes, generators."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fastdfkd_jax import models
+from fastdfkd_jax.models import CLASSIFIERS, GENERATORS, MODELS, count_params, create_model
+
+# Trainable parameters at (10, 100) classes. The CIFAR zoo's values equal the original PyTorch
+# networks' (ResNet-18 11,173,962, WRN-40-2 2,243,546, ...); test_torch_import checks every entry
+# against the PyTorch twins in torch_reference.py.
+KNOWN_PARAMS = {
+    "resnet18": (11_173_962, 11_220_132),
+    "resnet34": (21_282_122, 21_328_292),
+    "wrn16_1": (175_066, 180_916),
+    "wrn16_2": (691_674, 703_284),
+    "wrn40_1": (563_930, 569_780),
+    "wrn40_2": (2_243_546, 2_255_156),
+    "vgg11_bn": (9_231_114, 9_277_284),
+    "resnet8": (78_042, 83_892),
+    "resnet20": (272_474, 278_324),
+    "wrn10_1": (77_850, 83_700),
+    "digits_cnn_teacher": (140_458, 152_068),
+    "digits_cnn_small": (24_058, 29_908),
+    "digits_cnn_tiny": (1_442, 2_972),
+    "fmnist_cnn_teacher": (278_890, 290_500),
+    "fmnist_cnn_small": (24_058, 29_908),
+    "fmnist_cnn_tiny": (6_274, 9_244),
+    "fmnist_resnet8": (77_754, 83_604),
+}
+# Generators: (overrides, latent shape, image shape, parameters). The 32x32 and ImageNet counts are
+# those of the original's Generator(nz=256) and DeepGenerator(nz=256) (without its unused `l1`).
+GENERATOR_CASES = [
+    ("generator", {}, (256,), (32, 32, 3), 2_328_899),
+    ("generator", {"img_size": 28, "nc": 1}, (256,), (28, 28, 1), 1_834_305),
+    ("generator", {"img_size": 8, "nc": 1}, (256,), (8, 8, 1), 353_985),
+    ("generator_imagenet", {}, (14, 14, 256), (224, 224, 3), 592_451),
+]
+
+
+def input_shape(name: str, batch: int = 2) -> tuple[int, int, int, int]:
+    """The image shape each classifier is meant for."""
+    if name.startswith("digits"):
+        return (batch, 8, 8, 1)
+    if name.startswith("fmnist"):
+        return (batch, 28, 28, 1)
+    return (batch, 32, 32, 3)
+
+
+def abstract_init(model, shape):
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape), train=False))
+
+
+def test_registry_is_complete():
+    assert set(CLASSIFIERS) == set(KNOWN_PARAMS)
+    assert set(GENERATORS) == {"generator", "generator_imagenet"}
+    assert set(MODELS) == set(CLASSIFIERS) | set(GENERATORS)
+
+
+def test_unknown_name_lists_choices():
+    with pytest.raises(ValueError, match="resnet34.*wrn40_2|wrn40_2.*resnet34") as info:
+        create_model("resnet1000", num_classes=10)
+    assert "resnet1000" in str(info.value)
+    for name in MODELS:
+        assert name in str(info.value)
+
+
+def test_num_classes_checks():
+    with pytest.raises(ValueError, match="needs num_classes"):
+        create_model("resnet8")
+    with pytest.raises(ValueError, match="takes no num_classes"):
+        create_model("generator", num_classes=10)
+
+
+def test_overrides_reach_the_module():
+    model = create_model("wrn16_1", num_classes=10, depth=10)
+    assert isinstance(model, models.WideResNet) and model.depth == 10
+    assert model.num_classes == 10
+
+
+def test_count_params():
+    tree = {"a": np.zeros((3, 4)), "b": {"c": np.zeros(5), "d": jax.ShapeDtypeStruct((2, 2), "f")}}
+    assert count_params(tree) == 21
+    assert count_params({}) == 0
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_PARAMS))
+def test_param_counts_and_output_shape(name):
+    for num_classes, expected in zip((10, 100), KNOWN_PARAMS[name], strict=True):
+        model = create_model(name, num_classes=num_classes)
+        shape = input_shape(name)
+        variables = abstract_init(model, shape)
+        assert count_params(variables["params"]) == expected
+        # Every BN has running statistics.
+        assert jax.tree.leaves(variables["batch_stats"])
+        logits = jax.eval_shape(
+            lambda v, m=model, s=shape: m.apply(v, jnp.zeros(s), train=False), variables
+        )
+        assert logits.shape == (shape[0], num_classes)
+
+
+@pytest.mark.parametrize("name", ["resnet8", "wrn10_1", "digits_cnn_tiny", "fmnist_cnn_small"])
+def test_any_channels_and_size(name):
+    """Flax infers input channels; GAP heads accept any spatial size."""
+    model = create_model(name, num_classes=10)
+    for shape in [(2, 8, 8, 1), (2, 28, 28, 1), (2, 32, 32, 3)]:
+        variables = abstract_init(model, shape)
+        out = jax.eval_shape(
+            lambda v, s=shape: model.apply(v, jnp.zeros(s), train=False), variables
+        )
+        assert out.shape == (2, 10)
+
+
+def test_vgg_and_cifar_resnet_on_other_inputs():
+    """The big models also run (abstractly) on 28x28x1 inputs."""
+    for name in ("vgg11_bn", "resnet18", "wrn16_2"):
+        model = create_model(name, num_classes=10)
+        variables = abstract_init(model, (2, 28, 28, 1))
+        out = jax.eval_shape(
+            lambda v, m=model: m.apply(v, jnp.zeros((2, 28, 28, 1)), train=False), variables
+        )
+        assert out.shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["digits_cnn_small", "wrn10_1"])
+def test_batchnorm_train_and_eval(name):
+    model = create_model(name, num_classes=10)
+    x = jax.random.normal(jax.random.key(1), input_shape(name, batch=4)) * 2.0 + 1.0
+    variables = model.init(jax.random.key(0), x, train=False)
+
+    _, eval_update = model.apply(variables, x, train=False, mutable=["batch_stats"])
+    chex_equal = jax.tree.map(np.array_equal, eval_update["batch_stats"], variables["batch_stats"])
+    assert all(jax.tree.leaves(chex_equal))
+
+    _, train_update = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    changed = jax.tree.map(
+        lambda a, b: not np.allclose(a, b), train_update["batch_stats"], variables["batch_stats"]
+    )
+    assert all(jax.tree.leaves(changed))
+
+    # Eval mode is per-example: an example's logits do not depend on the rest of the batch.
+    full = model.apply(variables, x, train=False)
+    single = model.apply(variables, x[:1], train=False)
+    np.testing.assert_allclose(full[:1], single, atol=1e-5)
+    # Train mode normalizes with batch statistics, so the batch matters.
+    full_t, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    half_t, _ = model.apply(variables, x[:2], train=True, mutable=["batch_stats"])
+    assert not np.allclose(full_t[:2], half_t, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", GENERATOR_CASES, ids=lambda c: f"{c[0]}_{c[3]}")
+def test_generator_param_counts(case):
+    name, overrides, latent, _, expected = case
+    model = create_model(name, **overrides)
+    assert model.latent_shape == latent
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, *latent))))
+    assert count_params(variables["params"]) == expected
+
+
+@pytest.mark.parametrize(
+    "name, overrides, image_shape",
+    [
+        ("generator", {"img_size": 8, "nc": 1, "nz": 16, "ngf": 8}, (8, 8, 1)),
+        ("generator", {"img_size": 28, "nc": 1, "nz": 16, "ngf": 8}, (28, 28, 1)),
+        ("generator", {"nz": 16, "ngf": 8}, (32, 32, 3)),
+        ("generator_imagenet", {"latent_size": 2, "nz": 16, "ngf": 8}, (32, 32, 3)),
+    ],
+)
+def test_generator_output(name, overrides, image_shape):
+    model = create_model(name, **overrides)
+    z = jax.random.normal(jax.random.key(0), (3, *model.latent_shape)) * 3.0
+    variables = model.init(jax.random.key(1), z)
+    images, update = model.apply(variables, z, train=True, mutable=["batch_stats"])
+    assert images.shape == (3, *image_shape)
+    assert model.img_size == image_shape[0]
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    assert float(images.std()) > 0.0
+    assert set(update) == {"batch_stats"}
+    # Batch statistics always: `train` makes no difference.
+    images_eval, _ = model.apply(variables, z, train=False, mutable=["batch_stats"])
+    np.testing.assert_array_equal(images, images_eval)
+
+
+def test_generator_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        create_model("generator", img_size=30).init(jax.random.key(0), jnp.zeros((2, 256)))
+    with pytest.raises(ValueError, match="z must have shape"):
+        create_model("generator").init(jax.random.key(0), jnp.zeros((2, 100)))
+    with pytest.raises(ValueError, match="z must have shape"):
+        create_model("generator_imagenet", latent_size=2).init(
+            jax.random.key(0), jnp.zeros((2, 3, 3, 256))
+        )
+
+
+def test_depth_validation():
+    with pytest.raises(ValueError, match="6n \\+ 4"):
+        abstract_init(create_model("wrn16_1", num_classes=10, depth=15), (1, 8, 8, 1))
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        abstract_init(create_model("resnet8", num_classes=10, depth=9), (1, 8, 8, 1))
