@@ -61,7 +61,7 @@ NOT_FOUND_MESSAGE = (
 )
 
 
-def debian_files(source_dir: str = DEBIAN_DIR) -> dict[str, tuple[str, str]]:
+def debian_files(source_dir: str) -> dict[str, tuple[str, str]]:
     """Paths `{split: (images .gz, labels .gz)}` of the Debian IDX files under `source_dir`."""
     return {
         split: (
@@ -72,7 +72,7 @@ def debian_files(source_dir: str = DEBIAN_DIR) -> dict[str, tuple[str, str]]:
     }
 
 
-def has_debian_files(source_dir: str = DEBIAN_DIR) -> bool:
+def has_debian_files(source_dir: str) -> bool:
     """Whether all four Debian IDX files exist under `source_dir`."""
     return all(os.path.exists(p) for pair in debian_files(source_dir).values() for p in pair)
 
@@ -104,7 +104,7 @@ def _debian_builder_class():
 
         name = TFDS_NAME
 
-        def __init__(self, *, source_dir: str = DEBIAN_DIR, **kwargs):
+        def __init__(self, *, source_dir: str, **kwargs):
             self._source_dir = source_dir
             super().__init__(**kwargs)
 
@@ -126,13 +126,13 @@ def _debian_builder_class():
 
 
 def prepare(
-    data_dir: str | None = None, *, source_dir: str = DEBIAN_DIR, allow_download: bool = False
+    data_dir: str | None = None, *, source_dir: str | None = None, allow_download: bool = False
 ) -> str:
     """Prepare TFDS's `fashion_mnist` in `data_dir` (array_record files); no-op if prepared.
 
     Args:
       data_dir: TFDS data directory (default: see module docstring).
-      source_dir: directory of Debian's IDX files.
+      source_dir: directory of Debian's IDX files (default `DEBIAN_DIR`).
       allow_download: if the Debian files are absent, use TFDS's stock download (online only).
 
     Returns:
@@ -145,6 +145,7 @@ def prepare(
     import tensorflow_datasets as tfds
 
     data_dir = base.resolve_data_dir(data_dir)
+    source_dir = DEBIAN_DIR if source_dir is None else source_dir
     if has_debian_files(source_dir):
         builder = _debian_builder_class()(data_dir=data_dir, source_dir=source_dir)
     elif allow_download:
@@ -166,7 +167,7 @@ def is_prepared(data_dir: str | None = None) -> bool:
     return tfds.builder(TFDS_NAME, data_dir=base.resolve_data_dir(data_dir)).is_prepared()
 
 
-def load(split: str, data_dir: str | None = None, *, source_dir: str = DEBIAN_DIR) -> base.Split:
+def load(split: str, data_dir: str | None = None, *, source_dir: str | None = None) -> base.Split:
     """Load a split, preparing it from Debian's files first if needed.
 
     Returns:
@@ -178,6 +179,7 @@ def load(split: str, data_dir: str | None = None, *, source_dir: str = DEBIAN_DI
     """
     base.check_split(split)
     data_dir = base.resolve_data_dir(data_dir)
+    source_dir = DEBIAN_DIR if source_dir is None else source_dir
     if not is_prepared(data_dir):
         prepare(data_dir, source_dir=source_dir)
     return tfds_arrays.load_tfds_split(
