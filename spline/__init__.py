@@ -1,0 +1,11 @@
+"""Spline-based initialization of fully connected layers (Mo et al., arXiv 2102.06554).
+
+``MARS`` fits a Multivariate Adaptive Regression Splines model (earth-compatible); ``to_dense``
+converts a degree-1 fit exactly into the parameters of a one-hidden-layer ReLU MLP; the helpers in
+``spline.init`` turn a fit into ``(key, shape, dtype)`` initializers and ``nn.Dense`` stacks.
+"""
+
+from spline.basis import Term
+from spline.mars import MARS
+
+__all__ = ["MARS", "Term"]
