@@ -1,13 +1,15 @@
 """Tests of the dataset registry: digits, Fashion-MNIST from Debian's files, CIFAR via mock data."""
 
+import io
 import os
+import tarfile
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from fastdfkd_jax import data
-from fastdfkd_jax.data import base, digits, fashion_mnist
+from fastdfkd_jax.data import base, cifar, digits, fashion_mnist
 
 
 def test_unknown_name_and_split():
@@ -168,6 +170,54 @@ def test_cifar_with_mock_data(name, tmp_path):
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_missing_says_how_to_get_it(name, tmp_path):
     with pytest.raises(
-        data.DatasetNotFoundError, match=f"tfds.builder\\('{name}'.*download_and_prepare"
+        data.DatasetNotFoundError, match=f"prepare_data.py --dataset={name}.*download_and_prepare"
     ):
         data.load_split(name, "test", tmp_path)
+
+
+def _fake_cifar_archive(path, name, per_file=3):
+    """Writes a tiny binary CIFAR archive laid out as the official one; returns its examples."""
+    rng = np.random.default_rng(0)
+    if name == "cifar10":
+        prefix, num_labels, label_files = "cifar-10-batches-bin/", 1, {"batches.meta.txt": 10}
+        splits = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
+    else:
+        prefix, num_labels = "cifar-100-binary/", 2
+        label_files = {"coarse_label_names.txt": 20, "fine_label_names.txt": 100}
+        splits = {"train": ["train.bin"], "test": ["test.bin"]}
+    expected = {}
+    with tarfile.open(path, "w:gz") as tar:
+
+        def add(file_name, content):
+            member = tarfile.TarInfo(prefix + file_name)
+            member.size = len(content)
+            tar.addfile(member, io.BytesIO(content))
+
+        for split, files in splits.items():
+            expected[split] = []
+            for file_name in files:
+                labels = rng.integers(0, 10, (per_file, num_labels), dtype=np.uint8)
+                chw = rng.integers(0, 256, (per_file, 3, 32, 32), dtype=np.uint8)
+                add(file_name, np.concatenate([labels, chw.reshape(per_file, -1)], 1).tobytes())
+                # The last label byte is the (fine) label; images are stored channel-first.
+                expected[split] += [
+                    (int(lab[-1]), img.transpose(1, 2, 0).tobytes())
+                    for lab, img in zip(labels, chw, strict=True)
+                ]
+        for file_name, count in label_files.items():
+            add(file_name, "".join(f"class{i}\n" for i in range(count)).encode())
+    return expected
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_prepared_from_archive_without_tensorflow(name, tmp_path):
+    archive = str(tmp_path / f"{name}.tar.gz")
+    expected = _fake_cifar_archive(archive, name)
+    cifar.prepare(name, str(tmp_path / "tfds"), archive=archive)
+    for split in ("train", "test"):
+        loaded = data.load_split(name, split, tmp_path / "tfds")
+        pixels = np.round(loaded["image"] * 255).astype(np.uint8)
+        got = sorted(
+            (int(lab), img.tobytes()) for lab, img in zip(loaded["label"], pixels, strict=True)
+        )
+        assert got == sorted(expected[split])
