@@ -90,6 +90,7 @@ def load_teacher(
 
     Returns:
       `(meta, variables)`, variables as `{'params': ..., 'batch_stats': ...}` of numpy arrays.
+
     """
     meta = load_teacher_meta(directory)
     if arch is not None and meta["arch"] != arch:

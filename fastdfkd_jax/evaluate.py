@@ -20,8 +20,10 @@ def _eval_step(variables, batch, *, model: nn.Module, mean, std):
       variables: the classifier's `{'params', 'batch_stats'}`.
       batch: `image` float32 [B, H, W, C] in [0, 1], `label` int32 [B], `mask` bool [B] (False on
         padding rows).
+
     Returns:
       (correct, count): int32 scalars.
+
     """
     logits = model.apply(variables, augment.normalize(batch["image"], mean, std), train=False)
     hits = (jnp.argmax(logits, -1) == batch["label"]) & batch["mask"]

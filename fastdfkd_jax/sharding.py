@@ -7,6 +7,8 @@ reductions over the batch (BatchNorm statistics, means of losses) are over the g
 sharded run is the same computation as a single-device run.
 """
 
+import re
+
 import jax
 import ml_collections
 import numpy as np
@@ -24,6 +26,7 @@ def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
       cfg: the `distributed` block: `enabled` (bool), `coordinator_address` ('' = auto-detect, as on
         Cloud TPU), `num_processes` and `process_id` (-1 = auto-detect), `cpu_collectives`
         ('' or 'gloo', for multi-process CPU runs).
+
     """
     if not cfg.enabled:
         return
@@ -55,9 +58,7 @@ def make_mesh(cfg: ml_collections.ConfigDict) -> Mesh:
     if size < 1:
         raise ValueError(f"mesh.data must be -1 or >= 1, got {cfg.data}.")
     if size > available:
-        raise ValueError(
-            f"mesh.data={size} asks for more devices than the {available} present."
-        )
+        raise ValueError(f"mesh.data={size} asks for more devices than the {available} present.")
     devices = np.asarray(jax.devices()[:size])
     return Mesh(devices, (DATA_AXIS,))
 
@@ -119,8 +120,46 @@ def mesh_config(**overrides) -> ml_collections.ConfigDict:
 def distributed_config(**overrides) -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict(
         dict(
-            enabled=False, coordinator_address="", num_processes=-1, process_id=-1, cpu_collectives=""
+            enabled=False,
+            coordinator_address="",
+            num_processes=-1,
+            process_id=-1,
+            cpu_collectives="",
         )
     )
     cfg.update(overrides)
     return cfg
+
+
+# Placement rules for run states: (regex over the '/'-joined pytree path, PartitionSpec); the first
+# match wins, anything unmatched is replicated. The pool's images are the only large batch-like
+# array in a state: shard them along `data`.
+STATE_RULES = ((r"(^|/)pool/images$", P(DATA_AXIS)),)
+
+
+def _path_name(path) -> str:
+    parts = []
+    for key in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+    return "/".join(parts)
+
+
+def state_shardings(tree, mesh: Mesh, rules=STATE_RULES):
+    """The `NamedSharding` of every leaf of a state pytree, by `rules`."""
+
+    def rule(path, _):
+        name = _path_name(path)
+        for pattern, spec in rules:
+            if re.search(pattern, name):
+                return NamedSharding(mesh, spec)
+        return replicated(mesh)
+
+    return jax.tree_util.tree_map_with_path(rule, tree)
+
+
+def place_state(tree, mesh: Mesh, rules=STATE_RULES):
+    """Places a state pytree on the mesh by `rules`."""
+    return jax.device_put(tree, state_shardings(tree, mesh, rules))

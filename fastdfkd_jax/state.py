@@ -20,6 +20,7 @@ class ClassifierState:
       params: the model's `params` collection.
       batch_stats: the model's `batch_stats` collection (running BN statistics).
       opt_state: the optax state of `params`.
+
     """
 
     step: jax.Array

@@ -73,8 +73,10 @@ def train_step(
       state: the classifier's state.
       batch: `image` float32 [B, H, W, C] in [0, 1], `label` int32 [B].
       rng: a key for this step (the caller folds in the step).
+
     Returns:
       (new state, {'loss', 'accuracy'} scalars).
+
     """
     images = augment.augment(
         rng, batch["image"], padding=aug.padding, flip=aug.flip, mean=mean, std=std
@@ -131,7 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     root = jax.random.PRNGKey(config.seed)
     init_rng, train_rng = jax.random.split(root)
-    state = sharding.replicate(init_classifier(model, tx, init_rng, info.image_shape), mesh)
+    state = sharding.place_state(init_classifier(model, tx, init_rng, info.image_shape), mesh)
 
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
     state, restored = checkpoint.restore_latest(manager, state)

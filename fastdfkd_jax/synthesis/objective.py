@@ -1,0 +1,92 @@
+"""The inversion objective shared by DeepInversion and FastDFKD.
+
+loss = bn * L_bn + oh * L_oh + adv_weight * L_adv on augmented synthetic images, the teacher in
+eval mode (its BatchNorm inputs captured), the student in eval mode. `adv_weight` is an argument,
+not a constant, so switching the adversarial term on after warmup does not recompile.
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fastdfkd_jax.synthesis import losses
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The inversion objective for one teacher/student pair.
+
+    Attributes:
+      teacher: the frozen teacher module.
+      student: the student module (for the adversarial term).
+      augment: `(rng, images [B,H,W,C] in [0,1]) -> model inputs [B,H,W,C]` (normalized).
+      bn: weight of the BN-statistics loss.
+      oh: weight of the one-hot loss.
+      bn_momentum: FastDFKD's momentum blend of BN statistics (0 disables it).
+      adversarial: 'kl' (FastDFKD's masked KL) or 'js' (DeepInversion's Jensen-Shannon at
+        `js_temperature`).
+      js_temperature: temperature of the JS term.
+
+    """
+
+    teacher: nn.Module
+    student: nn.Module
+    augment: Callable[[jax.Array, jax.Array], jax.Array]
+    bn: float
+    oh: float
+    bn_momentum: float
+    adversarial: str = "kl"
+    js_temperature: float = 3.0
+
+    def __call__(
+        self,
+        images: jax.Array,
+        targets: jax.Array,
+        rng: jax.Array,
+        teacher_vars,
+        student_vars,
+        bn_memory: losses.BNMemory,
+        adv_weight: jax.Array,
+    ) -> tuple[jax.Array, tuple[list[losses.BNRecord], dict]]:
+        """Loss of `images` [B, H, W, C] in [0, 1] for `targets` int32 [B].
+
+        Returns:
+          (scalar loss, (BN records of the teacher pass, {'loss_bn', 'loss_oh', 'loss_adv'})).
+
+        """
+        inputs = self.augment(rng, images)
+        teacher_logits, records = losses.capture_bn_inputs(
+            self.teacher, teacher_vars, inputs, train=False
+        )
+        loss_bn = losses.bn_statistics_loss(records, bn_memory, self.bn_momentum)
+        loss_oh = losses.one_hot_loss(teacher_logits, targets)
+        student_logits = self.student.apply(student_vars, inputs, train=False)
+        if self.adversarial == "kl":
+            loss_adv = losses.adversarial_loss(student_logits, teacher_logits)
+        else:
+            loss_adv = -js_divergence(student_logits, teacher_logits, self.js_temperature)
+        loss = self.bn * loss_bn + self.oh * loss_oh + adv_weight * loss_adv
+        parts = {"loss_bn": loss_bn, "loss_oh": loss_oh, "loss_adv": loss_adv}
+        return loss, (records, parts)
+
+
+def js_divergence(logits_a: jax.Array, logits_b: jax.Array, temperature: float) -> jax.Array:
+    """Mean over the batch of the Jensen-Shannon divergence of two [B, K] softmaxes at T."""
+    log_p = jax.nn.log_softmax(logits_a / temperature, -1)
+    log_q = jax.nn.log_softmax(logits_b / temperature, -1)
+    log_m = jnp.log(0.5 * (jnp.exp(log_p) + jnp.exp(log_q)))
+    kl_pm = jnp.sum(jnp.exp(log_p) * (log_p - log_m), -1)
+    kl_qm = jnp.sum(jnp.exp(log_q) * (log_q - log_m), -1)
+    return jnp.mean(0.5 * (kl_pm + kl_qm))
+
+
+def init_bn_memory(objective: Objective, teacher_vars, image_shape) -> losses.BNMemory:
+    """An empty BN memory shaped like the teacher's BatchNorm layers on `image_shape` images."""
+
+    def records(x):
+        return losses.capture_bn_inputs(objective.teacher, teacher_vars, x, train=False)[1]
+
+    return losses.init_bn_memory(jax.eval_shape(records, jnp.zeros((2, *image_shape))))
