@@ -1,8 +1,8 @@
 r"""FastDFKD Fast-5 on digits (8x8x1): digits_cnn_teacher -> digits_cnn_small.
 
   python -m fastdfkd_jax.main --config=configs/teacher_digits.py --workdir=runs/teacher_digits
-  python -m fastdfkd_jax.main --config=configs/dfkd_digits_fast5.py --workdir=runs/dfkd_digits_fast5 \
-      --config.teacher.checkpoint=runs/teacher_digits/teacher
+  python -m fastdfkd_jax.main --config=configs/dfkd_digits_fast5.py \
+      --workdir=runs/dfkd_digits_fast5 --config.teacher.checkpoint=runs/teacher_digits/teacher
 
 The schedule is the paper's shape scaled to an 8x8 problem on 2 CPU cores (see docs/results.md for
 what it reaches).

@@ -1,7 +1,7 @@
 """Checkpoints: resumable run state (orbax CheckpointManager) and teacher directories.
 
-A run's state is one `flax.struct` pytree saved under `WORKDIR/checkpoints/<step>`; orbax writes to a
-temporary directory and renames it when complete, so a run killed during a save keeps its previous
+A run's state is one `flax.struct` pytree saved under `WORKDIR/checkpoints/<step>`; orbax writes to
+a temporary directory and renames it when complete, so a run killed during a save keeps its previous
 checkpoint. Restoring takes an abstract target (shapes, dtypes, shardings) so the state comes back
 with its exact structure and placement.
 

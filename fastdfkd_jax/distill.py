@@ -29,7 +29,8 @@ def student_step(
     """One KD step on a batch drawn from the pool.
 
     The batch [batch_size, H, W, C] is sampled uniformly from the pool, cropped, flipped and
-    normalized; the loss is KL(teacher_T || student_T) * T^2 against teacher logits only (no labels).
+    normalized; the loss is KL(teacher_T || student_T) * T^2 against teacher logits only
+    (no labels).
 
     Returns:
       (new student state, {'kd_loss'}).

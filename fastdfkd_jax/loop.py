@@ -174,7 +174,8 @@ def load_teacher_checked(config, info) -> tuple[nn.Module, dict]:
     want = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), expected)
     if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
         raise ValueError(
-            f"The teacher at {config.teacher.checkpoint!r} does not match a {config.teacher.arch!r} "
+            f"The teacher at {config.teacher.checkpoint!r} does not match a "
+            f"{config.teacher.arch!r} "
             f"for {info.image_shape} images and {info.num_classes} classes."
         )
     return teacher, variables

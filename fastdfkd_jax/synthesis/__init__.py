@@ -1,0 +1,1 @@
+"""Image synthesis from a frozen teacher: losses, DeepInversion, FastDFKD, the pool."""
