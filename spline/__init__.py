@@ -6,6 +6,19 @@ converts a degree-1 fit exactly into the parameters of a one-hidden-layer ReLU M
 """
 
 from spline.basis import Term
+from spline.convert import min_widths, surrogate_coef, surrogate_predict, to_dense
+from spline.init import MLP, mars_bias_init, mars_dense_stack, mars_kernel_init
 from spline.mars import MARS
 
-__all__ = ["MARS", "Term"]
+__all__ = [
+    "MARS",
+    "MLP",
+    "Term",
+    "mars_bias_init",
+    "mars_dense_stack",
+    "mars_kernel_init",
+    "min_widths",
+    "surrogate_coef",
+    "surrogate_predict",
+    "to_dense",
+]

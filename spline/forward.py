@@ -64,14 +64,9 @@ def default_endspan(n_features: int, alpha: float = SPAN_ALPHA) -> int:
     return max(1, int(3.0 - math.log2(alpha / n_features)))
 
 
-def _grid_valid(xs: np.ndarray, idx: np.ndarray, ranks: np.ndarray, endspan: int) -> np.ndarray:
-    """Which grid ranks are usable knots (see ``candidate_positions``)."""
-    n_sup = idx.size
-    inside = (ranks >= endspan) & (ranks <= n_sup - 1 - endspan)
-    r = np.clip(ranks, 0, n_sup - 1)
-    nxt = idx[np.minimum(r + 1, n_sup - 1)]
-    # A knot must differ from the next support value, else ``x > t`` would cut a run of ties.
-    return inside & (xs[idx[r]] < xs[nxt])
+def _grid_valid(ranks: np.ndarray, n_support: int, endspan: int) -> np.ndarray:
+    """Which grid ranks keep ``endspan`` support rows on each side of the knot."""
+    return (ranks >= endspan) & (ranks <= n_support - 1 - endspan)
 
 
 def candidate_positions(
@@ -81,8 +76,10 @@ def candidate_positions(
 
     A knot ``t = xs[i]`` splits the parent's support into ``x <= t`` and ``x > t``. Candidates keep
     ``endspan`` support rows on each side, are ``minspan`` support rows apart on earth's grid
-    (support ranks r, counted from 0 at the minimum, with ``n_support - r`` a multiple of minspan),
-    and sit on the last row of a run of ties so that ``x > t`` is exactly the rows after ``i``.
+    (support ranks r, counted from 0 at the minimum, with ``r + 1`` a multiple of minspan),
+    Inside a run of tied values every position gives the same hinges (tied rows contribute
+    ``x - t = 0``), so ties need no special care; a knot at the minimum makes the pair one linear
+    function (earth's ``Auto.linpreds`` case), handled by the caller.
 
     Args:
       xs: [N] the variable's values, sorted ascending.
@@ -98,20 +95,20 @@ def candidate_positions(
     if idx.size == 0:
         return np.zeros(0, dtype=np.int64)
     ranks = grid_ranks(idx.size, minspan)
-    return idx[ranks[_grid_valid(xs, idx, ranks, endspan)]]
+    del xs  # knots are xs[positions]; the grid depends only on the support
+    return idx[ranks[_grid_valid(ranks, idx.size, endspan)]]
 
 
 def root_candidates(xs: np.ndarray, minspan: int, endspan: int) -> tuple[np.ndarray, np.ndarray]:
     """All grid points of the constant parent (support = every row) and which are usable.
 
     Returns:
-      ``(pos [nb], valid [nb])``: positions (clipped to 0 for the padding point) and the mask that
-      selects exactly ``candidate_positions(xs, all rows, minspan, endspan)``.
+      ``(pos [nb], valid [nb])``: the grid positions and the mask that selects exactly
+      ``candidate_positions(xs, all rows, minspan, endspan)``.
 
     """
-    idx = np.arange(xs.size)
     ranks = grid_ranks(xs.size, minspan)
-    return np.clip(ranks, 0, None), _grid_valid(xs, idx, ranks, endspan)
+    return ranks, _grid_valid(ranks, xs.size, endspan)
 
 
 def _stats(pq, pxq, tq, txq, py, pxy, ty, txy, pw, tw, knots, qty):
@@ -161,7 +158,7 @@ def _stats(pq, pxq, tq, txq, py, pxy, ty, txy, pw, tw, knots, qty):
 
 
 def _rows(w, q, y, xj, pj):
-    """Return the summands of one variable in sorted order: ``w q`` [M, N], ``w y`` [K, N], ``w^2``."""
+    """Return one variable's summands in sorted order: ``w q`` [M, N], ``w y`` [K, N], ``w^2``."""
     ws = w[pj]
     return (q[pj] * ws[:, None]).T, (y[pj] * ws[:, None]).T, ws * ws
 
@@ -203,14 +200,13 @@ def build_stats(w, q, y, qty, xs, perm, cand, knots):
 
 
 def grid_size(n_rows: int, minspan: int) -> int:
-    """Return the size of earth's knot grid (ranks r with n - r a multiple of minspan)."""
-    return -(-n_rows // minspan)
+    """Return the size of earth's knot grid: ranks r (from 0 at the minimum) with minspan | r + 1."""
+    return n_rows // minspan
 
 
 def grid_ranks(n_rows: int, minspan: int) -> np.ndarray:
-    """Ranks of the grid points, increasing; the first may be negative (padding)."""
-    nb = grid_size(n_rows, minspan)
-    return np.arange(nb) * minspan - (nb * minspan - n_rows)
+    """Ranks of the grid points, increasing: ``minspan - 1, 2 minspan - 1, ...``."""
+    return np.arange(1, grid_size(n_rows, minspan) + 1) * minspan - 1
 
 
 def _grid_prefix(v, minspan: int):
@@ -221,14 +217,11 @@ def _grid_prefix(v, minspan: int):
     """
     n = v.shape[-1]
     nb = grid_size(n, minspan)
-    pad = nb * minspan - n
-    vp = jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(pad, 0)])
+    head = v[..., : nb * minspan]
     # Strided adds fuse into one loop; XLA's reduction over a short minor axis is several times
     # slower on CPU.
-    blocks = sum(vp[..., i::minspan] for i in range(minspan))
-    at_or_above = jnp.flip(jnp.cumsum(jnp.flip(blocks, -1), -1), -1)
-    total = at_or_above[..., :1]
-    return total - at_or_above + vp[..., ::minspan], total[..., 0]
+    blocks = sum(head[..., i::minspan] for i in range(minspan))
+    return jnp.cumsum(blocks, -1), jnp.sum(v, -1)
 
 
 @functools.partial(jax.jit, static_argnames=("minspan",))
