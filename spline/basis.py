@@ -80,7 +80,8 @@ class Term:
             if f.direction == LINEAR:
                 parts.append(v)
             elif f.direction == HINGE_UP:
-                parts.append(f"h({v}-{_fmt(f.knot)})")
+                sign = "-" if f.knot >= 0 else "+"
+                parts.append(f"h({v}{sign}{_fmt(abs(f.knot))})")
             else:
                 parts.append(f"h({_fmt(f.knot)}-{v})")
         return "*".join(parts)

@@ -2,8 +2,8 @@
 
 Degree 1 (exact, everywhere, not only on the training range): a degree-1 MARS model is the CPWL
 function ``f(x) = c0 + sum_k c_k * max(0, s_k (x_j - t_k))``, so one hidden ReLU layer with
-``W1[j_k, k] = s_k``, ``b1[k] = -s_k t_k``, ``W2[k] = c_k``, ``b2 = c0`` reproduces it. A linear term
-``c x_j`` takes two units, ``c relu(x_j - m) - c relu(m - x_j) + c m``.
+``W1[j_k, k] = s_k``, ``b1[k] = -s_k t_k``, ``W2[k] = c_k``, ``b2 = c0`` reproduces it. A linear
+term ``c x_j`` takes two units, ``c relu(x_j - m) - c relu(m - x_j) + c m``.
 
 Options (each keeps the function exactly):
 - input standardization ``z = (x - mean) / std`` folded into the first layer;
@@ -175,42 +175,38 @@ def _surrogate_layers(model: MARS, mean, std, coef: np.ndarray):
     return [(w1, b1), (w2, np.asarray(b2)), (w3, b3)]
 
 
-def _widen_and_deepen(layers, widths: Sequence[int], key: jax.Array):
-    """Pad hidden layers to ``widths`` and append identity layers up to ``len(widths)``.
+def _deepen(layers, n_hidden: int):
+    """Append identity layers until there are ``n_hidden`` hidden layers: relu(I h) = h, h >= 0."""
+    if n_hidden < len(layers) - 1:
+        raise ValueError(f"the conversion needs {len(layers) - 1} hidden layer(s), got {n_hidden}")
+    while len(layers) - 1 < n_hidden:
+        n = layers[-2][0].shape[1]
+        layers = layers[:-1] + [(np.eye(n), np.zeros(n)), layers[-1]]
+    return layers
+
+
+def _widen(layers, widths: Sequence[int], key: jax.Array, dtype):
+    """Pad hidden layers to ``widths`` (jnp, so it runs under jit inside an initializer).
 
     Extra units get He-normal incoming weights (from every unit of the previous layer), zero bias
     and zero weights into every needed unit of the next layer, so the function is unchanged.
     """
-    hidden = [w.shape[1] for w, _ in layers[:-1]]
-    if len(widths) < len(hidden):
-        raise ValueError(
-            f"the conversion needs {len(hidden)} hidden layer(s); got widths {list(widths)}"
-        )
-    # Identity layers: relu(I h) = h for h >= 0.
-    while len(layers) - 1 < len(widths):
-        n = layers[-2][0].shape[1]
-        layers = layers[:-1] + [(np.eye(n), np.zeros(n)), layers[-1]]
     out = []
     prev_width = layers[0][0].shape[0]
     for i, (w, b) in enumerate(layers):
         needed_in, needed_out = w.shape
-        last = i == len(layers) - 1
-        width = needed_out if last else int(widths[i])
+        width = needed_out if i == len(layers) - 1 else int(widths[i])
         if width < needed_out:
             raise ValueError(
                 f"hidden layer {i} needs at least {needed_out} units for an exact conversion, "
                 f"got width {width}"
             )
-        kernel = np.zeros((prev_width, width))
-        kernel[:needed_in, :needed_out] = w
-        bias = np.zeros(width)
-        bias[:needed_out] = b
+        kernel = jnp.zeros((prev_width, width), dtype).at[:needed_in, :needed_out].set(w)
+        bias = jnp.zeros((width,), dtype).at[:needed_out].set(b)
         if width > needed_out:
             key, sub = jax.random.split(key)
-            std = np.sqrt(2.0 / prev_width)
-            kernel[:, needed_out:] = std * np.asarray(
-                jax.random.normal(sub, (prev_width, width - needed_out), jnp.float32)
-            )
+            extra = jax.random.normal(sub, (prev_width, width - needed_out), dtype)
+            kernel = kernel.at[:, needed_out:].set(np.sqrt(2.0 / prev_width) * extra)
         out.append((kernel, bias))
         prev_width = width
     return out
@@ -252,7 +248,8 @@ def to_dense(
       input_mean: [d] mean folded into the first layer: the network takes
         ``(x - input_mean) / input_std``. None: raw inputs (mean 0).
       input_std: [d] standard deviation, None for 1.
-      balance: equalize each hidden unit's incoming and outgoing weight norms.
+      balance: equalize each needed hidden unit's incoming and outgoing weight norms (computed
+        before widening; extra units are left as drawn).
       widths: hidden layer widths; None uses the minimal single hidden layer (two for a degree-2
         surrogate). More entries than needed append identity layers; larger widths add units with
         random incoming and zero outgoing weights.
@@ -294,18 +291,17 @@ def to_dense(
         layers = _surrogate_layers(model, mean, std, surrogate_coef(model, x))
     else:
         raise ValueError(f"unknown surrogate {surrogate!r}; choose from {SURROGATES}")
-    if widths is not None:
-        widths = list(widths)
-        needs_key = len(widths) >= len(layers) - 1 and any(
-            widths[i] > layers[i][0].shape[1] for i in range(len(layers) - 1)
-        )
-        if needs_key and key is None:
-            raise ValueError("widening adds random units: pass key=jax.random.PRNGKey(...)")
-        layers = _widen_and_deepen(layers, widths, key if key is not None else jax.random.key(0))
+    widths = [w.shape[1] for w, _ in layers[:-1]] if widths is None else list(widths)
+    layers = _deepen(layers, len(widths))
     if balance:
         layers = _balance(layers)
+    if key is None:
+        if any(w > lay[0].shape[1] for w, lay in zip(widths, layers, strict=False)):
+            raise ValueError("widening adds random units: pass key=jax.random.key(...)")
+        key = jax.random.key(0)  # unused: no extra units
+    layers = _widen(layers, widths, key, dtype)
     return {
-        f"Dense_{i}": {"kernel": jnp.asarray(w, dtype), "bias": jnp.asarray(b, dtype)}
+        f"Dense_{i}": {"kernel": w, "bias": b}
         for i, (w, b) in enumerate(layers)
     }
 

@@ -200,7 +200,7 @@ def build_stats(w, q, y, qty, xs, perm, cand, knots):
 
 
 def grid_size(n_rows: int, minspan: int) -> int:
-    """Return the size of earth's knot grid: ranks r (from 0 at the minimum) with minspan | r + 1."""
+    """Return the size of earth's knot grid: ranks r (0 at the minimum) with minspan | r + 1."""
     return n_rows // minspan
 
 
