@@ -37,7 +37,7 @@ _SOURCE_DIR = flags.DEFINE_string(
 _ALLOW_DOWNLOAD = flags.DEFINE_bool(
     "allow_download",
     False,
-    "Fashion-MNIST only: without the Debian files, use TFDS's stock download (needs TensorFlow).",
+    "Fashion-MNIST only: without the Debian files, download the official files (online).",
 )
 flags.mark_flag_as_required("dataset")
 

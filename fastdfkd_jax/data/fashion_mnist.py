@@ -11,8 +11,9 @@ Where does the prepared dataset come from:
    the standard `fashion_mnist` (same name, version, features and example keys, hence the same
    example order as TFDS's own download). `load` prepares it automatically the first time
    (about 10 s) when the Debian files are present.
-2. Online, with TFDS's stock download: `prepare(allow_download=True)` (needs TensorFlow for the
-   stock builder's IDX reader; prefer the Debian package).
+2. Online, `prepare(allow_download=True)` (or `scripts/prepare_data.py --allow_download`): the
+   same builder fetches the official files with TFDS's download manager (checksums verified)
+   instead of reading Debian's; no TensorFlow needed. Never done implicitly.
 
 The data directory is `data_dir`, else `$FASTDFKD_DATA_DIR`, else TFDS's default
 (`$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import urllib.parse
 
 import numpy as np
 from absl import logging
@@ -57,7 +59,7 @@ NOT_FOUND_MESSAGE = (
     "Install them with `sudo apt-get install dataset-fashion-mnist` (it is then prepared "
     "automatically), or, when online, prepare TFDS's download with "
     "`python scripts/prepare_data.py --dataset=fashion_mnist --allow_download "
-    "--data_dir={data_dir}` (needs TensorFlow for TFDS's stock builder)."
+    "--data_dir={data_dir}`."
 )
 
 
@@ -100,20 +102,27 @@ def _debian_builder_class():
     from tensorflow_datasets.image_classification import mnist
 
     class DebianFashionMNIST(mnist.FashionMNIST, skip_registration=True):
-        """TFDS's `fashion_mnist` builder reading Debian's IDX files instead of downloading."""
+        """TFDS's `fashion_mnist` builder reading local IDX files (or downloads) without TF."""
 
         name = TFDS_NAME
 
-        def __init__(self, *, source_dir: str, **kwargs):
+        def __init__(self, *, source_dir: str | None, **kwargs):
             self._source_dir = source_dir
             super().__init__(**kwargs)
 
         def _split_generators(self, dl_manager):
-            del dl_manager  # Nothing is downloaded.
-            return {
-                split: self._generate_examples_from(*paths)
-                for split, paths in debian_files(self._source_dir).items()
-            }
+            if self._source_dir is not None:
+                files = debian_files(self._source_dir)
+            else:
+                # The official files (same names as Debian's), checksum-verified by TFDS;
+                # `download` rather than `download_and_extract`: TFDS's extractor needs TF.
+                names = debian_files("")
+                urls = {
+                    split: [urllib.parse.urljoin(self.URL, n) for n in pair]
+                    for split, pair in names.items()
+                }
+                files = dl_manager.download(urls)
+            return {split: self._generate_examples_from(*paths) for split, paths in files.items()}
 
         def _generate_examples_from(self, images_path, labels_path):
             images, labels = read_idx(images_path, labels_path)
@@ -133,7 +142,8 @@ def prepare(
     Args:
       data_dir: TFDS data directory (default: see module docstring).
       source_dir: directory of Debian's IDX files (default `DEBIAN_DIR`).
-      allow_download: if the Debian files are absent, use TFDS's stock download (online only).
+      allow_download: if the Debian files are absent, download the official files with TFDS's
+        download manager (online only; no TensorFlow needed).
 
     Returns:
       The prepared dataset's versioned directory.
@@ -142,14 +152,12 @@ def prepare(
       DatasetNotFoundError: no Debian files and `allow_download` is false.
 
     """
-    import tensorflow_datasets as tfds
-
     data_dir = base.resolve_data_dir(data_dir)
     source_dir = DEBIAN_DIR if source_dir is None else source_dir
     if has_debian_files(source_dir):
         builder = _debian_builder_class()(data_dir=data_dir, source_dir=source_dir)
     elif allow_download:
-        builder = tfds.builder(TFDS_NAME, data_dir=data_dir)
+        builder = _debian_builder_class()(data_dir=data_dir, source_dir=None)
     else:
         raise base.DatasetNotFoundError(
             NOT_FOUND_MESSAGE.format(data_dir=data_dir, source_dir=source_dir)
