@@ -173,7 +173,7 @@ class FastSynthesizer:
         carry0 = (
             inner0,
             tx.init(inner0),
-            jnp.asarray(jnp.inf, jnp.float32),
+            jnp.asarray(jnp.inf, z0.dtype),
             jnp.zeros(image_shape.shape, image_shape.dtype),
             jax.tree.map(jnp.zeros_like, meta_params),
         )
@@ -248,7 +248,7 @@ class FastSynthesizer:
             synth_loss_last=aux["losses"][-1],
             synth_best_loss=aux["best_loss"],
             meta_objective=objective,
-            meta_grad_norm=optax.global_norm(meta_grad),
+            meta_grad_norm=optax.tree.norm(meta_grad),
             **{f"synth_{k}": v for k, v in aux["parts"].items()},
         )
         return state, bn_memory, aux["best_images"], metrics

@@ -1,0 +1,401 @@
+"""Synthesis: losses, BN memory, pool, and the three FastDFKD meta-gradients."""
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from fastdfkd_jax.synthesis import deepinversion, fastdfkd, losses
+from fastdfkd_jax.synthesis import pool as pool_lib
+from fastdfkd_jax.synthesis.objective import init_bn_memory, js_divergence
+from tests.fastdfkd_jax import tiny
+
+
+# -- losses ---------------------------------------------------------------------------------------
+def test_batch_moments_known_values():
+    x = jnp.arange(12.0).reshape(2, 3, 2)  # channel 0: 0,2,...,10; channel 1: 1,3,...,11
+    mean, var = losses.batch_moments(x)
+    np.testing.assert_allclose(mean, [5.0, 6.0])
+    np.testing.assert_allclose(var, [np.var(np.arange(0, 12, 2))] * 2)  # biased
+
+
+def test_bn_loss_zero_at_running_stats_and_grows_with_gap():
+    rm, rv = jnp.array([0.5, -1.0]), jnp.array([2.0, 0.25])
+    records = [losses.BNRecord(rm, rv, rm, rv)]
+    assert float(losses.bn_statistics_loss(records)) == 0.0
+    gaps = [0.1, 0.5, 2.0]
+    values = [
+        float(losses.bn_statistics_loss([losses.BNRecord(rm + g, rv + g, rm, rv)])) for g in gaps
+    ]
+    # ||(g, g)|| + ||(g, g)|| = 2 * sqrt(2) * g: known values, increasing.
+    np.testing.assert_allclose(values, [2 * np.sqrt(2) * g for g in gaps], rtol=1e-6)
+
+
+def test_bn_loss_momentum_blend():
+    rm, rv = jnp.zeros(1), jnp.ones(1)
+    current = losses.BNRecord(jnp.array([1.0]), jnp.array([3.0]), rm, rv)
+    memory = losses.BNMemory(means=(jnp.array([-1.0]),), vars=(jnp.array([1.0]),), ready=True)
+    # Blend: mean 0.1*1 + 0.9*(-1) = -0.8; var 0.1*3 + 0.9*1 = 1.2 -> |1.2-1| + |-0.8-0| = 1.0.
+    np.testing.assert_allclose(losses.bn_statistics_loss([current], memory, 0.9), 1.0, rtol=1e-6)
+    not_ready = memory._replace(ready=jnp.zeros((), bool))
+    np.testing.assert_allclose(losses.bn_statistics_loss([current], not_ready, 0.9), 3.0, rtol=1e-6)
+
+
+def test_update_bn_memory_first_stores_then_blends():
+    memory = losses.BNMemory((jnp.zeros(2),), (jnp.zeros(2),), jnp.zeros((), bool))
+    memory = losses.update_bn_memory(
+        memory, (jnp.array([1.0, 2.0]),), (jnp.array([4.0, 4.0]),), 0.9
+    )
+    np.testing.assert_allclose(memory.means[0], [1.0, 2.0])
+    assert bool(memory.ready)
+    memory = losses.update_bn_memory(
+        memory, (jnp.array([11.0, 2.0]),), (jnp.array([4.0, 14.0]),), 0.9
+    )
+    np.testing.assert_allclose(memory.means[0], [2.0, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(memory.vars[0], [4.0, 5.0], rtol=1e-6)
+
+
+def test_capture_bn_inputs_matches_manual_statistics():
+    teacher, teacher_vars, _, _ = tiny.make_models(jax.random.PRNGKey(0))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (5, *tiny.IMAGE_SHAPE))
+    logits, records = losses.capture_bn_inputs(teacher, teacher_vars, x, train=False)
+    np.testing.assert_allclose(logits, teacher.apply(teacher_vars, x, train=False), rtol=1e-6)
+    assert len(records) == 2
+    # The first BN's input is the first conv's output.
+    conv = teacher_vars["params"]["Conv_0"]["kernel"]
+    h = jax.lax.conv_general_dilated(
+        x, conv, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    np.testing.assert_allclose(records[0].mean, h.mean((0, 1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(records[0].var, h.var((0, 1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(
+        records[0].running_var, teacher_vars["batch_stats"]["BatchNorm_0"]["var"]
+    )
+
+
+def test_adversarial_mask_keeps_only_agreeing_samples():
+    teacher = jnp.array([[2.0, 0.0], [0.0, 3.0], [1.0, 0.0]])
+    student = jnp.array([[1.0, 0.0], [2.0, 0.0], [0.0, 0.5]])  # agree, disagree, disagree
+    kl = losses.kl_per_sample(student, teacher, 1.0)
+    expected = -kl[0] / 3.0
+    np.testing.assert_allclose(losses.adversarial_loss(student, teacher), expected, rtol=1e-6)
+    # Changing a disagreeing sample's logits (still disagreeing) does not change the loss.
+    student2 = student.at[1].set(jnp.array([5.0, -1.0]))
+    np.testing.assert_allclose(losses.adversarial_loss(student2, teacher), expected, rtol=1e-6)
+
+
+def test_kd_loss_known_value_and_zero_at_equality():
+    t = jnp.array([[1.0, 2.0, 3.0]])
+    assert abs(float(losses.kd_loss(t, t, 4.0))) < 1e-6
+    s = jnp.zeros((1, 3))
+    p = jax.nn.softmax(t / 2.0)
+    expected = np.sum(p * (np.log(p) - np.log(1 / 3))) * 4.0
+    np.testing.assert_allclose(losses.kd_loss(s, t, 2.0), expected, rtol=1e-5)
+
+
+def test_js_divergence_symmetric_and_bounded():
+    a, b = jnp.array([[3.0, 0.0, -1.0]]), jnp.array([[0.0, 2.0, 0.0]])
+    np.testing.assert_allclose(js_divergence(a, b, 3.0), js_divergence(b, a, 3.0), rtol=1e-6)
+    assert 0.0 < float(js_divergence(a, b, 1.0)) < np.log(2)
+    assert abs(float(js_divergence(a, a, 1.0))) < 1e-6
+
+
+# -- pool -----------------------------------------------------------------------------------------
+def test_pool_wraps_around_at_capacity():
+    pool = pool_lib.init_pool(5, (1, 1, 1))
+    for value in range(1, 4):  # three batches of 2 into 5 slots
+        pool = pool_lib.add(pool, jnp.full((2, 1, 1, 1), value / 10))
+    # Slots 0,1 <- 0.1; 2,3 <- 0.2; 4 and (wrapping) 0 <- 0.3.
+    np.testing.assert_allclose(pool.images[:, 0, 0, 0], [0.3, 0.1, 0.2, 0.2, 0.3], rtol=1e-6)
+    assert int(pool.size) == 5 and int(pool.cursor) == 1
+
+
+def test_pool_never_samples_empty_slots():
+    pool = pool_lib.add(pool_lib.init_pool(100, (1, 1, 1)), jnp.full((3, 1, 1, 1), 0.5))
+    samples = pool_lib.sample(pool, jax.random.PRNGKey(0), 1000)
+    np.testing.assert_array_equal(samples, 0.5)
+
+
+def test_pool_uint8_round_trip():
+    pool = pool_lib.init_pool(4, (2, 2, 1), "uint8")
+    images = jax.random.uniform(jax.random.PRNGKey(0), (4, 2, 2, 1))
+    pool = pool_lib.add(pool, images)
+    decoded = pool_lib.sample(pool, jax.random.PRNGKey(1), 64)
+    assert pool.images.dtype == jnp.uint8
+    codes = np.asarray(pool.images).ravel()
+    np.testing.assert_array_equal(
+        np.sort(codes), np.sort(np.round(np.asarray(images).ravel() * 255))
+    )
+    decoded_codes = np.round(np.asarray(decoded) * 255).astype(np.uint8)
+    np.testing.assert_allclose(np.asarray(decoded) * 255, decoded_codes, atol=1e-4)
+    assert np.all(np.isin(decoded_codes.ravel(), codes))
+
+
+def test_pool_rejects_bad_input():
+    with pytest.raises(ValueError, match="capacity"):
+        pool_lib.init_pool(0, (1, 1, 1))
+    with pytest.raises(ValueError, match="float16"):
+        pool_lib.init_pool(3, (1, 1, 1), "float16")
+    with pytest.raises(ValueError, match="Cannot add 4 images to a pool of capacity 3"):
+        pool_lib.add(pool_lib.init_pool(3, (1, 1, 1)), jnp.zeros((4, 1, 1, 1)))
+
+
+# -- FastDFKD -------------------------------------------------------------------------------------
+def make_synth(meta_gradient, g_steps=3, meta=True, dtype=jnp.float32, bn_momentum=0.0):
+    teacher, teacher_vars, student, student_vars = tiny.make_models(jax.random.PRNGKey(0), dtype)
+    synth = fastdfkd.FastSynthesizer(
+        generator=tiny.tiny_generator(),
+        objective=tiny.make_objective(teacher, student, bn_momentum),
+        num_classes=tiny.NUM_CLASSES,
+        batch_size=4,
+        g_steps=g_steps,
+        lr_g=0.05,
+        lr_z=0.1,
+        meta_lr=0.01,
+        inner_betas=(0.5, 0.999),
+        meta_betas=(0.5, 0.999),
+        inner_eps_root=1e-8,
+        meta_gradient=meta_gradient,
+        reptile_factor=3.0,
+        meta=meta,
+        remat=False,
+    )
+    memory = init_bn_memory(synth.objective, teacher_vars, tiny.IMAGE_SHAPE)
+    return synth, teacher_vars, student_vars, memory
+
+
+def inner_args(synth, rng):
+    """The latents, targets and inner key that `synthesize` draws from `rng`."""
+    z_rng, y_rng, inner_rng, _ = jax.random.split(rng, 4)
+    z0 = jax.random.normal(z_rng, synth.latent_shape())
+    targets = jax.random.randint(y_rng, (synth.batch_size,), 0, synth.num_classes)
+    return z0, targets, inner_rng
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_exact_meta_gradient_matches_finite_differences(remat):
+    with jax.enable_x64(True):
+        synth, tv, sv, memory = make_synth("exact", g_steps=2, dtype=jnp.float64)
+        synth = synth.__class__(**{**synth.__dict__, "remat": remat})
+        tv, sv = jax.tree.map(lambda x: x.astype(jnp.float64), (tv, sv))
+        state = synth.init(jax.random.PRNGKey(1))
+        params = jax.tree.map(lambda x: x.astype(jnp.float64), state.params)
+        z0, targets, inner_rng = inner_args(synth, jax.random.PRNGKey(2))
+        z0 = z0.astype(jnp.float64)
+        adv = jnp.asarray(0.5, jnp.float64)
+
+        def objective(p):
+            return synth.inner_run(
+                p, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, adv
+            )[0]
+
+        grad = jax.jit(jax.grad(objective))(params)
+        leaves, tree = jax.tree.flatten(params)
+        keys = jax.random.split(jax.random.PRNGKey(3), len(leaves))
+        direction = jax.tree.unflatten(
+            tree, [jax.random.normal(k, x.shape, jnp.float64) for k, x in zip(keys, leaves)]
+        )
+        eps = 1e-6
+        f = jax.jit(objective)
+        shifted = lambda s: jax.tree.map(lambda p, d: p + s * eps * d, params, direction)  # noqa: E731
+        numeric = (f(shifted(1.0)) - f(shifted(-1.0))) / (2 * eps)
+        analytic = sum(
+            jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(direction))
+        )
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
+        # And it is not the first-order sum: the second-order terms matter.
+        _, aux = synth.inner_run(
+            params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, adv
+        )
+        first = sum(
+            jnp.vdot(g, d)
+            for g, d in zip(jax.tree.leaves(aux["grad_sum"]), jax.tree.leaves(direction))
+        )
+        assert abs(float(first - analytic)) > 1e-3 * abs(float(analytic))
+
+
+def manual_inner(synth, params, batch_stats, z0, targets, rng, tv, sv, memory, adv):
+    """A plain Python loop of the inner steps: the reference for `inner_run`."""
+    tx = synth.inner_optimizer()
+    inner = {"g": params, "z": z0}
+    opt_state = tx.init(inner)
+    grad_sum = jax.tree.map(jnp.zeros_like, params)
+    step_losses = []
+
+    def loss_fn(inner, k):
+        images = synth.generate(inner["g"], batch_stats, inner["z"])
+        return synth.objective(images, targets, jax.random.fold_in(rng, k), tv, sv, memory, adv)[0]
+
+    for k in range(synth.g_steps):
+        loss, grads = jax.value_and_grad(loss_fn)(inner, k)
+        step_losses.append(float(loss))
+        grad_sum = jax.tree.map(jnp.add, grad_sum, grads["g"])
+        updates, opt_state = tx.update(grads, opt_state, inner)
+        inner = optax.apply_updates(inner, updates)
+    return grad_sum, inner["g"], step_losses
+
+
+def test_inner_run_matches_a_plain_loop():
+    synth, tv, sv, memory = make_synth("first_order")
+    state = synth.init(jax.random.PRNGKey(1))
+    z0, targets, inner_rng = inner_args(synth, jax.random.PRNGKey(2))
+    adv = jnp.asarray(0.5)
+    _, aux = jax.jit(synth.inner_run)(
+        state.params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, adv
+    )
+    grad_sum, adapted, step_losses = manual_inner(
+        synth, state.params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, adv
+    )
+    np.testing.assert_allclose(aux["losses"], step_losses, rtol=1e-5)
+    for got, want in zip(jax.tree.leaves(aux["grad_sum"]), jax.tree.leaves(grad_sum)):
+        np.testing.assert_allclose(
+            got, want, rtol=1e-3, atol=1e-5 * float(jnp.abs(want).max()) + 1e-7
+        )
+    for got, want in zip(jax.tree.leaves(aux["adapted"]), jax.tree.leaves(adapted)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("meta_gradient", ["first_order", "reptile"])
+def test_first_order_and_reptile_meta_updates(meta_gradient):
+    synth, tv, sv, memory = make_synth(meta_gradient)
+    state = synth.init(jax.random.PRNGKey(1))
+    rng = jax.random.PRNGKey(2)
+    adv = jnp.asarray(0.5)
+    new_state, _, images, metrics = jax.jit(synth.synthesize)(state, memory, tv, sv, rng, adv)
+
+    z0, targets, inner_rng = inner_args(synth, rng)
+    _, aux = jax.jit(synth.inner_run)(
+        state.params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, adv
+    )
+    if meta_gradient == "first_order":
+        meta_grad = aux["grad_sum"]  # the sum of the inner gradients
+    else:
+        meta_grad = jax.tree.map(lambda p, a: 3.0 * (p - a), state.params, aux["adapted"])
+    updates, _ = optax.adam(0.01, b1=0.5, b2=0.999).update(meta_grad, state.opt_state, state.params)
+    expected = optax.apply_updates(state.params, updates)
+    for got, want, g in zip(
+        jax.tree.leaves(new_state.params), jax.tree.leaves(expected), jax.tree.leaves(meta_grad)
+    ):
+        # Adam's first step is lr * sign(g): where g is rounding noise (a Dense bias followed by a
+        # BatchNorm gets an exactly-zero gradient in exact arithmetic) the sign is arbitrary.
+        meaningful = np.abs(np.asarray(g)) > 1e-5
+        np.testing.assert_allclose(
+            np.asarray(got)[meaningful], np.asarray(want)[meaningful], rtol=1e-4, atol=1e-6
+        )
+    np.testing.assert_allclose(metrics["synth_loss_first"], aux["losses"][0], rtol=1e-5)
+    np.testing.assert_allclose(metrics["synth_best_loss"], aux["losses"].min(), rtol=1e-5)
+    assert images.shape == (4, *tiny.IMAGE_SHAPE)
+
+
+def test_best_iterate_images_are_the_lowest_loss_ones():
+    synth, tv, sv, memory = make_synth("first_order", g_steps=4)
+    state = synth.init(jax.random.PRNGKey(1))
+    z0, targets, inner_rng = inner_args(synth, jax.random.PRNGKey(2))
+    _, aux = synth.inner_run(
+        state.params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, 0.0
+    )
+    best = int(np.argmin(aux["losses"]))
+    # Recompute the images of iterate `best` by running `best` steps.
+    short = synth.__class__(**{**synth.__dict__, "g_steps": best}) if best else None
+    if short is None:
+        expected = synth.generate(state.params, state.batch_stats, z0)
+    else:
+        _, _, _ = manual_inner(
+            short, state.params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, 0.0
+        )
+        tx = synth.inner_optimizer()
+        inner = {"g": state.params, "z": z0}
+        opt_state = tx.init(inner)
+        for k in range(best):
+
+            def loss_fn(i):
+                images = synth.generate(i["g"], state.batch_stats, i["z"])
+                return synth.objective(
+                    images, targets, jax.random.fold_in(inner_rng, k), tv, sv, memory, 0.0
+                )[0]
+
+            grads = jax.grad(loss_fn)(inner)
+            updates, opt_state = tx.update(grads, opt_state, inner)
+            inner = optax.apply_updates(inner, updates)
+        expected = synth.generate(inner["g"], state.batch_stats, inner["z"])
+    np.testing.assert_allclose(aux["best_images"], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(aux["best_loss"], aux["losses"][best])
+
+
+def test_nometa_leaves_the_generator_unchanged():
+    synth, tv, sv, memory = make_synth("first_order", meta=False)
+    state = synth.init(jax.random.PRNGKey(1))
+    new_state, _, _, _ = jax.jit(synth.synthesize)(
+        state, memory, tv, sv, jax.random.PRNGKey(2), 0.0
+    )
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(new_state)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_synthesize_updates_bn_memory_from_last_step():
+    synth, tv, sv, memory = make_synth("first_order", bn_momentum=0.9)
+    state = synth.init(jax.random.PRNGKey(1))
+    _, memory1, _, _ = jax.jit(synth.synthesize)(state, memory, tv, sv, jax.random.PRNGKey(2), 0.0)
+    assert bool(memory1.ready) and not bool(memory.ready)
+    assert all(float(jnp.abs(m).sum()) > 0 for m in memory1.vars)
+
+
+def test_bad_synthesizer_config():
+    with pytest.raises(ValueError, match="g_steps must be >= 1, got 0"):
+        make_synth("first_order", g_steps=0)
+    with pytest.raises(ValueError, match="'second_order'.*exact"):
+        make_synth("second_order")
+
+
+def test_reset_layers():
+    synth, *_ = make_synth("first_order")
+    params = synth.init(jax.random.PRNGKey(0)).params
+    reset = fastdfkd.reset_layers(params, jax.random.PRNGKey(1), ("l1", "bn0"), 0.02)
+    assert float(jnp.abs(reset["l1"]["bias"]).max()) == 0.0
+    assert abs(float(reset["l1"]["kernel"].std()) - 0.02) < 0.01
+    assert abs(float(reset["bn0"]["scale"].mean()) - 1.0) < 0.02
+    np.testing.assert_array_equal(reset["conv1"]["kernel"], params["conv1"]["kernel"])
+    with pytest.raises(ValueError, match="'nope' not in the generator"):
+        fastdfkd.reset_layers(params, jax.random.PRNGKey(1), ("nope",), 0.02)
+
+
+# -- DeepInversion --------------------------------------------------------------------------------
+def test_deepinversion_lowers_the_loss_and_stays_in_range():
+    teacher, tv, student, sv = tiny.make_models(jax.random.PRNGKey(0))
+    synth = deepinversion.DeepInversionSynthesizer(
+        objective=tiny.make_objective(teacher, student),
+        num_classes=tiny.NUM_CLASSES,
+        batch_size=8,
+        image_shape=tiny.IMAGE_SHAPE,
+        steps=30,
+        lr=0.1,
+        betas=(0.5, 0.99),
+        mean=(0.5,),
+        std=(0.25,),
+    )
+    memory = init_bn_memory(synth.objective, tv, tiny.IMAGE_SHAPE)
+    _, _, images, metrics = jax.jit(synth.synthesize)(
+        {}, memory, tv, sv, jax.random.PRNGKey(1), 0.0
+    )
+    assert float(metrics["synth_best_loss"]) < 0.95 * float(metrics["synth_loss_first"])
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    with pytest.raises(ValueError, match="must be >= 1, got 0"):
+        deepinversion.DeepInversionSynthesizer(**{**synth.__dict__, "steps": 0})
+
+
+def test_synthesis_compiles_once_across_calls():
+    import chex
+
+    synth, tv, sv, memory = make_synth("first_order", bn_momentum=0.9)
+    state = synth.init(jax.random.PRNGKey(1))
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def call(state, memory, rng, adv):
+        return synth.synthesize(state, memory, tv, sv, rng, adv)
+
+    for i in range(3):  # adversarial weight switched on after "warmup": no retrace
+        state, memory, _, _ = call(state, memory, jax.random.PRNGKey(i), jnp.float32(0.5 * (i > 0)))
