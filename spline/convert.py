@@ -300,10 +300,7 @@ def to_dense(
             raise ValueError("widening adds random units: pass key=jax.random.key(...)")
         key = jax.random.key(0)  # unused: no extra units
     layers = _widen(layers, widths, key, dtype)
-    return {
-        f"Dense_{i}": {"kernel": w, "bias": b}
-        for i, (w, b) in enumerate(layers)
-    }
+    return {f"Dense_{i}": {"kernel": w, "bias": b} for i, (w, b) in enumerate(layers)}
 
 
 def min_widths(model: MARS, surrogate: str | None = None) -> list[int]:

@@ -12,7 +12,8 @@ For the constant parent (every degree-1 term) the orthonormal columns never chan
 the squared projections ``|Q^T h|^2`` and ``(Q^T h) . (Q^T y)`` only gain the new column's term:
 they are accumulated, and a step costs O(d N) for the new column's sums on earth's knot grid plus
 O(d C K) to score (C knots per variable, K outputs), independent of the number of terms. Parents of
-interaction terms (degree 2) get their statistics rebuilt each step, O(d N M) per parent.
+interaction terms (degree 2) are kept the same way (built once in O(d N M), then O(d N) per new
+column with a full-length cumulative sum over their own candidate knots).
 
 Arrays have static shapes (basis padded to ``max_terms`` columns, knots padded per variable), so
 each function compiles once per problem size. Everything here runs in float64: the scores are
@@ -280,7 +281,21 @@ def add_root_column(stats, qcol, qty_m, xs, perm, knots, *, minspan: int):
     """
     qs = qcol[perm]  # [d, N]
     at, tot = _grid_prefix(jnp.stack([qs, qs * xs], axis=1), minspan)  # [d, 2, nb], [d, 2]
-    u = (tot[:, 1, None] - at[:, 1]) - knots * (tot[:, 0, None] - at[:, 0])  # [d, nb]
+    return _accumulate(stats, at, tot, knots, qty_m)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def add_parent_column(stats, w, qcol, qty_m, xs, perm, cand, knots):
+    """``add_root_column`` for an interaction parent ``w`` [N] at its candidates ``cand`` [d, C]."""
+    ws = (w * qcol)[perm]  # [d, N]
+    c = jnp.cumsum(jnp.stack([ws, ws * xs], axis=1), axis=2)  # [d, 2, N]
+    at = jnp.take_along_axis(c, cand[:, None, :], axis=2)
+    return _accumulate(stats, at, c[:, :, -1], knots, qty_m)
+
+
+def _accumulate(stats, at, tot, knots, qty_m):
+    """Add one column's terms, from its prefix sums ``at`` [d, 2, C] and totals [d, 2]."""
+    u = (tot[:, 1, None] - at[:, 1]) - knots * (tot[:, 0, None] - at[:, 0])  # [d, C]
     v = knots * at[:, 0] - at[:, 1]
     ul = tot[:, 1]
     out = dict(stats)
@@ -435,6 +450,7 @@ class _Parent:
     valid: jax.Array  # [d, C]
     knots: jax.Array  # [d, C] centered, scaled
     knots_raw: np.ndarray  # [d, C] training units
+    stats: dict | None = None  # score statistics, kept up to date as columns are added
 
 
 @dataclasses.dataclass
@@ -542,7 +558,7 @@ def _forward(x, y, max_terms, degree, thresh, penalty, minspan, endspan):
         knots=jnp.asarray(np.take_along_axis(xs_h, cand_h, axis=1)),
         knots_raw=np.take_along_axis(xs_raw_h, cand_h, axis=1),
     )
-    root_stats = build_root_stats(yc, xs, perm, root.knots, minspan=min1)
+    root.stats = build_root_stats(yc, xs, perm, root.knots, minspan=min1)
     parents = [root]
     terms = [INTERCEPT]
     m = 1
@@ -557,12 +573,8 @@ def _forward(x, y, max_terms, degree, thresh, penalty, minspan, endspan):
     while slots < max_terms:
         one_slot = slots + 1 == max_terms
         best = None  # (reduction, parent, var, cand index, direction list)
-        for i, par in enumerate(parents):
-            if i == 0:
-                stats = root_stats
-            else:
-                stats = build_stats(par.w, q, yc, qty, xs, perm, par.cand, par.knots)
-            res = jax.device_get(score(stats, par.valid, par.var_ok))
+        for par in parents:
+            res = jax.device_get(score(par.stats, par.valid, par.var_ok))
             if one_slot:
                 red, j, c, sdir = res["single"]
                 dirs = [int(sdir)]
@@ -604,15 +616,24 @@ def _forward(x, y, max_terms, degree, thresh, penalty, minspan, endspan):
             if not bool(ok):
                 continue
             qcol = q[:, m]
-            root_stats = add_root_column(
-                root_stats, qcol, qcol @ yc, xs, perm, root.knots, minspan=min1
+            qty_m = qcol @ yc
+            root.stats = add_root_column(
+                root.stats, qcol, qty_m, xs, perm, root.knots, minspan=min1
             )
+            for other in parents[1:]:
+                other.stats = add_parent_column(
+                    other.stats, other.w, qcol, qty_m, xs, perm, other.cand, other.knots
+                )
             knot = float(par.knots_raw[j, c]) if c >= 0 else math.nan
             term = Term(variable=j, knot=knot, direction=direction, parent=par.term)
             terms.append(term)
             m += 1
             if term.degree < degree:
-                parents.append(make_parent(term, np.asarray(col), col, interaction=True))
+                child = make_parent(term, np.asarray(col), col, interaction=True)
+                child.stats = build_stats(
+                    col, q, yc, project(q, yc)[0], xs, perm, child.cand, child.knots
+                )
+                parents.append(child)
         slots += len(dirs)
         qty, rss_d = project(q, yc)
         rss = float(rss_d)
