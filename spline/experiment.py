@@ -103,8 +103,11 @@ def wine_quality_arrays(data_source) -> tuple[np.ndarray, np.ndarray]:
 
 def _load_wine_quality(cfg):
     # TFDS without TensorFlow: data_source reads prepared array_record files. Preparing needs a
-    # download (users online: tfds.builder(name).download_and_prepare(file_format="array_record")).
+    # download (users online: tfds.builder("wine_quality_np/white").download_and_prepare(
+    # file_format="array_record")).
     import tensorflow_datasets as tfds
+
+    from spline import wine_quality  # noqa: F401  (registers the TensorFlow-free builder)
 
     source = tfds.data_source(cfg.tfds_name, split="train", data_dir=cfg.data_dir or None)
     x, y = wine_quality_arrays(source)

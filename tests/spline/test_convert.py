@@ -6,8 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spline import MARS, MLP, mars_dense_stack, min_widths, surrogate_coef, surrogate_predict
-from spline import to_dense
+from spline import (
+    MARS,
+    MLP,
+    mars_dense_stack,
+    min_widths,
+    surrogate_coef,
+    surrogate_predict,
+    to_dense,
+)
 from spline.basis import LINEAR
 
 N_FEATURES = 3
