@@ -12,6 +12,7 @@ import pytest
 
 from fastdfkd_jax.models import CLASSIFIERS, count_params, create_model, resnet, torch_import
 from fastdfkd_jax.models.torch_import import convert_state_dict
+from tests.fastdfkd_jax.test_models import KNOWN_PARAMS
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(REPO_ROOT, "scripts", "import_torch_teacher.py")
@@ -20,7 +21,7 @@ SCRIPT = os.path.join(REPO_ROOT, "scripts", "import_torch_teacher.py")
 def _torch():
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    import torch_reference
+    from tests.fastdfkd_jax import torch_reference
 
     return torch, torch_reference
 
@@ -46,8 +47,6 @@ def test_logits_match_pytorch(arch):
     num_classes = 10
     net = _random_twin(arch, num_classes)
     # Parameter counts of the twins are the known values of test_models.
-    from test_models import KNOWN_PARAMS
-
     assert sum(p.numel() for p in net.parameters()) == KNOWN_PARAMS[arch][0]
     x = np.random.RandomState(0).randn(2, _in_channels(arch), 32, 32).astype(np.float32)
     with torch.no_grad():
@@ -61,8 +60,6 @@ def test_logits_match_pytorch(arch):
 @pytest.mark.torch
 @pytest.mark.parametrize("arch", ["resnet18", "wrn40_2", "vgg11_bn"])
 def test_param_counts_match_pytorch_at_100_classes(arch):
-    from test_models import KNOWN_PARAMS
-
     net = _random_twin(arch, 100)
     assert sum(p.numel() for p in net.parameters()) == KNOWN_PARAMS[arch][1]
 
