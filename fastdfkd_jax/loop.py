@@ -79,8 +79,8 @@ def make_synthesis_augment(cfg: ml_collections.ConfigDict, mean, std):
     return jitter
 
 
-def build_synthesizer(config, info, teacher: nn.Module, student: nn.Module):
-    """The synthesizer that `config.synthesis` describes."""
+def build_synthesizer(config, info, teacher: nn.Module, student: nn.Module, mesh=None):
+    """The synthesizer that `config.synthesis` describes, its batches split over `mesh`'s `data`."""
     s = config.synthesis
     if s.method not in SYNTHESIS_METHODS:
         raise ValueError(
@@ -92,6 +92,7 @@ def build_synthesizer(config, info, teacher: nn.Module, student: nn.Module):
         )
     if s.g_steps < 1:
         raise ValueError(f"synthesis.g_steps must be >= 1, got {s.g_steps}.")
+    batch_sharding = sharding.batch_sharding(mesh) if mesh is not None else None
     objective = Objective(
         teacher=teacher,
         student=student,
@@ -113,6 +114,7 @@ def build_synthesizer(config, info, teacher: nn.Module, student: nn.Module):
             betas=tuple(s.inner_betas),
             mean=tuple(info.mean),
             std=tuple(info.std),
+            batch_sharding=batch_sharding,
         )
     height, width, channels = info.image_shape
     if height != width:
@@ -136,6 +138,8 @@ def build_synthesizer(config, info, teacher: nn.Module, student: nn.Module):
         reptile_factor=s.reptile_factor,
         meta=s.meta,
         remat=s.remat,
+        unroll=s.unroll,
+        batch_sharding=batch_sharding,
     )
 
 
@@ -148,6 +152,73 @@ def synthesis_call(state: DFKDState, teacher_vars, rng, adv_weight, *, synthesiz
         synthesizer=synth, bn_memory=bn_memory, pool=pool_lib.add(state.pool, images)
     )
     return state, images, metrics
+
+
+def compile_synthesis(config, synthesizer, state, teacher_vars, rng, adv, *, mesh, out_shardings):
+    """Compiles one synthesis call; returns `(call, compile_seconds)`.
+
+    `call(state, teacher_vars, rng, adv_weight) -> (state, images, metrics)`. FastDFKD and, with
+    `synthesis.chunk_steps == 0`, DeepInversion are one compiled function. With `chunk_steps > 0`
+    DeepInversion's steps run as `g_steps / chunk_steps` calls of one compiled, unrolled chunk
+    driven from the host (XLA:CPU runs scans slowly; see synthesis/steps.py).
+    """
+    chunk = config.synthesis.chunk_steps
+    if config.synthesis.method != "deepinversion" or chunk == 0:
+        return _compile(
+            functools.partial(synthesis_call, synthesizer=synthesizer),
+            state,
+            teacher_vars,
+            rng,
+            adv,
+            mesh=mesh,
+            out_shardings=out_shardings,
+        )
+    if chunk < 0 or config.synthesis.g_steps % chunk:
+        raise ValueError(
+            f"synthesis.chunk_steps={chunk} must be >= 0 and divide g_steps="
+            f"{config.synthesis.g_steps}."
+        )
+    start = time.perf_counter()
+    begin = jax.jit(synthesizer.begin).lower(rng, teacher_vars).compile()
+    carry = jax.eval_shape(synthesizer.begin, rng, teacher_vars)
+    student_vars = state.student.variables
+
+    def advance_fn(carry, bn_memory, teacher_vars, student_vars, adv, first_step):
+        return synthesizer.advance(
+            carry, bn_memory, teacher_vars, student_vars, adv, first_step, chunk, unroll=True
+        )
+
+    advance = (
+        jax.jit(advance_fn, donate_argnums=0)
+        .lower(carry, state.bn_memory, teacher_vars, student_vars, adv, jnp.int32(0))
+        .compile()
+    )
+
+    def finish_fn(state, carry):
+        synth, bn_memory, images, metrics = synthesizer.finish(
+            state.synthesizer, carry, state.bn_memory
+        )
+        state = state.replace(
+            synthesizer=synth, bn_memory=bn_memory, pool=pool_lib.add(state.pool, images)
+        )
+        return state, images, metrics
+
+    finish = (
+        jax.jit(finish_fn, out_shardings=out_shardings, donate_argnums=0)
+        .lower(state, carry)
+        .compile()
+    )
+    seconds = time.perf_counter() - start
+
+    def call(state, teacher_vars, rng, adv):
+        carry = begin(rng, teacher_vars)
+        for first in range(0, config.synthesis.g_steps, chunk):
+            carry = advance(
+                carry, state.bn_memory, teacher_vars, state.student.variables, adv, jnp.int32(first)
+            )
+        return finish(state, carry)
+
+    return call, seconds
 
 
 def kd_step(state: DFKDState, teacher_vars, rng, **kwargs):
@@ -196,14 +267,24 @@ def validate(config) -> None:
         )
 
 
-def _compile(fn, *args, donate_argnums=0):
-    """AOT-compiles `fn` for `args`; returns (compiled, seconds).
+def _compile(fn, *args, mesh, out_shardings, donate_argnums=0):
+    """AOT-compiles `fn` for `args` on `mesh`; returns (compiled, seconds).
 
     Ahead-of-time compilation traces once per run by construction: a later call with other shapes
-    or dtypes raises instead of silently recompiling.
+    or dtypes raises instead of silently recompiling. Inputs are placed by `sharding.STATE_RULES`
+    (the pool sharded along `data`, the rest replicated); outputs as `out_shardings` says.
     """
     start = time.perf_counter()
-    compiled = jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+    compiled = (
+        jax.jit(
+            fn,
+            in_shardings=sharding.state_shardings(args, mesh),
+            out_shardings=out_shardings,
+            donate_argnums=donate_argnums,
+        )
+        .lower(*args)
+        .compile()
+    )
     return compiled, time.perf_counter() - start
 
 
@@ -224,15 +305,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     teacher, teacher_vars = load_teacher_checked(config, info)
     student = models.create_model(config.student.arch, num_classes=info.num_classes)
     check_model_fits(student, info, "student")
-    synthesizer = build_synthesizer(config, info, teacher, student)
-
     mesh = sharding.make_mesh(config.mesh)
+    synthesizer = build_synthesizer(config, info, teacher, student, mesh)
     sharding.check_batch_divides(config.synthesis.batch_size, mesh, "synthesis.batch_size")
     sharding.check_batch_divides(config.kd.batch_size, mesh, "kd.batch_size")
     sharding.check_batch_divides(config.pool.capacity, mesh, "pool.capacity")
 
     kd_epochs = config.epochs - config.warmup
-    tx = optim.make_optimizer(config.kd.optimizer, kd_epochs * config.kd.steps)
+    tx = optim.make_optimizer(
+        sharding.scale_learning_rate(config.kd.optimizer, config.kd.batch_size),
+        kd_epochs * config.kd.steps,
+    )
     root = jax.random.PRNGKey(config.seed)
     student_rng, synth_init_rng, synth_rng, kd_rng, reset_rng = jax.random.split(root, 5)
 
@@ -255,12 +338,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # Compile both steps once, up front, and time the compilation on its own.
     adv = jnp.asarray(config.synthesis.adv, jnp.float32)
-    synth_fn, synth_compile = _compile(
-        functools.partial(synthesis_call, synthesizer=synthesizer),
+    state_out = sharding.state_shardings(state, mesh)
+    replicated = sharding.replicated(mesh)
+    synth_fn, synth_compile = compile_synthesis(
+        config,
+        synthesizer,
         state,
         teacher_vars,
         synth_rng,
         adv,
+        mesh=mesh,
+        out_shardings=(state_out, sharding.batch_sharding(mesh), replicated),
     )
     kd_fn, kd_compile = _compile(
         functools.partial(
@@ -273,10 +361,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             aug=config.kd.augment,
             mean=tuple(info.mean),
             std=tuple(info.std),
+            batch_sharding=sharding.batch_sharding(mesh),
         ),
         state,
         teacher_vars,
         kd_rng,
+        mesh=mesh,
+        out_shardings=(state_out, replicated),
     )
     compile_seconds = synth_compile + kd_compile
     reset_fn = jax.jit(

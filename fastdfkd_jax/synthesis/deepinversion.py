@@ -1,21 +1,52 @@
 """DeepInversion: optimize the pixels of each batch from noise, no generator (the baseline).
 
 Pixels live in normalized space (u = (x - mean) / std, initialized N(0, 1)) and are optimized with
-Adam for `steps` steps (2000 for DeepInv-2k) as one `lax.scan`; after every step they are clipped so
-that x stays in [0, 1]. The lowest-loss iterate is returned. The objective's augmentation provides
-the random roll jitter and flip. Same call signature as `FastSynthesizer.synthesize`, with an empty
-synthesizer state.
+Adam for `steps` steps (2000 for DeepInv-2k); after every step they are clipped so that x stays in
+[0, 1]. The lowest-loss iterate is returned. `synthesize` runs all steps as one `lax.scan`; the
+pieces `begin` / `advance` / `finish` let the run loop drive the steps in jitted, unrolled chunks
+from the host instead, which is much faster on XLA:CPU (see `steps.py`). The objective's
+augmentation provides the random roll jitter and flip. `synthesize` has the signature of
+`FastSynthesizer.synthesize`, with an empty synthesizer state.
 """
 
 import dataclasses
+from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
+from fastdfkd_jax import sharding
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import losses
-from fastdfkd_jax.synthesis.objective import Objective
+from fastdfkd_jax.synthesis.objective import Objective, init_bn_memory
+from fastdfkd_jax.synthesis.steps import run_steps
+
+
+@flax.struct.dataclass
+class DeepInversionCarry:
+    """The state of one batch's pixel optimization between steps.
+
+    Attributes:
+      u: float32 [B, H, W, C], the pixels in normalized space.
+      opt_state: the Adam state of `u`.
+      best_loss: scalar, the lowest loss seen; best_images: [B, H, W, C] in [0, 1], its images.
+      targets: int32 [B]; step_rng: the key that step k folds its index into.
+      first_loss, last_loss: scalars; last_parts: the last step's loss terms; last_stats: its
+        teacher BN (means, vars), for the momentum memory.
+    """
+
+    u: jax.Array
+    opt_state: Any
+    best_loss: jax.Array
+    best_images: jax.Array
+    targets: jax.Array
+    step_rng: jax.Array
+    first_loss: jax.Array
+    last_loss: jax.Array
+    last_parts: dict
+    last_stats: tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +60,7 @@ class DeepInversionSynthesizer:
     lr: Adam learning rate on normalized pixels.
     betas: Adam (b1, b2).
     mean, std: the dataset normalization (C floats each).
+    batch_sharding: how to split the pixels, targets and images over devices (None: XLA decides).
     """
 
     objective: Objective
@@ -40,6 +72,7 @@ class DeepInversionSynthesizer:
     betas: tuple[float, float]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    batch_sharding: jax.sharding.Sharding | None = None
 
     def __post_init__(self):
         if self.steps < 1:
@@ -48,6 +81,98 @@ class DeepInversionSynthesizer:
     def init(self, rng: jax.Array) -> dict:
         del rng
         return {}
+
+    def begin(self, rng: jax.Array, teacher_vars) -> DeepInversionCarry:
+        """Noise pixels and random targets for one batch: the carry before step 0."""
+        u_rng, y_rng, step_rng = jax.random.split(rng, 3)
+        # Made inside the call: split along the batch explicitly (see FastSynthesizer.synthesize).
+        u0 = sharding.constrain_batch(
+            jax.random.normal(u_rng, (self.batch_size, *self.image_shape)), self.batch_sharding
+        )
+        targets = sharding.constrain_batch(
+            jax.random.randint(y_rng, (self.batch_size,), 0, self.num_classes), self.batch_sharding
+        )
+        memory = init_bn_memory(self.objective, teacher_vars, self.image_shape)
+        zero = jnp.zeros((), u0.dtype)
+        return DeepInversionCarry(
+            u=u0,
+            opt_state=self.optimizer().init(u0),
+            best_loss=jnp.asarray(jnp.inf, u0.dtype),
+            best_images=jnp.zeros_like(u0),
+            targets=targets,
+            step_rng=step_rng,
+            first_loss=zero,
+            last_loss=zero,
+            last_parts={"loss_bn": zero, "loss_oh": zero, "loss_adv": zero},
+            last_stats=(memory.means, memory.vars),
+        )
+
+    def optimizer(self) -> optax.GradientTransformation:
+        return optax.adam(self.lr, b1=self.betas[0], b2=self.betas[1])
+
+    def advance(
+        self,
+        carry: DeepInversionCarry,
+        bn_memory: losses.BNMemory,
+        teacher_vars,
+        student_vars,
+        adv_weight: jax.Array,
+        first_step: jax.Array | int,
+        num_steps: int,
+        unroll: bool = False,
+    ) -> DeepInversionCarry:
+        """Steps `first_step .. first_step + num_steps - 1` of the pixel optimization."""
+        low = augment.normalize(jnp.zeros(self.image_shape[-1:]), self.mean, self.std)
+        high = augment.normalize(jnp.ones(self.image_shape[-1:]), self.mean, self.std)
+        tx = self.optimizer()
+
+        def loss_fn(u, k):
+            images = augment.denormalize(u, self.mean, self.std)
+            loss, (records, parts) = self.objective(
+                images,
+                carry.targets,
+                jax.random.fold_in(carry.step_rng, k),
+                teacher_vars,
+                student_vars,
+                bn_memory,
+                adv_weight,
+            )
+            return loss, (images, records, parts)
+
+        def body(c, k):
+            (loss, (images, records, parts)), grad = jax.value_and_grad(loss_fn, has_aux=True)(
+                c.u, k
+            )
+            better = loss < c.best_loss
+            updates, opt_state = tx.update(grad, c.opt_state, c.u)
+            c = c.replace(
+                u=jnp.clip(optax.apply_updates(c.u, updates), low, high),
+                opt_state=opt_state,
+                best_images=jnp.where(better, images, c.best_images),
+                best_loss=jnp.where(better, loss, c.best_loss),
+                first_loss=jnp.where(k == 0, loss, c.first_loss),
+                last_loss=loss,
+                last_parts=parts,
+                last_stats=(tuple(r.mean for r in records), tuple(r.var for r in records)),
+            )
+            return c, None
+
+        carry, _ = run_steps(body, carry, num_steps, unroll=unroll, first_step=first_step)
+        return carry
+
+    def finish(self, state: dict, carry: DeepInversionCarry, bn_memory: losses.BNMemory):
+        """The best images, the BN memory update and the metrics of a finished batch."""
+        if self.objective.bn_momentum > 0:
+            bn_memory = losses.update_bn_memory(
+                bn_memory, *carry.last_stats, self.objective.bn_momentum
+            )
+        metrics = dict(
+            synth_loss_first=carry.first_loss,
+            synth_loss_last=carry.last_loss,
+            synth_best_loss=carry.best_loss,
+            **{f"synth_{k}": v for k, v in carry.last_parts.items()},
+        )
+        return state, bn_memory, jnp.clip(carry.best_images, 0.0, 1.0), metrics
 
     def synthesize(
         self,
@@ -58,49 +183,14 @@ class DeepInversionSynthesizer:
         rng: jax.Array,
         adv_weight: jax.Array,
     ):
-        """One batch from noise. Returns (state, BN memory, best images [B,H,W,C], metrics)."""
-        u_rng, y_rng, step_rng = jax.random.split(rng, 3)
-        u0 = jax.random.normal(u_rng, (self.batch_size, *self.image_shape))
-        targets = jax.random.randint(y_rng, (self.batch_size,), 0, self.num_classes)
-        low = augment.normalize(jnp.zeros(self.image_shape[-1:]), self.mean, self.std)
-        high = augment.normalize(jnp.ones(self.image_shape[-1:]), self.mean, self.std)
-        tx = optax.adam(self.lr, b1=self.betas[0], b2=self.betas[1])
+        """One batch from noise in one function (a `lax.scan` over all steps).
 
-        def loss_fn(u, k):
-            images = augment.denormalize(u, self.mean, self.std)
-            loss, (records, parts) = self.objective(
-                images,
-                targets,
-                jax.random.fold_in(step_rng, k),
-                teacher_vars,
-                student_vars,
-                bn_memory,
-                adv_weight,
-            )
-            return loss, (images, records, parts)
-
-        def body(carry, k):
-            u, opt_state, best_loss, best_images = carry
-            (loss, (images, records, parts)), grad = jax.value_and_grad(loss_fn, has_aux=True)(u, k)
-            better = loss < best_loss
-            best_images = jnp.where(better, images, best_images)
-            best_loss = jnp.where(better, loss, best_loss)
-            updates, opt_state = tx.update(grad, opt_state, u)
-            u = jnp.clip(optax.apply_updates(u, updates), low, high)
-            stats = (tuple(r.mean for r in records), tuple(r.var for r in records))
-            return (u, opt_state, best_loss, best_images), (loss, parts, stats)
-
-        carry0 = (u0, tx.init(u0), jnp.asarray(jnp.inf), jnp.zeros_like(u0))
-        (_, _, best_loss, best_images), (step_losses, parts, stats) = jax.lax.scan(
-            body, carry0, jnp.arange(self.steps)
+        Returns:
+          (state, BN memory, best images [B, H, W, C] in [0, 1], metrics). On CPU, where a scan
+          is slow, the run loop calls `begin`, `advance` (unrolled chunks) and `finish` instead.
+        """
+        carry = self.begin(rng, teacher_vars)
+        carry = self.advance(
+            carry, bn_memory, teacher_vars, student_vars, adv_weight, 0, self.steps
         )
-        if self.objective.bn_momentum > 0:
-            last = jax.tree.map(lambda x: x[-1], stats)
-            bn_memory = losses.update_bn_memory(bn_memory, *last, self.objective.bn_momentum)
-        metrics = dict(
-            synth_loss_first=step_losses[0],
-            synth_loss_last=step_losses[-1],
-            synth_best_loss=best_loss,
-            **{f"synth_{k}": v[-1] for k, v in parts.items()},
-        )
-        return state, bn_memory, jnp.clip(best_images, 0.0, 1.0), metrics
+        return self.finish(state, carry, bn_memory)

@@ -4,7 +4,8 @@ One synthesis call (`FastSynthesizer.synthesize`, jittable, pure):
 1. fresh latents z ~ N(0, I) [B, *latent] and targets y ~ U{0..K-1} [B];
 2. the fast generator G' starts at the meta generator G; a new inner Adam over (G', z), learning
    rates `lr_g` and `lr_z`;
-3. `g_steps` inner steps as one `lax.scan`: loss, gradient, the lowest-loss iterate's images kept
+3. `g_steps` inner steps, unrolled or as one `lax.scan` (`unroll`): loss, gradient, the
+   lowest-loss iterate's images kept
    (loss measured before the update), update;
 4. the meta step: a persistent Adam (lr `meta_lr`) on G with one of three meta-gradients:
    - `exact`: d/dG of the objective at the adapted (G'_K, z_K), differentiated through every inner
@@ -24,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fastdfkd_jax import sharding
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis.objective import Objective
+from fastdfkd_jax.synthesis.steps import run_steps
 
 META_GRADIENTS = ("exact", "first_order", "reptile")
 
@@ -58,6 +61,9 @@ class FastSynthesizer:
       reptile_factor: scale of the Reptile meta-gradient.
       meta: False for the non-meta ablation.
       remat: rematerialize the inner steps in the exact meta-gradient.
+      unroll: trace the inner steps as a Python loop (fast on CPU) instead of a `lax.scan`.
+      batch_sharding: how to split batch-leading arrays made inside the call (z, targets, images)
+        over devices, e.g. `sharding.batch_sharding(mesh)`; None leaves placement to XLA.
 
     """
 
@@ -76,6 +82,8 @@ class FastSynthesizer:
     reptile_factor: float
     meta: bool
     remat: bool
+    batch_sharding: jax.sharding.Sharding | None = None
+    unroll: bool = True
 
     def __post_init__(self):
         if self.g_steps < 1:
@@ -118,7 +126,7 @@ class FastSynthesizer:
         images, _ = self.generator.apply(
             {"params": params, "batch_stats": batch_stats}, z, train=True, mutable=["batch_stats"]
         )
-        return images
+        return sharding.constrain_batch(images, self.batch_sharding)
 
     def inner_run(
         self,
@@ -174,12 +182,14 @@ class FastSynthesizer:
             inner0,
             tx.init(inner0),
             jnp.asarray(jnp.inf, z0.dtype),
-            jnp.zeros(image_shape.shape, image_shape.dtype),
+            sharding.constrain_batch(
+                jnp.zeros(image_shape.shape, image_shape.dtype), self.batch_sharding
+            ),
             jax.tree.map(jnp.zeros_like, meta_params),
         )
-        scan_body = jax.checkpoint(body) if (self.remat and exact) else body
-        (inner, _, best_loss, best_images, grad_sum), (step_losses, parts, stats) = jax.lax.scan(
-            scan_body, carry0, jnp.arange(self.g_steps)
+        step = jax.checkpoint(body) if (self.remat and exact) else body
+        (inner, _, best_loss, best_images, grad_sum), (step_losses, parts, stats) = run_steps(
+            step, carry0, self.g_steps, unroll=self.unroll
         )
         if exact:
             objective, _ = inner_loss(inner, jax.random.fold_in(rng, self.g_steps))
@@ -213,8 +223,14 @@ class FastSynthesizer:
 
         """
         z_rng, y_rng, inner_rng, init_rng = jax.random.split(rng, 4)
-        z0 = jax.random.normal(z_rng, self.latent_shape())
-        targets = jax.random.randint(y_rng, (self.batch_size,), 0, self.num_classes)
+        # Drawn inside the call, so they have no input sharding: split them along the batch
+        # explicitly (with partitionable threefry the values do not depend on the split).
+        z0 = sharding.constrain_batch(
+            jax.random.normal(z_rng, self.latent_shape()), self.batch_sharding
+        )
+        targets = sharding.constrain_batch(
+            jax.random.randint(y_rng, (self.batch_size,), 0, self.num_classes), self.batch_sharding
+        )
         if self.meta:
             start_params = state.params
         else:
