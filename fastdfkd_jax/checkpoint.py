@@ -57,7 +57,11 @@ def save_teacher(
     dataset: str,
     image_shape: Sequence[int],
 ) -> None:
-    """Writes a teacher directory: `meta.json` and the variables."""
+    """Writes a teacher directory: `meta.json` and the variables.
+
+    In a multi-process run every process must call it (orbax synchronizes them); only process 0
+    writes.
+    """
     path = epath.Path(os.path.abspath(directory))
     path.mkdir(parents=True, exist_ok=True)
     variables = {k: variables[k] for k in ("params", "batch_stats") if k in variables}
@@ -67,7 +71,8 @@ def save_teacher(
     meta = dict(
         arch=arch, num_classes=int(num_classes), dataset=dataset, image_shape=list(image_shape)
     )
-    (path / TEACHER_META).write_text(json.dumps(meta, indent=2))
+    if jax.process_index() == 0:
+        (path / TEACHER_META).write_text(json.dumps(meta, indent=2))
 
 
 def load_teacher_meta(directory: str) -> dict:

@@ -5,6 +5,7 @@ import jax
 import ml_collections
 import optax
 
+from fastdfkd_jax import sharding
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.state import ClassifierState
 from fastdfkd_jax.synthesis import losses
@@ -25,19 +26,21 @@ def student_step(
     aug: ml_collections.ConfigDict,
     mean,
     std,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> tuple[ClassifierState, dict]:
     """One KD step on a batch drawn from the pool.
 
     The batch [batch_size, H, W, C] is sampled uniformly from the pool, cropped, flipped and
     normalized; the loss is KL(teacher_T || student_T) * T^2 against teacher logits only
-    (no labels).
+    (no labels). `batch_sharding` (e.g. `sharding.batch_sharding(mesh)`) splits the sampled batch
+    over devices; without it XLA gathers the sample onto every device and each computes it whole.
 
     Returns:
       (new student state, {'kd_loss'}).
 
     """
     sample_rng, aug_rng = jax.random.split(rng)
-    images = pool_lib.sample(pool, sample_rng, batch_size)
+    images = sharding.constrain_batch(pool_lib.sample(pool, sample_rng, batch_size), batch_sharding)
     inputs = augment.augment(
         aug_rng, images, padding=aug.padding, flip=aug.flip, mean=mean, std=std
     )

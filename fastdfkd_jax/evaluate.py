@@ -35,8 +35,10 @@ def make_evaluator(
 ) -> Callable[[dict, dict], float]:
     """Returns `evaluate(variables, split) -> accuracy` for splits `{'image', 'label'}`.
 
-    The split is cut into batches of `batch_size` (the last one padded and masked), so one compiled
-    step serves every batch.
+    The split is cut into global batches of `batch_size` (the last one padded and masked), so one
+    compiled step serves every batch. In a multi-process run each process evaluates only its share
+    of the split (`sharding.split_share`), feeding its rows of each global batch; the counts are
+    summed over all processes by the jitted step.
     """
     sharding.check_batch_divides(batch_size, mesh, "eval batch_size")
     step = jax.jit(
@@ -44,16 +46,24 @@ def make_evaluator(
         out_shardings=sharding.replicated(mesh),
     )
 
+    local = sharding.process_rows(batch_size, mesh)
+    local_batch = local.stop - local.start
+
     def evaluate(variables, split) -> float:
-        images, labels = split["image"], split["label"]
+        share, share_size = sharding.split_share(len(split["label"]))
+        images, labels = split["image"][share], split["label"][share]
         n = len(labels)
+        # Pad this share to whole local batches of the largest share, so every process runs the
+        # same number of steps; padding rows are masked out.
+        padded = -(-share_size // local_batch) * local_batch
+        mask = np.arange(padded) < n
+        images = np.concatenate([images, np.zeros((padded - n, *images.shape[1:]), images.dtype)])
+        labels = np.concatenate([labels, np.zeros((padded - n,), labels.dtype)])
         correct = count = 0
-        for start in range(0, n, batch_size):
-            rows = np.arange(start, start + batch_size)
-            mask = rows < n
-            rows = np.where(mask, rows, 0)
-            batch = sharding.put_batch(
-                {"image": images[rows], "label": labels[rows], "mask": mask}, mesh
+        for start in range(0, padded, local_batch):
+            rows = slice(start, start + local_batch)
+            batch = sharding.put_process_batch(
+                {"image": images[rows], "label": labels[rows], "mask": mask[rows]}, mesh, batch_size
             )
             c, k = step(variables, batch)
             correct += int(c)

@@ -2,11 +2,21 @@
 
 Every jitted step of the project runs over one `jax.sharding.Mesh` with a `data` axis. Batches (real
 images, synthetic images, latents, targets, the memory pool) are split along their leading axis over
-`data`; model and optimizer states are replicated. Because `jax.jit` computes with global arrays,
-reductions over the batch (BatchNorm statistics, means of losses) are over the global batch, so a
-sharded run is the same computation as a single-device run.
+`data`; model and optimizer states are replicated (`STATE_RULES` says which leaves are sharded).
+Because `jax.jit` computes with global arrays, reductions over the batch (BatchNorm statistics,
+means of losses) are over the global batch, so a sharded run is the same computation as a
+single-device run; XLA inserts the all-reduces.
+
+Batch sizes in configs are *global* (summed over every device of every process); the per-device
+batch is `global // mesh.shape['data']` (`per_device_batch`). Learning rates are given for the
+global batch; `scale_learning_rate` applies the config's `lr_scaling` rule when it is not 'none'.
+
+Multi-host: `initialize_distributed` starts `jax.distributed` when the config or the environment
+asks; the mesh then spans every process's devices, each process feeds only its rows of a global
+batch (`process_rows`, `put_batch`, `put_process_batch`), and only process 0 writes files.
 """
 
+import os
 import re
 
 import jax
@@ -17,10 +27,26 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
+LR_SCALINGS = ("none", "linear")
+# Environment variables that mean "this process is one of several": a coordinator set for
+# `jax.distributed` or a multi-process launcher. (On a Cloud TPU pod slice set
+# `config.distributed.enabled=True`: JAX then detects the coordinator itself.)
+_COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"
+_PROCESS_COUNT_ENVS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+
+
+def _environment_asks_for_distributed() -> bool:
+    if os.environ.get(_COORDINATOR_ENV):
+        return True
+    return any(int(os.environ.get(name, "1") or 1) > 1 for name in _PROCESS_COUNT_ENVS)
 
 
 def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
-    """Starts `jax.distributed` when the config (or a TPU pod environment) asks for it.
+    """Starts `jax.distributed` when the config or the environment asks for it.
+
+    Call it before anything touches a device. On Cloud TPU pod slices, SLURM and Open MPI, JAX
+    auto-detects the coordinator, the process count and the process id; on other clusters (and for
+    multi-process CPU runs) give them in the config.
 
     Args:
       cfg: the `distributed` block: `enabled` (bool), `coordinator_address` ('' = auto-detect, as on
@@ -28,7 +54,7 @@ def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
         ('' or 'gloo', for multi-process CPU runs).
 
     """
-    if not cfg.enabled:
+    if not (cfg.enabled or _environment_asks_for_distributed()):
         return
     if jax.distributed.is_initialized():
         return
@@ -52,15 +78,32 @@ def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
 
 
 def make_mesh(cfg: ml_collections.ConfigDict) -> Mesh:
-    """A 1-D mesh over `cfg.data` devices (-1: all devices), axis name `data`."""
+    """A 1-D mesh over `cfg.data` devices (-1: every device of every process), axis `data`.
+
+    Devices are ordered by (process, id), so each process owns one contiguous block of the `data`
+    axis and therefore one contiguous block of rows of every batch.
+    """
     available = jax.device_count()
     size = available if cfg.data == -1 else cfg.data
     if size < 1:
         raise ValueError(f"mesh.data must be -1 or >= 1, got {cfg.data}.")
     if size > available:
-        raise ValueError(f"mesh.data={size} asks for more devices than the {available} present.")
-    devices = np.asarray(jax.devices()[:size])
-    return Mesh(devices, (DATA_AXIS,))
+        raise ValueError(
+            f"mesh.data={size} asks for more devices than the {available} present "
+            f"({jax.process_count()} process(es), {jax.local_device_count()} local device(s) each)."
+        )
+    if jax.process_count() > 1 and size != available:
+        raise ValueError(
+            f"mesh.data={size} must use all {available} devices in a multi-process run "
+            "(every process feeds its rows of each batch); use mesh.data=-1."
+        )
+    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))[:size]
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def data_size(mesh: Mesh) -> int:
+    """The number of devices along `data` (the number of batch shards)."""
+    return mesh.shape[DATA_AXIS]
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -75,7 +118,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def check_batch_divides(global_batch: int, mesh: Mesh, name: str) -> None:
     """Raises a ValueError naming both numbers when the batch does not split evenly."""
-    n = mesh.shape[DATA_AXIS]
+    n = data_size(mesh)
     if global_batch % n:
         raise ValueError(
             f"{name}={global_batch} does not divide by the data axis size {n}; "
@@ -83,11 +126,21 @@ def check_batch_divides(global_batch: int, mesh: Mesh, name: str) -> None:
         )
 
 
-def local_slice(global_batch: int) -> slice:
-    """The rows of a global batch that this process feeds (all of them on one host)."""
-    per_process = global_batch // jax.process_count()
-    start = jax.process_index() * per_process
-    return slice(start, start + per_process)
+def per_device_batch(global_batch: int, mesh: Mesh, name: str = "batch_size") -> int:
+    """The rows each device computes for a global batch (checked to divide)."""
+    check_batch_divides(global_batch, mesh, name)
+    return global_batch // data_size(mesh)
+
+
+def process_rows(global_batch: int, mesh: Mesh) -> slice:
+    """The contiguous rows of a `[global_batch, ...]` batch that this process's devices hold."""
+    indices = batch_sharding(mesh).addressable_devices_indices_map((global_batch,))
+    starts = sorted(index[0].start or 0 for index in indices.values())
+    per_device = global_batch // data_size(mesh)
+    start, stop = starts[0], starts[-1] + per_device
+    if stop - start != per_device * len(starts):
+        raise ValueError(f"This process's devices do not hold contiguous rows: {starts}.")
+    return slice(start, stop)
 
 
 def put_batch(batch, mesh: Mesh):
@@ -96,22 +149,51 @@ def put_batch(batch, mesh: Mesh):
     Every process passes the same global batch (it is cheap on the host: a batch of indices and the
     rows they select); each keeps only its own rows, so this works single- and multi-host.
     """
-    sharding = batch_sharding(mesh)
 
     def put(x):
         x = np.asarray(x)
-        local = x[local_slice(x.shape[0])]
-        return jax.make_array_from_process_local_data(sharding, local, x.shape)
+        return put_process_batch(x[process_rows(x.shape[0], mesh)], mesh, x.shape[0])
 
     return jax.tree.map(put, batch)
 
 
+def put_process_batch(local, mesh: Mesh, global_batch: int):
+    """Rows `process_rows(global_batch, mesh)` read by this process -> global arrays on `data`.
+
+    For inputs that each process reads on its own (its share of an evaluation split): no process
+    ever holds the whole batch.
+    """
+    sharding = batch_sharding(mesh)
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_process_local_data(sharding, x, (global_batch, *x.shape[1:]))
+
+    return jax.tree.map(put, local)
+
+
+def split_share(n: int) -> tuple[slice, int]:
+    """The share of an `n`-example split that this process evaluates, and the padded share size.
+
+    Process p reads rows `[p * k, min((p + 1) * k, n))` with `k = ceil(n / process_count)`; every
+    process iterates over `k` rows (padding the shorter last share) so all run the same steps.
+    """
+    k = -(-n // jax.process_count())
+    start = min(jax.process_index() * k, n)
+    return slice(start, min(start + k, n)), k
+
+
 def replicate(tree, mesh: Mesh):
-    """Places a pytree (host or device arrays) on every device of the mesh."""
+    """Places a pytree (host or device arrays) on every device of the mesh.
+
+    In a multi-process run every process must pass the same values (they are, when derived from
+    the same seed or read from the same checkpoint).
+    """
     return jax.device_put(tree, replicated(mesh))
 
 
 def mesh_config(**overrides) -> ml_collections.ConfigDict:
+    """`data`: devices on the data axis; -1 = every device of every process."""
     cfg = ml_collections.ConfigDict(dict(data=-1))
     cfg.update(overrides)
     return cfg
@@ -129,6 +211,37 @@ def distributed_config(**overrides) -> ml_collections.ConfigDict:
     )
     cfg.update(overrides)
     return cfg
+
+
+def scale_learning_rate(
+    opt_cfg: ml_collections.ConfigDict, global_batch: int
+) -> ml_collections.ConfigDict:
+    """The optimizer block with its learning rates scaled for `global_batch` by its rule.
+
+    `opt_cfg.lr_scaling`: 'none' (use `learning_rate` as given, for any batch) or 'linear'
+    (`learning_rate * global_batch / reference_batch_size`, and the same factor on
+    `end_learning_rate`: Goyal et al.'s rule for SGD). The config is not mutated.
+    """
+    rule = opt_cfg.get("lr_scaling", "none")
+    if rule not in LR_SCALINGS:
+        raise ValueError(f"Unknown lr_scaling {rule!r}; choose one of {LR_SCALINGS}.")
+    if rule == "none":
+        return opt_cfg
+    reference = opt_cfg.reference_batch_size
+    if reference < 1:
+        raise ValueError(f"lr_scaling='linear' needs reference_batch_size >= 1, got {reference}.")
+    factor = global_batch / reference
+    scaled = ml_collections.ConfigDict(opt_cfg.to_dict())
+    scaled.learning_rate = opt_cfg.learning_rate * factor
+    scaled.end_learning_rate = opt_cfg.end_learning_rate * factor
+    logging.info(
+        "Learning rate %g scaled by %d / %d to %g.",
+        opt_cfg.learning_rate,
+        global_batch,
+        reference,
+        scaled.learning_rate,
+    )
+    return scaled
 
 
 # Placement rules for run states: (regex over the '/'-joined pytree path, PartitionSpec); the first
@@ -163,3 +276,15 @@ def state_shardings(tree, mesh: Mesh, rules=STATE_RULES):
 def place_state(tree, mesh: Mesh, rules=STATE_RULES):
     """Places a state pytree on the mesh by `rules`."""
     return jax.device_put(tree, state_shardings(tree, mesh, rules))
+
+
+def constrain_batch(x: jax.Array, sharding: jax.sharding.Sharding | None) -> jax.Array:
+    """Inside `jit`: ask XLA to split `x` [B, ...] along `data` (None: leave it to XLA).
+
+    Arrays created inside a jitted function (latents, targets, initial pixels) have no input
+    sharding to propagate from; without the constraint XLA may compute them, and everything
+    downstream, whole on every device.
+    """
+    if sharding is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, sharding)

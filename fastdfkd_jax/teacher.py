@@ -129,7 +129,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"{n_train} training examples of {info.name}."
         )
     total_steps = steps_per_epoch * config.train.epochs
-    tx = optim.make_optimizer(config.train.optimizer, total_steps)
+    tx = optim.make_optimizer(
+        sharding.scale_learning_rate(config.train.optimizer, config.train.batch_size), total_steps
+    )
 
     root = jax.random.PRNGKey(config.seed)
     init_rng, train_rng = jax.random.split(root)
@@ -152,6 +154,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             mean=info.mean,
             std=info.std,
         ),
+        # State by the placement rules, the batch split along `data`, the key and metrics whole.
+        in_shardings=(
+            sharding.state_shardings(state, mesh),
+            sharding.batch_sharding(mesh),
+            sharding.replicated(mesh),
+        ),
+        out_shardings=(sharding.state_shardings(state, mesh), sharding.replicated(mesh)),
         donate_argnums=0,
     )
     evaluate = make_evaluator(model, info.mean, info.std, mesh, config.eval_batch_size)
@@ -198,15 +207,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if restored is not None and start_epoch >= config.train.epochs:
         test_accuracy = evaluate(state.variables, test)
     teacher_dir = os.path.join(workdir, "teacher")
-    if reporting.is_primary():
-        checkpoint.save_teacher(
-            teacher_dir,
-            state.variables,
-            arch=config.model.arch,
-            num_classes=info.num_classes,
-            dataset=info.name,
-            image_shape=info.image_shape,
-        )
+    # Every process calls it: orbax synchronizes the processes and only process 0 writes.
+    checkpoint.save_teacher(
+        teacher_dir,
+        state.variables,
+        arch=config.model.arch,
+        num_classes=info.num_classes,
+        dataset=info.name,
+        image_shape=info.image_shape,
+    )
     summary = dict(
         test_accuracy=test_accuracy,
         train_seconds=train_seconds,
