@@ -3,7 +3,8 @@ r"""Digits (8x8, 10 classes): MARS on one-hot targets, output layer refit by log
   python scripts/spline_experiment.py --config=configs/spline_digits.py \
       --workdir=runs/spline_digits
 
-Result on this machine: see docs/spline.md.
+Result on this machine (5 seeds, docs/spline.md): MARS init (fit 6.4 s) starts at test
+cross-entropy 0.27 and ends at 0.16; Glorot reaches 0.067: the target is missed here.
 """
 
 from configs import spline_diabetes

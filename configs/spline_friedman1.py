@@ -1,9 +1,12 @@
-r"""Friedman #1 (n = 5000, 10 inputs, noise 1), degree-2 MARS through the min-surrogate.
+r"""Friedman #1 (n = 5000, 10 inputs, noise 1): degree-1 MARS into a 2-hidden-layer MLP.
 
   python scripts/spline_experiment.py --config=configs/spline_friedman1.py \
       --workdir=runs/spline_friedman1
 
-Result on this machine: see docs/spline.md.
+The second hidden layer starts as the identity (deepening), both are widened to 64 units. Result
+on this machine (5 seeds, docs/spline.md): MARS init reaches the best Glorot test MSE (0.0564,
+standardized units) at epoch 9 against 70, in 0.11 s (MARS fit 0.07 s included) against 0.30 s.
+Degree 2 (``--config.mars.degree=2``, min-surrogate) starts lower (0.058) but its fit costs 0.34 s.
 """
 
 from configs import spline_diabetes
@@ -15,9 +18,6 @@ def get_config():
     config.dataset.n_samples = 5000
     config.dataset.n_features = 10
     config.dataset.noise = 1.0
-    # The target has an x1 * x2 interaction that an additive (degree-1) fit cannot start from: use
-    # degree 2 and its min-surrogate, which needs two hidden layers.
-    config.mars.degree = 2
     config.model.widths = (64, 64)
     config.train.epochs = 200
     config.train.batch_size = 128
