@@ -1,0 +1,120 @@
+"""Two processes on localhost with `jax.distributed` (gloo CPU collectives) run sharded steps.
+
+Each process has 2 simulated CPU devices; the mesh spans all 4. Both processes must end with the
+same state (default suite, ~30 s), equal to float32 rounding to the same steps run in this process
+on a 4-device mesh (marked slow: one more compile).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from fastdfkd_jax import checkpoint, sharding
+from tests.fastdfkd_jax import multihost_worker as worker
+from tests.fastdfkd_jax import test_sharding as ts
+
+NUM_PROCESSES = 2
+DEVICES_PER_PROCESS = 2
+TIMEOUT_SECONDS = 300
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(tmp_path) -> None:
+    """Runs the workers to completion; kills them and shows a log tail on failure or timeout."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    port = free_port()
+    procs = []
+    logs = []
+    try:
+        for i in range(NUM_PROCESSES):
+            log = open(tmp_path / f"worker_{i}.log", "w")  # noqa: SIM115 -- closed below
+            logs.append(log)
+            cmd = [sys.executable, "-m", "tests.fastdfkd_jax.multihost_worker"]
+            cmd += [str(i), str(NUM_PROCESSES), str(port), str(tmp_path)]
+            procs.append(
+                subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            )
+        codes = [p.wait(timeout=TIMEOUT_SECONDS) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
+    for i, code in enumerate(codes):
+        if code:
+            tail = (tmp_path / f"worker_{i}.log").read_text()[-4000:]
+            raise AssertionError(f"worker {i} exited with {code}:\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    """Runs the two workers once per module: (their output directory, their .npz results)."""
+    out = tmp_path_factory.mktemp("multihost")
+    launch(out)
+    return out, [np.load(out / f"state_{i}.npz") for i in range(NUM_PROCESSES)]
+
+
+def leaves_of(result) -> list[np.ndarray]:
+    return [result[k] for k in sorted(result.files) if k.startswith("leaf_")]
+
+
+def test_two_processes_hold_the_same_state(workers):
+    out, results = workers
+    leaves = [leaves_of(r) for r in results]
+    # Bit-identical across processes: replicated state is computed, not copied, on each.
+    for a, b in zip(leaves[0], leaves[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(results[0]["accuracy"]) == float(results[1]["accuracy"])
+    # Each process evaluated its own contiguous share of the 37-example split.
+    np.testing.assert_array_equal(results[0]["rows"], [0, 19])
+    np.testing.assert_array_equal(results[1]["rows"], [19, 37])
+    # Orbax wrote the teacher once (process 0's meta.json), readable by a single process.
+    meta, _ = checkpoint.load_teacher(str(out / "teacher"))
+    assert meta["arch"] == "tiny"
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_process_on_four_devices(workers):
+    out, results = workers
+    # The same steps on 4 devices of this one process.
+    mesh = sharding.make_mesh(sharding.mesh_config(data=NUM_PROCESSES * DEVICES_PER_PROCESS))
+    previous = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        state, accuracy = worker.run(mesh)
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+    other = jax.tree.unflatten(jax.tree.structure(state), leaves_of(results[0]))
+    want = jax.tree.unflatten(jax.tree.structure(state), worker.to_host(state))
+    for field in ("student", "pool", "bn_memory", "epoch"):
+        ts.assert_trees_close(getattr(other, field), getattr(want, field))
+    # The generator by what it computes (see test_sharding: Adam turns rounding noise in the
+    # gradient of a bias before a BatchNorm into +-lr steps that change no output).
+    synth = ts.make_synthesizer(mesh)
+    z = jax.random.normal(jax.random.PRNGKey(3), synth.latent_shape())
+    generate = jax.jit(synth.generate)
+    np.testing.assert_allclose(
+        generate(other.synthesizer.params, other.synthesizer.batch_stats, z),
+        generate(want.synthesizer.params, want.synthesizer.batch_stats, z),
+        rtol=ts.RTOL,
+        atol=ts.ATOL,
+    )
+    assert float(results[0]["accuracy"]) == accuracy
+    _, variables = checkpoint.load_teacher(str(out / "teacher"))
+    ts.assert_trees_close(variables, jax.device_get(state.student.variables))
