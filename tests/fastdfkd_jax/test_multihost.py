@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -21,6 +22,7 @@ from tests.fastdfkd_jax import test_sharding as ts
 NUM_PROCESSES = 2
 DEVICES_PER_PROCESS = 2
 TIMEOUT_SECONDS = 300
+POLL_SECONDS = 0.2
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -48,7 +50,13 @@ def launch(tmp_path) -> None:
             procs.append(
                 subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
             )
-        codes = [p.wait(timeout=TIMEOUT_SECONDS) for p in procs]
+        # Wait for all; stop early when one fails (the other would wait for it until timeout).
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while any(p.poll() is None for p in procs):
+            if any(p.poll() for p in procs) or time.monotonic() > deadline:
+                break
+            time.sleep(POLL_SECONDS)
+        codes = [p.poll() for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -56,10 +64,17 @@ def launch(tmp_path) -> None:
                 p.wait()
         for log in logs:
             log.close()
-    for i, code in enumerate(codes):
-        if code:
+    # A worker that failed first, then one that was stopped (killed after the other failed, or out
+    # of time).
+    for i, code in sorted(enumerate(codes), key=lambda item: item[1] is None):
+        if code is None or code:
             tail = (tmp_path / f"worker_{i}.log").read_text()[-4000:]
-            raise AssertionError(f"worker {i} exited with {code}:\n{tail}")
+            what = (
+                "was stopped (timeout or the other failed)"
+                if code is None
+                else f"exited with {code}"
+            )
+            raise AssertionError(f"worker {i} {what}:\n{tail}")
 
 
 @pytest.fixture(scope="module")
