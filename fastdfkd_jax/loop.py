@@ -233,9 +233,15 @@ def load_teacher_checked(config, info) -> tuple[nn.Module, dict]:
             "config.teacher.checkpoint is empty: pass --config.teacher.checkpoint=DIR, a teacher "
             "directory written by teacher training (WORKDIR/teacher) or the PyTorch import."
         )
-    _, variables = checkpoint.load_teacher(
+    meta, variables = checkpoint.load_teacher(
         config.teacher.checkpoint, arch=config.teacher.arch, num_classes=info.num_classes
     )
+    if tuple(meta["image_shape"]) != tuple(info.image_shape):
+        raise ValueError(
+            f"The teacher at {config.teacher.checkpoint!r} was trained on "
+            f"{tuple(meta['image_shape'])} images ({meta['dataset']}), but {info.name} has "
+            f"{tuple(info.image_shape)}."
+        )
     teacher = models.create_model(config.teacher.arch, num_classes=info.num_classes)
     check_model_fits(teacher, info, "teacher")
     expected = jax.eval_shape(

@@ -1,0 +1,228 @@
+"""End to end: the data-free run and the teacher job on tiny configs (digits, real data)."""
+
+import json
+import os
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import dfkd_digits, teacher_digits
+from fastdfkd_jax import checkpoint, data, loop, main, models, reporting
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A randomly initialized tiny digits teacher (the mechanics do not need a trained one)."""
+    path = str(tmp_path_factory.mktemp("teacher"))
+    model = models.create_model("digits_cnn_tiny", num_classes=10)
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)
+    checkpoint.save_teacher(
+        path,
+        variables,
+        arch="digits_cnn_tiny",
+        num_classes=10,
+        dataset="digits",
+        image_shape=(8, 8, 1),
+    )
+    return path
+
+
+def tiny_config(teacher_dir, method="fast2"):
+    config = dfkd_digits.get_config(method)
+    config.teacher.arch = "digits_cnn_tiny"
+    config.teacher.checkpoint = teacher_dir
+    config.student.arch = "digits_cnn_tiny"
+    config.mesh.data = 1
+    config.epochs = 3
+    config.warmup = 1
+    config.synthesis.batch_size = 16
+    config.synthesis.generator.nz = 8
+    config.synthesis.generator.ngf = 4
+    config.pool.capacity = 64
+    config.kd.steps = 2
+    config.kd.batch_size = 16
+    config.checkpoint.every_epochs = 1
+    config.sample_every_epochs = 2
+    config.progress_bar = False
+    return config
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def final_state(workdir, config):
+    """The run's last checkpoint, read back without a target."""
+    manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
+    step = manager.latest_step()
+    restored = manager.restore(step, args=ocp.args.StandardRestore())
+    manager.close()
+    return step, restored
+
+
+def test_fast_run_end_to_end_and_resume(teacher_dir, tmp_path, monkeypatch):
+    config = tiny_config(teacher_dir)
+    # Every step function is traced exactly once for the whole run.
+    chex.clear_trace_counter()
+    monkeypatch.setattr(loop, "synthesis_call", chex.assert_max_traces(loop.synthesis_call, n=1))
+    monkeypatch.setattr(loop, "kd_step", chex.assert_max_traces(loop.kd_step, n=1))
+    full_dir = str(tmp_path / "full")
+    summary = main.run(config, full_dir)
+    monkeypatch.undo()
+
+    for key in (
+        "teacher_test_accuracy",
+        "student_test_accuracy",
+        "synthesis_seconds",
+        "compile_seconds",
+        "kd_seconds",
+        "total_seconds",
+        "method",
+        "g_steps",
+        "meta_gradient",
+    ):
+        assert key in summary, key
+    assert summary["method"] == "fast2" and summary["g_steps"] == 2
+    assert summary["meta_gradient"] == "first_order"
+    assert 0.0 <= summary["student_test_accuracy"] <= 1.0
+    assert summary["synthesis_seconds"] > 0 and summary["compile_seconds"] > 0
+    with open(os.path.join(full_dir, "summary.json")) as f:
+        assert json.load(f)["method"] == "fast2"
+    records = reporting.read_metrics(full_dir)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert "kd_loss" not in records[0] and "kd_loss" in records[1]  # warmup: no KD
+    assert os.path.exists(os.path.join(full_dir, "samples_0002.png"))
+
+    # Kill a second run right after its epoch-2 checkpoint, then rerun: same end state.
+    killed_dir = str(tmp_path / "killed")
+    original_save = checkpoint.save
+
+    def save_then_die(manager, step, state):
+        original_save(manager, step, state)
+        if step == 2:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(loop.checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main.run(config, killed_dir)
+    monkeypatch.undo()
+    resumed = main.run(config, killed_dir)
+    assert resumed["resumed_from_epoch"] == 2
+    assert [r["epoch"] for r in reporting.read_metrics(killed_dir)] == [1, 2, 3]
+    step_a, state_a = final_state(full_dir, config)
+    step_b, state_b = final_state(killed_dir, config)
+    assert step_a == step_b == 3
+    for a, b in zip(leaves(state_a), leaves(state_b)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert resumed["student_test_accuracy"] == summary["student_test_accuracy"]
+
+
+def test_deepinversion_chunked_equals_one_function(teacher_dir):
+    """The host-driven unrolled chunks compute what the single scanned function computes."""
+    config = tiny_config(teacher_dir, "deepinv2k")
+    config.synthesis.g_steps = 4
+    config.synthesis.chunk_steps = 2
+    info = data.get_info("digits")
+    teacher, tv = loop.load_teacher_checked(config, info)
+    student = models.create_model("digits_cnn_tiny", num_classes=10)
+    sv = student.init(jax.random.PRNGKey(1), jnp.zeros((1, 8, 8, 1)), train=False)
+    synth = loop.build_synthesizer(config, info, teacher, student)
+    from fastdfkd_jax.synthesis.objective import init_bn_memory
+
+    memory = init_bn_memory(synth.objective, tv, info.image_shape)
+    rng, adv = jax.random.PRNGKey(2), jnp.float32(1.0)
+    _, _, images, metrics = jax.jit(synth.synthesize)({}, memory, tv, sv, rng, adv)
+    carry = synth.begin(rng, tv)
+    for first in (0, 2):
+        carry = synth.advance(carry, memory, tv, sv, adv, first, 2, unroll=True)
+    _, _, images2, metrics2 = synth.finish({}, carry, memory)
+    np.testing.assert_allclose(images, images2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics["synth_best_loss"], metrics2["synth_best_loss"], rtol=1e-5)
+
+
+def test_teacher_job_trains_and_resumes(tmp_path):
+    config = teacher_digits.get_config()
+    config.model.arch = "digits_cnn_tiny"
+    config.train.epochs = 2
+    config.mesh.data = 1
+    config.progress_bar = False
+    config.checkpoint.every_epochs = 1
+    workdir = str(tmp_path / "teacher")
+    summary = main.run(config, workdir)
+    assert summary["test_accuracy"] > 0.3  # two epochs of a 1.4k-parameter CNN: well above chance
+    assert summary["steps"] == 2 * (1437 // config.train.batch_size)
+    meta, variables = checkpoint.load_teacher(os.path.join(workdir, "teacher"))
+    assert meta == dict(
+        arch="digits_cnn_tiny", num_classes=10, dataset="digits", image_shape=[8, 8, 1]
+    )
+    # Rerunning a finished run resumes at its end and reports the same accuracy.
+    again = main.run(config, workdir)
+    assert again["test_accuracy"] == summary["test_accuracy"]
+    assert len(reporting.read_metrics(workdir)) == 2
+
+
+class CifarOnly(nn.Module):
+    """A classifier hard-wired to 32x32x3 inputs."""
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        return nn.Dense(self.num_classes)(x.reshape(x.shape[0], 32 * 32 * 3))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(teacher_arch="digits_cnn_small"), "is a 'digits_cnn_tiny', but the config asks for"),
+        (dict(g_steps=0), "g_steps must be >= 1, got 0"),
+        (dict(meta_gradient="second"), "Unknown meta_gradient 'second'"),
+        (dict(student_arch="cifar_only"), "does not accept images of shape"),
+        (dict(student_arch="nope"), "digits_cnn_tiny"),
+        (dict(dataset="fashion_mnist"), r"trained on \(8, 8, 1\) images \(digits\), but fashion_mnist"),
+        (dict(method="magic"), "Unknown synthesis method 'magic'"),
+        (dict(mesh=64), "mesh.data=64 asks for more devices than the"),
+        (dict(batch=12), "synthesis.batch_size=12 does not divide by the data axis size 8"),
+    ],
+)
+def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message, monkeypatch):
+    monkeypatch.setitem(models.MODELS, "cifar_only", CifarOnly)
+    config = tiny_config(teacher_dir)
+    if "teacher_arch" in override:
+        config.teacher.arch = override["teacher_arch"]
+    if "g_steps" in override:
+        config.synthesis.g_steps = override["g_steps"]
+    if "meta_gradient" in override:
+        config.synthesis.meta_gradient = override["meta_gradient"]
+    if "student_arch" in override:
+        config.student.arch = override["student_arch"]
+    if "dataset" in override:
+        config.dataset.name = override["dataset"]
+        config.teacher.arch = "digits_cnn_tiny"
+    if "method" in override:
+        config.synthesis.method = override["method"]
+    if "mesh" in override:
+        config.mesh.data = override["mesh"]
+    if "batch" in override:
+        config.mesh.data = 8
+        config.synthesis.batch_size = override["batch"]
+    with pytest.raises(ValueError, match=message):
+        main.run(config, str(tmp_path))
+    assert not os.path.exists(os.path.join(tmp_path, "metrics.jsonl"))
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(teacher_dir, tmp_path):
+    config = tiny_config(teacher_dir)
+    config.epochs = 4
+    config.kd.optimizer.learning_rate = 1e30  # the student diverges as soon as KD starts
+    config.kd.optimizer.schedule = "constant"
+    with pytest.raises(FloatingPointError, match=r"kd_loss became .* at epoch \d"):
+        main.run(config, str(tmp_path))
+    manager = checkpoint.make_manager(str(tmp_path), 2)
+    assert manager.latest_step() == 1  # the warmup epoch, saved before KD went bad
+    manager.close()
