@@ -18,7 +18,7 @@ from configs import dfkd_common
 def digits_base() -> ml_collections.ConfigDict:
     """Digits settings shared by every method (before the method's own changes)."""
     config = dfkd_common.dfkd_config("digits", "digits_cnn_teacher", "digits_cnn_small")
-    config.epochs = 60
+    config.epochs = 40
     config.warmup = 5
     config.synthesis.batch_size = 128
     config.synthesis.generator.ngf = 32
@@ -28,7 +28,7 @@ def digits_base() -> ml_collections.ConfigDict:
     config.synthesis.augment.flip = False
     config.synthesis.augment.jitter = 1
     config.synthesis.reset_l0_epoch = -1
-    config.pool.capacity = 128 * 60
+    config.pool.capacity = 128 * 40
     config.kd.steps = 50
     config.kd.batch_size = 128
     config.kd.optimizer.learning_rate = 0.05

@@ -390,7 +390,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     teacher_accuracy = evaluate(teacher_vars, test)
     logging.info("Teacher test accuracy: %.4f", teacher_accuracy)
 
-    synthesis_seconds = kd_seconds = eval_seconds = 0.0
+    # Timings accumulate across resumes: continue from the last epoch logged before the restart.
+    logged = reporting.read_metrics(workdir) if restored is not None else []
+    synthesis_seconds = logged[-1]["synthesis_seconds"] if logged else 0.0
+    kd_seconds = logged[-1]["kd_seconds"] if logged else 0.0
+    eval_seconds = 0.0
     student_accuracy = float("nan")
     zero = jnp.zeros((), jnp.float32)
     bar = tqdm(
@@ -460,7 +464,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         teacher_test_accuracy=teacher_accuracy,
         student_test_accuracy=student_accuracy,
         synthesis_seconds=synthesis_seconds,
-        synthesis_calls=config.epochs - start_epoch,
+        synthesis_calls=config.epochs,
         compile_seconds=compile_seconds,
         synthesis_compile_seconds=synth_compile,
         kd_compile_seconds=kd_compile,

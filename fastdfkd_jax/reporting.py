@@ -58,7 +58,11 @@ class MetricsWriter:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-    with open(os.path.join(workdir, METRICS_FILE)) as f:
+    """The records of `workdir/metrics.jsonl` ([] when there is none, e.g. on other hosts)."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
