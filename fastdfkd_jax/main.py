@@ -28,7 +28,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs `config.job` in `workdir` and returns its summary."""
     if config.job not in JOBS:
         raise ValueError(f"Unknown job {config.job!r}; choose one of {sorted(JOBS)}.")
+    # Before anything touches a device: jax.distributed must start before the backend does.
     sharding.initialize_distributed(config.distributed)
+    logging.info("JAX devices: %s", jax.devices())
     os.makedirs(workdir, exist_ok=True)
     module_name, function_name = JOBS[config.job].split(":")
     job = getattr(importlib.import_module(module_name), function_name)
@@ -38,7 +40,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.info("JAX devices: %s", jax.devices())
     summary = run(_CONFIG.value, _WORKDIR.value)
     logging.info("Summary: %s", {k: v for k, v in summary.items() if k != "config"})
 
