@@ -13,10 +13,10 @@ mkdir -p "$out"
 export TF_CPP_MIN_LOG_LEVEL=2
 if [ ! -f "$out/teacher/teacher/meta.json" ]; then
   python -m fastdfkd_jax.main --config=configs/teacher_digits.py --workdir="$out/teacher" \
-    --config.progress_bar=False --alsologtostderr=false
+    --config.progress_bar=False --verbosity=-1
 fi
 python -m fastdfkd_jax.main --config=configs/dfkd_digits_fast5.py --workdir="$out/dfkd_fast5" \
-  --config.teacher.checkpoint="$out/teacher/teacher" "$@"
+  --config.teacher.checkpoint="$out/teacher/teacher" --verbosity=-1 "$@"
 python - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]

@@ -1,0 +1,132 @@
+"""Optimizers, reporting, teacher checkpoints and the command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import dfkd_cifar, dfkd_common, dfkd_digits
+from fastdfkd_jax import checkpoint, optim, reporting
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_cosine_schedule_known_values():
+    cfg = optim.optimizer_config(learning_rate=0.2, end_learning_rate=2e-4, schedule="cosine")
+    schedule = optim.make_schedule(cfg, 100)
+    np.testing.assert_allclose(schedule(0), 0.2, rtol=1e-6)
+    np.testing.assert_allclose(schedule(50), 0.5 * (0.2 + 2e-4), rtol=1e-5)
+    np.testing.assert_allclose(schedule(100), 2e-4, rtol=1e-5)
+
+
+def test_warmup_then_constant():
+    cfg = optim.optimizer_config(learning_rate=1.0, schedule="constant", warmup_steps=4)
+    schedule = optim.make_schedule(cfg, 10)
+    np.testing.assert_allclose([schedule(i) for i in (0, 2, 4, 9)], [0.0, 0.5, 1.0, 1.0])
+
+
+def test_sgd_weight_decay_matches_pytorch_formula():
+    # PyTorch SGD: g' = g + wd * p; buf = g' (first step); p -= lr * buf.
+    cfg = optim.optimizer_config(learning_rate=0.1, schedule="constant", weight_decay=0.5)
+    tx = optim.make_optimizer(cfg, 10)
+    params = jnp.array([2.0])
+    updates, _ = tx.update(jnp.array([1.0]), tx.init(params), params)
+    np.testing.assert_allclose(updates, -0.1 * (1.0 + 0.5 * 2.0))
+
+
+def test_bad_optimizer_config():
+    with pytest.raises(ValueError, match="Unknown optimizer 'rmsprop'"):
+        optim.make_optimizer(optim.optimizer_config(name="rmsprop"), 10)
+    with pytest.raises(ValueError, match="Unknown schedule 'step'"):
+        optim.make_schedule(optim.optimizer_config(schedule="step"), 10)
+
+
+def test_image_grid_layout():
+    images = np.stack([np.full((2, 3, 1), v) for v in (0.0, 0.5, 1.0)])
+    grid = reporting.image_grid(images, columns=2)
+    assert grid.shape == (4, 6, 1) and grid.dtype == np.uint8
+    assert grid[0, 0, 0] == 0 and grid[0, 3, 0] == 128 and grid[2, 0, 0] == 255
+    assert grid[2, 3, 0] == 0  # the empty fourth cell
+
+
+def test_metrics_writer_truncates_after_resume_point(tmp_path):
+    writer = reporting.MetricsWriter(str(tmp_path))
+    for step in range(1, 5):
+        writer.write(step, {"loss": np.float32(step)})
+    writer.truncate_after(2)
+    assert [r["step"] for r in reporting.read_metrics(str(tmp_path))] == [1, 2]
+    assert reporting.read_metrics(str(tmp_path / "none")) == []
+
+
+def test_teacher_directory_round_trip_and_errors(tmp_path):
+    variables = {
+        "params": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
+        "batch_stats": {"bn": {"mean": np.ones(3, np.float32)}},
+    }
+    checkpoint.save_teacher(
+        str(tmp_path), variables, arch="a", num_classes=3, dataset="d", image_shape=(4, 4, 1)
+    )
+    meta, restored = checkpoint.load_teacher(str(tmp_path), arch="a", num_classes=3)
+    assert meta["image_shape"] == [4, 4, 1]
+    np.testing.assert_array_equal(restored["params"]["w"], variables["params"]["w"])
+    with pytest.raises(ValueError, match="is a 'a', but the config asks for 'b'"):
+        checkpoint.load_teacher(str(tmp_path), arch="b")
+    with pytest.raises(ValueError, match="has 3 classes, but the config's dataset has 10"):
+        checkpoint.load_teacher(str(tmp_path), num_classes=10)
+    with pytest.raises(ValueError, match="meta.json is missing"):
+        checkpoint.load_teacher(str(tmp_path / "nowhere"))
+
+
+def test_every_method_config_is_complete():
+    for method in ("fast2", "fast5", "fast10", "fast5_exact", "fast5_nometa", "deepinv2k"):
+        config = dfkd_digits.get_config(method)
+        assert config.method == method
+    fast10 = dfkd_digits.get_config("fast10").synthesis
+    assert (fast10.g_steps, fast10.lr_g, fast10.lr_z) == (10, 2e-3, 0.01)
+    np.testing.assert_allclose(fast10.meta_lr, 2e-2)  # lr_g * g_steps, as the original
+    cifar = dfkd_cifar.get_config("cifar100-fast2-resnet34-resnet18")
+    assert (cifar.synthesis.adv, cifar.synthesis.oh, cifar.dataset.name) == (1.33, 0.5, "cifar100")
+    with pytest.raises(ValueError, match="Unknown pair resnet18-resnet34"):
+        dfkd_cifar.get_config("cifar10-fast5-resnet18-resnet34")
+    with pytest.raises(ValueError, match="Unknown method 'fast3'"):
+        dfkd_common.apply_method(dfkd_digits.digits_base(), "fast3")
+
+
+def run_main(*args, cwd):
+    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    return subprocess.run(
+        [sys.executable, "-m", "fastdfkd_jax.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_command_line_overrides_and_unknown_keys(tmp_path):
+    config = os.path.join(REPO, "configs", "teacher_digits.py")
+    bad = run_main(f"--config={config}", f"--workdir={tmp_path}", "--config.train.nope=1", cwd=REPO)
+    assert bad.returncode != 0 and "nope" in bad.stderr
+    wrong_type = run_main(
+        f"--config={config}", f"--workdir={tmp_path}", "--config.train.epochs=two", cwd=REPO
+    )
+    assert wrong_type.returncode != 0 and "epochs" in wrong_type.stderr
+    ok = run_main(
+        f"--config={config}",
+        f"--workdir={tmp_path}",
+        "--config.train.epochs=1",
+        "--config.model.arch=digits_cnn_tiny",
+        "--config.mesh.data=1",
+        "--config.progress_bar=False",
+        cwd=str(tmp_path),  # the config file is found by path, from anywhere
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    with open(tmp_path / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["config"]["train"]["epochs"] == 1
+    assert summary["config"]["model"]["arch"] == "digits_cnn_tiny"
