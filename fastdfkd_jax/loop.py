@@ -447,7 +447,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if config.sample_every_epochs and ((epoch + 1) % config.sample_every_epochs == 0 or last):
             reporting.save_image_grid(
                 os.path.join(workdir, f"samples_{epoch + 1:04d}.png"),
-                jax.device_get(images)[: config.sample_grid_size],
+                sharding.to_host(images)[: config.sample_grid_size],  # gathered across hosts
                 upscale=config.sample_upscale,
             )
         if (epoch + 1) % config.checkpoint.every_epochs == 0 or last:

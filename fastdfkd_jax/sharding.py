@@ -23,6 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -288,3 +289,18 @@ def constrain_batch(x: jax.Array, sharding: jax.sharding.Sharding | None) -> jax
     if sharding is None:
         return x
     return jax.lax.with_sharding_constraint(x, sharding)
+
+
+def to_host(tree):
+    """Global arrays -> whole numpy arrays in every process (a collective: all must call it).
+
+    Replicated or process-local arrays are read locally; arrays sharded over several processes
+    (synthetic images, the pool) are gathered across processes first.
+    """
+
+    def get(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
+            return np.asarray(jax.device_get(x))
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(get, tree)

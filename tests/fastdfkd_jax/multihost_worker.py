@@ -53,17 +53,6 @@ def run(mesh) -> tuple:
     return state, evaluate(state.student.variables, eval_split())
 
 
-def to_host(tree) -> list[np.ndarray]:
-    """Every leaf as a whole numpy array: replicated leaves from a local copy, sharded gathered."""
-
-    def leaf(x):
-        if x.is_fully_replicated:
-            return np.asarray(x.addressable_shards[0].data)
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-    return [leaf(x) for x in jax.tree.leaves(tree)]
-
-
 def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
     jax.config.update("jax_disable_most_optimizations", True)  # compile in seconds, not tens
     sharding.initialize_distributed(
@@ -86,7 +75,8 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
     with checkpoint.make_manager(os.path.join(out_dir, "run"), max_to_keep=1) as manager:
         restored, step = checkpoint.restore_latest(manager, target)
     assert step == 1
-    for a, b in zip(to_host(restored), to_host(state), strict=True):
+    restored, state_host = sharding.to_host(restored), sharding.to_host(state)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state_host), strict=True):
         np.testing.assert_array_equal(a, b)
     checkpoint.save_teacher(
         os.path.join(out_dir, "teacher"),
@@ -98,7 +88,7 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
     )
     multihost_utils.sync_global_devices("teacher saved")
 
-    leaves = to_host(state)
+    leaves = jax.tree.leaves(state_host)  # the sharded pool gathered from both processes
     np.savez(
         os.path.join(out_dir, f"state_{process_id}.npz"),
         accuracy=accuracy,

@@ -116,7 +116,7 @@ def test_two_processes_equal_one_process_on_four_devices(workers):
     finally:
         jax.config.update("jax_disable_most_optimizations", previous)
     other = jax.tree.unflatten(jax.tree.structure(state), leaves_of(results[0]))
-    want = jax.tree.unflatten(jax.tree.structure(state), worker.to_host(state))
+    want = sharding.to_host(state)
     for field in ("student", "pool", "bn_memory", "epoch"):
         ts.assert_trees_close(getattr(other, field), getattr(want, field))
     # The generator by what it computes (see test_sharding: Adam turns rounding noise in the

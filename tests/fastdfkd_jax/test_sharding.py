@@ -306,6 +306,9 @@ def test_batch_placement_and_process_rows():
     placed = sharding.put_batch({"x": x}, mesh)["x"]
     assert [s.data.shape for s in placed.addressable_shards] == [(2, 3)] * 4
     np.testing.assert_array_equal(placed, x)
+    host = sharding.to_host({"x": placed})["x"]
+    assert isinstance(host, np.ndarray)
+    np.testing.assert_array_equal(host, x)
     # One process holds every row, and reads the whole evaluation split.
     assert sharding.process_rows(8, mesh) == slice(0, 8)
     assert sharding.split_share(10) == (slice(0, 10), 10)
