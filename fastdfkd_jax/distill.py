@@ -56,11 +56,5 @@ def student_step(
         return losses.kd_loss(logits, teacher_logits, temperature), updates["batch_stats"]
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    state = state.replace(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, updates),
-        batch_stats=batch_stats,
-        opt_state=opt_state,
-    )
+    state = state.apply_gradients(grads, batch_stats, tx)
     return state, {"kd_loss": loss}

@@ -9,6 +9,7 @@ from typing import Any
 
 import flax.struct
 import jax
+import optax
 
 
 @flax.struct.dataclass
@@ -31,3 +32,15 @@ class ClassifierState:
     @property
     def variables(self) -> dict:
         return {"params": self.params, "batch_stats": self.batch_stats}
+
+    def apply_gradients(
+        self, grads, batch_stats, tx: optax.GradientTransformation
+    ) -> "ClassifierState":
+        """One optimizer step with `grads`, and the batch statistics of the forward pass."""
+        updates, opt_state = tx.update(grads, self.opt_state, self.params)
+        return self.replace(
+            step=self.step + 1,
+            params=optax.apply_updates(self.params, updates),
+            batch_stats=batch_stats,
+            opt_state=opt_state,
+        )

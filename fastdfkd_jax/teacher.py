@@ -93,13 +93,7 @@ def train_step(
         return loss, (logits, updates["batch_stats"])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    state = state.replace(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, updates),
-        batch_stats=batch_stats,
-        opt_state=opt_state,
-    )
+    state = state.apply_gradients(grads, batch_stats, tx)
     accuracy = (jnp.argmax(logits, -1) == batch["label"]).mean()
     return state, {"loss": loss, "accuracy": accuracy}
 
