@@ -12,7 +12,7 @@ batches are the configs'; per-device batches shrink as devices grow.
 
 On a CPU host the "devices" are threads sharing its cores: the table then measures the overhead of
 partitioning (collectives, smaller kernels), not a speed-up. On an accelerator host, pass
-`--devices=1,2,4,8 --no-simulate` to use real devices.
+`--devices=1,2,4,8 --nosimulate` to use real devices.
 """
 
 import functools
