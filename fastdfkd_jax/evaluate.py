@@ -43,6 +43,7 @@ def make_evaluator(
     sharding.check_batch_divides(batch_size, mesh, "eval batch_size")
     step = jax.jit(
         functools.partial(_eval_step, model=model, mean=tuple(mean), std=tuple(std)),
+        in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
         out_shardings=sharding.replicated(mesh),
     )
 
