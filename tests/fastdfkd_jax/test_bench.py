@@ -1,0 +1,297 @@
+"""The acceleration benchmark: its arithmetic, its outputs on a tiny config, the CIFAR smoke preset."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+import tensorflow_datasets as tfds
+
+from configs import bench_cifar10, bench_cifar100, bench_digits, bench_fashion_mnist, dfkd_digits
+from fastdfkd_jax import bench, checkpoint, models
+
+
+def save_random_teacher(path, arch, dataset, image_shape, num_classes):
+    model = models.create_model(arch, num_classes=num_classes)
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)
+    checkpoint.save_teacher(
+        path,
+        variables,
+        arch=arch,
+        num_classes=num_classes,
+        dataset=dataset,
+        image_shape=image_shape,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A randomly initialized tiny digits teacher (the mechanics do not need a trained one)."""
+    path = str(tmp_path_factory.mktemp("teacher"))
+    return save_random_teacher(path, "digits_cnn_tiny", "digits", (8, 8, 1), 10)
+
+
+def tiny_bench(teacher_dir, methods=("deepinv2k", "fast2", "fast5_exact")):
+    """bench_digits:quick shrunk to tiny models (as tests/fastdfkd_jax/test_loop.py's tiny_config)."""
+    config = bench_digits.get_config("quick")
+    config.teacher.checkpoint = teacher_dir
+    run = config.run
+    run.teacher.arch = run.student.arch = "digits_cnn_tiny"
+    run.epochs, run.warmup, run.kd.steps = 3, 1, 2
+    run.kd.batch_size = 16
+    run.synthesis = ml_collections.ConfigDict(
+        dict(batch_size=16, chunk_steps=2, generator=dict(nz=8, ngf=4))
+    )
+    run.pool = ml_collections.ConfigDict(dict(capacity=64))
+    run.mesh = ml_collections.ConfigDict(dict(data=1))
+    run.sample_every_epochs = 0
+    config.methods = methods
+    config.deepinv_epochs, config.deepinv_steps = 2, 4
+    config.timing_repeats = 2
+    config.cost_g_steps = (2,)
+    config.profile_method = "fast2"
+    config.progress_bar = False
+    config.compilation_cache = False
+    return config
+
+
+def row(method, seconds, batches, per_batch, accuracy=0.9, extrapolated=False):
+    return dict(
+        method=method,
+        synthesis_seconds=seconds,
+        batches=batches,
+        seconds_per_batch=per_batch,
+        student_accuracy=accuracy,
+        extrapolated=extrapolated,
+    )
+
+
+def test_speedup_arithmetic():
+    rows = bench.speedups(
+        [
+            row("deepinv2k", 400.0, 40, 10.0, 0.95, extrapolated=True),
+            row("fast5", 2.0, 40, 0.05, 0.94),
+            # Other batch counts are compared per the baseline's count: 1.0 s / 10 -> 4.0 s / 40.
+            row("fast2", 1.0, 10, 0.025, 0.93),
+        ]
+    )
+    by = {r["method"]: r for r in rows}
+    assert by["deepinv2k"]["speedup"] == pytest.approx(1.0)
+    assert by["fast5"]["speedup"] == pytest.approx(200.0)
+    assert by["fast5"]["speedup_per_batch"] == pytest.approx(200.0)
+    assert by["fast2"]["speedup"] == pytest.approx(100.0)
+    assert by["fast2"]["speedup_per_batch"] == pytest.approx(400.0)
+    target = bench.target_check(rows)
+    assert target["met"] and target["accuracy_gap_points"] == pytest.approx(1.0)
+    assert target["baseline_extrapolated"]
+    # No baseline: no speed-up.
+    assert bench.speedups([row("fast5", 2.0, 40, 0.05)])[0]["speedup"] is None
+    rows[1]["student_accuracy"] = 0.92
+    assert not bench.target_check(rows)["met"]
+
+
+def test_deepinv_extrapolation_arithmetic():
+    config = dfkd_digits.get_config("deepinv2k")
+    assert config.synthesis.g_steps == 2000 and config.synthesis.chunk_steps == 10
+    # Two timed chunks of 10 steps stand for a batch of 2000 steps: x100.
+    assert bench.deepinv_per_batch_scale(config, 2) == (20, 100.0)
+    config.synthesis.chunk_steps = 0  # one scan: time the whole batch
+    assert bench.deepinv_per_batch_scale(config, 2) == (2000, 1.0)
+
+
+def test_shorter_deepinv_run_keeps_the_kd_budget():
+    config = dfkd_digits.get_config("deepinv2k")  # 40 epochs, warmup 5, 50 KD steps
+    short = bench.shorter_deepinv_config(config, epochs=8, steps=2000)
+    assert (short.epochs, short.warmup, short.synthesis.g_steps) == (8, 1, 2000)
+    assert (short.epochs - short.warmup) * short.kd.steps >= 35 * 50
+    assert short.kd.steps == 250
+    text = bench.describe_shorter_run(config, short)
+    assert "2000 steps per batch on 8 batches" in text and "1750 in all" in text
+    with pytest.raises(ValueError, match="deepinv_steps"):
+        bench.shorter_deepinv_config(config, epochs=8, steps=15)
+    with pytest.raises(ValueError, match="deepinv_epochs"):
+        bench.shorter_deepinv_config(config, epochs=0, steps=20)
+
+
+def test_presets_build_every_method():
+    for module, presets in (
+        (bench_digits, ("", "quick")),
+        (bench_fashion_mnist, ("", "quick")),
+        (bench_cifar10, ("", "runlocal", "wrn40_2-wrn16_1")),
+        (bench_cifar100, ("", "runlocal")),
+    ):
+        for preset in presets:
+            config = module.get_config(preset)
+            configs = [bench.method_config(config, m) for m in config.methods]
+            # Same teacher, student and KD schedule for every method.
+            for key in ("teacher.arch", "student.arch", "epochs", "warmup", "kd.steps"):
+                values = {
+                    str(c[key.split(".")[0]][key.split(".")[1]]) if "." in key else str(c[key])
+                    for c in configs
+                }
+                assert len(values) == 1, (module.__name__, preset, key, values)
+    with pytest.raises(ValueError, match="preset"):
+        bench_digits.get_config("nope")
+    config = bench_digits.get_config("quick")
+    config.run.nonsense = 1
+    with pytest.raises(ValueError, match="nonsense"):
+        bench.method_config(config, "fast5")
+
+
+def test_benchmark_outputs_on_a_tiny_config(teacher_dir, tmp_path):
+    config = tiny_bench(teacher_dir, methods=("deepinv2k", "fast2"))
+    config.cost_g_steps, config.profile_method = (), ""
+    workdir = str(tmp_path / "bench")
+    result = bench.run_benchmark(config, workdir)
+    for name in ("acceleration.json", "acceleration.md", "acceleration.png"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+    with open(os.path.join(workdir, "acceleration.json")) as f:
+        saved = json.load(f)
+    assert [r["method"] for r in saved["rows"]] == ["deepinv2k", "fast2"]
+    by = {r["method"]: r for r in saved["rows"]}
+    deepinv = by["deepinv2k"]
+    # Extrapolated: 2000-step batches timed on 2 chunks of 2 steps (x500), 3 batches.
+    assert deepinv["extrapolated"] and deepinv["timing_scale"] == pytest.approx(500.0)
+    assert deepinv["synthesis_seconds"] == pytest.approx(3 * deepinv["seconds_per_batch"])
+    assert deepinv["run_synthesis_calls"] == 2
+    assert "4 steps per batch on 2 batches" in deepinv["accuracy_from"]
+    assert deepinv["speedup"] == pytest.approx(1.0)
+    for r in saved["rows"]:
+        assert r["seconds_per_batch"] > 0 and r["compile_seconds"] > 0
+        assert r["timing_calls"] == 2 and 0.0 <= r["student_accuracy"] <= 1.0
+        assert r["speedup"] == pytest.approx(deepinv["synthesis_seconds"] / r["synthesis_seconds"])
+    fast2 = by["fast2"]
+    assert not fast2["extrapolated"] and fast2["run_synthesis_calls"] == 3
+    assert fast2["synthesis_seconds"] == pytest.approx(fast2["run_synthesis_seconds"])
+    assert fast2["speedup"] > 1.0  # 2 steps against 2000
+    assert saved["target"] is None  # no fast5 row
+    assert "meta_gradient_cost" not in saved and "profile" not in saved
+    text = open(os.path.join(workdir, "acceleration.md")).read()
+    assert "| DeepInv-2k | 2000 |" in text and "EXTRAPOLATED" in text
+    assert "| Fast-2 | 2 | first_order |" in text
+    assert result["rows"][1]["student_accuracy"] == fast2["student_accuracy"]
+
+
+def fake_result():
+    rows = bench.speedups(
+        [
+            dict(row("deepinv2k", 400.0, 40, 10.0, 0.95, True), label="DeepInv-2k", g_steps=2000),
+            dict(row("fast5", 2.0, 40, 0.05, 0.94), label="Fast-5", g_steps=5),
+        ]
+    )
+    for r in rows:
+        r.update(
+            meta_gradient="first_order" if r["g_steps"] == 5 else "none",
+            teacher_accuracy=1.0,
+            compile_seconds=3.0,
+            accuracy_from="a stated shorter run" if r["extrapolated"] else "the full run",
+            run_synthesis_seconds=1.0,
+            run_synthesis_calls=4,
+        )
+    cost = [
+        dict(
+            g_steps=2,
+            variant=v,
+            median_s=t,
+            time_vs_first_order=t / 0.1,
+            peak_bytes=m,
+            temp_bytes=m // 2,
+            memory_vs_first_order=m / 2**20,
+            compile_seconds=1.0,
+        )
+        for v, t, m in (
+            ("first_order", 0.1, 2**20),
+            ("exact", 0.25, 5 * 2**20),
+            ("exact+remat", 0.3, 2 * 2**20),
+        )
+    ]
+    profile = dict(
+        method="fast5",
+        epochs=40,
+        kd_steps_per_epoch=50,
+        projected_seconds={"inner synthesis steps": 10.0, "student (KD) steps": 90.0},
+        run_measured_seconds=dict(total_seconds=120.0, synthesis_seconds=10.0),
+    )
+    return dict(
+        dataset="digits",
+        teacher=dict(arch="t", checkpoint="/x"),
+        student="s",
+        schedule=dict(
+            epochs=40, warmup=5, kd_steps=50, kd_batch_size=128, synthesis_batch_size=128
+        ),
+        device="cpu",
+        timing=dict(repeats=5, method="medians", deepinv="2 chunks"),
+        rows=rows,
+        target=bench.target_check(rows),
+        meta_gradient_cost=cost,
+        profile=profile,
+    )
+
+
+def test_markdown_marks_extrapolation_and_has_every_table(tmp_path):
+    result = fake_result()
+    text = bench.markdown(result)
+    assert "| DeepInv-2k | 2000 | none | 95.00 * | 400.0 * | 10.0000 | 3.0 | 1.0x | 1.0x |" in text
+    assert "| Fast-5 | 5 | first_order | 94.00 | 2.0 | 0.0500 | 3.0 | 200.0x | 200.0x |" in text
+    assert "EXTRAPOLATED" in text and "a stated shorter run" in text
+    assert "gap 1.00 points at 200.0x -> MET (DeepInv-2k extrapolated)" in text
+    assert "| 2 | exact | 0.2500 | 2.50 | 5.00 |" in text and "memory_analysis()" in text
+    assert "| student (KD) steps | 90.0 | 90.0% |" in text
+    bench.write_outputs(result, str(tmp_path))
+    assert json.load(open(tmp_path / "acceleration.json"))["rows"][0]["extrapolated"]
+    assert (tmp_path / "acceleration.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_benchmark_cost_profile_and_reuse(teacher_dir, tmp_path):
+    """The exact meta-gradient row, the cost table, the profile, and reusing finished runs."""
+    workdir = str(tmp_path / "bench")
+    result = bench.run_benchmark(tiny_bench(teacher_dir), workdir)
+    by = {r["method"]: r for r in result["rows"]}
+    assert by["fast5_exact"]["meta_gradient"] == "exact"
+    cost = {(c["variant"], c["g_steps"]): c for c in result["meta_gradient_cost"]}
+    assert set(cost) == {("first_order", 2), ("exact", 2), ("exact+remat", 2)}
+    assert cost[("first_order", 2)]["time_vs_first_order"] == pytest.approx(1.0)
+    assert cost[("exact", 2)]["peak_bytes"] > cost[("first_order", 2)]["peak_bytes"]
+    profile = result["profile"]
+    assert profile["method"] == "fast2"
+    assert set(profile["per_call_median_s"]) == {
+        "inner_steps",
+        "synthesis_call",
+        "kd_step",
+        "evaluation",
+        "transfer",
+    }
+    assert profile["run_measured_seconds"]["total_seconds"] > 0
+    text = open(os.path.join(workdir, "acceleration.md")).read()
+    assert "exact+remat" in text and "inner synthesis steps" in text
+    # A second call reuses the finished runs (same accuracies).
+    config = tiny_bench(teacher_dir)
+    config.cost_g_steps, config.profile_method = (), ""
+    again = bench.run_benchmark(config, workdir)
+    assert [r["student_accuracy"] for r in again["rows"]] == [
+        r["student_accuracy"] for r in result["rows"]
+    ]
+
+
+@pytest.mark.slow  # ResNet-8 at 32x32: about a minute of compilation per preset on 2 cores
+@pytest.mark.parametrize("module", [bench_cifar10, bench_cifar100])
+def test_cifar_runlocal_on_mock_data(module, tmp_path):
+    config = module.get_config("runlocal")
+    name = config.dfkd_arg.split("-")[0]
+    num_classes = 10 if name == "cifar10" else 100
+    teacher = save_random_teacher(
+        str(tmp_path / "teacher"), config.run.teacher.arch, name, (32, 32, 3), num_classes
+    )
+    config.teacher.checkpoint = teacher
+    config.run.dataset = ml_collections.ConfigDict(dict(data_dir=str(tmp_path / "tfds")))
+    workdir = str(tmp_path / "bench")
+    with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+        result = bench.run_benchmark(config, workdir)
+    assert result["dataset"] == name
+    assert [r["method"] for r in result["rows"]] == ["deepinv2k", "fast2"]
+    assert result["rows"][0]["extrapolated"]
+    assert os.path.exists(os.path.join(workdir, "acceleration.png"))
