@@ -6,6 +6,15 @@ then writes ``loss_vs_epoch.png``, ``loss_vs_time.png``, ``results.json`` and ``
 and seconds to reach the best random-init test loss, final test loss, mean and spread over seeds).
 The MARS method's clock starts with the MARS fit and conversion time.
 
+Learning rate (``config.train.select_lr``): False uses ``config.train.learning_rate`` for every
+initialization (the first protocol). True chooses each initialization's Adam learning rate from the
+same grid ``config.train.lr_grid`` on a validation split carved out of the training data
+(``config.train.val_fraction``; the test split is never seen): the whole pipeline (column
+filtering, standardization, MARS fit and conversion) is rerun on the reduced training split, each
+learning rate trains for the same epochs over the same seeds, and the one with the lowest
+seed-mean validation loss (minimum over epochs) is kept; the test curves are then measured with it
+on the full training split.
+
 Regression data are standardized (inputs and targets, training statistics); losses are test MSE
 in standardized units. Classification (digits) fits MARS to one-hot targets, converts, then refits
 the output layer by multinomial logistic regression on the hidden features; the loss is test
@@ -126,11 +135,29 @@ def load_data(cfg: ml_collections.ConfigDict) -> Data:
     """Load ``cfg.name`` from ``DATASETS``; raises ValueError listing the choices."""
     if cfg.name not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.name!r}; choose from {sorted(DATASETS)}")
-    data = DATASETS[cfg.name](cfg)
+    return _drop_constant(DATASETS[cfg.name](cfg))
+
+
+def _drop_constant(data: Data) -> Data:
     # Drop columns constant on the training split (MARS refuses them; they carry nothing).
     keep = np.ptp(data.x_train, axis=0) > 0
     data.x_train, data.x_test = data.x_train[:, keep], data.x_test[:, keep]
     return data
+
+
+def validation_split(data: Data, fraction: float, seed: int) -> Data:
+    """Carve a validation split out of the training split (the test split is not used).
+
+    Returns:
+      ``Data`` whose train arrays are the remaining training rows and whose test arrays are the
+      validation rows; columns constant on the remaining rows are dropped.
+
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    inner = _split(data.x_train, data.y_train, fraction, seed, data.classification)
+    inner.num_classes = data.num_classes
+    return _drop_constant(inner)
 
 
 @dataclasses.dataclass
@@ -146,9 +173,27 @@ class Prepared:
     outputs: int
 
 
-def prepare(data: Data) -> Prepared:
-    """Standardize inputs (and regression targets) with training statistics."""
-    mean, std = data.x_train.mean(0), data.x_train.std(0)
+INPUT_SCALES = ("column", "global")
+
+
+def prepare(data: Data, input_scale: str = "column") -> Prepared:
+    """Standardize inputs (and regression targets) with training statistics.
+
+    Args:
+      data: the split.
+      input_scale: ``"column"`` divides each centred input by its own training standard deviation;
+        ``"global"`` by one standard deviation over all training inputs (for pixels on a common
+        scale: a pixel almost always 0 in training has a tiny std, and a test image that sets it
+        would give an input of tens of standard deviations).
+
+    """
+    if input_scale not in INPUT_SCALES:
+        raise ValueError(f"unknown input_scale {input_scale!r}; choose from {INPUT_SCALES}")
+    mean = data.x_train.mean(0)
+    if input_scale == "column":
+        std = data.x_train.std(0)
+    else:
+        std = np.full(data.x_train.shape[1], (data.x_train - mean).std())
     if data.classification:
         t_tr, t_te, k = data.y_train, data.y_test, data.num_classes
     else:
@@ -173,21 +218,27 @@ def _loss(classification: bool, out, target):
     return jnp.mean(jnp.square(out - target))
 
 
-def mars_init(config, data: Data, prep: Prepared, key: jax.Array) -> tuple[dict, float, MARS]:
+def mars_init(
+    config, data: Data, prep: Prepared, key: jax.Array, model: MARS | None = None
+) -> tuple[dict, float, MARS]:
     """Fit MARS, convert to the MLP's parameters (classification: refit the output layer).
+
+    Args:
+      model: a MARS model already fitted to ``data`` (skips the fit), or None.
 
     Returns:
       ``(params, seconds, model)``: seconds covers the fit, the conversion and the refit.
 
     """
     start = time.perf_counter()
-    if data.classification:
-        target = np.eye(data.num_classes)[data.y_train]
-    else:
-        target = prep.t_train.astype(np.float64)
-    model = MARS(
-        max_terms=config.mars.max_terms, degree=config.mars.degree, thresh=config.mars.thresh
-    ).fit(data.x_train, target)
+    if model is None:
+        if data.classification:
+            target = np.eye(data.num_classes)[data.y_train]
+        else:
+            target = prep.t_train.astype(np.float64)
+        model = MARS(
+            max_terms=config.mars.max_terms, degree=config.mars.degree, thresh=config.mars.thresh
+        ).fit(data.x_train, target)
     widths = list(config.model.widths)
     # Degree 2 is not CPWL: use the documented min-surrogate, refit on the training inputs.
     surrogate = "min" if model.max_degree_ > 1 else None
@@ -248,17 +299,23 @@ def random_init(name: str, features: list[int], d: int, key: jax.Array) -> dict:
     return mlp.init(key, jnp.zeros((1, d), jnp.float32))["params"]
 
 
-def make_trainer(features: tuple[int, ...], classification: bool, lr: float, batch: int):
-    """Jitted epoch and evaluation functions shared by every method (compiled once).
+def make_trainer(features: tuple[int, ...], classification: bool, batch: int):
+    """Jitted epoch and evaluation functions shared by every method and learning rate.
 
     Returns:
-      ``(opt, epoch_fn, eval_fn)``: ``epoch_fn(params, opt_state, z, t, key) -> (params,
-      opt_state, mean train loss)`` runs one shuffled epoch of full batches with ``lax.scan``;
+      ``(init_fn, epoch_fn, eval_fn)``: ``init_fn(params, lr) -> opt_state`` of Adam with the
+      learning rate held in the state (``optax.inject_hyperparams``), so one compilation serves
+      every learning rate; ``epoch_fn(params, opt_state, z, t, key) -> (params, opt_state, mean
+      train loss)`` runs one shuffled epoch of full batches with ``lax.scan``;
       ``eval_fn(params, z, t) -> loss``.
 
     """
     mlp = MLP(features=features)
-    opt = optax.adam(lr)
+    adam = optax.inject_hyperparams(optax.adam)
+    opt = adam(learning_rate=0.0)  # update() reads the learning rate from the state
+
+    def init_fn(params, lr: float):
+        return adam(learning_rate=lr).init(params)
 
     def loss_fn(params, z, t):
         return _loss(classification, mlp.apply({"params": params}, z), t)
@@ -278,20 +335,21 @@ def make_trainer(features: tuple[int, ...], classification: bool, lr: float, bat
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), order)
         return params, opt_state, jnp.mean(losses)
 
-    return opt, epoch_fn, jax.jit(loss_fn)
+    return init_fn, epoch_fn, jax.jit(loss_fn)
 
 
-def train_curve(params, prep: Prepared, trainer, epochs: int, key: jax.Array):
-    """Train for ``epochs``; test loss and cumulative training seconds after each epoch.
+def train_curve(params, prep: Prepared, trainer, epochs: int, key: jax.Array, lr: float):
+    """Train for ``epochs`` at Adam learning rate ``lr``; test loss and cumulative training seconds
+    after each epoch.
 
     Returns:
       ``(test_loss [epochs + 1], seconds [epochs + 1])``, index 0 being the initialization.
 
     """
-    opt, epoch_fn, eval_fn = trainer
+    init_fn, epoch_fn, eval_fn = trainer
     z, t = jnp.asarray(prep.z_train), jnp.asarray(prep.t_train)
     zt, tt = jnp.asarray(prep.z_test), jnp.asarray(prep.t_test)
-    opt_state = opt.init(params)
+    opt_state = init_fn(params, lr)
     losses = [float(eval_fn(params, zt, tt))]
     seconds = [0.0]
     elapsed = 0.0
@@ -373,14 +431,16 @@ def markdown_table(table: dict, loss_name: str) -> str:
     lines = [
         f"Target: best random-init test {loss_name} (seed-mean curve) = {table['target']:.4f}",
         "",
-        "| init | epochs to target | seconds to target | per seed: epochs | per seed: seconds "
-        f"| init s | initial {loss_name} | final {loss_name} | best {loss_name} |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| init | lr | epochs to target | seconds to target | per seed: epochs "
+        f"| per seed: seconds | init s | initial {loss_name} | final {loss_name} "
+        f"| best {loss_name} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, r in table["methods"].items():
         seeds = f" ({r['seeds_reached']}/{r['seeds']} seeds)"
+        lr = f"{r['learning_rate']:g}" if "learning_rate" in r else "-"
         lines.append(
-            f"| {m} | {val(r['epochs_to_target'], 0)} | {val(r['seconds_to_target'], 2)} "
+            f"| {m} | {lr} | {val(r['epochs_to_target'], 0)} | {val(r['seconds_to_target'], 2)} "
             f"| {pm(r['epochs_to_target_seeds_mean'], r['epochs_to_target_seeds_std'], 1)}{seeds} "
             f"| {pm(r['seconds_to_target_seeds_mean'], r['seconds_to_target_seeds_std'], 2)} "
             f"| {r['init_seconds_mean']:.2f} | {r['initial_loss_mean']:.4f} "
@@ -421,6 +481,70 @@ def plot(curves: dict, times: dict, init_seconds: dict, loss_name: str, workdir:
     return paths
 
 
+def select_learning_rates(
+    config: ml_collections.ConfigDict, data: Data, features: tuple[int, ...], key: jax.Array
+) -> dict:
+    """Choose each method's learning rate from ``config.train.lr_grid`` on a validation split.
+
+    The validation rows come out of ``data``'s training split (``validation_split``); MARS is fitted
+    and converted on the remaining rows only. Every method trains from the same seeds for
+    ``config.train.epochs`` at every grid value.
+
+    Returns:
+      method -> ``{"learning_rate", "val_best" [len(grid)], "seconds"}``: the chosen rate (lowest
+      seed-mean validation loss, minimum over epochs; ties go to the earlier grid value), that
+      criterion for every grid value (inf where training diverged), and the seconds spent.
+
+    """
+    grid = tuple(float(lr) for lr in config.train.lr_grid)
+    if not grid or min(grid) <= 0:
+        raise ValueError(f"lr_grid must hold positive learning rates, got {grid}")
+    inner = validation_split(data, config.train.val_fraction, config.dataset.split_seed)
+    prep = prepare(inner, config.dataset.input_scale)
+    d = prep.z_train.shape[1]
+    batch = min(config.train.batch_size, prep.z_train.shape[0])
+    trainer = make_trainer(features, inner.classification, batch)
+    model = mars_init(config, inner, prep, key)[2] if "mars" in config.methods else None
+    out = {}
+    for m in config.methods:
+        start = time.perf_counter()
+        curves: dict[float, list] = {lr: [] for lr in grid}
+        for seed in range(config.num_seeds):
+            k_init, k_train = jax.random.split(jax.random.fold_in(key, seed))
+            if m == "mars":
+                params = mars_init(config, inner, prep, k_init, model)[0]
+            else:
+                params = random_init(m, list(features), d, k_init)
+            for lr in grid:
+                c, _ = train_curve(params, prep, trainer, config.train.epochs, k_train, lr)
+                curves[lr].append(np.where(np.isfinite(c), c, np.inf))
+        val = [float(np.mean(curves[lr], 0).min()) for lr in grid]
+        out[m] = {
+            "learning_rate": grid[int(np.argmin(val))],
+            "val_best": val,
+            "seconds": time.perf_counter() - start,
+        }
+        logging.info("%s: validation best by lr %s -> lr %g", m, val, out[m]["learning_rate"])
+    return out
+
+
+def selection_table(selection: dict, grid, loss_name: str) -> str:
+    """Render ``select_learning_rates``'s validation losses as Markdown (chosen value in bold)."""
+    lines = [
+        f"Validation {loss_name} (seed-mean, best epoch) by learning rate:",
+        "",
+        "| init | " + " | ".join(f"lr {lr:g}" for lr in grid) + " | chosen |",
+        "|---|" + "---|" * (len(grid) + 1),
+    ]
+    for m, r in selection.items():
+        cells = [
+            f"**{v:.4f}**" if lr == r["learning_rate"] else f"{v:.4f}"
+            for lr, v in zip(grid, r["val_best"], strict=True)
+        ]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {r['learning_rate']:g} |")
+    return "\n".join(lines)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Run the whole comparison and write plots and tables to ``workdir``.
 
@@ -433,20 +557,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r}; choose from {METHODS}")
     data = load_data(config.dataset)
-    prep = prepare(data)
+    prep = prepare(data, config.dataset.input_scale)
     d = prep.z_train.shape[1]
     features = (*config.model.widths, prep.outputs)
     batch = min(config.train.batch_size, prep.z_train.shape[0])
-    trainer = make_trainer(features, data.classification, config.train.learning_rate, batch)
+    trainer = make_trainer(features, data.classification, batch)
     loss_name = "cross-entropy" if data.classification else "MSE"
     root = jax.random.key(config.seed)
+    selection = {}
+    if config.train.select_lr:
+        # Its own keys, so that the test runs use the same seeds under either protocol.
+        (select_root,) = jax.random.split(root, 1)
+        selection = select_learning_rates(config, data, features, select_root)
+        lrs = {m: selection[m]["learning_rate"] for m in config.methods}
+    else:
+        lrs = dict.fromkeys(config.methods, float(config.train.learning_rate))
     curves: dict[str, list] = {m: [] for m in config.methods}
     times: dict[str, list] = {m: [] for m in config.methods}
     init_seconds: dict[str, list] = {m: [] for m in config.methods}
     # Compile once before timing anything (identical shapes for every method and seed); the MARS
     # fit's own jitted functions are compiled by a first, untimed fit.
     warm = random_init("he", list(features), d, root)
-    train_curve(warm, prep, trainer, 1, root)
+    train_curve(warm, prep, trainer, 1, root, lrs[config.methods[0]])
     if "mars" in config.methods:
         mars_init(config, data, prep, root)
     mars_info = {}
@@ -464,7 +596,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 }
             else:
                 params, secs = random_init(m, list(features), d, k_init), 0.0
-            c, t = train_curve(params, prep, trainer, config.train.epochs, k_train)
+            c, t = train_curve(params, prep, trainer, config.train.epochs, k_train, lrs[m])
             curves[m].append(c)
             times[m].append(t)
             init_seconds[m].append(secs)
@@ -473,11 +605,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     times_a = {m: np.stack(v) for m, v in times.items()}
     init_a = {m: np.array(v) for m, v in init_seconds.items()}
     table = summarize(curves_a, times_a, init_a)
+    for m in config.methods:
+        table["methods"][m]["learning_rate"] = lrs[m]
+    table["selection"] = selection
     table["mars"] = mars_info
     table["loss"] = loss_name
     table["dataset"] = config.dataset.name
     table["plots"] = plot(curves_a, times_a, init_a, loss_name, workdir)
     md = markdown_table(table, loss_name)
+    if selection:
+        md += "\n\n" + selection_table(selection, config.train.lr_grid, loss_name)
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(md + "\n")
     with open(os.path.join(workdir, "results.json"), "w") as f:
