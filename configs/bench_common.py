@@ -32,6 +32,8 @@ def bench_config(dfkd_config: str, dfkd_arg: str = "{method}") -> ml_collections
     config.deepinv_timing_chunks = 2  # host-driven chunks per timed DeepInversion call
     # Exact vs first-order meta-gradient cost (time, compiled memory, +-remat) for these g_steps.
     config.cost_g_steps = (2, 5, 10)
+    # Skip the runs: per-batch times and extrapolated totals only (no accuracies).
+    config.timing_only = False
     config.profile_method = "fast5"  # '' skips the profile
     config.progress_bar = True
     # JAX's persistent compilation cache in WORKDIR/xla_cache: the timing pass then loads the

@@ -292,6 +292,8 @@ def target_check(rows: list[dict], method: str = "fast5", points: float = 2.0, s
     if method not in by_name or BASELINE not in by_name:
         return None
     row, base = by_name[method], by_name[BASELINE]
+    if row["student_accuracy"] is None or base["student_accuracy"] is None:
+        return None
     gap = 100.0 * (base["student_accuracy"] - row["student_accuracy"])
     return dict(
         method=method,
@@ -543,6 +545,10 @@ def run_benchmark(bench: ml_collections.ConfigDict, workdir: str) -> dict:
         if config.synthesis.method == "deepinversion" and not bench.deepinv_full:
             run_config = shorter_deepinv_config(config, bench.deepinv_epochs, bench.deepinv_steps)
             notes[method] = describe_shorter_run(config, run_config)
+        if bench.timing_only:
+            notes[method] = "not run (timing_only): synthesis time extrapolated, no accuracy"
+            summaries[method] = timing_only_summary(config)
+            continue
         logging.info("Run %s%s", method, f" ({notes[method]})" if method in notes else "")
         summaries[method] = run_method(run_config, os.path.join(workdir, method))
 
@@ -588,7 +594,8 @@ def run_benchmark(bench: ml_collections.ConfigDict, workdir: str) -> dict:
                 seconds_per_batch_max=timing["max_s"],
                 timing_calls=timing["n"],
                 timing_scale=scales[method],
-                compile_seconds=summary["synthesis_compile_seconds"],
+                compile_seconds=summary["synthesis_compile_seconds"]
+                or timers[method].compile_seconds,
                 timing_compile_seconds=timers[method].compile_seconds,
                 extrapolated=extrapolated,
                 accuracy_from=notes.get(method, "the full run"),
@@ -656,6 +663,24 @@ def enable_compilation_cache(path: str) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def timing_only_summary(config: ml_collections.ConfigDict) -> dict:
+    """The summary keys the table reads, for a method that was only timed, not run."""
+    s = config.synthesis
+    return dict(
+        meta_gradient=s.meta_gradient if s.method == "fast" and s.meta else "none",
+        student_test_accuracy=None,
+        teacher_test_accuracy=None,
+        synthesis_seconds=None,
+        synthesis_calls=0,
+        total_seconds=None,
+        synthesis_compile_seconds=None,
+    )
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
 def device_description() -> str:
     device = jax.devices()[0]
     return (
@@ -676,7 +701,7 @@ def markdown(result: dict) -> str:
         f"# Acceleration benchmark: {result['dataset']}",
         "",
         f"Teacher `{result['teacher']['arch']}` (test accuracy "
-        f"{100 * rows[0]['teacher_accuracy']:.2f}%) -> student `{result['student']}`; "
+        f"{_percent(rows[0]['teacher_accuracy'])}%) -> student `{result['student']}`; "
         f"{sched['epochs']} synthesized batches of {sched['synthesis_batch_size']}, warmup "
         f"{sched['warmup']}, {sched['kd_steps']} KD steps of {sched['kd_batch_size']} per epoch. "
         f"Device: {result['device']}.",
@@ -693,11 +718,19 @@ def markdown(result: dict) -> str:
         )
         lines.append(
             f"| {r['label']} | {r['g_steps']} | {r['meta_gradient']} | "
-            f"{100 * r['student_accuracy']:.2f}{mark} | {r['synthesis_seconds']:.1f}{mark} | "
+            f"{_percent(r['student_accuracy'])}{mark} | {r['synthesis_seconds']:.1f}{mark} | "
             f"{r['seconds_per_batch']:.4f} | {r['compile_seconds']:.1f} | {speed} | {per_batch} |"
         )
     lines.append("")
+    timed_only = [r["label"] for r in rows if r["student_accuracy"] is None]
+    if timed_only:
+        lines.append(
+            f"\\* {', '.join(timed_only)}: EXTRAPOLATED, not run (timing_only): total synthesis "
+            f"seconds = median seconds per batch x {rows[0]['batches']} batches; no accuracy."
+        )
     for r in rows:
+        if r["student_accuracy"] is None:
+            continue
         if r["extrapolated"]:
             lines.append(
                 f"\\* {r['label']}: EXTRAPOLATED. Total synthesis seconds = median seconds per "
@@ -788,7 +821,16 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for r in result["rows"]:
+    rows = result["rows"]
+    timed_only = all(r["student_accuracy"] is None for r in rows)
+    for i, r in enumerate(rows):
+        if timed_only:  # no accuracies: total synthesis seconds per method
+            ax.barh(
+                [i], [r["synthesis_seconds"]], color="C0", alpha=0.5 if r["extrapolated"] else 1
+            )
+            continue
+        if r["student_accuracy"] is None:
+            continue
         x, y = r["synthesis_seconds"], 100 * r["student_accuracy"]
         face = "none" if r["extrapolated"] else None
         ax.scatter([x], [y], s=50, facecolors=face, edgecolors="C0" if face else None)
@@ -796,8 +838,12 @@ def plot(result: dict, path: str) -> None:
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("total synthesis seconds (log)")
-    ax.set_ylabel("student test accuracy (%)")
-    ax.set_title(f"{result['dataset']}: accuracy against synthesis time")
+    if timed_only:
+        ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
+        ax.set_title(f"{result['dataset']}: total synthesis time (extrapolated, not run)")
+    else:
+        ax.set_ylabel("student test accuracy (%)")
+        ax.set_title(f"{result['dataset']}: accuracy against synthesis time")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

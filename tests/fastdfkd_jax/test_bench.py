@@ -240,6 +240,14 @@ def test_markdown_marks_extrapolation_and_has_every_table(tmp_path):
     assert "gap 1.00 points at 200.0x -> MET (DeepInv-2k extrapolated)" in text
     assert "| 2 | exact | 0.2500 | 2.50 | 5.00 |" in text and "memory_analysis()" in text
     assert "| student (KD) steps | 90.0 | 90.0% |" in text
+    # timing_only: no accuracies, every total extrapolated, no target.
+    for r in result["rows"]:
+        r.update(student_accuracy=None, teacher_accuracy=None, extrapolated=True)
+    assert bench.target_check(result["rows"]) is None
+    result["target"] = None
+    text = bench.markdown(result)
+    assert "| Fast-5 | 5 | first_order | n/a * | 2.0 * |" in text
+    assert "DeepInv-2k, Fast-5: EXTRAPOLATED, not run (timing_only)" in text
     bench.write_outputs(result, str(tmp_path))
     assert json.load(open(tmp_path / "acceleration.json"))["rows"][0]["extrapolated"]
     assert (tmp_path / "acceleration.png").stat().st_size > 0
