@@ -14,6 +14,9 @@ import pytest
 from configs import dfkd_digits, teacher_digits
 from fastdfkd_jax import checkpoint, data, loop, main, models, reporting
 
+# Tiny models: compile time dominates, so compile without most optimizations (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory):
@@ -184,7 +187,10 @@ class CifarOnly(nn.Module):
         (dict(meta_gradient="second"), "Unknown meta_gradient 'second'"),
         (dict(student_arch="cifar_only"), "does not accept images of shape"),
         (dict(student_arch="nope"), "digits_cnn_tiny"),
-        (dict(dataset="fashion_mnist"), r"trained on \(8, 8, 1\) images \(digits\), but fashion_mnist"),
+        (
+            dict(dataset="fashion_mnist"),
+            r"trained on \(8, 8, 1\) images \(digits\), but fashion_mnist",
+        ),
         (dict(method="magic"), "Unknown synthesis method 'magic'"),
         (dict(mesh=64), "mesh.data=64 asks for more devices than the"),
         (dict(batch=12), "synthesis.batch_size=12 does not divide by the data axis size 8"),

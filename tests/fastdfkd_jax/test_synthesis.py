@@ -1,5 +1,6 @@
 """Synthesis: losses, BN memory, pool, and the three FastDFKD meta-gradients."""
 
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,9 @@ from fastdfkd_jax.synthesis import deepinversion, fastdfkd, losses
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import init_bn_memory, js_divergence
 from tests.fastdfkd_jax import tiny
+
+# Tiny models: compile time dominates, so compile without most optimizations (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 # -- losses ---------------------------------------------------------------------------------------
@@ -178,7 +182,7 @@ def inner_args(synth, rng):
 def test_exact_meta_gradient_matches_finite_differences(remat):
     with jax.enable_x64(True):
         synth, tv, sv, memory = make_synth("exact", g_steps=2, dtype=jnp.float64)
-        synth = synth.__class__(**{**synth.__dict__, "remat": remat})
+        synth = dataclasses.replace(synth, remat=remat)
         tv, sv = jax.tree.map(lambda x: x.astype(jnp.float64), (tv, sv))
         state = synth.init(jax.random.PRNGKey(1))
         params = jax.tree.map(lambda x: x.astype(jnp.float64), state.params)
@@ -206,7 +210,7 @@ def test_exact_meta_gradient_matches_finite_differences(remat):
         )
         np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
         # And it is not the first-order sum: the second-order terms matter.
-        _, aux = synth.inner_run(
+        _, aux = jax.jit(synth.inner_run)(
             params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, adv
         )
         first = sum(
@@ -216,7 +220,7 @@ def test_exact_meta_gradient_matches_finite_differences(remat):
         assert abs(float(first - analytic)) > 1e-3 * abs(float(analytic))
 
 
-def manual_inner(synth, params, batch_stats, z0, targets, rng, tv, sv, memory, adv):
+def manual_inner(synth, params, batch_stats, z0, targets, rng, tv, sv, memory, adv, num_steps=None):
     """A plain Python loop of the inner steps: the reference for `inner_run`."""
     tx = synth.inner_optimizer()
     inner = {"g": params, "z": z0}
@@ -228,13 +232,15 @@ def manual_inner(synth, params, batch_stats, z0, targets, rng, tv, sv, memory, a
         images = synth.generate(inner["g"], batch_stats, inner["z"])
         return synth.objective(images, targets, jax.random.fold_in(rng, k), tv, sv, memory, adv)[0]
 
-    for k in range(synth.g_steps):
-        loss, grads = jax.value_and_grad(loss_fn)(inner, k)
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
+    update = jax.jit(tx.update)
+    for k in range(synth.g_steps if num_steps is None else num_steps):
+        loss, grads = value_and_grad(inner, k)
         step_losses.append(float(loss))
         grad_sum = jax.tree.map(jnp.add, grad_sum, grads["g"])
-        updates, opt_state = tx.update(grads, opt_state, inner)
+        updates, opt_state = update(grads, opt_state, inner)
         inner = optax.apply_updates(inner, updates)
-    return grad_sum, inner["g"], step_losses
+    return grad_sum, inner, step_losses
 
 
 def test_inner_run_matches_a_plain_loop():
@@ -253,7 +259,7 @@ def test_inner_run_matches_a_plain_loop():
         np.testing.assert_allclose(
             got, want, rtol=1e-3, atol=1e-5 * float(jnp.abs(want).max()) + 1e-7
         )
-    for got, want in zip(jax.tree.leaves(aux["adapted"]), jax.tree.leaves(adapted)):
+    for got, want in zip(jax.tree.leaves(aux["adapted"]), jax.tree.leaves(adapted["g"])):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -293,33 +299,24 @@ def test_best_iterate_images_are_the_lowest_loss_ones():
     synth, tv, sv, memory = make_synth("first_order", g_steps=4)
     state = synth.init(jax.random.PRNGKey(1))
     z0, targets, inner_rng = inner_args(synth, jax.random.PRNGKey(2))
-    _, aux = synth.inner_run(
+    _, aux = jax.jit(synth.inner_run)(
         state.params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, 0.0
     )
     best = int(np.argmin(aux["losses"]))
-    # Recompute the images of iterate `best` by running `best` steps.
-    short = synth.__class__(**{**synth.__dict__, "g_steps": best}) if best else None
-    if short is None:
-        expected = synth.generate(state.params, state.batch_stats, z0)
-    else:
-        _, _, _ = manual_inner(
-            short, state.params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, 0.0
-        )
-        tx = synth.inner_optimizer()
-        inner = {"g": state.params, "z": z0}
-        opt_state = tx.init(inner)
-        for k in range(best):
-
-            def loss_fn(i):
-                images = synth.generate(i["g"], state.batch_stats, i["z"])
-                return synth.objective(
-                    images, targets, jax.random.fold_in(inner_rng, k), tv, sv, memory, 0.0
-                )[0]
-
-            grads = jax.grad(loss_fn)(inner)
-            updates, opt_state = tx.update(grads, opt_state, inner)
-            inner = optax.apply_updates(inner, updates)
-        expected = synth.generate(inner["g"], state.batch_stats, inner["z"])
+    # The images of iterate `best`: the generator after `best` plain-loop steps.
+    _, inner, _ = manual_inner(
+        dataclasses.replace(synth, g_steps=best),
+        state.params,
+        state.batch_stats,
+        z0,
+        targets,
+        inner_rng,
+        tv,
+        sv,
+        memory,
+        0.0,
+    )
+    expected = synth.generate(inner["g"], state.batch_stats, inner["z"])
     np.testing.assert_allclose(aux["best_images"], expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(aux["best_loss"], aux["losses"][best])
 
@@ -382,7 +379,7 @@ def test_deepinversion_lowers_the_loss_and_stays_in_range():
     assert float(metrics["synth_best_loss"]) < 0.95 * float(metrics["synth_loss_first"])
     assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
     with pytest.raises(ValueError, match="must be >= 1, got 0"):
-        deepinversion.DeepInversionSynthesizer(**{**synth.__dict__, "steps": 0})
+        dataclasses.replace(synth, steps=0)
 
 
 def test_synthesis_compiles_once_across_calls():
