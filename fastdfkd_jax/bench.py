@@ -26,7 +26,6 @@ Speed-up = DeepInv total synthesis seconds / the method's total synthesis second
 """
 
 import dataclasses
-import functools
 import importlib
 import json
 import math
@@ -176,8 +175,6 @@ def make_setup(config: ml_collections.ConfigDict, teacher_cache: dict | None = N
 
 def compile_synthesis(setup: Setup) -> tuple[Callable, float, Any]:
     """`(call, compile_seconds, compiled or None)` for one synthesis call of `setup`'s config."""
-    mesh = setup.mesh
-    state_out = sharding.state_shardings(setup.state, mesh)
     call, seconds = loop.compile_synthesis(
         setup.config,
         setup.synthesizer,
@@ -185,8 +182,7 @@ def compile_synthesis(setup: Setup) -> tuple[Callable, float, Any]:
         setup.teacher_vars,
         jax.random.PRNGKey(0),
         jnp.asarray(setup.config.synthesis.adv, jnp.float32),
-        mesh=mesh,
-        out_shardings=(state_out, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+        mesh=setup.mesh,
     )
     compiled = call if hasattr(call, "memory_analysis") else None
     return call, seconds, compiled
@@ -428,27 +424,16 @@ def profile_run(bench, config, summary, teacher_cache) -> dict:
         )
 
     inner_fn = jax.jit(inner).lower(state.synthesizer.params).compile()
-    kd_fn, kd_compile = loop._compile(  # noqa: SLF001 (the run's own compile helper)
-        functools.partial(
-            loop.kd_step,
-            student=setup.student,
-            teacher=setup.teacher,
-            tx=setup.tx,
-            batch_size=config.kd.batch_size,
-            temperature=config.kd.temperature,
-            aug=config.kd.augment,
-            mean=tuple(setup.info.mean),
-            std=tuple(setup.info.std),
-            batch_sharding=sharding.batch_sharding(setup.mesh),
-        ),
+    kd_fn, kd_compile = loop.compile_kd_step(
+        config,
+        setup.info,
+        setup.student,
+        setup.teacher,
+        setup.tx,
         kd_state,
         setup.teacher_vars,
         rng,
         mesh=setup.mesh,
-        out_shardings=(
-            sharding.state_shardings(kd_state, setup.mesh),
-            sharding.replicated(setup.mesh),
-        ),
     )
     # One batch in the KD state's pool, so the student samples filled slots.
     kd_state = kd_state.replace(

@@ -154,14 +154,22 @@ def synthesis_call(state: DFKDState, teacher_vars, rng, adv_weight, *, synthesiz
     return state, images, metrics
 
 
-def compile_synthesis(config, synthesizer, state, teacher_vars, rng, adv, *, mesh, out_shardings):
+def compile_synthesis(config, synthesizer, state, teacher_vars, rng, adv, *, mesh, donate=True):
     """Compiles one synthesis call; returns `(call, compile_seconds)`.
 
     `call(state, teacher_vars, rng, adv_weight) -> (state, images, metrics)`. FastDFKD and, with
     `synthesis.chunk_steps == 0`, DeepInversion are one compiled function. With `chunk_steps > 0`
     DeepInversion's steps run as `g_steps / chunk_steps` calls of one compiled, unrolled chunk
-    driven from the host (XLA:CPU runs scans slowly; see synthesis/steps.py).
+    driven from the host (XLA:CPU runs scans slowly; see synthesis/steps.py). The state is placed
+    by the sharding rules, the images split along `data`, the metrics whole; with `donate` the
+    input state's buffers are reused.
     """
+    out_shardings = (
+        sharding.state_shardings(state, mesh),
+        sharding.batch_sharding(mesh),
+        sharding.replicated(mesh),
+    )
+    donate_argnums = 0 if donate else ()
     chunk = config.synthesis.chunk_steps
     if config.synthesis.method != "deepinversion" or chunk == 0:
         return _compile(
@@ -172,6 +180,7 @@ def compile_synthesis(config, synthesizer, state, teacher_vars, rng, adv, *, mes
             adv,
             mesh=mesh,
             out_shardings=out_shardings,
+            donate_argnums=donate_argnums,
         )
     if chunk < 0 or config.synthesis.g_steps % chunk:
         raise ValueError(
@@ -204,7 +213,7 @@ def compile_synthesis(config, synthesizer, state, teacher_vars, rng, adv, *, mes
         return state, images, metrics
 
     finish = (
-        jax.jit(finish_fn, out_shardings=out_shardings, donate_argnums=0)
+        jax.jit(finish_fn, out_shardings=out_shardings, donate_argnums=donate_argnums)
         .lower(state, carry)
         .compile()
     )
@@ -224,6 +233,35 @@ def compile_synthesis(config, synthesizer, state, teacher_vars, rng, adv, *, mes
 def kd_step(state: DFKDState, teacher_vars, rng, **kwargs):
     student, metrics = distill.student_step(state.student, state.pool, teacher_vars, rng, **kwargs)
     return state.replace(student=student), metrics
+
+
+def compile_kd_step(
+    config, info, student, teacher, tx, state, teacher_vars, rng, *, mesh, donate=True
+):
+    """Compiles the student step `(state, teacher_vars, rng) -> (state, metrics)` on `mesh`.
+
+    Returns `(compiled, compile_seconds)`; with `donate` the input state's buffers are reused.
+    """
+    return _compile(
+        functools.partial(
+            kd_step,
+            student=student,
+            teacher=teacher,
+            tx=tx,
+            batch_size=config.kd.batch_size,
+            temperature=config.kd.temperature,
+            aug=config.kd.augment,
+            mean=tuple(info.mean),
+            std=tuple(info.std),
+            batch_sharding=sharding.batch_sharding(mesh),
+        ),
+        state,
+        teacher_vars,
+        rng,
+        mesh=mesh,
+        out_shardings=(sharding.state_shardings(state, mesh), sharding.replicated(mesh)),
+        donate_argnums=0 if donate else (),
+    )
 
 
 def load_teacher_checked(config, info) -> tuple[nn.Module, dict]:
@@ -344,36 +382,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # Compile both steps once, up front, and time the compilation on its own.
     adv = jnp.asarray(config.synthesis.adv, jnp.float32)
-    state_out = sharding.state_shardings(state, mesh)
-    replicated = sharding.replicated(mesh)
     synth_fn, synth_compile = compile_synthesis(
-        config,
-        synthesizer,
-        state,
-        teacher_vars,
-        synth_rng,
-        adv,
-        mesh=mesh,
-        out_shardings=(state_out, sharding.batch_sharding(mesh), replicated),
+        config, synthesizer, state, teacher_vars, synth_rng, adv, mesh=mesh
     )
-    kd_fn, kd_compile = _compile(
-        functools.partial(
-            kd_step,
-            student=student,
-            teacher=teacher,
-            tx=tx,
-            batch_size=config.kd.batch_size,
-            temperature=config.kd.temperature,
-            aug=config.kd.augment,
-            mean=tuple(info.mean),
-            std=tuple(info.std),
-            batch_sharding=sharding.batch_sharding(mesh),
-        ),
-        state,
-        teacher_vars,
-        kd_rng,
-        mesh=mesh,
-        out_shardings=(state_out, replicated),
+    kd_fn, kd_compile = compile_kd_step(
+        config, info, student, teacher, tx, state, teacher_vars, kd_rng, mesh=mesh
     )
     compile_seconds = synth_compile + kd_compile
     reset_fn = jax.jit(

@@ -98,6 +98,31 @@ def train_step(
     return state, {"loss": loss, "accuracy": accuracy}
 
 
+def jit_train_step(config, model, tx, info, state, mesh, *, donate=True):
+    """The jitted teacher step `(state, batch, rng) -> (state, metrics)` on `mesh`.
+
+    The state is placed by the sharding rules, the batch split along `data`, the key and the
+    metrics whole; with `donate` the input state's buffers are reused.
+    """
+    return jax.jit(
+        functools.partial(
+            train_step,
+            model=model,
+            tx=tx,
+            aug=config.train.augment,
+            mean=info.mean,
+            std=info.std,
+        ),
+        in_shardings=(
+            sharding.state_shardings(state, mesh),
+            sharding.batch_sharding(mesh),
+            sharding.replicated(mesh),
+        ),
+        out_shardings=(sharding.state_shardings(state, mesh), sharding.replicated(mesh)),
+        donate_argnums=0 if donate else (),
+    )
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The example order of one epoch: a function of (seed, epoch) only, so resumes replay it."""
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -139,24 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if restored is not None:
         logging.info("Resumed from step %d (epoch %d).", restored, start_epoch)
 
-    step_fn = jax.jit(
-        functools.partial(
-            train_step,
-            model=model,
-            tx=tx,
-            aug=config.train.augment,
-            mean=info.mean,
-            std=info.std,
-        ),
-        # State by the placement rules, the batch split along `data`, the key and metrics whole.
-        in_shardings=(
-            sharding.state_shardings(state, mesh),
-            sharding.batch_sharding(mesh),
-            sharding.replicated(mesh),
-        ),
-        out_shardings=(sharding.state_shardings(state, mesh), sharding.replicated(mesh)),
-        donate_argnums=0,
-    )
+    step_fn = jit_train_step(config, model, tx, info, state, mesh)
     evaluate = make_evaluator(model, info.mean, info.std, mesh, config.eval_batch_size)
 
     train_seconds = 0.0

@@ -15,7 +15,6 @@ partitioning (collectives, smaller kernels), not a speed-up. On an accelerator h
 `--devices=1,2,4,8 --nosimulate` to use real devices.
 """
 
-import functools
 import json
 import os
 import statistics
@@ -93,22 +92,7 @@ def measure(num_devices: int, repeats: int) -> dict:
     )
     start = time.perf_counter()
     step = (
-        jax.jit(
-            functools.partial(
-                teacher.train_step,
-                model=model,
-                tx=tx,
-                aug=tcfg.train.augment,
-                mean=info.mean,
-                std=info.std,
-            ),
-            in_shardings=(
-                sharding.state_shardings(state, mesh),
-                sharding.batch_sharding(mesh),
-                sharding.replicated(mesh),
-            ),
-            out_shardings=(sharding.state_shardings(state, mesh), sharding.replicated(mesh)),
-        )
+        teacher.jit_train_step(tcfg, model, tx, info, state, mesh, donate=False)
         .lower(state, batch, jax.random.PRNGKey(1))
         .compile()
     )
@@ -142,18 +126,16 @@ def measure(num_devices: int, repeats: int) -> dict:
         ),
         mesh,
     )
-    state_out = sharding.state_shardings(dfkd_state, mesh)
-    replicated = sharding.replicated(mesh)
     adv = jnp.float32(config.synthesis.adv)
-    synth, synth_compile = loop._compile(
-        functools.partial(loop.synthesis_call, synthesizer=synthesizer),
+    synth, synth_compile = loop.compile_synthesis(
+        config,
+        synthesizer,
         dfkd_state,
         teacher_vars,
         jax.random.PRNGKey(6),
         adv,
         mesh=mesh,
-        out_shardings=(state_out, sharding.batch_sharding(mesh), replicated),
-        donate_argnums=(),
+        donate=False,
     )
     results["steps"]["synthesis_fast5"] = dict(
         global_batch=config.synthesis.batch_size,
@@ -161,25 +143,17 @@ def measure(num_devices: int, repeats: int) -> dict:
         gflops_per_device=_flops(synth) / 1e9,
         **_time_calls(lambda: synth(dfkd_state, teacher_vars, jax.random.PRNGKey(6), adv), repeats),
     )
-    kd, kd_compile = loop._compile(
-        functools.partial(
-            loop.kd_step,
-            student=s_model,
-            teacher=t_model,
-            tx=kd_tx,
-            batch_size=config.kd.batch_size,
-            temperature=config.kd.temperature,
-            aug=config.kd.augment,
-            mean=tuple(info.mean),
-            std=tuple(info.std),
-            batch_sharding=sharding.batch_sharding(mesh),
-        ),
+    kd, kd_compile = loop.compile_kd_step(
+        config,
+        info,
+        s_model,
+        t_model,
+        kd_tx,
         dfkd_state,
         teacher_vars,
         jax.random.PRNGKey(7),
         mesh=mesh,
-        out_shardings=(state_out, replicated),
-        donate_argnums=(),
+        donate=False,
     )
     results["steps"]["kd_step"] = dict(
         global_batch=config.kd.batch_size,
