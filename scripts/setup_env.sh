@@ -7,11 +7,12 @@ set -euo pipefail
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-# Reinstall only when the package metadata changed since the last install.
-stamp=.venv/.fastdfkd_installed
+# Reinstall only when the package metadata or the requested extras changed since the last install.
+extras="dev${FASTDFKD_EXTRAS:+,$FASTDFKD_EXTRAS}"
+stamp=".venv/.fastdfkd_installed_${extras//,/_}"
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev${FASTDFKD_EXTRAS:+,$FASTDFKD_EXTRAS}]"
+  .venv/bin/python -m pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
 fmnist_dir=/usr/share/datasets/fashion-mnist
