@@ -16,7 +16,7 @@ import optax
 import pytest
 
 from fastdfkd_jax import checkpoint, loop, sharding, teacher
-from fastdfkd_jax.synthesis import deepinversion, fastdfkd
+from fastdfkd_jax.synthesis import deepinversion
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import init_bn_memory
 from tests.fastdfkd_jax import tiny
@@ -67,22 +67,13 @@ def make_synthesizer(mesh, method="fast", meta_gradient="first_order"):
             std=STD,
             batch_sharding=batch_sharding,
         )
-    return fastdfkd.FastSynthesizer(
-        generator=tiny.tiny_generator(),
-        objective=tiny.make_objective(t, s, bn_momentum=0.9),
-        num_classes=tiny.NUM_CLASSES,
-        batch_size=BATCH,
-        g_steps=1 if meta_gradient == "exact" else 2,
-        lr_g=0.05,
-        lr_z=0.1,
-        meta_lr=0.01,
-        inner_betas=(0.5, 0.999),
-        meta_betas=(0.5, 0.999),
-        inner_eps_root=1e-8,
+    return tiny.make_fast_synthesizer(
+        t,
+        s,
         meta_gradient=meta_gradient,
-        reptile_factor=3.0,
-        meta=True,
-        remat=False,
+        g_steps=1 if meta_gradient == "exact" else 2,
+        batch_size=BATCH,
+        bn_momentum=0.9,
         batch_sharding=batch_sharding,
     )
 

@@ -149,22 +149,14 @@ def test_pool_rejects_bad_input():
 # -- FastDFKD -------------------------------------------------------------------------------------
 def make_synth(meta_gradient, g_steps=3, meta=True, dtype=jnp.float32, bn_momentum=0.0):
     teacher, teacher_vars, student, student_vars = tiny.make_models(jax.random.PRNGKey(0), dtype)
-    synth = fastdfkd.FastSynthesizer(
-        generator=tiny.tiny_generator(),
-        objective=tiny.make_objective(teacher, student, bn_momentum),
-        num_classes=tiny.NUM_CLASSES,
-        batch_size=4,
-        g_steps=g_steps,
-        lr_g=0.05,
-        lr_z=0.1,
-        meta_lr=0.01,
-        inner_betas=(0.5, 0.999),
-        meta_betas=(0.5, 0.999),
-        inner_eps_root=1e-8,
+    synth = tiny.make_fast_synthesizer(
+        teacher,
+        student,
         meta_gradient=meta_gradient,
-        reptile_factor=3.0,
+        g_steps=g_steps,
+        batch_size=4,
         meta=meta,
-        remat=False,
+        bn_momentum=bn_momentum,
     )
     memory = init_bn_memory(synth.objective, teacher_vars, tiny.IMAGE_SHAPE)
     return synth, teacher_vars, student_vars, memory

@@ -61,3 +61,37 @@ def make_objective(teacher, student, bn_momentum=0.0):
 
 def tiny_generator():
     return Generator(nz=3, ngf=2, img_size=IMAGE_SHAPE[0], nc=IMAGE_SHAPE[-1])
+
+
+def make_fast_synthesizer(
+    teacher,
+    student,
+    *,
+    meta_gradient,
+    g_steps,
+    batch_size,
+    meta=True,
+    bn_momentum=0.0,
+    batch_sharding=None,
+):
+    """A FastSynthesizer over the tiny models with the tests' shared hyperparameters."""
+    from fastdfkd_jax.synthesis import fastdfkd
+
+    return fastdfkd.FastSynthesizer(
+        generator=tiny_generator(),
+        objective=make_objective(teacher, student, bn_momentum),
+        num_classes=NUM_CLASSES,
+        batch_size=batch_size,
+        g_steps=g_steps,
+        lr_g=0.05,
+        lr_z=0.1,
+        meta_lr=0.01,
+        inner_betas=(0.5, 0.999),
+        meta_betas=(0.5, 0.999),
+        inner_eps_root=1e-8,
+        meta_gradient=meta_gradient,
+        reptile_factor=3.0,
+        meta=meta,
+        remat=False,
+        batch_sharding=batch_sharding,
+    )
