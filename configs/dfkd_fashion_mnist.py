@@ -1,4 +1,4 @@
-r"""Data-free distillation on Fashion-MNIST (28x28x1): fmnist_cnn_teacher -> fmnist_cnn_small.
+r"""Data-free distillation on Fashion-MNIST (28x28x1): fmnist_cnn_teacher -> fmnist_cnn_medium.
 
   python -m fastdfkd_jax.main --config=configs/teacher_fashion_mnist.py \
       --workdir=runs/teacher_fashion_mnist
@@ -17,8 +17,10 @@ from configs import dfkd_common
 
 def fashion_mnist_base() -> ml_collections.ConfigDict:
     """Fashion-MNIST settings shared by every method (before the method's own changes)."""
-    config = dfkd_common.dfkd_config("fashion_mnist", "fmnist_cnn_teacher", "fmnist_cnn_small")
-    config.epochs = 120
+    # The student has a third of the teacher's parameters (94k of 279k). With fmnist_cnn_small (24k),
+    # 120 epochs and 50 KD steps per epoch the student plateaued at 84.6-84.9% (docs/results.md).
+    config = dfkd_common.dfkd_config("fashion_mnist", "fmnist_cnn_teacher", "fmnist_cnn_medium")
+    config.epochs = 150
     config.warmup = 10
     config.synthesis.batch_size = 128
     config.synthesis.generator.ngf = 32
@@ -26,8 +28,8 @@ def fashion_mnist_base() -> ml_collections.ConfigDict:
     config.synthesis.augment.padding = 2
     config.synthesis.augment.jitter = 3
     config.synthesis.reset_l0_epoch = -1
-    config.pool.capacity = 128 * 120
-    config.kd.steps = 50
+    config.pool.capacity = 128 * 150
+    config.kd.steps = 80
     config.kd.batch_size = 128
     config.kd.optimizer.learning_rate = 0.05
     config.kd.optimizer.end_learning_rate = 5e-5

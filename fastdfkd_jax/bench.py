@@ -327,13 +327,36 @@ def ensure_teacher(bench: ml_collections.ConfigDict, workdir: str) -> str:
     return teacher_dir
 
 
+# Keys that do not change what a run computes: a finished run that differs only in them is reused.
+DISPLAY_ONLY_KEYS = ("progress_bar",)
+
+
+def comparable_config(config: dict) -> dict:
+    """`config` (a run's config as a dict, e.g. summary.json's) reduced to what decides the result.
+
+    The teacher checkpoint path is made absolute (a run started with a relative path is the same
+    run) and the display-only keys are dropped. JSON round trip: tuples compare equal to lists.
+    """
+    config = json.loads(json.dumps(config, default=list))
+    for key in DISPLAY_ONLY_KEYS:
+        config.pop(key, None)
+    teacher = config.get("teacher", {})
+    if teacher.get("checkpoint"):
+        teacher["checkpoint"] = os.path.abspath(teacher["checkpoint"])
+    return config
+
+
 def run_method(config: ml_collections.ConfigDict, run_dir: str) -> dict:
-    """`loop.train_and_evaluate` in `run_dir`, or its summary if that run already finished."""
+    """`loop.train_and_evaluate` in `run_dir`, or its summary if that run already finished.
+
+    "Finished" means `run_dir/summary.json` exists and its config equals `config` up to
+    `comparable_config` (so a standalone run of the same config, copied into `run_dir`, is reused).
+    """
     path = os.path.join(run_dir, "summary.json")
     if os.path.exists(path):
         with open(path) as f:
             summary = json.load(f)
-        same = summary.get("config") == json.loads(json.dumps(config.to_dict(), default=list))
+        same = comparable_config(summary.get("config", {})) == comparable_config(config.to_dict())
         if same:
             logging.info("Reusing the finished run in %s.", run_dir)
             return summary

@@ -42,6 +42,7 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
     "digits_cnn_small": _partial(SmallCNN, stages=small_cnn.DIGITS_SMALL_STAGES),
     "digits_cnn_tiny": _partial(SmallCNN, stages=small_cnn.DIGITS_TINY_STAGES),
     "fmnist_cnn_teacher": _partial(SmallCNN, stages=small_cnn.FMNIST_TEACHER_STAGES),
+    "fmnist_cnn_medium": _partial(SmallCNN, stages=small_cnn.FMNIST_MEDIUM_STAGES),
     "fmnist_cnn_small": _partial(SmallCNN, stages=small_cnn.FMNIST_SMALL_STAGES),
     "fmnist_cnn_tiny": _partial(SmallCNN, stages=small_cnn.FMNIST_TINY_STAGES),
     "fmnist_resnet8": _partial(ResNetTiny, depth=8),

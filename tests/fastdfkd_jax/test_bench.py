@@ -116,6 +116,27 @@ def test_shorter_deepinv_run_keeps_the_kd_budget():
         bench.shorter_deepinv_config(config, epochs=0, steps=20)
 
 
+def test_finished_run_is_reused_despite_path_spelling_and_progress_bar(tmp_path, monkeypatch):
+    config = dfkd_digits.get_config("fast5")
+    config.teacher.checkpoint = "runs/teacher"
+    run_dir = tmp_path / "fast5"
+    run_dir.mkdir()
+    recorded = dict(config=config.to_dict(), student_test_accuracy=0.5)
+    recorded["config"]["progress_bar"] = not config.progress_bar
+    recorded["config"]["teacher"]["checkpoint"] = os.path.abspath("runs/teacher")
+    (run_dir / "summary.json").write_text(json.dumps(recorded, default=list))
+
+    def must_not_run(config, workdir):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(bench.loop, "train_and_evaluate", must_not_run)
+    assert bench.run_method(config, str(run_dir))["student_test_accuracy"] == 0.5
+    # A change that matters (the KD steps) is a different run: it trains.
+    config.kd.steps += 1
+    with pytest.raises(AssertionError, match="trained again"):
+        bench.run_method(config, str(run_dir))
+
+
 def test_presets_build_every_method():
     for module, presets in (
         (bench_digits, ("", "quick")),

@@ -26,6 +26,7 @@ KNOWN_PARAMS = {
     "digits_cnn_small": (24_058, 29_908),
     "digits_cnn_tiny": (1_442, 2_972),
     "fmnist_cnn_teacher": (278_890, 290_500),
+    "fmnist_cnn_medium": (94_186, 105_796),
     "fmnist_cnn_small": (24_058, 29_908),
     "fmnist_cnn_tiny": (6_274, 9_244),
     "fmnist_resnet8": (77_754, 83_604),

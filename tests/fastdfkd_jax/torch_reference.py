@@ -191,6 +191,7 @@ def build(arch, num_classes, in_channels=3):
         "digits_cnn_small": small_cnn.DIGITS_SMALL_STAGES,
         "digits_cnn_tiny": small_cnn.DIGITS_TINY_STAGES,
         "fmnist_cnn_teacher": small_cnn.FMNIST_TEACHER_STAGES,
+        "fmnist_cnn_medium": small_cnn.FMNIST_MEDIUM_STAGES,
         "fmnist_cnn_small": small_cnn.FMNIST_SMALL_STAGES,
         "fmnist_cnn_tiny": small_cnn.FMNIST_TINY_STAGES,
     }
