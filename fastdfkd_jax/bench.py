@@ -41,12 +41,10 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from fastdfkd_jax import data, loop, models, optim, reporting, sharding
+from fastdfkd_jax import data, loop, models, reporting, sharding
 from fastdfkd_jax import teacher as teacher_lib
 from fastdfkd_jax.evaluate import make_evaluator
 from fastdfkd_jax.synthesis import pool as pool_lib
-from fastdfkd_jax.synthesis.objective import init_bn_memory
-from fastdfkd_jax.teacher import init_classifier
 
 BASELINE = "deepinv2k"
 MIB = 2**20
@@ -155,21 +153,12 @@ def make_setup(config: ml_collections.ConfigDict, teacher_cache: dict | None = N
     student = models.create_model(config.student.arch, num_classes=info.num_classes)
     mesh = sharding.make_mesh(config.mesh)
     synthesizer = loop.build_synthesizer(config, info, teacher, student, mesh)
-    tx = optim.make_optimizer(
-        sharding.scale_learning_rate(config.kd.optimizer, config.kd.batch_size),
-        (config.epochs - config.warmup) * config.kd.steps,
-    )
-    root = jax.random.PRNGKey(config.seed)
-    student_rng, synth_rng = jax.random.split(root)
+    tx = loop.make_kd_optimizer(config)
+    student_rng, synth_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     teacher_vars = sharding.replicate(teacher_vars, mesh)
-    state = loop.DFKDState(
-        epoch=jnp.zeros((), jnp.int32),
-        synthesizer=synthesizer.init(synth_rng),
-        bn_memory=init_bn_memory(synthesizer.objective, teacher_vars, info.image_shape),
-        pool=pool_lib.init_pool(config.pool.capacity, info.image_shape, config.pool.dtype),
-        student=init_classifier(student, tx, student_rng, info.image_shape),
+    state = loop.init_state(
+        config, info, synthesizer, student, tx, teacher_vars, student_rng, synth_rng, mesh
     )
-    state = sharding.place_state(state, mesh)
     return Setup(config, info, mesh, teacher, teacher_vars, student, synthesizer, tx, state)
 
 

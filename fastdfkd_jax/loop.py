@@ -341,6 +341,31 @@ def _check_finite(metrics: dict, step: int, where: str) -> None:
             )
 
 
+def make_kd_optimizer(config: ml_collections.ConfigDict):
+    """The student's optimizer: `kd.optimizer` over the run's KD steps, rate scaled to the batch."""
+    return optim.make_optimizer(
+        sharding.scale_learning_rate(config.kd.optimizer, config.kd.batch_size),
+        (config.epochs - config.warmup) * config.kd.steps,
+    )
+
+
+def init_state(
+    config, info, synthesizer, student, tx, teacher_vars, student_rng, synthesizer_rng, mesh
+) -> DFKDState:
+    """A fresh run's state at epoch 0 (empty pool), placed on `mesh` by `sharding.place_state`.
+
+    `teacher_vars` should already be replicated on `mesh` (the BN memory is computed from them).
+    """
+    state = DFKDState(
+        epoch=jnp.zeros((), jnp.int32),
+        synthesizer=synthesizer.init(synthesizer_rng),
+        bn_memory=init_bn_memory(synthesizer.objective, teacher_vars, info.image_shape),
+        pool=pool_lib.init_pool(config.pool.capacity, info.image_shape, config.pool.dtype),
+        student=init_classifier(student, tx, student_rng, info.image_shape),
+    )
+    return sharding.place_state(state, mesh)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs data-free distillation as `config` says; returns the summary written to `workdir`."""
     run_start = time.perf_counter()
@@ -355,23 +380,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     sharding.check_batch_divides(config.kd.batch_size, mesh, "kd.batch_size")
     sharding.check_batch_divides(config.pool.capacity, mesh, "pool.capacity")
 
-    kd_epochs = config.epochs - config.warmup
-    tx = optim.make_optimizer(
-        sharding.scale_learning_rate(config.kd.optimizer, config.kd.batch_size),
-        kd_epochs * config.kd.steps,
-    )
+    tx = make_kd_optimizer(config)
     root = jax.random.PRNGKey(config.seed)
     student_rng, synth_init_rng, synth_rng, kd_rng, reset_rng = jax.random.split(root, 5)
 
     teacher_vars = sharding.replicate(teacher_vars, mesh)
-    state = DFKDState(
-        epoch=jnp.zeros((), jnp.int32),
-        synthesizer=synthesizer.init(synth_init_rng),
-        bn_memory=init_bn_memory(synthesizer.objective, teacher_vars, info.image_shape),
-        pool=pool_lib.init_pool(config.pool.capacity, info.image_shape, config.pool.dtype),
-        student=init_classifier(student, tx, student_rng, info.image_shape),
+    state = init_state(
+        config, info, synthesizer, student, tx, teacher_vars, student_rng, synth_init_rng, mesh
     )
-    state = sharding.place_state(state, mesh)
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
     state, restored = checkpoint.restore_latest(manager, state)
     metrics_writer = reporting.MetricsWriter(workdir)
