@@ -1,25 +1,31 @@
 r"""Acceleration benchmark on digits (8x8x1): DeepInv-2k against Fast-2/5/10, one command.
 
-  python scripts/bench_acceleration.py --config=configs/bench_digits.py --workdir=runs/bench_digits
-  python scripts/bench_acceleration.py --config=configs/bench_digits.py --quick \
+  python -m fastdfkd_jax.main --config=configs/bench_digits.py --workdir=runs/bench_digits
+  python -m fastdfkd_jax.main --config=configs/bench_digits.py:quick \
       --workdir=runs/bench_digits_quick
 
-Presets (the argument): '' (full: the 40-epoch digits schedule of configs/dfkd_digits.py for every
-method; DeepInv-2k's accuracy from 3 batches of 2000 steps with the same total KD steps, its total
-time extrapolated; 39 minutes on 2 shared CPU cores) and 'quick' (4 epochs, DeepInversion shortened
-to 2 batches of 100 steps, teacher trained 10 epochs, no cost table; about 5 minutes). With
-`teacher.checkpoint` empty, the teacher of configs/teacher_digits.py is trained first into
-WORKDIR/teacher_run/teacher. Results: docs/benchmarks.md.
+(`scripts/bench_acceleration.py` takes the same flags.) Variants (the argument):
+  '' (full): the 40-epoch digits schedule of configs/dfkd_digits.py for every method; DeepInv-2k's
+    accuracy from 3 batches of 2000 steps with the same total KD steps, its total time
+    extrapolated. Measured (docs/benchmarks.md): Fast-5 97.22% against DeepInv-2k 96.39% at 184x
+    less synthesis time; 39 minutes on 2 shared CPU cores.
+  quick: 4 epochs, DeepInversion shortened to 2 batches of 100 steps, teacher trained 10 epochs, no
+    cost table; about 5 minutes.
+  runlocal: the methods' `runlocal` configs (tiny models), DeepInversion 2 batches of 4 steps; tens
+    of seconds (the tests).
+With `teacher.checkpoint` empty, the teacher of configs/teacher_digits.py is trained first into
+WORKDIR/teacher_run/teacher.
 """
 
 import ml_collections
 
-from configs import bench_common
+from fastdfkd_jax import config_blocks as blocks
 
 
-def get_config(preset: str = "") -> ml_collections.ConfigDict:
-    config = bench_common.bench_config("configs.dfkd_digits")
-    config.teacher.train_config = "configs.teacher_digits"
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    a = blocks.parse_arg(arg, quick=False, runlocal=False)
+    config = blocks.bench_config(blocks.sibling(__file__, "dfkd_digits.py"))
+    config.teacher.train_config = blocks.sibling(__file__, "teacher_digits.py")
     run = config.run
     run.teacher = ml_collections.ConfigDict(dict(arch="digits_cnn_teacher"))
     run.student = ml_collections.ConfigDict(dict(arch="digits_cnn_small"))
@@ -27,12 +33,22 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     run.warmup = 5
     run.kd = ml_collections.ConfigDict(dict(steps=50))
     config.deepinv_epochs = 3  # 6000 DeepInversion steps: about 15 minutes here
-    if preset == "quick":
+    if a.quick or a.runlocal:
         run.epochs, run.warmup, run.kd.steps = 4, 1, 10
         config.timing_repeats = 3
         config.deepinv_epochs, config.deepinv_steps = 2, 100
         config.cost_g_steps = ()  # --config.cost_g_steps='(2,)' adds it (about 45 s)
         config.teacher.train_epochs = 10  # about 99% test accuracy
-    elif preset:
-        raise ValueError(f"Unknown preset {preset!r}; choose '' (full) or 'quick'.")
+    if a.runlocal:
+        config.dfkd_arg = "{method},runlocal"
+        config.run = ml_collections.ConfigDict(
+            dict(sample_every_epochs=0, synthesis=dict(chunk_steps=2))
+        )
+        config.methods = ("deepinv2k", "fast2", "fast5_exact")
+        config.deepinv_epochs, config.deepinv_steps = 2, 4
+        config.timing_repeats = 2
+        config.cost_g_steps = (2,)
+        config.profile_method = "fast2"
+        config.progress_bar = False
+        config.compilation_cache = False
     return config

@@ -3,29 +3,37 @@ r"""Teacher on Fashion-MNIST (28x28x1, 10 classes), prepared offline from Debian
   python -m fastdfkd_jax.main --config=configs/teacher_fashion_mnist.py \
       --workdir=runs/teacher_fashion_mnist
 
-Target: >= 91% test accuracy within 20 minutes on 2 CPU cores (measured in docs/results.md).
+Measured (docs/results.md): 91.60% test accuracy in 14.3 minutes alone on 2 CPU cores. The flag
+`runlocal` trains fmnist_cnn_tiny for one epoch on one device.
 """
 
 import ml_collections
 
-from configs import common
+from fastdfkd_jax import config_blocks as blocks
 
 
-def get_config() -> ml_collections.ConfigDict:
-    config = common.base_config("teacher")
-    config.dataset = common.dataset("fashion_mnist")
-    config.model = ml_collections.ConfigDict(dict(arch="fmnist_cnn_teacher"))
-    config.train = ml_collections.ConfigDict()
-    config.train.epochs = 6
-    config.train.batch_size = 128
-    config.train.optimizer = common.optimizer(
-        name="sgd",
-        learning_rate=0.05,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=5e-4,
-        schedule="cosine",
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    a = blocks.parse_arg(arg, runlocal=False)
+    config = blocks.teacher_config(
+        "fashion_mnist",
+        "fmnist_cnn_teacher",
+        epochs=6,
+        batch_size=128,
+        opt=blocks.optimizer(
+            name="sgd",
+            learning_rate=0.05,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="cosine",
+        ),
+        padding=2,
+        flip=True,
     )
-    config.train.augment = ml_collections.ConfigDict(dict(padding=2, flip=True))
     config.eval_batch_size = 1000
+    if a.runlocal:
+        config.model.arch = "fmnist_cnn_tiny"
+        config.train.epochs = 1
+        config.mesh.data = 1
+        config.progress_bar = False
     return config

@@ -1,7 +1,10 @@
-"""Entry point: `python -m fastdfkd_jax.main --config=configs/<name>.py --workdir=DIR`.
+"""Entry point: `fastdfkd --config=configs/<file>.py[:ARG] --workdir=DIR` (or
+`python -m fastdfkd_jax.main ...`).
 
-The config file's `job` names what runs ('teacher' or 'dfkd'); `--config.x.y=value` overrides any
-declared key (type-checked; unknown keys are refused).
+The config file's `job` names what runs (`JOBS`: 'teacher', 'dfkd', 'benchmark'); the job's
+`validate(config)` runs first, then the job. `--config.x.y=value` overrides any declared key
+(type-checked; unknown keys are refused). Config files are loaded by path; their argument syntax
+is in `fastdfkd_jax.config_blocks`.
 """
 
 import importlib
@@ -14,10 +17,12 @@ from ml_collections import config_flags
 
 from fastdfkd_jax import sharding
 
-# job name -> "module:function" taking (config, workdir) and returning the summary dict.
+# job name -> (module with `validate(config)`, its function `(config, workdir) -> summary dict`).
+# Imported when the job runs, so one job does not pay for the others' imports.
 JOBS = {
-    "teacher": "fastdfkd_jax.teacher:train_and_evaluate",
-    "dfkd": "fastdfkd_jax.loop:train_and_evaluate",
+    "teacher": ("fastdfkd_jax.teacher", "train_and_evaluate"),
+    "dfkd": ("fastdfkd_jax.train", "train_and_evaluate"),
+    "benchmark": ("fastdfkd_jax.benchmark", "run_benchmark"),
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -25,25 +30,31 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs `config.job` in `workdir` and returns its summary."""
+    """Validates `config` for `config.job`, runs it in `workdir` and returns its summary."""
     if config.job not in JOBS:
         raise ValueError(f"Unknown job {config.job!r}; choose one of {sorted(JOBS)}.")
+    module_name, function_name = JOBS[config.job]
+    module = importlib.import_module(module_name)
+    module.validate(config)
     # Before anything touches a device: jax.distributed must start before the backend does.
-    sharding.initialize_distributed(config.distributed)
+    sharding.initialize_distributed(config.get("distributed") or sharding.distributed_config())
     logging.info("JAX devices: %s", jax.devices())
     os.makedirs(workdir, exist_ok=True)
-    module_name, function_name = JOBS[config.job].split(":")
-    job = getattr(importlib.import_module(module_name), function_name)
-    return job(config, workdir)
+    return getattr(module, function_name)(config, workdir)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     summary = run(_CONFIG.value, _WORKDIR.value)
     logging.info("Summary: %s", {k: v for k, v in summary.items() if k != "config"})
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `fastdfkd` console command."""
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -3,13 +3,27 @@
 A config block has `name` ('sgd' | 'adam'), `learning_rate`, `schedule` ('constant' | 'cosine'),
 `end_learning_rate` (cosine floor), `warmup_steps`, and for SGD `momentum`, `nesterov`, for Adam
 `b1`, `b2`, and `weight_decay` (L2 added to the gradient, as PyTorch's SGD/Adam `weight_decay`).
+Its rates are for the job's global batch; `lr_scaling` ('none' | 'linear' against
+`reference_batch_size`) says how they change with it (`scale_learning_rate`).
 """
 
 import ml_collections
 import optax
+from absl import logging
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
+LR_SCALINGS = ("none", "linear")
+
+
+def validate(cfg: ml_collections.ConfigDict, name: str) -> None:
+    """Raises a ValueError naming `name` (e.g. 'kd.optimizer') for an unknown choice in `cfg`."""
+    for key, allowed in (("name", OPTIMIZERS), ("schedule", SCHEDULES)):
+        if cfg[key] not in allowed:
+            raise ValueError(f"Unknown {name}.{key} {cfg[key]!r}; choose one of {allowed}.")
+    rule = cfg.get("lr_scaling", "none")
+    if rule not in LR_SCALINGS:
+        raise ValueError(f"Unknown lr_scaling {rule!r}; choose one of {LR_SCALINGS}.")
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
@@ -64,3 +78,34 @@ def optimizer_config(**overrides) -> ml_collections.ConfigDict:
     )
     cfg.update(overrides)
     return cfg
+
+
+def scale_learning_rate(
+    opt_cfg: ml_collections.ConfigDict, global_batch: int
+) -> ml_collections.ConfigDict:
+    """The optimizer block with its learning rates scaled for `global_batch` by its rule.
+
+    `opt_cfg.lr_scaling`: 'none' (use `learning_rate` as given, for any batch) or 'linear'
+    (`learning_rate * global_batch / reference_batch_size`, and the same factor on
+    `end_learning_rate`: Goyal et al.'s rule for SGD). The config is not mutated.
+    """
+    rule = opt_cfg.get("lr_scaling", "none")
+    if rule not in LR_SCALINGS:
+        raise ValueError(f"Unknown lr_scaling {rule!r}; choose one of {LR_SCALINGS}.")
+    if rule == "none":
+        return opt_cfg
+    reference = opt_cfg.reference_batch_size
+    if reference < 1:
+        raise ValueError(f"lr_scaling='linear' needs reference_batch_size >= 1, got {reference}.")
+    factor = global_batch / reference
+    scaled = ml_collections.ConfigDict(opt_cfg.to_dict())
+    scaled.learning_rate = opt_cfg.learning_rate * factor
+    scaled.end_learning_rate = opt_cfg.end_learning_rate * factor
+    logging.info(
+        "Learning rate %g scaled by %d / %d to %g.",
+        opt_cfg.learning_rate,
+        global_batch,
+        reference,
+        scaled.learning_rate,
+    )
+    return scaled

@@ -1,76 +1,44 @@
-"""Run outputs: `metrics.jsonl`, `summary.json`, PNG sample grids, a progress bar.
+"""Run outputs: `summary.json`, PNG sample grids, markdown tables.
 
-Only the primary process (index 0) writes; the others get no-op writers, so multi-host runs write
-each file once.
+Only the primary process (index 0) writes files, so multi-host runs write each file once
+(metrics: `fastdfkd_jax.metrics`).
 """
 
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from PIL import Image
 
-METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
 
 def is_primary() -> bool:
+    """Whether this is process 0, the one that writes files."""
     return jax.process_index() == 0
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """`value` with numpy and JAX arrays turned into Python numbers and lists."""
     if isinstance(value, Mapping):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic | np.ndarray | jax.Array):
         value = np.asarray(value)
         return value.item() if value.ndim == 0 else value.tolist()
     return value
 
 
-class MetricsWriter:
-    """Appends one JSON object per line to `workdir/metrics.jsonl`."""
-
-    def __init__(self, workdir: str):
-        self.path = os.path.join(workdir, METRICS_FILE)
-        self.enabled = is_primary()
-
-    def truncate_after(self, step: int) -> None:
-        """Drops lines logged after `step`: a resumed run logs them again."""
-        if not self.enabled or not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-        with open(self.path, "w") as f:
-            f.writelines(kept)
-
-    def write(self, step: int, metrics: Mapping[str, Any]) -> None:
-        if not self.enabled:
-            return
-        record = {"step": int(step), **_jsonable(dict(metrics))}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def read_metrics(workdir: str) -> list[dict]:
-    """The records of `workdir/metrics.jsonl` ([] when there is none, e.g. on other hosts)."""
-    path = os.path.join(workdir, METRICS_FILE)
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def write_summary(workdir: str, summary: Mapping[str, Any]) -> None:
     if not is_primary():
         return
     with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
-        json.dump(_jsonable(dict(summary)), f, indent=2, sort_keys=True)
+        json.dump(jsonable(dict(summary)), f, indent=2, sort_keys=True)
 
 
 def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
@@ -96,3 +64,17 @@ def save_image_grid(path: str, images: np.ndarray, *, upscale: int = 1) -> None:
     if grid.shape[-1] == 1:
         grid = grid[..., 0]
     Image.fromarray(grid).save(path)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> str:
+    """A markdown table: `header` names, `rows` of cells (already formatted or `str()`-able).
+
+    `align`: one letter per column, 'l' or 'r' (default: first column left, the others right).
+    """
+    align = align or "l" + "r" * (len(header) - 1)
+    if len(align) != len(header):
+        raise ValueError(f"align {align!r} has {len(align)} letters for {len(header)} columns.")
+    rule = ["---" if a == "l" else "---:" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

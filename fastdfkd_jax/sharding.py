@@ -9,7 +9,8 @@ single-device run; XLA inserts the all-reduces.
 
 Batch sizes in configs are *global* (summed over every device of every process); the per-device
 batch is `global // mesh.shape['data']` (`per_device_batch`). Learning rates are given for the
-global batch; `scale_learning_rate` applies the config's `lr_scaling` rule when it is not 'none'.
+global batch; `optim.scale_learning_rate` applies the config's `lr_scaling` rule when it is not
+'none'.
 
 Multi-host: `initialize_distributed` starts `jax.distributed` when the config or the environment
 asks; the mesh then spans every process's devices, each process feeds only its rows of a global
@@ -28,7 +29,6 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
-LR_SCALINGS = ("none", "linear")
 # Environment variables that mean "this process is one of several": a coordinator set for
 # `jax.distributed` or a multi-process launcher. (On a Cloud TPU pod slice set
 # `config.distributed.enabled=True`: JAX then detects the coordinator itself.)
@@ -212,37 +212,6 @@ def distributed_config(**overrides) -> ml_collections.ConfigDict:
     )
     cfg.update(overrides)
     return cfg
-
-
-def scale_learning_rate(
-    opt_cfg: ml_collections.ConfigDict, global_batch: int
-) -> ml_collections.ConfigDict:
-    """The optimizer block with its learning rates scaled for `global_batch` by its rule.
-
-    `opt_cfg.lr_scaling`: 'none' (use `learning_rate` as given, for any batch) or 'linear'
-    (`learning_rate * global_batch / reference_batch_size`, and the same factor on
-    `end_learning_rate`: Goyal et al.'s rule for SGD). The config is not mutated.
-    """
-    rule = opt_cfg.get("lr_scaling", "none")
-    if rule not in LR_SCALINGS:
-        raise ValueError(f"Unknown lr_scaling {rule!r}; choose one of {LR_SCALINGS}.")
-    if rule == "none":
-        return opt_cfg
-    reference = opt_cfg.reference_batch_size
-    if reference < 1:
-        raise ValueError(f"lr_scaling='linear' needs reference_batch_size >= 1, got {reference}.")
-    factor = global_batch / reference
-    scaled = ml_collections.ConfigDict(opt_cfg.to_dict())
-    scaled.learning_rate = opt_cfg.learning_rate * factor
-    scaled.end_learning_rate = opt_cfg.end_learning_rate * factor
-    logging.info(
-        "Learning rate %g scaled by %d / %d to %g.",
-        opt_cfg.learning_rate,
-        global_batch,
-        reference,
-        scaled.learning_rate,
-    )
-    return scaled
 
 
 # Placement rules for run states: (regex over the '/'-joined pytree path, PartitionSpec); the first

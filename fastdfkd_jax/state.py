@@ -1,15 +1,24 @@
-"""The explicit state pytrees of the project's runs.
+"""The explicit state pytrees of the project's runs, and the one place each is created.
 
 Everything a run needs to continue lives in one of these `flax.struct` dataclasses, so a checkpoint
 of the state is a checkpoint of the run. Keys are raw `uint32[2]` PRNG keys so orbax stores them as
 plain arrays.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
+import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
+
+from fastdfkd_jax import sharding
+from fastdfkd_jax.synthesis import losses
+from fastdfkd_jax.synthesis import pool as pool_lib
+from fastdfkd_jax.synthesis.objective import init_bn_memory
 
 
 @flax.struct.dataclass
@@ -34,7 +43,7 @@ class ClassifierState:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
     def apply_gradients(
-        self, grads, batch_stats, tx: optax.GradientTransformation
+        self, grads: Any, batch_stats: Any, tx: optax.GradientTransformation
     ) -> "ClassifierState":
         """One optimizer step with `grads`, and the batch statistics of the forward pass."""
         updates, opt_state = tx.update(grads, self.opt_state, self.params)
@@ -44,3 +53,77 @@ class ClassifierState:
             batch_stats=batch_stats,
             opt_state=opt_state,
         )
+
+
+def init_classifier(
+    model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, image_shape: Sequence[int]
+) -> ClassifierState:
+    """Fresh parameters, BN statistics and optimizer state for `model` on `image_shape` images."""
+    variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    params = variables["params"]
+    return ClassifierState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+    )
+
+
+@flax.struct.dataclass
+class DFKDState:
+    """Everything a data-free run carries from one epoch to the next.
+
+    Attributes:
+      epoch: int32 scalar, epochs completed.
+      synthesizer: the synthesizer's own state (FastDFKD: the meta generator's `GeneratorState`;
+        DeepInversion: empty), created by its `init`.
+      bn_memory: the teacher BN momentum statistics.
+      pool: the synthetic image pool.
+      student: the student's `ClassifierState`.
+
+    """
+
+    epoch: jax.Array
+    synthesizer: Any
+    bn_memory: losses.BNMemory
+    pool: pool_lib.Pool
+    student: ClassifierState
+
+
+def create_dfkd_state(
+    synthesizer: Any,
+    student: nn.Module,
+    tx: optax.GradientTransformation,
+    teacher_vars: dict,
+    *,
+    image_shape: Sequence[int],
+    pool_capacity: int,
+    pool_dtype: str = "float32",
+    student_rng: jax.Array,
+    synthesizer_rng: jax.Array,
+    mesh: Mesh | None = None,
+    pool_images: jax.Array | None = None,
+) -> DFKDState:
+    """A run's state at epoch 0, placed on `mesh` by the sharding rules (when given).
+
+    Args:
+      synthesizer: a synthesizer of `fastdfkd_jax.synthesis` (its `init` and `objective`).
+      student, tx: the student module and its optimizer.
+      teacher_vars: the teacher's variables (the BN memory starts from their running statistics).
+      image_shape: (H, W, C).
+      pool_capacity, pool_dtype: the synthetic image pool.
+      student_rng, synthesizer_rng: keys of the student's and the synthesizer's initialization.
+      mesh: where to place the state (None: left where it was made).
+      pool_images: [N, H, W, C] in [0, 1] to put in the pool (timing and tests); None: empty.
+    """
+    pool = pool_lib.init_pool(pool_capacity, image_shape, pool_dtype)
+    if pool_images is not None:
+        pool = pool_lib.add(pool, pool_images)
+    state = DFKDState(
+        epoch=jnp.zeros((), jnp.int32),
+        synthesizer=synthesizer.init(synthesizer_rng),
+        bn_memory=init_bn_memory(synthesizer.objective, teacher_vars, image_shape),
+        pool=pool,
+        student=init_classifier(student, tx, student_rng, image_shape),
+    )
+    return state if mesh is None else sharding.place_state(state, mesh)

@@ -1,13 +1,15 @@
 """Teacher training: a pure jitted step, per-epoch evaluation, checkpoints, resume, summary.
 
 `train_and_evaluate(config, workdir)` trains `config.model.arch` on `config.dataset.name`, writes
-`metrics.jsonl`, resumable checkpoints under `checkpoints/`, the trained teacher under `teacher/`
-(see `checkpoint.save_teacher`) and `summary.json`.
+per-epoch metrics (averaged over the epoch's steps) to `metrics.jsonl` and TensorBoard, resumable
+checkpoints under `checkpoints/`, the trained teacher under `teacher/` (see
+`checkpoint.save_teacher`) and `summary.json`.
 """
 
 import functools
 import os
 import time
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -16,44 +18,25 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from jax.sharding import Mesh
 from tqdm import tqdm
 
-from fastdfkd_jax import checkpoint, data, models, optim, reporting, sharding
+from fastdfkd_jax import checkpoint, compilation, data, metrics, models, optim, reporting, sharding
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.evaluate import make_evaluator
-from fastdfkd_jax.state import ClassifierState
+from fastdfkd_jax.state import ClassifierState, init_classifier
 
 
-def check_model_fits(model: nn.Module, info, what: str) -> None:
-    """Raises a ValueError when `model` cannot map the dataset's images to its classes."""
-    shape = (1, *info.image_shape)
-    try:
-        out = jax.eval_shape(
-            lambda: model.init_with_output(jax.random.PRNGKey(0), jnp.zeros(shape), train=False)[0]
-        )
-    except Exception as e:  # noqa: BLE001 -- re-raised with the shapes that did not fit
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks a teacher-training config before anything runs; a ValueError names the bad key."""
+    if config.train.epochs < 1:
+        raise ValueError(f"train.epochs must be >= 1, got {config.train.epochs}.")
+    if config.model.arch not in models.CLASSIFIERS:
         raise ValueError(
-            f"The {what} {type(model).__name__} does not accept images of shape {info.image_shape} "
-            f"({info.name}): {e}"
-        ) from e
-    if out.shape != (1, info.num_classes):
-        raise ValueError(
-            f"The {what} outputs {out.shape[-1]} classes but {info.name} has {info.num_classes}."
+            f"Unknown model.arch {config.model.arch!r}; choose one of {sorted(models.CLASSIFIERS)}."
         )
-
-
-def init_classifier(
-    model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, image_shape
-) -> ClassifierState:
-    """Fresh parameters, BN statistics and optimizer state for `model` on `image_shape` images."""
-    variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
-    params = variables["params"]
-    return ClassifierState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        batch_stats=variables.get("batch_stats", {}),
-        opt_state=tx.init(params),
-    )
+    optim.validate(config.train.optimizer, "train.optimizer")
+    data.get_info(config.dataset.name)  # an unknown dataset names the known ones
 
 
 def train_step(
@@ -98,21 +81,35 @@ def train_step(
     return state, {"loss": loss, "accuracy": accuracy}
 
 
-def jit_train_step(config, model, tx, info, state, mesh, *, donate=True):
-    """The jitted teacher step `(state, batch, rng) -> (state, metrics)` on `mesh`.
+def compile_train_step(
+    state: ClassifierState,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    aug: ml_collections.ConfigDict,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int,
+    image_shape: Sequence[int],
+    mesh: Mesh,
+    donate: bool = True,
+) -> tuple[jax.stages.Compiled, float]:
+    """The compiled teacher step `(state, batch, rng) -> (state, metrics)` on `mesh`.
 
-    The state is placed by the sharding rules, the batch split along `data`, the key and the
-    metrics whole; with `donate` the input state's buffers are reused.
+    The state is placed by the sharding rules, the batch (`batch_size` images of `image_shape`)
+    split along `data`, the key and the metrics whole; with `donate` the input state's buffers are
+    reused. Returns `(compiled, compile_seconds)`.
     """
-    return jax.jit(
-        functools.partial(
-            train_step,
-            model=model,
-            tx=tx,
-            aug=config.train.augment,
-            mean=info.mean,
-            std=info.std,
-        ),
+    batch = {
+        "image": jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32),
+        "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+    }
+    return compilation.aot_compile(
+        functools.partial(train_step, model=model, tx=tx, aug=aug, mean=mean, std=std),
+        state,
+        batch,
+        jax.eval_shape(lambda: jax.random.PRNGKey(0)),
+        mesh=mesh,
         in_shardings=(
             sharding.state_shardings(state, mesh),
             sharding.batch_sharding(mesh),
@@ -130,11 +127,10 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains a teacher as `config` says; returns the summary it also writes to `workdir`."""
+    validate(config)
     info = data.get_info(config.dataset.name)
     model = models.create_model(config.model.arch, num_classes=info.num_classes)
-    check_model_fits(model, info, "model")
-    if config.train.epochs < 1:
-        raise ValueError(f"train.epochs must be >= 1, got {config.train.epochs}.")
+    models.check_fits(model, info, "model")
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_batch_divides(config.train.batch_size, mesh, "train.batch_size")
 
@@ -148,9 +144,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"{n_train} training examples of {info.name}."
         )
     total_steps = steps_per_epoch * config.train.epochs
-    tx = optim.make_optimizer(
-        sharding.scale_learning_rate(config.train.optimizer, config.train.batch_size), total_steps
-    )
+    opt_cfg = optim.scale_learning_rate(config.train.optimizer, config.train.batch_size)
+    tx = optim.make_optimizer(opt_cfg, total_steps)
+    schedule = optim.make_schedule(opt_cfg, total_steps)
 
     root = jax.random.PRNGKey(config.seed)
     init_rng, train_rng = jax.random.split(root)
@@ -159,12 +155,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
     state, restored = checkpoint.restore_latest(manager, state)
     start_epoch = 0 if restored is None else int(state.step) // steps_per_epoch
-    metrics_writer = reporting.MetricsWriter(workdir)
-    metrics_writer.truncate_after(int(state.step))
+    writer = metrics.create_writer(workdir, int(state.step))
     if restored is not None:
         logging.info("Resumed from step %d (epoch %d).", restored, start_epoch)
 
-    step_fn = jit_train_step(config, model, tx, info, state, mesh)
+    step_fn, _ = compile_train_step(
+        state,
+        model=model,
+        tx=tx,
+        aug=config.train.augment,
+        mean=info.mean,
+        std=info.std,
+        batch_size=config.train.batch_size,
+        image_shape=info.image_shape,
+        mesh=mesh,
+    )
     evaluate = make_evaluator(model, info.mean, info.std, mesh, config.eval_batch_size)
 
     train_seconds = 0.0
@@ -178,21 +183,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             disable=not reporting.is_primary() or not config.progress_bar,
             leave=False,
         )
+        mean = metrics.Mean()
         for i in bar:
             rows = order[i * config.train.batch_size : (i + 1) * config.train.batch_size]
             batch = sharding.put_batch(
                 {"image": train["image"][rows], "label": train["label"][rows]}, mesh
             )
             rng = jax.random.fold_in(train_rng, epoch * steps_per_epoch + i)
-            state, metrics = step_fn(state, batch, rng)
+            state, step_metrics = step_fn(state, batch, rng)
+            mean.add(step_metrics)
         jax.block_until_ready(state)
         train_seconds += time.perf_counter() - epoch_start
         test_accuracy = evaluate(state.variables, test)
         step = int(state.step)
+        averaged = mean.result()
         record = dict(
             epoch=epoch + 1,
-            train_loss=float(metrics["loss"]),
-            train_accuracy=float(metrics["accuracy"]),
+            train_loss=averaged["loss"],
+            train_accuracy=averaged["accuracy"],
+            learning_rate=float(schedule(step - 1)),
             test_accuracy=test_accuracy,
             epoch_seconds=time.perf_counter() - epoch_start,
         )
@@ -201,9 +210,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 f"train_loss became {record['train_loss']} at step {step} (epoch {epoch + 1}); "
                 "the last good checkpoint is kept."
             )
-        metrics_writer.write(step, record)
+        writer.write_scalars(step, record)
         logging.info("epoch %d: %s", epoch + 1, record)
         if (epoch + 1) % config.checkpoint.every_epochs == 0 or epoch + 1 == config.train.epochs:
+            writer.flush()
             checkpoint.save(manager, step, state)
 
     if restored is not None and start_epoch >= config.train.epochs:
@@ -229,5 +239,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config=config.to_dict(),
     )
     reporting.write_summary(workdir, summary)
+    writer.close()
     manager.close()
     return summary

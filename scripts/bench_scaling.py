@@ -5,7 +5,7 @@ r"""Compiled step time of every training step on 1, 2, 4, 8 (simulated) devices.
 For each device count a fresh Python process (XLA reads the forced device count once, before JAX
 starts) builds the mesh over that many devices and compiles, with the shardings the jobs use, the
 teacher step (`configs/teacher_digits.py`), the student KD step and the Fast-5 synthesis call
-(`configs/dfkd_digits_fast5.py`; models randomly initialized: speed does not depend on weights). It
+(`configs/dfkd_digits.py:fast5`; models randomly initialized: speed does not depend on weights). It
 reports the compile time, the median (and min/max) of `--repeats` timed calls, each ended by
 `block_until_ready()`, after one untimed warm-up call, and XLA's per-device FLOP count. Global
 batches are the configs'; per-device batches shrink as devices grow.
@@ -17,16 +17,13 @@ partitioning (collectives, smaller kernels), not a speed-up. On an accelerator h
 
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 from absl import app, flags, logging
 
-# `configs` is a top-level package of the repository, next to this scripts/ folder.
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+# The config files, next to this scripts/ folder (loaded by path).
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 _DEVICES = flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Device counts to measure.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per step (the median is reported).")
@@ -37,26 +34,7 @@ _OUT = flags.DEFINE_string("out", "", "Also write the JSON results here.")
 _WORKER = flags.DEFINE_integer("worker", 0, "Internal: measure on this many devices and exit.")
 
 STEPS = ("teacher_step", "kd_step", "synthesis_fast5")
-
-
-def _time_calls(call, repeats: int) -> dict:
-    import jax
-
-    jax.block_until_ready(call())  # warm-up: first-call allocations and transfers
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        seconds.append(time.perf_counter() - start)
-    return dict(
-        median_s=statistics.median(seconds), min_s=min(seconds), max_s=max(seconds), n=repeats
-    )
-
-
-def _flops(compiled) -> float:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", float("nan")))
+POOL_BATCHES = 8  # the KD step samples a pool holding this many synthesis batches
 
 
 def measure(num_devices: int, repeats: int) -> dict:
@@ -65,21 +43,38 @@ def measure(num_devices: int, repeats: int) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from configs import dfkd_digits_fast5, teacher_digits
-    from fastdfkd_jax import data, loop, models, optim, sharding, teacher
-    from fastdfkd_jax.synthesis import pool as pool_lib
-    from fastdfkd_jax.synthesis.objective import init_bn_memory
+    from fastdfkd_jax import (
+        compilation,
+        components,
+        config_blocks,
+        data,
+        distill,
+        models,
+        optim,
+        sharding,
+        state,
+        teacher,
+        timing,
+    )
 
     mesh = sharding.make_mesh(sharding.mesh_config(data=num_devices))
     results = dict(devices=num_devices, platform=jax.devices()[0].platform, steps={})
 
+    def record(name, compiled, compile_s, global_batch, call):
+        results["steps"][name] = dict(
+            global_batch=global_batch,
+            compile_s=compile_s,
+            gflops_per_device=compilation.flops(compiled) / 1e9,
+            **timing.time_calls(call, repeats),
+        )
+
     # Teacher training step.
-    tcfg = teacher_digits.get_config()
+    tcfg = config_blocks.load_config(os.path.join(CONFIGS, "teacher_digits.py"))
     info = data.get_info(tcfg.dataset.name)
     model = models.create_model(tcfg.model.arch, num_classes=info.num_classes)
     tx = optim.make_optimizer(tcfg.train.optimizer, 1000)
-    state = sharding.place_state(
-        teacher.init_classifier(model, tx, jax.random.PRNGKey(0), info.image_shape), mesh
+    tstate = sharding.place_state(
+        state.init_classifier(model, tx, jax.random.PRNGKey(0), info.image_shape), mesh
     )
     batch_size = tcfg.train.batch_size
     rng = np.random.default_rng(0)
@@ -90,99 +85,76 @@ def measure(num_devices: int, repeats: int) -> dict:
         },
         mesh,
     )
-    start = time.perf_counter()
-    step = (
-        teacher.jit_train_step(tcfg, model, tx, info, state, mesh, donate=False)
-        .lower(state, batch, jax.random.PRNGKey(1))
-        .compile()
-    )
-    compile_s = time.perf_counter() - start
-    results["steps"]["teacher_step"] = dict(
-        global_batch=batch_size,
-        compile_s=compile_s,
-        gflops_per_device=_flops(step) / 1e9,
-        **_time_calls(lambda: step(state, batch, jax.random.PRNGKey(1)), repeats),
-    )
-
-    # The data-free run: Fast-5 synthesis call and KD step on a full pool.
-    config = dfkd_digits_fast5.get_config()
-    t_model = models.create_model(config.teacher.arch, num_classes=info.num_classes)
-    s_model = models.create_model(config.student.arch, num_classes=info.num_classes)
-    x = jnp.zeros((1, *info.image_shape))
-    teacher_vars = sharding.replicate(t_model.init(jax.random.PRNGKey(2), x, train=False), mesh)
-    synthesizer = loop.build_synthesizer(config, info, t_model, s_model, mesh)
-    kd_tx = optim.make_optimizer(config.kd.optimizer, 1000)
-    capacity = config.synthesis.batch_size * 8  # a pool of 8 synthesis batches
-    images = jax.random.uniform(jax.random.PRNGKey(3), (capacity, *info.image_shape))
-    dfkd_state = sharding.place_state(
-        loop.DFKDState(
-            epoch=jnp.zeros((), jnp.int32),
-            synthesizer=synthesizer.init(jax.random.PRNGKey(4)),
-            bn_memory=init_bn_memory(synthesizer.objective, teacher_vars, info.image_shape),
-            pool=pool_lib.add(pool_lib.init_pool(capacity, info.image_shape), images),
-            student=teacher.init_classifier(
-                s_model, kd_tx, jax.random.PRNGKey(5), info.image_shape
-            ),
-        ),
-        mesh,
-    )
-    adv = jnp.float32(config.synthesis.adv)
-    synth, synth_compile = loop.compile_synthesis(
-        config,
-        synthesizer,
-        dfkd_state,
-        teacher_vars,
-        jax.random.PRNGKey(6),
-        adv,
+    step, compile_s = teacher.compile_train_step(
+        tstate,
+        model=model,
+        tx=tx,
+        aug=tcfg.train.augment,
+        mean=info.mean,
+        std=info.std,
+        batch_size=batch_size,
+        image_shape=info.image_shape,
         mesh=mesh,
         donate=False,
     )
-    results["steps"]["synthesis_fast5"] = dict(
-        global_batch=config.synthesis.batch_size,
-        compile_s=synth_compile,
-        gflops_per_device=_flops(synth) / 1e9,
-        **_time_calls(lambda: synth(dfkd_state, teacher_vars, jax.random.PRNGKey(6), adv), repeats),
+    record("teacher_step", step, compile_s, batch_size,
+           lambda: step(tstate, batch, jax.random.PRNGKey(1)))  # fmt: skip
+
+    # The data-free run: Fast-5 synthesis call and KD step on a full pool.
+    config = config_blocks.load_config(os.path.join(CONFIGS, "dfkd_digits.py:fast5"))
+    config.pool.capacity = config.synthesis.batch_size * POOL_BATCHES
+    t_model = models.create_model(config.teacher.arch, num_classes=info.num_classes)
+    x = jnp.zeros((1, *info.image_shape))
+    t_vars = t_model.init(jax.random.PRNGKey(2), x, train=False)
+    parts = components.build(config, mesh, teacher=(t_model, t_vars))
+    images = jax.random.uniform(jax.random.PRNGKey(3), (config.pool.capacity, *info.image_shape))
+    dfkd_state = components.init_state(parts, components.run_keys(config.seed), pool_images=images)
+    adv = components.adv_array(config.synthesis.adv)
+    synth, synth_compile = parts.synthesizer.compile_call(
+        dfkd_state, parts.teacher_vars, jax.random.PRNGKey(6), adv, mesh=mesh, donate=False
     )
-    kd, kd_compile = loop.compile_kd_step(
-        config,
-        info,
-        s_model,
-        t_model,
-        kd_tx,
+    record("synthesis_fast5", synth, synth_compile, config.synthesis.batch_size,
+           lambda: synth(dfkd_state, parts.teacher_vars, jax.random.PRNGKey(6), adv))  # fmt: skip
+    kd, kd_compile = distill.compile_kd_step(
         dfkd_state,
-        teacher_vars,
+        parts.teacher_vars,
         jax.random.PRNGKey(7),
         mesh=mesh,
         donate=False,
+        **components.kd_step_options(parts),
     )
-    results["steps"]["kd_step"] = dict(
-        global_batch=config.kd.batch_size,
-        compile_s=kd_compile,
-        gflops_per_device=_flops(kd) / 1e9,
-        **_time_calls(lambda: kd(dfkd_state, teacher_vars, jax.random.PRNGKey(7)), repeats),
-    )
+    record("kd_step", kd, kd_compile, config.kd.batch_size,
+           lambda: kd(dfkd_state, parts.teacher_vars, jax.random.PRNGKey(7)))  # fmt: skip
     return results
 
 
 def table(results: list[dict]) -> str:
     """A Markdown table: one row per (step, device count)."""
-    lines = [
-        "| step | devices | global batch | per-device batch | compile (s) | median step (ms) "
-        "| min-max (ms) | GFLOP / device |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    from fastdfkd_jax import reporting
+
+    header = (
+        "step", "devices", "global batch", "per-device batch", "compile (s)", "median step (ms)",
+        "min-max (ms)", "GFLOP / device",
+    )  # fmt: skip
+    rows = []
     for name in STEPS:
         base = None
         for r in results:
             s = r["steps"][name]
             base = base or s["median_s"]
-            lines.append(
-                f"| {name} | {r['devices']} | {s['global_batch']} | "
-                f"{s['global_batch'] // r['devices']} | {s['compile_s']:.1f} | "
-                f"{1e3 * s['median_s']:.1f} ({s['median_s'] / base:.2f}x) | "
-                f"{1e3 * s['min_s']:.1f}-{1e3 * s['max_s']:.1f} | {s['gflops_per_device']:.3f} |"
+            rows.append(
+                (
+                    name,
+                    r["devices"],
+                    s["global_batch"],
+                    s["global_batch"] // r["devices"],
+                    f"{s['compile_s']:.1f}",
+                    f"{1e3 * s['median_s']:.1f} ({s['median_s'] / base:.2f}x)",
+                    f"{1e3 * s['min_s']:.1f}-{1e3 * s['max_s']:.1f}",
+                    f"{s['gflops_per_device']:.3f}",
+                )
             )
-    return "\n".join(lines)
+    return reporting.markdown_table(header, rows, align="l" * 8)
 
 
 def main(argv):

@@ -15,7 +15,7 @@ if [ ! -f "$out/teacher/teacher/meta.json" ]; then
   python -m fastdfkd_jax.main --config=configs/teacher_digits.py --workdir="$out/teacher" \
     --config.progress_bar=False --verbosity=-1
 fi
-python -m fastdfkd_jax.main --config=configs/dfkd_digits_fast5.py --workdir="$out/dfkd_fast5" \
+python -m fastdfkd_jax.main --config=configs/dfkd_digits.py:fast5 --workdir="$out/dfkd_fast5" \
   --config.teacher.checkpoint="$out/teacher/teacher" --verbosity=-1 "$@"
 python - "$out" <<'PY'
 import json, sys

@@ -4,7 +4,8 @@
 with the architecture's fields bound); ``create_model(name, num_classes=..., **overrides)`` builds
 one. Classifiers are called as ``model.apply(variables, x, train=False)`` or
 ``model.apply(variables, x, train=True, mutable=['batch_stats'])`` on NHWC images; generators always
-normalize with batch statistics (see :mod:`fastdfkd_jax.models.generator`).
+normalize with batch statistics (see :mod:`fastdfkd_jax.models.generator`). ``check_fits`` says,
+before any compute, whether a classifier maps a dataset's images to its classes.
 """
 
 import functools
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fastdfkd_jax.models import small_cnn
@@ -84,6 +86,27 @@ def count_params(params) -> int:
     return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(params)))
 
 
+def check_fits(model: nn.Module, info, what: str) -> None:
+    """Raises a ValueError when `model` cannot map the dataset's images to its classes.
+
+    `info` is the dataset's `DatasetInfo`; `what` names the model in the message ('student').
+    """
+    shape = (1, *info.image_shape)
+    try:
+        out = jax.eval_shape(
+            lambda: model.init_with_output(jax.random.PRNGKey(0), jnp.zeros(shape), train=False)[0]
+        )
+    except Exception as e:  # noqa: BLE001 -- re-raised with the shapes that did not fit
+        raise ValueError(
+            f"The {what} {type(model).__name__} does not accept images of shape {info.image_shape} "
+            f"({info.name}): {e}"
+        ) from e
+    if out.shape != (1, info.num_classes):
+        raise ValueError(
+            f"The {what} outputs {out.shape[-1]} classes but {info.name} has {info.num_classes}."
+        )
+
+
 __all__ = [
     "CLASSIFIERS",
     "GENERATORS",
@@ -95,6 +118,7 @@ __all__ = [
     "SmallCNN",
     "VGG",
     "WideResNet",
+    "check_fits",
     "count_params",
     "create_model",
 ]

@@ -2,25 +2,32 @@
 
 Pixels live in normalized space (u = (x - mean) / std, initialized N(0, 1)) and are optimized with
 Adam for `steps` steps (2000 for DeepInv-2k); after every step they are clipped so that x stays in
-[0, 1]. The lowest-loss iterate is returned. `synthesize` runs all steps as one `lax.scan`; the
-pieces `begin` / `advance` / `finish` let the run loop drive the steps in jitted, unrolled chunks
-from the host instead, which is much faster on XLA:CPU (see `steps.py`). The objective's
-augmentation provides the random roll jitter and flip. `synthesize` has the signature of
-`FastSynthesizer.synthesize`, with an empty synthesizer state.
+[0, 1]. The lowest-loss iterate is returned. `synthesize` runs all steps as one `lax.scan`; with
+`chunk_steps > 0`, `compile_call` instead drives the pieces `begin` / `advance` / `finish` from the
+host, the steps in jitted, unrolled chunks, which is much faster on XLA:CPU (see `steps.py`). The
+objective's augmentation provides the random roll jitter and flip. `synthesize` has the signature
+of `FastSynthesizer.synthesize`, with an empty synthesizer state. `build` makes the synthesizer
+from a run config.
 """
 
 import dataclasses
+import time
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
+from jax.sharding import Mesh
 
 from fastdfkd_jax import sharding
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import losses
-from fastdfkd_jax.synthesis.objective import Objective, init_bn_memory
+from fastdfkd_jax.synthesis import pool as pool_lib
+from fastdfkd_jax.synthesis.base import PoolSynthesis, SynthesisCall, synthesis_out_shardings
+from fastdfkd_jax.synthesis.objective import Objective, init_bn_memory, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
 
 
@@ -50,7 +57,7 @@ class DeepInversionCarry:
 
 
 @dataclasses.dataclass(frozen=True)
-class DeepInversionSynthesizer:
+class DeepInversionSynthesizer(PoolSynthesis):
     """Attributes:
     objective: the inversion objective (its augmentation: jitter and flip).
     num_classes: K, for the random targets.
@@ -61,6 +68,9 @@ class DeepInversionSynthesizer:
     betas: Adam (b1, b2).
     mean, std: the dataset normalization (C floats each).
     batch_sharding: how to split the pixels, targets and images over devices (None: XLA decides).
+    adv, adv_warmup: the adversarial weight, from epoch `adv_warmup` on (0 before).
+    chunk_steps: 0 compiles a call as one function; > 0 runs the steps as host-driven, unrolled
+      chunks of this many steps (it must divide `steps`).
     """
 
     objective: Objective
@@ -73,10 +83,14 @@ class DeepInversionSynthesizer:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     batch_sharding: jax.sharding.Sharding | None = None
+    adv: float = 0.0
+    adv_warmup: int = 0
+    chunk_steps: int = 0
 
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"g_steps (DeepInversion steps) must be >= 1, got {self.steps}.")
+        check_chunk_steps(self.chunk_steps, self.steps)
 
     def init(self, rng: jax.Array) -> dict:
         del rng
@@ -194,3 +208,115 @@ class DeepInversionSynthesizer:
             carry, bn_memory, teacher_vars, student_vars, adv_weight, 0, self.steps
         )
         return self.finish(state, carry, bn_memory)
+
+    def compile_call(
+        self,
+        state: Any,
+        teacher_vars: dict,
+        rng: jax.Array,
+        adv_weight: jax.Array,
+        *,
+        mesh: Mesh,
+        donate: bool = True,
+    ) -> tuple[SynthesisCall, float]:
+        """The synthesis call on `mesh`: one compiled function, or host-driven chunks.
+
+        With `chunk_steps > 0` the steps run as `steps / chunk_steps` calls of one compiled,
+        unrolled chunk driven from the host (XLA:CPU runs scans slowly; see synthesis/steps.py),
+        between a compiled `begin` and `finish` (pool insert included). Returns
+        `(call, compile_seconds)`; `call` has the signature of `base.synthesis_call`.
+        """
+        chunk = self.chunk_steps
+        if chunk == 0:
+            return super().compile_call(
+                state, teacher_vars, rng, adv_weight, mesh=mesh, donate=donate
+            )
+        start = time.perf_counter()
+        begin = jax.jit(self.begin).lower(rng, teacher_vars).compile()
+        carry = jax.eval_shape(self.begin, rng, teacher_vars)
+
+        def advance_fn(carry, bn_memory, teacher_vars, student_vars, adv, first_step):
+            return self.advance(
+                carry, bn_memory, teacher_vars, student_vars, adv, first_step, chunk, unroll=True
+            )
+
+        student_vars = state.student.variables
+        advance = (
+            jax.jit(advance_fn, donate_argnums=0)
+            .lower(carry, state.bn_memory, teacher_vars, student_vars, adv_weight, jnp.int32(0))
+            .compile()
+        )
+
+        def finish_fn(state, carry):
+            synth, bn_memory, images, metrics = self.finish(
+                state.synthesizer, carry, state.bn_memory
+            )
+            state = state.replace(
+                synthesizer=synth, bn_memory=bn_memory, pool=pool_lib.add(state.pool, images)
+            )
+            return state, images, metrics
+
+        finish = (
+            jax.jit(
+                finish_fn,
+                out_shardings=synthesis_out_shardings(state, mesh),
+                donate_argnums=0 if donate else (),
+            )
+            .lower(state, carry)
+            .compile()
+        )
+        seconds = time.perf_counter() - start
+
+        def call(state, teacher_vars, rng, adv):
+            carry = begin(rng, teacher_vars)
+            for first in range(0, self.steps, chunk):
+                carry = advance(
+                    carry,
+                    state.bn_memory,
+                    teacher_vars,
+                    state.student.variables,
+                    adv,
+                    jnp.int32(first),
+                )
+            return finish(state, carry)
+
+        return call, seconds
+
+
+def check_chunk_steps(chunk_steps: int, steps: int) -> None:
+    """Raises a ValueError unless `chunk_steps` is 0 or a positive divisor of `steps`."""
+    if chunk_steps < 0 or (chunk_steps and steps % chunk_steps):
+        raise ValueError(
+            f"synthesis.chunk_steps={chunk_steps} must be >= 0 and divide g_steps={steps}."
+        )
+
+
+def validate(s: ml_collections.ConfigDict) -> None:
+    """Checks the `synthesis` block for DeepInversion (before any compute)."""
+    check_chunk_steps(s.chunk_steps, s.g_steps)
+
+
+def build(
+    config: ml_collections.ConfigDict,
+    info,
+    teacher: nn.Module,
+    student: nn.Module,
+    batch_sharding: jax.sharding.Sharding | None = None,
+) -> DeepInversionSynthesizer:
+    """The DeepInversionSynthesizer of a distillation run's config."""
+    s = config.synthesis
+    return DeepInversionSynthesizer(
+        objective=objective_from_config(s, info, teacher, student),
+        num_classes=info.num_classes,
+        batch_size=s.batch_size,
+        image_shape=tuple(info.image_shape),
+        steps=s.g_steps,
+        lr=s.lr_x,
+        betas=tuple(s.inner_betas),
+        mean=tuple(info.mean),
+        std=tuple(info.std),
+        batch_sharding=batch_sharding,
+        adv=s.adv,
+        adv_warmup=config.warmup,
+        chunk_steps=s.chunk_steps,
+    )

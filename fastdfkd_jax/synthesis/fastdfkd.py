@@ -14,20 +14,25 @@ One synthesis call (`FastSynthesizer.synthesize`, jittable, pure):
    - `reptile`: `reptile_factor * (G - G'_K)`;
 5. the BN momentum statistics are updated from the last inner step.
 With `meta=False` (the ablation) G is re-initialized every call and never meta-updated.
+At epoch `reset_epoch` the run re-initializes the generator layers `reset_layers` (the original's
+`reset_l0`, via `start_epoch`). `build` makes the synthesizer from a run config.
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
-from fastdfkd_jax import sharding
+from fastdfkd_jax import models, sharding
 from fastdfkd_jax.synthesis import losses
-from fastdfkd_jax.synthesis.objective import Objective
+from fastdfkd_jax.synthesis.base import PoolSynthesis
+from fastdfkd_jax.synthesis.objective import Objective, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
 
 META_GRADIENTS = ("exact", "first_order", "reptile")
@@ -43,7 +48,7 @@ class GeneratorState:
 
 
 @dataclasses.dataclass(frozen=True)
-class FastSynthesizer:
+class FastSynthesizer(PoolSynthesis):
     """FastDFKD's meta-synthesizer. Static configuration; all state is passed in and out.
 
     Attributes:
@@ -64,6 +69,9 @@ class FastSynthesizer:
       unroll: trace the inner steps as a Python loop (fast on CPU) instead of a `lax.scan`.
       batch_sharding: how to split batch-leading arrays made inside the call (z, targets, images)
         over devices, e.g. `sharding.batch_sharding(mesh)`; None leaves placement to XLA.
+      adv, adv_warmup: the adversarial weight, from epoch `adv_warmup` on (0 before).
+      reset_epoch: the epoch whose start re-initializes `reset_layers` (-1: never).
+      reset_layers, reset_std: the generator layers to reset and their noise scale.
 
     """
 
@@ -84,6 +92,11 @@ class FastSynthesizer:
     remat: bool
     batch_sharding: jax.sharding.Sharding | None = None
     unroll: bool = True
+    adv: float = 0.0
+    adv_warmup: int = 0
+    reset_epoch: int = -1
+    reset_layers: tuple[str, ...] = ()
+    reset_std: float = 0.02
 
     def __post_init__(self):
         if self.g_steps < 1:
@@ -92,6 +105,19 @@ class FastSynthesizer:
             raise ValueError(
                 f"Unknown meta_gradient {self.meta_gradient!r}; choose one of {META_GRADIENTS}."
             )
+
+    @property
+    def meta_gradient_label(self) -> str:
+        return self.meta_gradient if self.meta else "none"
+
+    def start_epoch(self, state: GeneratorState, epoch: int, rng: jax.Array) -> GeneratorState:
+        """At `reset_epoch`, the generator layers `reset_layers` re-initialized (`reset_layers`)."""
+        if epoch != self.reset_epoch:
+            return state
+        reset = jax.jit(
+            functools.partial(reset_layers, layer_names=self.reset_layers, std=self.reset_std)
+        )
+        return state.replace(params=reset(state.params, rng))
 
     # -- construction ---------------------------------------------------------------------------
     def meta_optimizer(self) -> optax.GradientTransformation:
@@ -291,3 +317,52 @@ def reset_layers(params, rng: jax.Array, layer_names, std: float):
                 layer[leaf] = jnp.zeros_like(value)
         params[name] = layer
     return params
+
+
+def validate(s: ml_collections.ConfigDict) -> None:
+    """Checks the `synthesis` block for FastDFKD (before any compute)."""
+    if s.meta_gradient not in META_GRADIENTS:
+        raise ValueError(
+            f"Unknown meta_gradient {s.meta_gradient!r}; choose one of {META_GRADIENTS}."
+        )
+
+
+def build(
+    config: ml_collections.ConfigDict,
+    info,
+    teacher: nn.Module,
+    student: nn.Module,
+    batch_sharding: jax.sharding.Sharding | None = None,
+) -> FastSynthesizer:
+    """The FastSynthesizer of a distillation run's config (`config.synthesis`, `config.warmup`)."""
+    s = config.synthesis
+    height, width, channels = info.image_shape
+    if height != width:
+        raise ValueError(f"The generator makes square images; {info.name} has {info.image_shape}.")
+    generator = models.create_model(
+        s.generator.arch, nz=s.generator.nz, ngf=s.generator.ngf, img_size=height, nc=channels
+    )
+    return FastSynthesizer(
+        generator=generator,
+        objective=objective_from_config(s, info, teacher, student),
+        num_classes=info.num_classes,
+        batch_size=s.batch_size,
+        g_steps=s.g_steps,
+        lr_g=s.lr_g,
+        lr_z=s.lr_z,
+        meta_lr=s.meta_lr,
+        inner_betas=tuple(s.inner_betas),
+        meta_betas=tuple(s.meta_betas),
+        inner_eps_root=s.inner_eps_root,
+        meta_gradient=s.meta_gradient,
+        reptile_factor=s.reptile_factor,
+        meta=s.meta,
+        remat=s.remat,
+        unroll=s.unroll,
+        batch_sharding=batch_sharding,
+        adv=s.adv,
+        adv_warmup=config.warmup,
+        reset_epoch=s.reset_l0_epoch,
+        reset_layers=tuple(s.reset_layers),
+        reset_std=s.reset_std,
+    )

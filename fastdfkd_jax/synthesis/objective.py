@@ -6,13 +6,19 @@ not a constant, so switching the adversarial term on after warmup does not recom
 """
 
 import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from fastdfkd_jax.data import augment as augment_lib
 from fastdfkd_jax.synthesis import losses
+
+SYNTHESIS_AUGMENTS = ("crop", "jitter")
+ADVERSARIAL = ("kl", "js")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,3 +96,48 @@ def init_bn_memory(objective: Objective, teacher_vars, image_shape) -> losses.BN
         return losses.capture_bn_inputs(objective.teacher, teacher_vars, x, train=False)[1]
 
     return losses.init_bn_memory(jax.eval_shape(records, jnp.zeros((2, *image_shape))))
+
+
+def make_synthesis_augment(
+    cfg: ml_collections.ConfigDict, mean: Sequence[float], std: Sequence[float]
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """`(rng, images in [0,1]) -> normalized inputs` for the synthesis loss, from `cfg`.
+
+    `cfg.kind`: 'crop' (pad by `padding` and crop, optional flip: FastDFKD) or 'jitter' (random
+    roll by up to `jitter` pixels, optional flip: DeepInversion).
+    """
+    if cfg.kind not in SYNTHESIS_AUGMENTS:
+        raise ValueError(
+            f"Unknown synthesis augment {cfg.kind!r}; choose one of {SYNTHESIS_AUGMENTS}."
+        )
+    mean, std = tuple(mean), tuple(std)
+
+    if cfg.kind == "crop":
+        return functools.partial(
+            augment_lib.augment, padding=cfg.padding, flip=cfg.flip, mean=mean, std=std
+        )
+
+    def jitter(rng, images):
+        roll_rng, flip_rng = jax.random.split(rng)
+        images = augment_lib.random_roll_jitter(roll_rng, images, cfg.jitter)
+        if cfg.flip:
+            images = augment_lib.random_flip(flip_rng, images)
+        return augment_lib.normalize(images, mean, std)
+
+    return jitter
+
+
+def objective_from_config(
+    s: ml_collections.ConfigDict, info, teacher: nn.Module, student: nn.Module
+) -> Objective:
+    """The objective that the `synthesis` block `s` describes for a dataset's `info`."""
+    return Objective(
+        teacher=teacher,
+        student=student,
+        augment=make_synthesis_augment(s.augment, info.mean, info.std),
+        bn=s.bn,
+        oh=s.oh,
+        bn_momentum=s.bn_momentum,
+        adversarial=s.adversarial,
+        js_temperature=s.js_temperature,
+    )

@@ -43,7 +43,7 @@ def run(mesh) -> tuple:
     synthesizer = ts.make_synthesizer(mesh)
     state = ts.make_state(synthesizer, ts.student_tx())
     synth_fn, state, tv = ts.compile_synthesis(mesh, synthesizer, state)
-    kd_fn, _, _ = ts.compile_kd(mesh, state)
+    kd_fn, _, _ = ts.compile_kd(mesh, state, synthesizer)
     for i in range(SYNTHESIS_CALLS):
         state, _, _ = synth_fn(state, tv, jax.random.PRNGKey(10 + i), jnp.float32(0.5))
     for i in range(KD_STEPS):

@@ -1,4 +1,4 @@
-"""Optimizers, reporting, teacher checkpoints and the command line."""
+"""Optimizers, metrics and reports, teacher checkpoints, configs and the command line."""
 
 import json
 import os
@@ -9,10 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import dfkd_cifar, dfkd_common, dfkd_digits
-from fastdfkd_jax import checkpoint, optim, reporting
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fastdfkd_jax import checkpoint, config_blocks, metrics, optim, reporting
+from tests.conftest import CONFIGS, REPO, load_config
 
 
 def test_cosine_schedule_known_values():
@@ -54,12 +52,13 @@ def test_image_grid_layout():
 
 
 def test_metrics_writer_truncates_after_resume_point(tmp_path):
-    writer = reporting.MetricsWriter(str(tmp_path))
+    writer = metrics.create_writer(str(tmp_path))
     for step in range(1, 5):
-        writer.write(step, {"loss": np.float32(step)})
-    writer.truncate_after(2)
-    assert [r["step"] for r in reporting.read_metrics(str(tmp_path))] == [1, 2]
-    assert reporting.read_metrics(str(tmp_path / "none")) == []
+        writer.write_scalars(step, {"loss": np.float32(step)})
+    writer.close()
+    metrics.create_writer(str(tmp_path), resume_step=2).close()
+    assert [r["step"] for r in metrics.read_metrics(str(tmp_path))] == [1, 2]
+    assert metrics.read_metrics(str(tmp_path / "none")) == []
 
 
 def test_teacher_directory_round_trip_and_errors(tmp_path):
@@ -83,17 +82,54 @@ def test_teacher_directory_round_trip_and_errors(tmp_path):
 
 def test_every_method_config_is_complete():
     for method in ("fast2", "fast5", "fast10", "fast5_exact", "fast5_nometa", "deepinv2k"):
-        config = dfkd_digits.get_config(method)
+        config = load_config(f"dfkd_digits.py:{method}")
         assert config.method == method
-    fast10 = dfkd_digits.get_config("fast10").synthesis
+    fast10 = load_config("dfkd_digits.py:fast10").synthesis
     assert (fast10.g_steps, fast10.lr_g, fast10.lr_z) == (10, 2e-3, 0.01)
     np.testing.assert_allclose(fast10.meta_lr, 2e-2)  # lr_g * g_steps, as the original
-    cifar = dfkd_cifar.get_config("cifar100-fast2-resnet34-resnet18")
+    cifar = load_config("dfkd_cifar.py:cifar100,fast2,resnet34-resnet18")
     assert (cifar.synthesis.adv, cifar.synthesis.oh, cifar.dataset.name) == (1.33, 0.5, "cifar100")
-    with pytest.raises(ValueError, match="Unknown pair resnet18-resnet34"):
-        dfkd_cifar.get_config("cifar10-fast5-resnet18-resnet34")
+    with pytest.raises(ValueError, match="Unknown config argument 'resnet18-resnet34'"):
+        load_config("dfkd_cifar.py:cifar10,fast5,resnet18-resnet34")
     with pytest.raises(ValueError, match="Unknown method 'fast3'"):
-        dfkd_common.apply_method(dfkd_digits.digits_base(), "fast3")
+        config_blocks.apply_method(load_config("dfkd_digits.py"), "fast3")
+
+
+def test_config_argument_parsing():
+    parse = config_blocks.parse_arg
+    choices = {"method": ("fast2", "fast5"), "dataset": ("a", "b")}
+    got = parse(
+        "fast2,runlocal,dataset=b", method="fast5", dataset="a", runlocal=False, choices=choices
+    )
+    assert got.to_dict() == dict(method="fast2", dataset="b", runlocal=True)
+    assert parse(None, n=3, x=0.5).to_dict() == dict(n=3, x=0.5)
+    assert parse("n=4,x=1e-3,flag=false", n=3, x=0.5, flag=True).to_dict() == dict(
+        n=4, x=1e-3, flag=False
+    )
+    with pytest.raises(ValueError, match="Unknown config argument key 'm'"):
+        parse("m=1", n=3)
+    with pytest.raises(ValueError, match="n='x' is not a int"):
+        parse("n=x", n=3)
+    with pytest.raises(ValueError, match="method='fast3' is not one of fast2, fast5"):
+        parse("method=fast3", method="fast5", choices={"method": ("fast2", "fast5")})
+    with pytest.raises(
+        ValueError, match="Unknown config argument 'quick'; flags: \\['runlocal'\\]"
+    ):
+        parse("quick", runlocal=False)
+    # The same variant by bare word and by key=value.
+    assert load_config("dfkd_cifar.py:cifar100,deepinv2k,wrn40_2-wrn16_1") == load_config(
+        "dfkd_cifar.py:dataset=cifar100,method=deepinv2k,pair=wrn40_2-wrn16_1"
+    )
+
+
+def test_configs_are_loaded_by_path_and_import_no_other_config():
+    for name in sorted(os.listdir(CONFIGS)):
+        if not name.endswith(".py") or name.startswith("spline_"):
+            continue
+        text = open(os.path.join(CONFIGS, name)).read()
+        assert "from configs" not in text and "import configs" not in text, name
+        assert load_config(name).job in ("teacher", "dfkd", "benchmark"), name
+    assert not os.path.exists(os.path.join(CONFIGS, "__init__.py"))
 
 
 def run_main(*args, cwd):
@@ -109,7 +145,7 @@ def run_main(*args, cwd):
 
 
 def test_command_line_overrides_and_unknown_keys(tmp_path):
-    config = os.path.join(REPO, "configs", "teacher_digits.py")
+    config = os.path.join(CONFIGS, "teacher_digits.py")
     bad = run_main(f"--config={config}", f"--workdir={tmp_path}", "--config.train.nope=1", cwd=REPO)
     assert bad.returncode != 0 and "nope" in bad.stderr
     wrong_type = run_main(

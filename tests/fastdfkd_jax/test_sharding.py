@@ -1,7 +1,8 @@
 """Sharded runs equal single-device runs; placement errors; checkpoints across device counts.
 
 The session has 8 simulated CPU devices (tests/conftest.py). Each test compiles the real step
-(`loop.synthesis_call`, `loop.kd_step`, `teacher.train_step`) with the shardings the jobs use, on a
+(`Synthesizer.compile_call`, `distill.compile_kd_step`, `teacher.compile_train_step`: the jobs'
+own compile functions, with the shardings the jobs use), on a
 mesh of 8 devices and on a mesh of 1, and compares the results. Sharded reductions add in another
 order, so values agree to float32 rounding (stated tolerances), not bit for bit.
 """
@@ -15,10 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from fastdfkd_jax import checkpoint, loop, sharding, teacher
+from fastdfkd_jax import checkpoint, compilation, distill, optim, sharding, state, teacher
 from fastdfkd_jax.synthesis import deepinversion
-from fastdfkd_jax.synthesis import pool as pool_lib
-from fastdfkd_jax.synthesis.objective import init_bn_memory
 from tests.fastdfkd_jax import tiny
 
 BATCH = 16  # global batch: 2 rows per device on 8 devices
@@ -27,19 +26,6 @@ AUG = ml_collections.ConfigDict(dict(padding=1, flip=True))
 MEAN, STD = (0.5,), (0.25,)
 # float32 results of a sharded and an unsharded run differ only by the order of additions.
 RTOL, ATOL = 1e-4, 1e-5
-
-
-@pytest.fixture
-def fast_compile():
-    """Skips most XLA optimizations: compiling a synthesis call drops from ~13 s to ~4 s.
-
-    Sharding (the SPMD partitioner) is not an optimization and still runs; both sides of a
-    comparison compile the same way.
-    """
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
 
 
 def mesh_of(n):
@@ -81,14 +67,16 @@ def make_synthesizer(mesh, method="fast", meta_gradient="first_order"):
 def make_state(synthesizer, tx):
     """A run state whose pool already holds POOL random images (so KD steps have data)."""
     t, tv, s, _ = models()
-    pool = pool_lib.init_pool(POOL, tiny.IMAGE_SHAPE)
-    images = jax.random.uniform(jax.random.PRNGKey(5), (POOL, *tiny.IMAGE_SHAPE))
-    return loop.DFKDState(
-        epoch=jnp.zeros((), jnp.int32),
-        synthesizer=synthesizer.init(jax.random.PRNGKey(1)),
-        bn_memory=init_bn_memory(synthesizer.objective, tv, tiny.IMAGE_SHAPE),
-        pool=pool_lib.add(pool, images),
-        student=teacher.init_classifier(s, tx, jax.random.PRNGKey(2), tiny.IMAGE_SHAPE),
+    return state.create_dfkd_state(
+        synthesizer,
+        s,
+        tx,
+        tv,
+        image_shape=tiny.IMAGE_SHAPE,
+        pool_capacity=POOL,
+        student_rng=jax.random.PRNGKey(2),
+        synthesizer_rng=jax.random.PRNGKey(1),
+        pool_images=jax.random.uniform(jax.random.PRNGKey(5), (POOL, *tiny.IMAGE_SHAPE)),
     )
 
 
@@ -100,55 +88,36 @@ def compile_synthesis(mesh, synthesizer, state):
     _, tv, _, _ = models()
     state = sharding.place_state(state, mesh)
     tv = sharding.replicate(tv, mesh)
-    fn, _ = loop._compile(
-        functools.partial(loop.synthesis_call, synthesizer=synthesizer),
-        state,
-        tv,
-        jax.random.PRNGKey(0),
-        jnp.float32(0.5),
-        mesh=mesh,
-        out_shardings=(
-            sharding.state_shardings(state, mesh),
-            sharding.batch_sharding(mesh),
-            sharding.replicated(mesh),
-        ),
-        donate_argnums=(),
+    fn, _ = synthesizer.compile_call(
+        state, tv, jax.random.PRNGKey(0), jnp.float32(0.5), mesh=mesh, donate=False
     )
     return fn, state, tv
 
 
-def compile_kd(mesh, state):
+def compile_kd(mesh, state, synthesizer):
     t, tv, s, _ = models()
     state = sharding.place_state(state, mesh)
     tv = sharding.replicate(tv, mesh)
-    fn, _ = loop._compile(
-        functools.partial(
-            loop.kd_step,
-            student=s,
-            teacher=t,
-            tx=student_tx(),
-            batch_size=BATCH,
-            temperature=4.0,
-            aug=AUG,
-            mean=MEAN,
-            std=STD,
-            batch_sharding=sharding.batch_sharding(mesh),
-        ),
+    fn, _ = distill.compile_kd_step(
         state,
         tv,
         jax.random.PRNGKey(0),
         mesh=mesh,
-        out_shardings=(sharding.state_shardings(state, mesh), sharding.replicated(mesh)),
-        donate_argnums=(),
+        donate=False,
+        synthesizer=synthesizer,
+        student=s,
+        teacher=t,
+        tx=student_tx(),
+        batch_size=BATCH,
+        temperature=4.0,
+        aug=AUG,
+        mean=MEAN,
+        std=STD,
     )
     return fn, state, tv
 
 
-def flops(compiled) -> float:
-    """Per-device floating-point operations of a compiled step (XLA's cost model)."""
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost["flops"])
+flops = compilation.flops
 
 
 def assert_trees_close(a, b, rtol=RTOL, atol=ATOL):
@@ -200,7 +169,7 @@ def test_student_step_on_8_devices_equals_1(fast_compile):
     for n in (8, 1):
         mesh = mesh_of(n)
         synthesizer = make_synthesizer(mesh)
-        fn, state, tv = compile_kd(mesh, make_state(synthesizer, student_tx()))
+        fn, state, tv = compile_kd(mesh, make_state(synthesizer, student_tx()), synthesizer)
         losses = []
         for i in range(2):
             state, metrics = fn(state, tv, jax.random.PRNGKey(20 + i))
@@ -221,25 +190,28 @@ def test_teacher_step_on_8_devices_equals_1(fast_compile):
     results = {}
     for n in (8, 1):
         mesh = mesh_of(n)
-        state = sharding.place_state(
-            teacher.init_classifier(t, tx, jax.random.PRNGKey(1), tiny.IMAGE_SHAPE), mesh
+        tstate = sharding.place_state(
+            state.init_classifier(t, tx, jax.random.PRNGKey(1), tiny.IMAGE_SHAPE), mesh
         )
-        # The same jit as teacher.train_and_evaluate.
-        step = jax.jit(
-            functools.partial(teacher.train_step, model=t, tx=tx, aug=AUG, mean=MEAN, std=STD),
-            in_shardings=(
-                sharding.state_shardings(state, mesh),
-                sharding.batch_sharding(mesh),
-                sharding.replicated(mesh),
-            ),
-            out_shardings=(sharding.state_shardings(state, mesh), sharding.replicated(mesh)),
+        # The same compiled step as teacher.train_and_evaluate.
+        step, _ = teacher.compile_train_step(
+            tstate,
+            model=t,
+            tx=tx,
+            aug=AUG,
+            mean=MEAN,
+            std=STD,
+            batch_size=BATCH,
+            image_shape=tiny.IMAGE_SHAPE,
+            mesh=mesh,
+            donate=False,
         )
         placed = sharding.put_batch(batch, mesh)
         history = []
         for i in range(2):
-            state, metrics = step(state, placed, jax.random.PRNGKey(30 + i))
+            tstate, metrics = step(tstate, placed, jax.random.PRNGKey(30 + i))
             history.append(metrics)
-        results[n] = (state, history)
+        results[n] = (tstate, history)
     assert_trees_close(results[8], results[1])
 
 
@@ -256,16 +228,16 @@ def test_random_draws_do_not_depend_on_sharding():
 def test_checkpoint_from_8_devices_restores_onto_fewer(tmp_path, n):
     mesh8 = mesh_of(8)
     synthesizer = make_synthesizer(mesh8)
-    state = sharding.place_state(make_state(synthesizer, student_tx()), mesh8)
-    assert len(state.pool.images.sharding.device_set) == 8
+    saved = sharding.place_state(make_state(synthesizer, student_tx()), mesh8)
+    assert len(saved.pool.images.sharding.device_set) == 8
     with checkpoint.make_manager(str(tmp_path), max_to_keep=1) as manager:
-        checkpoint.save(manager, 3, state)
+        checkpoint.save(manager, 3, saved)
     mesh = mesh_of(n)
-    target = sharding.place_state(jax.tree.map(jnp.zeros_like, jax.device_get(state)), mesh)
+    target = sharding.place_state(jax.tree.map(jnp.zeros_like, jax.device_get(saved)), mesh)
     with checkpoint.make_manager(str(tmp_path), max_to_keep=1) as manager:
         restored, step = checkpoint.restore_latest(manager, target)
     assert step == 3
-    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True):
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(saved), strict=True):
         assert got.sharding.mesh.devices.size == n
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert restored.pool.images.sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
@@ -303,8 +275,8 @@ def test_batch_placement_and_process_rows():
     # One process holds every row, and reads the whole evaluation split.
     assert sharding.process_rows(8, mesh) == slice(0, 8)
     assert sharding.split_share(10) == (slice(0, 10), 10)
-    state = {"pool": {"images": jnp.zeros((8, 2)), "size": jnp.zeros(())}, "params": jnp.ones(3)}
-    specs = jax.tree.map(lambda s: s.spec, sharding.state_shardings(state, mesh))
+    tree = {"pool": {"images": jnp.zeros((8, 2)), "size": jnp.zeros(())}, "params": jnp.ones(3)}
+    specs = jax.tree.map(lambda s: s.spec, sharding.state_shardings(tree, mesh))
     assert specs["pool"]["images"] == jax.sharding.PartitionSpec("data")
     assert specs["params"] == specs["pool"]["size"] == jax.sharding.PartitionSpec()
 
@@ -313,15 +285,15 @@ def test_learning_rate_scaling():
     cfg = ml_collections.ConfigDict(
         dict(learning_rate=0.1, end_learning_rate=0.01, lr_scaling="none", reference_batch_size=0)
     )
-    assert sharding.scale_learning_rate(cfg, 1024) is cfg  # 'none' keeps today's behaviour
+    assert optim.scale_learning_rate(cfg, 1024) is cfg  # 'none' keeps today's behaviour
     cfg.lr_scaling, cfg.reference_batch_size = "linear", 256
-    scaled = sharding.scale_learning_rate(cfg, 1024)
+    scaled = optim.scale_learning_rate(cfg, 1024)
     assert scaled.learning_rate == pytest.approx(0.4)
     assert scaled.end_learning_rate == pytest.approx(0.04)
     assert cfg.learning_rate == 0.1
     cfg.reference_batch_size = 0
     with pytest.raises(ValueError, match="reference_batch_size >= 1, got 0"):
-        sharding.scale_learning_rate(cfg, 1024)
+        optim.scale_learning_rate(cfg, 1024)
     cfg.lr_scaling = "sqrt"
     with pytest.raises(ValueError, match="'sqrt'"):
-        sharding.scale_learning_rate(cfg, 1024)
+        optim.scale_learning_rate(cfg, 1024)

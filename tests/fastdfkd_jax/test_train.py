@@ -11,47 +11,18 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import dfkd_digits, teacher_digits
-from fastdfkd_jax import checkpoint, data, loop, main, models, reporting
+from fastdfkd_jax import checkpoint, components, data, distill, main, metrics, models
+from fastdfkd_jax.synthesis import base as synthesis_base
+from fastdfkd_jax.synthesis.objective import init_bn_memory
+from tests.conftest import load_config
 
 # Tiny models: compile time dominates, so compile without most optimizations (conftest.py).
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    """A randomly initialized tiny digits teacher (the mechanics do not need a trained one)."""
-    path = str(tmp_path_factory.mktemp("teacher"))
-    model = models.create_model("digits_cnn_tiny", num_classes=10)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)
-    checkpoint.save_teacher(
-        path,
-        variables,
-        arch="digits_cnn_tiny",
-        num_classes=10,
-        dataset="digits",
-        image_shape=(8, 8, 1),
-    )
-    return path
-
-
 def tiny_config(teacher_dir, method="fast2"):
-    config = dfkd_digits.get_config(method)
-    config.teacher.arch = "digits_cnn_tiny"
+    config = load_config(f"dfkd_digits.py:{method},runlocal")
     config.teacher.checkpoint = teacher_dir
-    config.student.arch = "digits_cnn_tiny"
-    config.mesh.data = 1
-    config.epochs = 3
-    config.warmup = 1
-    config.synthesis.batch_size = 16
-    config.synthesis.generator.nz = 8
-    config.synthesis.generator.ngf = 4
-    config.pool.capacity = 64
-    config.kd.steps = 2
-    config.kd.batch_size = 16
-    config.checkpoint.every_epochs = 1
-    config.sample_every_epochs = 2
-    config.progress_bar = False
     return config
 
 
@@ -72,8 +43,12 @@ def test_fast_run_end_to_end_and_resume(teacher_dir, tmp_path, monkeypatch):
     config = tiny_config(teacher_dir)
     # Every step function is traced exactly once for the whole run.
     chex.clear_trace_counter()
-    monkeypatch.setattr(loop, "synthesis_call", chex.assert_max_traces(loop.synthesis_call, n=1))
-    monkeypatch.setattr(loop, "kd_step", chex.assert_max_traces(loop.kd_step, n=1))
+    monkeypatch.setattr(
+        synthesis_base,
+        "synthesis_call",
+        chex.assert_max_traces(synthesis_base.synthesis_call, n=1),
+    )
+    monkeypatch.setattr(distill, "kd_step", chex.assert_max_traces(distill.kd_step, n=1))
     full_dir = str(tmp_path / "full")
     summary = main.run(config, full_dir)
     monkeypatch.undo()
@@ -96,7 +71,7 @@ def test_fast_run_end_to_end_and_resume(teacher_dir, tmp_path, monkeypatch):
     assert summary["synthesis_seconds"] > 0 and summary["compile_seconds"] > 0
     with open(os.path.join(full_dir, "summary.json")) as f:
         assert json.load(f)["method"] == "fast2"
-    records = reporting.read_metrics(full_dir)
+    records = metrics.read_metrics(full_dir)
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert "kd_loss" not in records[0] and "kd_loss" in records[1]  # warmup: no KD
     assert os.path.exists(os.path.join(full_dir, "samples_0002.png"))
@@ -110,13 +85,13 @@ def test_fast_run_end_to_end_and_resume(teacher_dir, tmp_path, monkeypatch):
         if step == 2:
             raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(loop.checkpoint, "save", save_then_die)
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         main.run(config, killed_dir)
     monkeypatch.undo()
     resumed = main.run(config, killed_dir)
     assert resumed["resumed_from_epoch"] == 2
-    assert [r["epoch"] for r in reporting.read_metrics(killed_dir)] == [1, 2, 3]
+    assert [r["epoch"] for r in metrics.read_metrics(killed_dir)] == [1, 2, 3]
     step_a, state_a = final_state(full_dir, config)
     step_b, state_b = final_state(killed_dir, config)
     assert step_a == step_b == 3
@@ -131,12 +106,10 @@ def test_deepinversion_chunked_equals_one_function(teacher_dir):
     config.synthesis.g_steps = 4
     config.synthesis.chunk_steps = 2
     info = data.get_info("digits")
-    teacher, tv = loop.load_teacher_checked(config, info)
+    teacher, tv = components.load_teacher(config, info)
     student = models.create_model("digits_cnn_tiny", num_classes=10)
     sv = student.init(jax.random.PRNGKey(1), jnp.zeros((1, 8, 8, 1)), train=False)
-    synth = loop.build_synthesizer(config, info, teacher, student)
-    from fastdfkd_jax.synthesis.objective import init_bn_memory
-
+    synth = components.build(config, teacher=(teacher, tv)).synthesizer
     memory = init_bn_memory(synth.objective, tv, info.image_shape)
     rng, adv = jax.random.PRNGKey(2), jnp.float32(1.0)
     _, _, images, metrics = jax.jit(synth.synthesize)({}, memory, tv, sv, rng, adv)
@@ -149,12 +122,7 @@ def test_deepinversion_chunked_equals_one_function(teacher_dir):
 
 
 def test_teacher_job_trains_and_resumes(tmp_path):
-    config = teacher_digits.get_config()
-    config.model.arch = "digits_cnn_tiny"
-    config.train.epochs = 2
-    config.mesh.data = 1
-    config.progress_bar = False
-    config.checkpoint.every_epochs = 1
+    config = load_config("teacher_digits.py:runlocal")
     workdir = str(tmp_path / "teacher")
     summary = main.run(config, workdir)
     assert summary["test_accuracy"] > 0.3  # two epochs of a 1.4k-parameter CNN: well above chance
@@ -166,7 +134,7 @@ def test_teacher_job_trains_and_resumes(tmp_path):
     # Rerunning a finished run resumes at its end and reports the same accuracy.
     again = main.run(config, workdir)
     assert again["test_accuracy"] == summary["test_accuracy"]
-    assert len(reporting.read_metrics(workdir)) == 2
+    assert len(metrics.read_metrics(workdir)) == 2
 
 
 class CifarOnly(nn.Module):

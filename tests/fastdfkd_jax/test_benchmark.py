@@ -3,58 +3,21 @@
 import json
 import os
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import bench_cifar10, bench_cifar100, bench_digits, bench_fashion_mnist, dfkd_digits
-from fastdfkd_jax import bench, checkpoint, models
-
-
-def save_random_teacher(path, arch, dataset, image_shape, num_classes):
-    model = models.create_model(arch, num_classes=num_classes)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)
-    checkpoint.save_teacher(
-        path,
-        variables,
-        arch=arch,
-        num_classes=num_classes,
-        dataset=dataset,
-        image_shape=image_shape,
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    """A randomly initialized tiny digits teacher (the mechanics do not need a trained one)."""
-    path = str(tmp_path_factory.mktemp("teacher"))
-    return save_random_teacher(path, "digits_cnn_tiny", "digits", (8, 8, 1), 10)
+from fastdfkd_jax import benchmark, train
+from fastdfkd_jax.benchmark import configs as bench_configs
+from fastdfkd_jax.benchmark import report, runs
+from tests.conftest import load_config, save_random_teacher
 
 
 def tiny_bench(teacher_dir, methods=("deepinv2k", "fast2", "fast5_exact")):
-    """bench_digits:quick shrunk to tiny models (as tests/fastdfkd_jax/test_loop.py's tiny_config)."""
-    config = bench_digits.get_config("quick")
+    """bench_digits:runlocal: the methods' runlocal configs (tiny models), on the random teacher."""
+    config = load_config("bench_digits.py:runlocal")
     config.teacher.checkpoint = teacher_dir
-    run = config.run
-    run.teacher.arch = run.student.arch = "digits_cnn_tiny"
-    run.epochs, run.warmup, run.kd.steps = 3, 1, 2
-    run.kd.batch_size = 16
-    run.synthesis = ml_collections.ConfigDict(
-        dict(batch_size=16, chunk_steps=2, generator=dict(nz=8, ngf=4))
-    )
-    run.pool = ml_collections.ConfigDict(dict(capacity=64))
-    run.mesh = ml_collections.ConfigDict(dict(data=1))
-    run.sample_every_epochs = 0
     config.methods = methods
-    config.deepinv_epochs, config.deepinv_steps = 2, 4
-    config.timing_repeats = 2
-    config.cost_g_steps = (2,)
-    config.profile_method = "fast2"
-    config.progress_bar = False
-    config.compilation_cache = False
     return config
 
 
@@ -70,7 +33,7 @@ def row(method, seconds, batches, per_batch, accuracy=0.9, extrapolated=False):
 
 
 def test_speedup_arithmetic():
-    rows = bench.speedups(
+    rows = report.speedups(
         [
             row("deepinv2k", 400.0, 40, 10.0, 0.95, extrapolated=True),
             row("fast5", 2.0, 40, 0.05, 0.94),
@@ -84,40 +47,40 @@ def test_speedup_arithmetic():
     assert by["fast5"]["speedup_per_batch"] == pytest.approx(200.0)
     assert by["fast2"]["speedup"] == pytest.approx(100.0)
     assert by["fast2"]["speedup_per_batch"] == pytest.approx(400.0)
-    target = bench.target_check(rows)
+    target = report.target_check(rows)
     assert target["met"] and target["accuracy_gap_points"] == pytest.approx(1.0)
     assert target["baseline_extrapolated"]
     # No baseline: no speed-up.
-    assert bench.speedups([row("fast5", 2.0, 40, 0.05)])[0]["speedup"] is None
+    assert report.speedups([row("fast5", 2.0, 40, 0.05)])[0]["speedup"] is None
     rows[1]["student_accuracy"] = 0.92
-    assert not bench.target_check(rows)["met"]
+    assert not report.target_check(rows)["met"]
 
 
 def test_deepinv_extrapolation_arithmetic():
-    config = dfkd_digits.get_config("deepinv2k")
+    config = load_config("dfkd_digits.py:deepinv2k")
     assert config.synthesis.g_steps == 2000 and config.synthesis.chunk_steps == 10
     # Two timed chunks of 10 steps stand for a batch of 2000 steps: x100.
-    assert bench.deepinv_per_batch_scale(config, 2) == (20, 100.0)
+    assert bench_configs.deepinv_per_batch_scale(config, 2) == (20, 100.0)
     config.synthesis.chunk_steps = 0  # one scan: time the whole batch
-    assert bench.deepinv_per_batch_scale(config, 2) == (2000, 1.0)
+    assert bench_configs.deepinv_per_batch_scale(config, 2) == (2000, 1.0)
 
 
 def test_shorter_deepinv_run_keeps_the_kd_budget():
-    config = dfkd_digits.get_config("deepinv2k")  # 40 epochs, warmup 5, 50 KD steps
-    short = bench.shorter_deepinv_config(config, epochs=8, steps=2000)
+    config = load_config("dfkd_digits.py:deepinv2k")  # 40 epochs, warmup 5, 50 KD steps
+    short = bench_configs.shorter_deepinv_config(config, epochs=8, steps=2000)
     assert (short.epochs, short.warmup, short.synthesis.g_steps) == (8, 1, 2000)
     assert (short.epochs - short.warmup) * short.kd.steps >= 35 * 50
     assert short.kd.steps == 250
-    text = bench.describe_shorter_run(config, short)
+    text = bench_configs.describe_shorter_run(config, short)
     assert "2000 steps per batch on 8 batches" in text and "1750 in all" in text
     with pytest.raises(ValueError, match="deepinv_steps"):
-        bench.shorter_deepinv_config(config, epochs=8, steps=15)
+        bench_configs.shorter_deepinv_config(config, epochs=8, steps=15)
     with pytest.raises(ValueError, match="deepinv_epochs"):
-        bench.shorter_deepinv_config(config, epochs=0, steps=20)
+        bench_configs.shorter_deepinv_config(config, epochs=0, steps=20)
 
 
 def test_finished_run_is_reused_despite_path_spelling_and_progress_bar(tmp_path, monkeypatch):
-    config = dfkd_digits.get_config("fast5")
+    config = load_config("dfkd_digits.py:fast5")
     config.teacher.checkpoint = "runs/teacher"
     run_dir = tmp_path / "fast5"
     run_dir.mkdir()
@@ -129,44 +92,44 @@ def test_finished_run_is_reused_despite_path_spelling_and_progress_bar(tmp_path,
     def must_not_run(config, workdir):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(bench.loop, "train_and_evaluate", must_not_run)
-    assert bench.run_method(config, str(run_dir))["student_test_accuracy"] == 0.5
+    monkeypatch.setattr(train, "train_and_evaluate", must_not_run)
+    assert runs.run_method(config, str(run_dir))["student_test_accuracy"] == 0.5
     # A change that matters (the KD steps) is a different run: it trains.
     config.kd.steps += 1
     with pytest.raises(AssertionError, match="trained again"):
-        bench.run_method(config, str(run_dir))
+        runs.run_method(config, str(run_dir))
 
 
 def test_presets_build_every_method():
-    for module, presets in (
-        (bench_digits, ("", "quick")),
-        (bench_fashion_mnist, ("", "quick")),
-        (bench_cifar10, ("", "runlocal", "wrn40_2-wrn16_1")),
-        (bench_cifar100, ("", "runlocal")),
+    for name, presets in (
+        ("bench_digits.py", ("", "quick", "runlocal")),
+        ("bench_fashion_mnist.py", ("", "quick", "runlocal")),
+        ("bench_cifar.py", ("cifar10", "cifar10,runlocal", "wrn40_2-wrn16_1")),
+        ("bench_cifar.py", ("cifar100", "cifar100,runlocal")),
     ):
         for preset in presets:
-            config = module.get_config(preset)
-            configs = [bench.method_config(config, m) for m in config.methods]
+            config = load_config(f"{name}:{preset}" if preset else name)
+            configs = [bench_configs.method_config(config, m) for m in config.methods]
             # Same teacher, student and KD schedule for every method.
             for key in ("teacher.arch", "student.arch", "epochs", "warmup", "kd.steps"):
                 values = {
                     str(c[key.split(".")[0]][key.split(".")[1]]) if "." in key else str(c[key])
                     for c in configs
                 }
-                assert len(values) == 1, (module.__name__, preset, key, values)
-    with pytest.raises(ValueError, match="preset"):
-        bench_digits.get_config("nope")
-    config = bench_digits.get_config("quick")
+                assert len(values) == 1, (name, preset, key, values)
+    with pytest.raises(ValueError, match="Unknown config argument 'nope'"):
+        load_config("bench_digits.py:nope")
+    config = load_config("bench_digits.py:quick")
     config.run.nonsense = 1
     with pytest.raises(ValueError, match="nonsense"):
-        bench.method_config(config, "fast5")
+        bench_configs.method_config(config, "fast5")
 
 
 def test_benchmark_outputs_on_a_tiny_config(teacher_dir, tmp_path):
     config = tiny_bench(teacher_dir, methods=("deepinv2k", "fast2"))
     config.cost_g_steps, config.profile_method = (), ""
     workdir = str(tmp_path / "bench")
-    result = bench.run_benchmark(config, workdir)
+    result = benchmark.run_benchmark(config, workdir)
     for name in ("acceleration.json", "acceleration.md", "acceleration.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     with open(os.path.join(workdir, "acceleration.json")) as f:
@@ -197,7 +160,7 @@ def test_benchmark_outputs_on_a_tiny_config(teacher_dir, tmp_path):
 
 
 def fake_result():
-    rows = bench.speedups(
+    rows = report.speedups(
         [
             dict(row("deepinv2k", 400.0, 40, 10.0, 0.95, True), label="DeepInv-2k", g_steps=2000),
             dict(row("fast5", 2.0, 40, 0.05, 0.94), label="Fast-5", g_steps=5),
@@ -246,7 +209,7 @@ def fake_result():
         device="cpu",
         timing=dict(repeats=5, method="medians", deepinv="2 chunks"),
         rows=rows,
-        target=bench.target_check(rows),
+        target=report.target_check(rows),
         meta_gradient_cost=cost,
         profile=profile,
     )
@@ -254,7 +217,7 @@ def fake_result():
 
 def test_markdown_marks_extrapolation_and_has_every_table(tmp_path):
     result = fake_result()
-    text = bench.markdown(result)
+    text = report.markdown(result)
     assert "| DeepInv-2k | 2000 | none | 95.00 * | 400.0 * | 10.0000 | 3.0 | 1.0x | 1.0x |" in text
     assert "| Fast-5 | 5 | first_order | 94.00 | 2.0 | 0.0500 | 3.0 | 200.0x | 200.0x |" in text
     assert "EXTRAPOLATED" in text and "a stated shorter run" in text
@@ -264,12 +227,12 @@ def test_markdown_marks_extrapolation_and_has_every_table(tmp_path):
     # timing_only: no accuracies, every total extrapolated, no target.
     for r in result["rows"]:
         r.update(student_accuracy=None, teacher_accuracy=None, extrapolated=True)
-    assert bench.target_check(result["rows"]) is None
+    assert report.target_check(result["rows"]) is None
     result["target"] = None
-    text = bench.markdown(result)
+    text = report.markdown(result)
     assert "| Fast-5 | 5 | first_order | n/a * | 2.0 * |" in text
     assert "DeepInv-2k, Fast-5: EXTRAPOLATED, not run (timing_only)" in text
-    bench.write_outputs(result, str(tmp_path))
+    report.write_outputs(result, str(tmp_path))
     assert json.load(open(tmp_path / "acceleration.json"))["rows"][0]["extrapolated"]
     assert (tmp_path / "acceleration.png").stat().st_size > 0
 
@@ -278,7 +241,7 @@ def test_markdown_marks_extrapolation_and_has_every_table(tmp_path):
 def test_benchmark_cost_profile_and_reuse(teacher_dir, tmp_path):
     """The exact meta-gradient row, the cost table, the profile, and reusing finished runs."""
     workdir = str(tmp_path / "bench")
-    result = bench.run_benchmark(tiny_bench(teacher_dir), workdir)
+    result = benchmark.run_benchmark(tiny_bench(teacher_dir), workdir)
     by = {r["method"]: r for r in result["rows"]}
     assert by["fast5_exact"]["meta_gradient"] == "exact"
     cost = {(c["variant"], c["g_steps"]): c for c in result["meta_gradient_cost"]}
@@ -300,17 +263,16 @@ def test_benchmark_cost_profile_and_reuse(teacher_dir, tmp_path):
     # A second call reuses the finished runs (same accuracies).
     config = tiny_bench(teacher_dir)
     config.cost_g_steps, config.profile_method = (), ""
-    again = bench.run_benchmark(config, workdir)
+    again = benchmark.run_benchmark(config, workdir)
     assert [r["student_accuracy"] for r in again["rows"]] == [
         r["student_accuracy"] for r in result["rows"]
     ]
 
 
 @pytest.mark.slow  # ResNet-8 at 32x32: about a minute of compilation per preset on 2 cores
-@pytest.mark.parametrize("module", [bench_cifar10, bench_cifar100])
-def test_cifar_runlocal_on_mock_data(module, tmp_path):
-    config = module.get_config("runlocal")
-    name = config.dfkd_arg.split("-")[0]
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_runlocal_on_mock_data(name, tmp_path):
+    config = load_config(f"bench_cifar.py:{name},runlocal")
     num_classes = 10 if name == "cifar10" else 100
     teacher = save_random_teacher(
         str(tmp_path / "teacher"), config.run.teacher.arch, name, (32, 32, 3), num_classes
@@ -319,7 +281,7 @@ def test_cifar_runlocal_on_mock_data(module, tmp_path):
     config.run.dataset = ml_collections.ConfigDict(dict(data_dir=str(tmp_path / "tfds")))
     workdir = str(tmp_path / "bench")
     with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
-        result = bench.run_benchmark(config, workdir)
+        result = benchmark.run_benchmark(config, workdir)
     assert result["dataset"] == name
     assert [r["method"] for r in result["rows"]] == ["deepinv2k", "fast2"]
     assert result["rows"][0]["extrapolated"]

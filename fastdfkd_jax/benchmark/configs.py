@@ -1,0 +1,126 @@
+"""The benchmark's distillation configs: each method's, the shorter DeepInversion run, reuse.
+
+Each method's config is `<bench.dfkd_config>:<bench.dfkd_arg with the method>` (a config file
+loaded by path) with `bench.run` applied, so every method has the same teacher, student and KD
+schedule.
+"""
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from fastdfkd_jax import config_blocks
+
+# Keys that do not change what a run computes: a finished run that differs only in them is reused.
+DISPLAY_ONLY_KEYS = ("progress_bar",)
+
+
+def validate(bench: ml_collections.ConfigDict) -> None:
+    """Checks a benchmark config (and that every method's config builds) before any compute."""
+    if not bench.methods:
+        raise ValueError("bench methods is empty.")
+    if bench.timing_repeats < 1:
+        raise ValueError(f"timing_repeats must be >= 1, got {bench.timing_repeats}.")
+    for method in bench.methods:
+        method_config(bench, method)
+
+
+def copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """An unlocked deep copy of `config`."""
+    return ml_collections.ConfigDict(config.to_dict())
+
+
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Mapping[str, Any], prefix: str = ""
+) -> None:
+    """Sets every leaf of the nested `overrides` on `config`; unknown keys raise a ValueError."""
+    for key, value in overrides.items():
+        name = f"{prefix}{key}"
+        if key not in config:
+            raise ValueError(f"run override {name!r} is not a key of the distillation config.")
+        if isinstance(value, (ml_collections.ConfigDict, dict)):
+            apply_overrides(config[key], value, prefix=f"{name}.")
+        else:
+            config[key] = value
+
+
+def method_config(bench: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
+    """The distillation config of `method`: the dataset's dfkd config plus `bench.run`."""
+    config = config_blocks.load_config(
+        f"{bench.dfkd_config}:{bench.dfkd_arg.format(method=method)}"
+    )
+    apply_overrides(config, bench.run)
+    return config
+
+
+def with_fast_steps(
+    config: ml_collections.ConfigDict, g_steps: int, meta_gradient: str, remat: bool
+) -> ml_collections.ConfigDict:
+    """A copy of a Fast-k config as Fast-`g_steps` with the given meta-gradient and remat."""
+    config = config_blocks.fast(copy(config), g_steps)
+    config.synthesis.meta_gradient = meta_gradient
+    config.synthesis.remat = remat
+    return config
+
+
+def shorter_deepinv_config(
+    config: ml_collections.ConfigDict, epochs: int, steps: int
+) -> ml_collections.ConfigDict:
+    """DeepInversion on `epochs` batches of `steps` steps, with the same student training budget.
+
+    Warmup shrinks in proportion to the epochs (at least 0, below `epochs`); `kd.steps` grows so
+    that the student takes at least as many KD steps in total as in the full run, with the same
+    cosine schedule length in steps.
+    """
+    if epochs < 1 or epochs > config.epochs:
+        raise ValueError(f"deepinv_epochs must be in [1, epochs={config.epochs}], got {epochs}.")
+    chunk = config.synthesis.chunk_steps
+    if steps < 1 or (chunk and steps % chunk):
+        raise ValueError(
+            f"deepinv_steps={steps} must be >= 1 and a multiple of chunk_steps={chunk}."
+        )
+    short = copy(config)
+    full_kd_epochs = config.epochs - config.warmup
+    warmup = min(epochs - 1, int(round(config.warmup * epochs / config.epochs)))
+    short.epochs, short.warmup = epochs, warmup
+    short.kd.steps = math.ceil(config.kd.steps * full_kd_epochs / (epochs - warmup))
+    short.synthesis.g_steps = steps
+    short.checkpoint.every_epochs = 1
+    short.eval_every_epochs = 1
+    return short
+
+
+def describe_shorter_run(full: ml_collections.ConfigDict, short: ml_collections.ConfigDict) -> str:
+    """One sentence saying exactly what the shorter DeepInversion run was."""
+    return (
+        f"DeepInversion with {short.synthesis.g_steps} steps per batch on {short.epochs} batches "
+        f"(instead of {full.synthesis.g_steps} steps on {full.epochs}), warmup {short.warmup}, "
+        f"{short.kd.steps} KD steps per epoch ({(short.epochs - short.warmup) * short.kd.steps} "
+        f"in all, the full schedule has {(full.epochs - full.warmup) * full.kd.steps})"
+    )
+
+
+def deepinv_per_batch_scale(config: ml_collections.ConfigDict, timing_chunks: int) -> tuple:
+    """`(timed steps, scale)`: a timed call of `timed steps` steps times `scale` is one batch."""
+    chunk = config.synthesis.chunk_steps or config.synthesis.g_steps
+    timed = min(config.synthesis.g_steps, chunk * timing_chunks)
+    return timed, config.synthesis.g_steps / timed
+
+
+def comparable_config(config: dict) -> dict:
+    """`config` (a run's config as a dict, e.g. summary.json's) reduced to what decides the result.
+
+    The teacher checkpoint path is made absolute (a run started with a relative path is the same
+    run) and the display-only keys are dropped. JSON round trip: tuples compare equal to lists.
+    """
+    config = json.loads(json.dumps(config, default=list))
+    for key in DISPLAY_ONLY_KEYS:
+        config.pop(key, None)
+    teacher = config.get("teacher", {})
+    if teacher.get("checkpoint"):
+        teacher["checkpoint"] = os.path.abspath(teacher["checkpoint"])
+    return config

@@ -1,0 +1,165 @@
+"""Where the time goes: the exact meta-gradient's cost, and a profile of one run's epoch."""
+
+import math
+import statistics
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import logging
+
+from fastdfkd_jax import compilation, components, data, distill, timing
+from fastdfkd_jax.benchmark.configs import with_fast_steps
+from fastdfkd_jax.benchmark.timers import SynthesisTimer, make_setup, time_round_robin
+from fastdfkd_jax.evaluate import make_evaluator
+from fastdfkd_jax.synthesis import pool as pool_lib
+
+# Variants of the meta-gradient cost table: (label, meta_gradient, remat).
+COST_VARIANTS = (
+    ("first_order", "first_order", False),
+    ("exact", "exact", False),
+    ("exact+remat", "exact", True),
+)
+
+
+def measure_cost(
+    bench: ml_collections.ConfigDict, base_config: ml_collections.ConfigDict, teacher_cache: dict
+) -> list[dict]:
+    """Time and compiled memory of one Fast-k synthesis call per meta-gradient variant."""
+    timers, meta = {}, {}
+    for g_steps in bench.cost_g_steps:
+        for label, meta_gradient, remat in COST_VARIANTS:
+            config = with_fast_steps(base_config, g_steps, meta_gradient, remat)
+            timer = SynthesisTimer(make_setup(config, teacher_cache))
+            name = f"{label}/g{g_steps}"
+            timers[name] = timer
+            meta[name] = dict(
+                variant=label,
+                g_steps=g_steps,
+                remat=remat,
+                **compilation.memory_bytes(timer.compiled),
+            )
+            logging.info("cost %s: compiled in %.1f s", name, timer.compile_seconds)
+    time_round_robin(timers, bench.timing_repeats)
+    rows = []
+    for name, timer in timers.items():
+        row = dict(
+            meta[name], compile_seconds=timer.compile_seconds, **timing.summarize(timer.seconds)
+        )
+        rows.append(row)
+    for row in rows:
+        ref = next(
+            r for r in rows if r["g_steps"] == row["g_steps"] and r["variant"] == "first_order"
+        )
+        row["time_vs_first_order"] = row["median_s"] / ref["median_s"]
+        row["memory_vs_first_order"] = row["peak_bytes"] / ref["peak_bytes"]
+        row["temp_vs_first_order"] = row["temp_bytes"] / max(ref["temp_bytes"], 1)
+    return rows
+
+
+def profile_run(
+    bench: ml_collections.ConfigDict,
+    config: ml_collections.ConfigDict,
+    summary: dict,
+    teacher_cache: dict,
+) -> dict:
+    """Where one run's time goes: measured totals of the run and timed pieces of one epoch.
+
+    Pieces (medians of `timing_repeats` calls, each ended by `block_until_ready()`): the inner
+    steps alone (`FastSynthesizer.inner_run`, jitted), the whole synthesis call (the rest of it is
+    the meta update, BN memory update and pool insert), one KD step, one evaluation of the test
+    split, and the device-to-host transfer of an epoch's metrics and images.
+    """
+    setup = make_setup(config, teacher_cache)
+    parts = setup.parts
+    # The timers donate the states they are given: keep private copies for the other pieces.
+    state = jax.tree.map(jnp.copy, setup.state)
+    kd_state = jax.tree.map(jnp.copy, setup.state)
+    synth = SynthesisTimer(setup)
+    synthesizer = parts.synthesizer
+    adv = components.adv_array(config.synthesis.adv)
+    rng = jax.random.PRNGKey(config.seed)
+    z0 = jax.random.normal(rng, synthesizer.latent_shape())
+    targets = jax.random.randint(rng, (synthesizer.batch_size,), 0, synthesizer.num_classes)
+
+    def inner(params):
+        return synthesizer.inner_run(
+            params,
+            state.synthesizer.batch_stats,
+            z0,
+            targets,
+            rng,
+            parts.teacher_vars,
+            state.student.variables,
+            state.bn_memory,
+            adv,
+        )
+
+    inner_fn = jax.jit(inner).lower(state.synthesizer.params).compile()
+    kd_fn, kd_compile = distill.compile_kd_step(
+        kd_state, parts.teacher_vars, rng, mesh=parts.mesh, **components.kd_step_options(parts)
+    )
+    # One batch in the KD state's pool, so the student samples filled slots.
+    kd_state = kd_state.replace(
+        pool=pool_lib.add(
+            kd_state.pool, jnp.full((synthesizer.batch_size, *parts.info.image_shape), 0.5)
+        )
+    )
+    test = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)
+    evaluate = make_evaluator(
+        parts.student, parts.info.mean, parts.info.std, parts.mesh, config.eval_batch_size
+    )
+    pieces = {
+        name: [] for name in ("inner_steps", "synthesis_call", "kd_step", "evaluation", "transfer")
+    }
+    for i in range(bench.timing_repeats + 1):  # round 0 is the warm-up
+        step_rng = jax.random.fold_in(rng, i)
+        t_inner, _ = timing.timed(inner_fn, state.synthesizer.params)
+        t_synth = synth.once()
+        t_kd, (kd_state, _) = timing.timed(kd_fn, kd_state, parts.teacher_vars, step_rng)
+        t_eval, _ = timing.timed(evaluate, kd_state.student.variables, test)
+        _, (synth.state, images, metrics) = timing.timed(
+            synth.call, synth.state, parts.teacher_vars, step_rng, adv
+        )
+        t_transfer, _ = timing.timed(jax.device_get, (metrics, images))
+        if i == 0:
+            continue
+        for name, value in zip(pieces, (t_inner, t_synth, t_kd, t_eval, t_transfer), strict=True):
+            pieces[name].append(value)
+    medians = {name: statistics.median(v) for name, v in pieces.items()}
+    epochs, kd_epochs = config.epochs, config.epochs - config.warmup
+    evals = math.ceil(epochs / config.eval_every_epochs)
+    projected = {
+        "inner synthesis steps": medians["inner_steps"] * epochs,
+        "meta update + BN memory + pool insert": max(
+            medians["synthesis_call"] - medians["inner_steps"], 0.0
+        )
+        * epochs,
+        "student (KD) steps": medians["kd_step"] * config.kd.steps * kd_epochs,
+        "evaluation": medians["evaluation"] * evals,
+        "host-device transfers (metrics, images)": medians["transfer"] * epochs,
+        # The run's own compile time; the timing pass may have loaded the synthesis from the cache.
+        "compilation (synthesis + KD)": summary.get("compile_seconds")
+        or synth.compile_seconds + kd_compile,
+    }
+    measured = {
+        key: summary.get(key)
+        for key in (
+            "synthesis_seconds",
+            "kd_seconds",
+            "eval_seconds",
+            "compile_seconds",
+            "total_seconds",
+        )
+    }
+    if all(v is not None for v in measured.values()):
+        accounted = sum(v for k, v in measured.items() if k != "total_seconds")
+        measured["other_seconds"] = measured["total_seconds"] - accounted
+    return dict(
+        method=config.method,
+        epochs=epochs,
+        kd_steps_per_epoch=config.kd.steps,
+        per_call_median_s=medians,
+        projected_seconds=projected,
+        run_measured_seconds=measured,
+    )

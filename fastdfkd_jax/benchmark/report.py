@@ -1,0 +1,282 @@
+"""The benchmark's table: its arithmetic (speed-ups, target), markdown, plot, JSON."""
+
+import json
+import os
+import platform
+
+import jax
+from absl import logging
+
+from fastdfkd_jax import reporting
+
+BASELINE = "deepinv2k"
+MIB = 2**20
+JSON_NAME, MARKDOWN_NAME, PLOT_NAME = "acceleration.json", "acceleration.md", "acceleration.png"
+# Display names of the paper's table.
+LABELS = {
+    "deepinv2k": "DeepInv-2k",
+    "fast2": "Fast-2",
+    "fast5": "Fast-5",
+    "fast10": "Fast-10",
+    "fast5_exact": "Fast-5 (exact meta-grad)",
+    "fast5_nometa": "Fast-5 (no meta)",
+}
+
+
+def method_label(method: str) -> str:
+    return LABELS.get(method, method)
+
+
+def speedups(rows: list[dict], baseline: str = BASELINE) -> list[dict]:
+    """Adds `speedup` (total synthesis seconds) and `speedup_per_batch` against `baseline`.
+
+    Rows need `method`, `synthesis_seconds` (for `batches` batches), `batches` and
+    `seconds_per_batch`. Totals are compared for the same number of batches: a row with other
+    `batches` than the baseline is rescaled to the baseline's count first.
+    """
+    base = next((r for r in rows if r["method"] == baseline), None)
+    for row in rows:
+        if base is None:
+            row["speedup"] = row["speedup_per_batch"] = None
+            continue
+        total = row["synthesis_seconds"] * base["batches"] / row["batches"]
+        row["speedup"] = base["synthesis_seconds"] / total
+        row["speedup_per_batch"] = base["seconds_per_batch"] / row["seconds_per_batch"]
+    return rows
+
+
+def target_check(
+    rows: list[dict], method: str = "fast5", points: float = 2.0, speedup: float = 100.0
+) -> dict | None:
+    """Whether `method` is within `points` accuracy points of DeepInv-2k at >= `speedup`x."""
+    by_name = {r["method"]: r for r in rows}
+    if method not in by_name or BASELINE not in by_name:
+        return None
+    row, base = by_name[method], by_name[BASELINE]
+    if row["student_accuracy"] is None or base["student_accuracy"] is None:
+        return None
+    gap = 100.0 * (base["student_accuracy"] - row["student_accuracy"])
+    return dict(
+        method=method,
+        accuracy_gap_points=gap,
+        speedup=row["speedup"],
+        met=bool(gap <= points and row["speedup"] is not None and row["speedup"] >= speedup),
+        baseline_extrapolated=base["extrapolated"],
+        points=points,
+        min_speedup=speedup,
+    )
+
+
+def device_description() -> str:
+    device = jax.devices()[0]
+    return (
+        f"{jax.device_count()} x {device.platform} ({device.device_kind}), "
+        f"{os.cpu_count()} host CPU cores, {platform.processor() or platform.machine()}, "
+        f"jax {jax.__version__}"
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}x"
+
+
+def _main_table(result: dict) -> list[str]:
+    rows = result["rows"]
+    sched = result["schedule"]
+    header = (
+        "method", "g_steps", "meta-gradient", "student acc. (%)", "synthesis s (total)",
+        "s / batch (median)", "compile s", "speed-up vs DeepInv-2k", "speed-up per batch",
+    )  # fmt: skip
+    cells = []
+    for r in rows:
+        mark = " *" if r["extrapolated"] else ""
+        cells.append(
+            (
+                r["label"],
+                r["g_steps"],
+                r["meta_gradient"],
+                f"{_percent(r['student_accuracy'])}{mark}",
+                f"{r['synthesis_seconds']:.1f}{mark}",
+                f"{r['seconds_per_batch']:.4f}",
+                f"{r['compile_seconds']:.1f}",
+                _ratio(r["speedup"]),
+                _ratio(r["speedup_per_batch"]),
+            )
+        )
+    lines = [
+        f"# Acceleration benchmark: {result['dataset']}",
+        "",
+        f"Teacher `{result['teacher']['arch']}` (test accuracy "
+        f"{_percent(rows[0]['teacher_accuracy'])}%) -> student `{result['student']}`; "
+        f"{sched['epochs']} synthesized batches of {sched['synthesis_batch_size']}, warmup "
+        f"{sched['warmup']}, {sched['kd_steps']} KD steps of {sched['kd_batch_size']} per epoch. "
+        f"Device: {result['device']}.",
+        "",
+        reporting.markdown_table(header, cells, align="lrlrrrrrr"),
+        "",
+    ]
+    timed_only = [r["label"] for r in rows if r["student_accuracy"] is None]
+    if timed_only:
+        lines.append(
+            f"\\* {', '.join(timed_only)}: EXTRAPOLATED, not run (timing_only): total synthesis "
+            f"seconds = median seconds per batch x {rows[0]['batches']} batches; no accuracy."
+        )
+    for r in rows:
+        if r["student_accuracy"] is not None and r["extrapolated"]:
+            lines.append(
+                f"\\* {r['label']}: EXTRAPOLATED. Total synthesis seconds = median seconds per "
+                f"batch x {r['batches']} batches. Student accuracy from a shorter run: "
+                f"{r['accuracy_from']}"
+                f" (its measured synthesis time: {r['run_synthesis_seconds']:.1f} s for "
+                f"{r['run_synthesis_calls']} batches)."
+            )
+    deepinv = result["timing"]["deepinv"]
+    lines += [
+        "",
+        f"Timing: {result['timing']['method']}; {result['timing']['repeats']} timed calls per "
+        "method. Totals of non-extrapolated rows are the runs' measured synthesis seconds."
+        + (f" DeepInv-2k per batch: {deepinv}." if deepinv else ""),
+        "Speed-up = DeepInv-2k total synthesis seconds / the method's, for the same number of "
+        "batches; per batch = the ratio of the timing medians.",
+    ]
+    target = result.get("target")
+    if target:
+        lines += [
+            "",
+            f"Target (Fast-5 within {target['points']:g} points of DeepInv-2k at >= "
+            f"{target['min_speedup']:g}x): gap {target['accuracy_gap_points']:.2f} points at "
+            f"{target['speedup']:.1f}x -> {'MET' if target['met'] else 'NOT MET'}"
+            + (" (DeepInv-2k extrapolated)" if target["baseline_extrapolated"] else "")
+            + ".",
+        ]
+    return lines
+
+
+def _cost_table(cost: list[dict]) -> list[str]:
+    header = (
+        "g_steps", "variant", "s / call (median)", "x first-order", "peak MiB", "temp MiB",
+        "x first-order (peak)", "compile s",
+    )  # fmt: skip
+    cells = [
+        (
+            c["g_steps"],
+            c["variant"],
+            f"{c['median_s']:.4f}",
+            f"{c['time_vs_first_order']:.2f}",
+            f"{c['peak_bytes'] / MIB:.2f}",
+            f"{c['temp_bytes'] / MIB:.2f}",
+            f"{c['memory_vs_first_order']:.2f}",
+            f"{c['compile_seconds']:.1f}",
+        )
+        for c in cost
+    ]
+    return [
+        "",
+        "## Exact against first-order meta-gradient (one synthesis call)",
+        "",
+        "Memory: the compiled executable's `memory_analysis()`, temp + argument + output "
+        "bytes. Compile seconds of executables the runs had compiled already (the runs' own "
+        "meta-gradient and g_steps) are loads from the compilation cache.",
+        "",
+        reporting.markdown_table(header, cells, align="rlrrrrrr"),
+    ]
+
+
+def _profile_table(profile: dict) -> list[str]:
+    total = sum(profile["projected_seconds"].values())
+    cells = [
+        (name, f"{seconds:.1f}", f"{100 * seconds / total:.1f}%")
+        for name, seconds in profile["projected_seconds"].items()
+    ]
+    cells.append(("total", f"{total:.1f}", "100%"))
+    lines = [
+        "",
+        f"## Where a {method_label(profile['method'])} run's time goes",
+        "",
+        f"Projected from timed pieces ({profile['epochs']} epochs, "
+        f"{profile['kd_steps_per_epoch']} KD steps per epoch after warmup):",
+        "",
+        reporting.markdown_table(("part", "seconds", "share"), cells),
+    ]
+    measured = profile["run_measured_seconds"]
+    if measured.get("total_seconds") is not None:
+        lines += [
+            "",
+            "Measured in the run itself (summary.json): "
+            + ", ".join(
+                f"{k.replace('_seconds', '')} {v:.1f} s"
+                for k, v in measured.items()
+                if v is not None
+            )
+            + " (other = checkpoints, metrics, samples, data loading).",
+        ]
+    return lines
+
+
+def markdown(result: dict) -> str:
+    """The benchmark's tables as markdown."""
+    lines = _main_table(result)
+    if result.get("meta_gradient_cost"):
+        lines += _cost_table(result["meta_gradient_cost"])
+    if result.get("profile"):
+        lines += _profile_table(result["profile"])
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: str) -> None:
+    """Student accuracy against total synthesis seconds (log axis); extrapolated points hollow."""
+    import matplotlib  # noqa: PLC0415 (only needed for the figure)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    rows = result["rows"]
+    timed_only = all(r["student_accuracy"] is None for r in rows)
+    for i, r in enumerate(rows):
+        if timed_only:  # no accuracies: total synthesis seconds per method
+            ax.barh(
+                [i], [r["synthesis_seconds"]], color="C0", alpha=0.5 if r["extrapolated"] else 1
+            )
+            continue
+        if r["student_accuracy"] is None:
+            continue
+        x, y = r["synthesis_seconds"], 100 * r["student_accuracy"]
+        face = "none" if r["extrapolated"] else None
+        ax.scatter([x], [y], s=50, facecolors=face, edgecolors="C0" if face else None)
+        label = r["label"] + (" (time extrapolated)" if r["extrapolated"] else "")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("total synthesis seconds (log)")
+    if timed_only:
+        ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
+        ax.set_title(f"{result['dataset']}: total synthesis time (extrapolated, not run)")
+    else:
+        ax.set_ylabel("student test accuracy (%)")
+        ax.set_title(f"{result['dataset']}: accuracy against synthesis time")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(result: dict, workdir: str) -> None:
+    """`acceleration.json`, `acceleration.md` and `acceleration.png` in `workdir`."""
+    if not reporting.is_primary():
+        return
+    with open(os.path.join(workdir, JSON_NAME), "w") as f:
+        json.dump(result, f, indent=2, default=float)
+    with open(os.path.join(workdir, MARKDOWN_NAME), "w") as f:
+        f.write(markdown(result))
+    plot(result, os.path.join(workdir, PLOT_NAME))
+    logging.info("Wrote %s, %s, %s in %s.", JSON_NAME, MARKDOWN_NAME, PLOT_NAME, workdir)
+
+
+def load_result(workdir: str) -> dict:
+    with open(os.path.join(workdir, JSON_NAME)) as f:
+        return json.load(f)

@@ -1,0 +1,173 @@
+"""The parts of a data-free distillation run, built from its config in one place.
+
+`build(config)` loads and checks the teacher, creates the student, the synthesizer (from the
+registry `synthesis.SYNTHESIZERS`) and the student's optimizer, and the mesh; `init_state` makes
+the run's fresh `DFKDState` from them with the keys of `run_keys`. The trainer, the benchmark,
+scripts/bench_scaling.py and the tests all start here.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from fastdfkd_jax import checkpoint, data, models, optim, sharding
+from fastdfkd_jax.state import DFKDState, create_dfkd_state
+from fastdfkd_jax.synthesis import Synthesizer, build_synthesizer
+
+# The run's named keys, split from `config.seed` in this order (resumes replay them exactly).
+RUN_KEYS = ("student", "synthesizer_init", "synthesis", "kd", "epoch_start")
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+    """Everything static a distillation run computes with (no state).
+
+    Attributes:
+      config: the run's config.
+      info: the dataset's `DatasetInfo`.
+      mesh: the device mesh (axis `data`).
+      teacher, teacher_vars: the frozen teacher and its variables, replicated on `mesh`.
+      student: the student module.
+      synthesizer: the synthesis method (`synthesis.Synthesizer`).
+      tx, schedule: the student's optimizer and its learning rate as a function of the step.
+    """
+
+    config: ml_collections.ConfigDict
+    info: Any
+    mesh: Mesh
+    teacher: nn.Module
+    teacher_vars: dict
+    student: nn.Module
+    synthesizer: Synthesizer
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+
+
+def load_teacher(config: ml_collections.ConfigDict, info: Any) -> tuple[nn.Module, dict]:
+    """The teacher module and variables of `config.teacher`, checked against the dataset."""
+    if not config.teacher.checkpoint:
+        raise ValueError(
+            "config.teacher.checkpoint is empty: pass --config.teacher.checkpoint=DIR, a teacher "
+            "directory written by teacher training (WORKDIR/teacher) or the PyTorch import."
+        )
+    meta, variables = checkpoint.load_teacher(
+        config.teacher.checkpoint, arch=config.teacher.arch, num_classes=info.num_classes
+    )
+    if tuple(meta["image_shape"]) != tuple(info.image_shape):
+        raise ValueError(
+            f"The teacher at {config.teacher.checkpoint!r} was trained on "
+            f"{tuple(meta['image_shape'])} images ({meta['dataset']}), but {info.name} has "
+            f"{tuple(info.image_shape)}."
+        )
+    teacher = models.create_model(config.teacher.arch, num_classes=info.num_classes)
+    models.check_fits(teacher, info, "teacher")
+    expected = jax.eval_shape(
+        lambda: teacher.init(jax.random.PRNGKey(0), jnp.zeros((1, *info.image_shape)), train=False)
+    )
+    got = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.float32), variables)
+    want = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), expected)
+    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+        raise ValueError(
+            f"The teacher at {config.teacher.checkpoint!r} does not match a "
+            f"{config.teacher.arch!r} "
+            f"for {info.image_shape} images and {info.num_classes} classes."
+        )
+    return teacher, variables
+
+
+def kd_optimizer(
+    config: ml_collections.ConfigDict,
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The student's optimizer and schedule: `kd.optimizer` over the run's KD steps, its rates
+    scaled to the KD batch by its `lr_scaling` rule.
+    """
+    cfg = optim.scale_learning_rate(config.kd.optimizer, config.kd.batch_size)
+    total_steps = (config.epochs - config.warmup) * config.kd.steps
+    return optim.make_optimizer(cfg, total_steps), optim.make_schedule(cfg, total_steps)
+
+
+def build(
+    config: ml_collections.ConfigDict,
+    mesh: Mesh | None = None,
+    *,
+    teacher: tuple[nn.Module, dict] | None = None,
+) -> Components:
+    """The run's parts. `mesh` defaults to `config.mesh`'s; `teacher` (module, variables) to the
+    checkpoint of `config.teacher` (loaded and checked).
+    """
+    info = data.get_info(config.dataset.name)
+    teacher_module, teacher_vars = teacher or load_teacher(config, info)
+    student = models.create_model(config.student.arch, num_classes=info.num_classes)
+    models.check_fits(student, info, "student")
+    mesh = mesh if mesh is not None else sharding.make_mesh(config.mesh)
+    synthesizer = build_synthesizer(config, info, teacher_module, student, mesh)
+    sharding.check_batch_divides(config.synthesis.batch_size, mesh, "synthesis.batch_size")
+    sharding.check_batch_divides(config.kd.batch_size, mesh, "kd.batch_size")
+    sharding.check_batch_divides(config.pool.capacity, mesh, "pool.capacity")
+    tx, schedule = kd_optimizer(config)
+    return Components(
+        config=config,
+        info=info,
+        mesh=mesh,
+        teacher=teacher_module,
+        teacher_vars=sharding.replicate(teacher_vars, mesh),
+        student=student,
+        synthesizer=synthesizer,
+        tx=tx,
+        schedule=schedule,
+    )
+
+
+def run_keys(seed: int) -> dict[str, jax.Array]:
+    """The run's keys by name (`RUN_KEYS`), split from `seed`."""
+    return dict(
+        zip(RUN_KEYS, jax.random.split(jax.random.PRNGKey(seed), len(RUN_KEYS)), strict=True)
+    )
+
+
+def init_state(
+    parts: Components, keys: dict[str, jax.Array], pool_images: jax.Array | None = None
+) -> DFKDState:
+    """The run's fresh state at epoch 0, placed on the mesh (`pool_images`: pre-filled pool)."""
+    config = parts.config
+    return create_dfkd_state(
+        parts.synthesizer,
+        parts.student,
+        parts.tx,
+        parts.teacher_vars,
+        image_shape=parts.info.image_shape,
+        pool_capacity=config.pool.capacity,
+        pool_dtype=config.pool.dtype,
+        student_rng=keys["student"],
+        synthesizer_rng=keys["synthesizer_init"],
+        mesh=parts.mesh,
+        pool_images=pool_images,
+    )
+
+
+def kd_step_options(parts: Components) -> dict[str, Any]:
+    """The keywords of `distill.kd_step` for this run."""
+    config = parts.config
+    return dict(
+        synthesizer=parts.synthesizer,
+        student=parts.student,
+        teacher=parts.teacher,
+        tx=parts.tx,
+        batch_size=config.kd.batch_size,
+        temperature=config.kd.temperature,
+        aug=config.kd.augment,
+        mean=tuple(parts.info.mean),
+        std=tuple(parts.info.std),
+    )
+
+
+def adv_array(value: float) -> jax.Array:
+    """An adversarial weight as the float32 scalar the compiled synthesis call takes."""
+    return jnp.asarray(value, jnp.float32)

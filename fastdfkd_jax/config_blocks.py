@@ -1,0 +1,362 @@
+"""Config blocks shared by the files in `configs/`, the config argument parser, loading by path.
+
+Config files (`configs/<job>_<dataset>.py`) are loaded by path, never imported as a package; they
+import only this module (and the library) and never each other. Each defines
+`get_config(arg=None)` whose `arg` (the text after `:` in `--config=FILE:ARG`) is parsed by
+`parse_arg` into variants, big_vision style: comma-separated `key=value` pairs and bare words, e.g.
+`fast5,runlocal` or `method=fast5,runlocal`. A bare word is a boolean flag set to True (`runlocal`)
+or, when it is one of a key's `choices`, that key's value (`fast5` for `method`).
+
+Batch sizes in every config (`train.batch_size`, `synthesis.batch_size`, `kd.batch_size`,
+`eval_batch_size`) are GLOBAL: summed over all devices of all processes. Each device computes
+`batch_size / mesh.data` rows (`mesh.data = -1`: every device), which must divide evenly. Learning
+rates are for that global batch; an optimizer block's `lr_scaling` ('none' | 'linear' against
+`reference_batch_size`) says whether they change when the global batch does (docs/scaling.md).
+"""
+
+import importlib.util
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from fastdfkd_jax import optim, sharding
+
+# -- the config argument ------------------------------------------------------------------------
+
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _convert(key: str, text: str, default: Any) -> Any:
+    """`text` as the type of `default` (bool, int, float or str)."""
+    if isinstance(default, bool):
+        if text.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"Config argument {key}={text!r} is not a boolean.")
+        return text.lower() in _TRUE
+    try:
+        return type(default)(text)
+    except ValueError:
+        raise ValueError(
+            f"Config argument {key}={text!r} is not a {type(default).__name__}."
+        ) from None
+
+
+def parse_arg(
+    arg: str | None,
+    *,
+    choices: Mapping[str, Sequence[str]] | None = None,
+    **defaults: Any,
+) -> ml_collections.ConfigDict:
+    """The config argument `arg` parsed into `defaults` (every key must have one).
+
+    Args:
+      arg: e.g. `'fast5,runlocal'`, `'method=fast5,runlocal'`, `'cifar10,fast5,wrn40_2-wrn16_1'`;
+        None or '' gives the defaults.
+      choices: key -> the values a bare word may select (values must not be shared between keys).
+      **defaults: every accepted key with its default value (its type is the value's type).
+
+    Returns:
+      A ConfigDict of the keys with their parsed values.
+
+    Raises:
+      ValueError: an unknown key or word, a value of the wrong type, or a value outside `choices`.
+    """
+    choices = dict(choices or {})
+    values = dict(defaults)
+    for token in (t.strip() for t in (arg or "").split(",")):
+        if not token:
+            continue
+        if "=" in token:
+            key, text = (s.strip() for s in token.split("=", 1))
+            if key not in defaults:
+                raise ValueError(
+                    f"Unknown config argument key {key!r}; the keys are {sorted(defaults)}."
+                )
+            values[key] = _convert(key, text, defaults[key])
+            continue
+        owners = [k for k, allowed in choices.items() if token in allowed]
+        if isinstance(defaults.get(token), bool):
+            values[token] = True
+        elif len(owners) == 1:
+            values[owners[0]] = token
+        else:
+            flags = sorted(k for k, v in defaults.items() if isinstance(v, bool))
+            raise ValueError(
+                f"Unknown config argument {token!r}; flags: {flags}; values: "
+                + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(choices.items()))
+                + "."
+            )
+    for key, allowed in choices.items():
+        if values[key] not in allowed:
+            raise ValueError(
+                f"Config argument {key}={values[key]!r} is not one of {', '.join(allowed)}."
+            )
+    return ml_collections.ConfigDict(values)
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """The config of `spec` = `'path/to/file.py'` or `'path/to/file.py:arg'`, loaded by path.
+
+    What `--config=SPEC` gives on the command line, before `--config.x=...` overrides.
+    """
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ValueError(f"No config file at {path!r} (from {spec!r}).")
+    name = "_config_" + os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def sibling(config_file: str, name: str) -> str:
+    """The absolute path of config file `name` in the folder of `config_file` (a `__file__`)."""
+    return os.path.join(os.path.dirname(os.path.abspath(config_file)), name)
+
+
+# -- blocks every job has -------------------------------------------------------------------------
+
+
+def base_config(job: str) -> ml_collections.ConfigDict:
+    """The keys every run has; a config adds its job's blocks."""
+    config = ml_collections.ConfigDict()
+    config.job = job
+    config.seed = 0
+    config.progress_bar = True
+    config.eval_batch_size = 500  # global, like every batch size
+    config.mesh = sharding.mesh_config()  # data=-1: one `data` axis over every device
+    config.distributed = sharding.distributed_config()
+    config.checkpoint = ml_collections.ConfigDict(dict(max_to_keep=2, every_epochs=1))
+    return config
+
+
+def optimizer(**overrides: Any) -> ml_collections.ConfigDict:
+    """An optimizer block; its learning rates are for the job's global batch.
+
+    `lr_scaling='none'` (the default: the rate is used as given, whatever the batch) or 'linear'
+    (rates multiplied by `global_batch / reference_batch_size`; see `optim.scale_learning_rate`).
+    """
+    cfg = optim.optimizer_config()
+    cfg.lr_scaling = "none"
+    cfg.reference_batch_size = 0
+    cfg.update(overrides)
+    return cfg
+
+
+def dataset(name: str) -> ml_collections.ConfigDict:
+    """The dataset block; `data_dir` '' means $FASTDFKD_DATA_DIR or TFDS's default directory."""
+    return ml_collections.ConfigDict(dict(name=name, data_dir=""))
+
+
+# -- the teacher job ------------------------------------------------------------------------------
+
+
+def teacher_config(
+    dataset_name: str,
+    arch: str,
+    *,
+    epochs: int,
+    batch_size: int,
+    opt: ml_collections.ConfigDict,
+    padding: int,
+    flip: bool,
+) -> ml_collections.ConfigDict:
+    """A teacher-training config: `arch` on `dataset_name`, cross-entropy, crop + flip."""
+    config = base_config("teacher")
+    config.dataset = dataset(dataset_name)
+    config.model = ml_collections.ConfigDict(dict(arch=arch))
+    config.train = ml_collections.ConfigDict()
+    config.train.epochs = epochs
+    config.train.batch_size = batch_size
+    config.train.optimizer = opt
+    config.train.augment = ml_collections.ConfigDict(dict(padding=padding, flip=flip))
+    return config
+
+
+# -- the data-free distillation job ---------------------------------------------------------------
+
+
+def dfkd_config(
+    dataset_name: str, teacher_arch: str, student_arch: str
+) -> ml_collections.ConfigDict:
+    """Every key of a distillation run, with the FastDFKD defaults of the original's
+    scripts/fast_cifar.sh (Fast-5 on CIFAR), for `dataset_name`.
+    """
+    config = base_config("dfkd")
+    config.method = "fast5"
+    config.dataset = dataset(dataset_name)
+    config.teacher = ml_collections.ConfigDict(dict(arch=teacher_arch, checkpoint=""))
+    config.student = ml_collections.ConfigDict(dict(arch=student_arch))
+    config.epochs = 220
+    config.warmup = 20
+    config.eval_every_epochs = 1
+    config.sample_every_epochs = 10
+    config.sample_grid_size = 64
+    config.sample_upscale = 1
+    config.checkpoint.every_epochs = 5
+
+    s = config.synthesis = ml_collections.ConfigDict()
+    s.method = "fast"  # a key of fastdfkd_jax.synthesis.SYNTHESIZERS
+    s.batch_size = 256  # global: per device 256 / mesh.data
+    s.g_steps = 5
+    s.lr_g = 3e-3
+    s.lr_z = 0.01
+    s.meta_lr = 1.5e-2  # lr_g * g_steps in the original
+    s.lr_x = 0.1  # DeepInversion's pixel learning rate
+    s.inner_betas = (0.5, 0.999)
+    s.meta_betas = (0.5, 0.999)
+    s.inner_eps_root = 1e-8
+    s.meta_gradient = "first_order"  # 'exact' | 'first_order' | 'reptile'
+    s.reptile_factor = 67.0  # the original's hard-coded Reptile scale
+    s.meta = True  # False: the non-meta ablation (generator re-initialized every call)
+    s.remat = False  # jax.checkpoint the inner steps of the exact meta-gradient
+    # Unroll the inner steps at trace time: ~8x faster than lax.scan on XLA:CPU
+    # (synthesis/steps.py); set False on accelerators to compile once for any g_steps.
+    s.unroll = True
+    # DeepInversion only: run its steps as host-driven, unrolled chunks of this many steps (0: one
+    # compiled lax.scan over all steps, the better choice on accelerators).
+    s.chunk_steps = 0
+    s.bn = 10.0
+    s.oh = 0.4
+    s.adv = 1.1
+    s.bn_momentum = 0.9
+    s.adversarial = "kl"  # 'kl' (FastDFKD) | 'js' (DeepInversion)
+    s.js_temperature = 3.0
+    s.generator = ml_collections.ConfigDict(dict(arch="generator", nz=256, ngf=64))
+    s.augment = ml_collections.ConfigDict(dict(kind="crop", padding=4, flip=True, jitter=4))
+    s.reset_l0_epoch = 140  # 120 + warmup in the original; -1: never
+    s.reset_layers = ("l1", "bn0")
+    s.reset_std = 0.02
+
+    config.pool = ml_collections.ConfigDict(dict(capacity=256 * 220, dtype="uint8"))
+
+    kd = config.kd = ml_collections.ConfigDict()
+    kd.steps = 400
+    kd.batch_size = 256  # global: per device 256 / mesh.data; kd.optimizer's rates are for it
+    kd.temperature = 20.0
+    kd.optimizer = optimizer(
+        name="sgd",
+        learning_rate=0.2,
+        momentum=0.9,
+        weight_decay=1e-4,
+        schedule="cosine",
+        end_learning_rate=2e-4,
+    )
+    kd.augment = ml_collections.ConfigDict(dict(padding=4, flip=True))
+    return config
+
+
+def fast(config: ml_collections.ConfigDict, g_steps: int) -> ml_collections.ConfigDict:
+    """Fast-2/5/10 with the original's per-variant learning rates (meta lr = lr_g * g_steps)."""
+    lr_z, lr_g = FAST_LEARNING_RATES[g_steps]
+    s = config.synthesis
+    s.method, s.g_steps, s.lr_z, s.lr_g, s.meta_lr = "fast", g_steps, lr_z, lr_g, lr_g * g_steps
+    config.method = f"fast{g_steps}"
+    return config
+
+
+# g_steps -> (lr_z, lr_g) of the original's Fast-2/5/10 scripts.
+FAST_LEARNING_RATES = {2: (0.015, 5e-3), 5: (0.01, 3e-3), 10: (0.01, 2e-3)}
+
+
+def nometa(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The non-meta ablation of the current Fast-k config."""
+    config.synthesis.meta = False
+    config.method = f"{config.method}_nometa"
+    return config
+
+
+def deepinv(config: ml_collections.ConfigDict, steps: int = 2000) -> ml_collections.ConfigDict:
+    """DeepInv-2k: pixels optimized from noise, Adam(0.1, betas 0.5/0.99), jitter + flip."""
+    s = config.synthesis
+    s.method, s.g_steps, s.lr_x, s.inner_betas = "deepinversion", steps, 0.1, (0.5, 0.99)
+    s.bn, s.oh, s.adv, s.adversarial, s.bn_momentum = 10.0, 1.0, 1.0, "js", 0.0
+    s.augment.kind = "jitter"
+    s.chunk_steps = 10
+    s.reset_l0_epoch = -1
+    config.method = f"deepinv{steps // 1000}k" if steps % 1000 == 0 else f"deepinv{steps}"
+    return config
+
+
+def exact(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The exact (second-order) meta-gradient instead of the original's first-order sum."""
+    config.synthesis.meta_gradient = "exact"
+    config.method = f"{config.method}_exact"
+    return config
+
+
+# Method name (the paper's table rows) -> what it changes in a distillation config.
+METHODS: dict[str, Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]] = {
+    "fast2": lambda c: fast(c, 2),
+    "fast5": lambda c: fast(c, 5),
+    "fast10": lambda c: fast(c, 10),
+    "fast5_exact": lambda c: exact(fast(c, 5)),
+    "fast5_nometa": lambda c: nometa(fast(c, 5)),
+    "deepinv2k": lambda c: deepinv(c, 2000),
+}
+
+
+def apply_method(config: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
+    """Applies a method name of `METHODS` to a distillation config."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {sorted(METHODS)}.")
+    return METHODS[method](config)
+
+
+def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collections.ConfigDict:
+    """A few seconds' run of the same code path: tiny models, batches and schedule, one device.
+
+    `arch` (a tiny classifier for the dataset's images) is both teacher and student; the teacher
+    checkpoint is still given on the command line.
+    """
+    config.teacher.arch = config.student.arch = arch
+    config.mesh.data = 1
+    config.epochs, config.warmup = 3, 1
+    config.synthesis.batch_size = 16
+    config.synthesis.generator.nz, config.synthesis.generator.ngf = 8, 4
+    config.pool.capacity = 64
+    config.kd.steps, config.kd.batch_size = 2, 16
+    config.checkpoint.every_epochs = 1
+    config.sample_every_epochs = 2
+    config.progress_bar = False
+    return config
+
+
+# -- the acceleration benchmark -------------------------------------------------------------------
+
+BENCH_METHODS = ("deepinv2k", "fast2", "fast5", "fast10", "fast5_exact", "fast5_nometa")
+
+
+def bench_config(dfkd_config_file: str, dfkd_arg: str = "{method}") -> ml_collections.ConfigDict:
+    """The benchmark keys. `dfkd_config_file` is the distillation config file (a path) whose
+    `get_config(dfkd_arg.format(method=...))` gives each method's config.
+    """
+    config = ml_collections.ConfigDict()
+    config.job = "benchmark"
+    config.dfkd_config = dfkd_config_file
+    config.dfkd_arg = dfkd_arg
+    # checkpoint '' + train_config (a teacher config file, path[:arg]): train that teacher first
+    # into WORKDIR/teacher_run/teacher. train_epochs: that teacher's epochs (0: its config's).
+    config.teacher = ml_collections.ConfigDict(dict(checkpoint="", train_config="", train_epochs=0))
+    # Applied to every method's distillation config (nested like it; unknown keys are refused).
+    config.run = ml_collections.ConfigDict()
+    config.methods = BENCH_METHODS
+    config.timing_repeats = 5  # timed synthesis calls per method (medians reported)
+    # DeepInv-2k: run in full, or take its accuracy from a shorter run (deepinv_epochs batches of
+    # deepinv_steps steps, same total KD steps) and extrapolate its total synthesis time from the
+    # measured per-batch time (marked "extrapolated" in every output).
+    config.deepinv_full = False
+    config.deepinv_epochs = 4
+    config.deepinv_steps = 2000
+    config.deepinv_timing_chunks = 2  # host-driven chunks per timed DeepInversion call
+    # Exact vs first-order meta-gradient cost (time, compiled memory, +-remat) for these g_steps.
+    config.cost_g_steps = (2, 5, 10)
+    # Skip the runs: per-batch times and extrapolated totals only (no accuracies).
+    config.timing_only = False
+    config.profile_method = "fast5"  # '' skips the profile
+    config.progress_bar = True
+    # JAX's persistent compilation cache in WORKDIR/xla_cache: the timing pass then loads the
+    # runs' executables instead of compiling them again.
+    config.compilation_cache = True
+    return config

@@ -1,0 +1,236 @@
+"""The data-free distillation job: synthesis rounds, student steps, evaluation, checkpoints.
+
+Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (FastDFKD and
+DeepInversion: one) of one synthesis call (one compiled function: inner steps, best iterate, meta
+update, BN memory update, pool insert) followed, after `warmup` epochs, by `kd.steps` student steps
+on batches from the synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is
+used in one place only: the student's (and once the teacher's) accuracy on the test split.
+Everything the run needs to continue is in `DFKDState`, saved every `checkpoint.every_epochs`
+epochs; all randomness derives from `config.seed` and the epoch, so a resumed run replays exactly
+what an uninterrupted one does. Metrics per epoch (averaged over its steps) go to `metrics.jsonl`
+and TensorBoard, the summary to `summary.json`.
+"""
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import ml_collections
+from absl import logging
+from tqdm import tqdm
+
+from fastdfkd_jax import (
+    checkpoint,
+    components,
+    data,
+    distill,
+    metrics,
+    optim,
+    reporting,
+    sharding,
+    synthesis,
+    timing,
+)
+from fastdfkd_jax.evaluate import make_evaluator
+from fastdfkd_jax.state import DFKDState
+from fastdfkd_jax.synthesis import pool as pool_lib
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks a distillation config before anything runs; a ValueError names the bad key."""
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {config.epochs}.")
+    if not 0 <= config.warmup < config.epochs:
+        raise ValueError(f"warmup must be in [0, epochs={config.epochs}), got {config.warmup}.")
+    if config.kd.steps < 1:
+        raise ValueError(f"kd.steps must be >= 1, got {config.kd.steps}.")
+    for key in ("eval_every_epochs", "checkpoint.every_epochs"):
+        value = config[key.split(".")[0]][key.split(".")[1]] if "." in key else config[key]
+        if value < 1:
+            raise ValueError(f"{key} must be >= 1, got {value}.")
+    if config.pool.capacity < config.synthesis.batch_size:
+        raise ValueError(
+            f"pool.capacity={config.pool.capacity} is smaller than one synthesis batch "
+            f"({config.synthesis.batch_size})."
+        )
+    if config.pool.dtype not in pool_lib.DTYPES:
+        raise ValueError(
+            f"Unknown pool dtype {config.pool.dtype!r}; choose one of {pool_lib.DTYPES}."
+        )
+    synthesis.validate(config.synthesis)
+    optim.validate(config.kd.optimizer, "kd.optimizer")
+    data.get_info(config.dataset.name)  # an unknown dataset names the known ones
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """The run's compiled steps and their compile seconds."""
+
+    synthesis: Callable
+    kd: Callable
+    synthesis_compile_seconds: float
+    kd_compile_seconds: float
+
+
+def compile_steps(
+    parts: components.Components, state: DFKDState, keys: dict[str, jax.Array]
+) -> Steps:
+    """Both steps compiled once, up front, on the run's mesh (the compilation timed on its own)."""
+    synth_fn, synth_seconds = parts.synthesizer.compile_call(
+        state,
+        parts.teacher_vars,
+        keys["synthesis"],
+        components.adv_array(parts.config.synthesis.adv),
+        mesh=parts.mesh,
+    )
+    kd_fn, kd_seconds = distill.compile_kd_step(
+        state,
+        parts.teacher_vars,
+        keys["kd"],
+        mesh=parts.mesh,
+        **components.kd_step_options(parts),
+    )
+    return Steps(synth_fn, kd_fn, synth_seconds, kd_seconds)
+
+
+def train_epoch(
+    parts: components.Components,
+    steps: Steps,
+    state: DFKDState,
+    keys: dict[str, jax.Array],
+    epoch: int,
+    timer: timing.PhaseTimer,
+) -> tuple[DFKDState, jax.Array, dict]:
+    """One epoch (0-based `epoch`): returns (state, the last synthesized images, its metrics).
+
+    Metrics are the means over the epoch's synthesis rounds and student steps, and the student's
+    learning rate at its last step.
+    """
+    config, synthesizer = parts.config, parts.synthesizer
+    state = state.replace(
+        synthesizer=synthesizer.start_epoch(
+            state.synthesizer, epoch, jax.random.fold_in(keys["epoch_start"], epoch)
+        )
+    )
+    adv = components.adv_array(synthesizer.adv_weight(epoch))
+    synth_mean, kd_mean = metrics.Mean(), metrics.Mean()
+    rounds = synthesizer.rounds_per_epoch
+
+    def kd_steps(state, first):
+        for i in range(config.kd.steps):
+            rng = jax.random.fold_in(keys["kd"], first + i)
+            state, step_metrics = steps.kd(state, parts.teacher_vars, rng)
+            kd_mean.add(step_metrics)
+        return state
+
+    images = None
+    for r in range(rounds):
+        call = epoch * rounds + r
+        state, images, synth_metrics = timer(
+            "synthesis",
+            steps.synthesis,
+            state,
+            parts.teacher_vars,
+            jax.random.fold_in(keys["synthesis"], call),
+            adv,
+        )
+        synth_mean.add(synth_metrics)
+        metrics.check_finite(jax.device_get(synth_metrics), epoch + 1, "synthesis")
+        if epoch >= config.warmup:
+            state = timer("kd", kd_steps, state, call * config.kd.steps)
+    record = synth_mean.result()
+    if epoch >= config.warmup:
+        kd_record = kd_mean.result()
+        metrics.check_finite(kd_record, epoch + 1, "distillation")
+        kd_record["learning_rate"] = float(parts.schedule(int(state.student.step) - 1))
+        record.update(kd_record)
+    return state.replace(epoch=state.epoch + 1), images, record
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Runs data-free distillation as `config` says; returns the summary written to `workdir`."""
+    run_start = time.perf_counter()
+    validate(config)
+    parts = components.build(config)
+    keys = components.run_keys(config.seed)
+    state = components.init_state(parts, keys)
+    manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
+    state, restored = checkpoint.restore_latest(manager, state)
+    start_epoch = int(state.epoch)
+    writer = metrics.create_writer(workdir, start_epoch)
+    if restored is not None:
+        logging.info("Resumed from epoch %d.", start_epoch)
+    steps = compile_steps(parts, state, keys)
+
+    test = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)
+    info, mesh = parts.info, parts.mesh
+    evaluate_teacher = make_evaluator(
+        parts.teacher, info.mean, info.std, mesh, config.eval_batch_size
+    )
+    evaluate_student = make_evaluator(
+        parts.student, info.mean, info.std, mesh, config.eval_batch_size
+    )
+    teacher_accuracy = evaluate_teacher(parts.teacher_vars, test)
+    logging.info("Teacher test accuracy: %.4f", teacher_accuracy)
+
+    # Timings accumulate across resumes: continue from the last epoch logged before the restart.
+    logged = metrics.read_metrics(workdir) if restored is not None else []
+    timer = timing.PhaseTimer(
+        {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")} if logged else None
+    )
+    student_accuracy = float("nan")
+    bar = tqdm(
+        range(start_epoch, config.epochs),
+        initial=start_epoch,
+        total=config.epochs,
+        disable=not reporting.is_primary() or not config.progress_bar,
+        desc=config.method,
+    )
+    for epoch in bar:
+        state, images, record = train_epoch(parts, steps, state, keys, epoch, timer)
+        done = epoch + 1
+        last = done == config.epochs
+        record = dict(epoch=done, **record)
+        if done % config.eval_every_epochs == 0 or last:
+            student_accuracy = timer("eval", evaluate_student, state.student.variables, test)
+            record["student_test_accuracy"] = student_accuracy
+            bar.set_postfix(student=f"{student_accuracy:.4f}")
+        record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
+        writer.write_scalars(done, record)
+        if config.sample_every_epochs and (done % config.sample_every_epochs == 0 or last):
+            reporting.save_image_grid(
+                os.path.join(workdir, f"samples_{done:04d}.png"),
+                sharding.to_host(images)[: config.sample_grid_size],  # gathered across hosts
+                upscale=config.sample_upscale,
+            )
+        if done % config.checkpoint.every_epochs == 0 or last:
+            writer.flush()
+            checkpoint.save(manager, done, state)
+
+    if start_epoch >= config.epochs:
+        student_accuracy = evaluate_student(state.student.variables, test)
+    s = config.synthesis
+    summary = dict(
+        method=config.method,
+        synthesis_method=s.method,
+        g_steps=s.g_steps,
+        meta_gradient=parts.synthesizer.meta_gradient_label,
+        teacher_test_accuracy=teacher_accuracy,
+        student_test_accuracy=student_accuracy,
+        synthesis_seconds=timer.get("synthesis"),
+        synthesis_calls=config.epochs * parts.synthesizer.rounds_per_epoch,
+        compile_seconds=steps.synthesis_compile_seconds + steps.kd_compile_seconds,
+        synthesis_compile_seconds=steps.synthesis_compile_seconds,
+        kd_compile_seconds=steps.kd_compile_seconds,
+        kd_seconds=timer.get("kd"),
+        eval_seconds=timer.get("eval"),
+        total_seconds=time.perf_counter() - run_start,
+        resumed_from_epoch=start_epoch if restored is not None else None,
+        config=config.to_dict(),
+    )
+    reporting.write_summary(workdir, summary)
+    writer.close()
+    manager.close()
+    return summary
