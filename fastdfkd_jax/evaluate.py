@@ -1,7 +1,7 @@
 """Test accuracy of a classifier on a real split, batched, padded and sharded."""
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -31,7 +31,7 @@ def _eval_step(variables, batch, *, model: nn.Module, mean, std):
 
 
 def make_evaluator(
-    model: nn.Module, mean, std, mesh: Mesh, batch_size: int
+    model: nn.Module, mean: Sequence[float], std: Sequence[float], mesh: Mesh, batch_size: int
 ) -> Callable[[dict, dict], float]:
     """Returns `evaluate(variables, split) -> accuracy` for splits `{'image', 'label'}`.
 
@@ -50,7 +50,7 @@ def make_evaluator(
     local = sharding.process_rows(batch_size, mesh)
     local_batch = local.stop - local.start
 
-    def evaluate(variables, split) -> float:
+    def evaluate(variables: dict, split: dict) -> float:
         share, share_size = sharding.split_share(len(split["label"]))
         images, labels = split["image"][share], split["label"][share]
         n = len(labels)

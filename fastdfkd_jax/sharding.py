@@ -19,6 +19,7 @@ batch (`process_rows`, `put_batch`, `put_process_batch`), and only process 0 wri
 
 import os
 import re
+from typing import Any
 
 import jax
 import ml_collections
@@ -144,7 +145,7 @@ def process_rows(global_batch: int, mesh: Mesh) -> slice:
     return slice(start, stop)
 
 
-def put_batch(batch, mesh: Mesh):
+def put_batch(batch: Any, mesh: Mesh) -> Any:
     """Host arrays of the *global* batch -> global arrays sharded along `data`.
 
     Every process passes the same global batch (it is cheap on the host: a batch of indices and the
@@ -158,7 +159,7 @@ def put_batch(batch, mesh: Mesh):
     return jax.tree.map(put, batch)
 
 
-def put_process_batch(local, mesh: Mesh, global_batch: int):
+def put_process_batch(local: Any, mesh: Mesh, global_batch: int) -> Any:
     """Rows `process_rows(global_batch, mesh)` read by this process -> global arrays on `data`.
 
     For inputs that each process reads on its own (its share of an evaluation split): no process
@@ -184,7 +185,7 @@ def split_share(n: int) -> tuple[slice, int]:
     return slice(start, min(start + k, n)), k
 
 
-def replicate(tree, mesh: Mesh):
+def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places a pytree (host or device arrays) on every device of the mesh.
 
     In a multi-process run every process must pass the same values (they are, when derived from
@@ -230,7 +231,7 @@ def _path_name(path) -> str:
     return "/".join(parts)
 
 
-def state_shardings(tree, mesh: Mesh, rules=STATE_RULES):
+def state_shardings(tree: Any, mesh: Mesh, rules: tuple = STATE_RULES) -> Any:
     """The `NamedSharding` of every leaf of a state pytree, by `rules`."""
 
     def rule(path, _):
@@ -243,7 +244,7 @@ def state_shardings(tree, mesh: Mesh, rules=STATE_RULES):
     return jax.tree_util.tree_map_with_path(rule, tree)
 
 
-def place_state(tree, mesh: Mesh, rules=STATE_RULES):
+def place_state(tree: Any, mesh: Mesh, rules: tuple = STATE_RULES) -> Any:
     """Places a state pytree on the mesh by `rules`."""
     return jax.device_put(tree, state_shardings(tree, mesh, rules))
 
@@ -260,7 +261,7 @@ def constrain_batch(x: jax.Array, sharding: jax.sharding.Sharding | None) -> jax
     return jax.lax.with_sharding_constraint(x, sharding)
 
 
-def to_host(tree):
+def to_host(tree: Any) -> Any:
     """Global arrays -> whole numpy arrays in every process (a collective: all must call it).
 
     Replicated or process-local arrays are read locally; arrays sharded over several processes

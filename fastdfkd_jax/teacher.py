@@ -47,8 +47,8 @@ def train_step(
     model: nn.Module,
     tx: optax.GradientTransformation,
     aug: ml_collections.ConfigDict,
-    mean,
-    std,
+    mean: Sequence[float],
+    std: Sequence[float],
 ) -> tuple[ClassifierState, dict]:
     """One supervised step with cross-entropy on augmented images.
 

@@ -225,7 +225,9 @@ def random_resized_crop(
     return jax.vmap(resize_one)(images, scales, translations)
 
 
-def random_roll_jitter(rng: jax.Array, images: jax.Array, max_shift: int | tuple[int, int]):
+def random_roll_jitter(
+    rng: jax.Array, images: jax.Array, max_shift: int | tuple[int, int]
+) -> jax.Array:
     """DeepInversion's jitter: rolls the whole batch by one random offset (wrapping around).
 
     The original draws `off1, off2 = random.randint(-lim, lim)` (inclusive) once per batch and

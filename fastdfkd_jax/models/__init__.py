@@ -10,6 +10,7 @@ before any compute, whether a classifier maps a dataset's images to its classes.
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -81,12 +82,12 @@ def create_model(name: str, num_classes: int | None = None, **overrides) -> nn.M
     return MODELS[name](num_classes=num_classes, **overrides)
 
 
-def count_params(params) -> int:
+def count_params(params: Any) -> int:
     """Total number of scalars in a parameter pytree (arrays or ``jax.ShapeDtypeStruct``s)."""
     return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(params)))
 
 
-def check_fits(model: nn.Module, info, what: str) -> None:
+def check_fits(model: nn.Module, info: Any, what: str) -> None:
     """Raises a ValueError when `model` cannot map the dataset's images to its classes.
 
     `info` is the dataset's `DatasetInfo`; `what` names the model in the message ('student').

@@ -80,7 +80,14 @@ class Synthesizer(Protocol):
     def meta_gradient_label(self) -> str: ...
 
 
-def synthesis_call(state: Any, teacher_vars: dict, rng: jax.Array, adv_weight, *, synthesizer):
+def synthesis_call(
+    state: Any,
+    teacher_vars: dict,
+    rng: jax.Array,
+    adv_weight: jax.Array,
+    *,
+    synthesizer: Synthesizer,
+) -> tuple[Any, jax.Array, dict]:
     """One synthesis call and the pool insert: `(state, ...) -> (state, images, metrics)`."""
     synth, bn_memory, images, metrics = synthesizer.synthesize(
         state.synthesizer, state.bn_memory, teacher_vars, state.student.variables, rng, adv_weight

@@ -96,7 +96,7 @@ class DeepInversionSynthesizer(PoolSynthesis):
         del rng
         return {}
 
-    def begin(self, rng: jax.Array, teacher_vars) -> DeepInversionCarry:
+    def begin(self, rng: jax.Array, teacher_vars: dict) -> DeepInversionCarry:
         """Noise pixels and random targets for one batch: the carry before step 0."""
         u_rng, y_rng, step_rng = jax.random.split(rng, 3)
         # Made inside the call: split along the batch explicitly (see FastSynthesizer.synthesize).
@@ -128,8 +128,8 @@ class DeepInversionSynthesizer(PoolSynthesis):
         self,
         carry: DeepInversionCarry,
         bn_memory: losses.BNMemory,
-        teacher_vars,
-        student_vars,
+        teacher_vars: dict,
+        student_vars: dict,
         adv_weight: jax.Array,
         first_step: jax.Array | int,
         num_steps: int,
@@ -174,7 +174,9 @@ class DeepInversionSynthesizer(PoolSynthesis):
         carry, _ = run_steps(body, carry, num_steps, unroll=unroll, first_step=first_step)
         return carry
 
-    def finish(self, state: dict, carry: DeepInversionCarry, bn_memory: losses.BNMemory):
+    def finish(
+        self, state: dict, carry: DeepInversionCarry, bn_memory: losses.BNMemory
+    ) -> tuple[dict, losses.BNMemory, jax.Array, dict]:
         """The best images, the BN memory update and the metrics of a finished batch."""
         if self.objective.bn_momentum > 0:
             bn_memory = losses.update_bn_memory(
@@ -192,11 +194,11 @@ class DeepInversionSynthesizer(PoolSynthesis):
         self,
         state: dict,
         bn_memory: losses.BNMemory,
-        teacher_vars,
-        student_vars,
+        teacher_vars: dict,
+        student_vars: dict,
         rng: jax.Array,
         adv_weight: jax.Array,
-    ):
+    ) -> tuple[dict, losses.BNMemory, jax.Array, dict]:
         """One batch from noise in one function (a `lax.scan` over all steps).
 
         Returns:
@@ -298,7 +300,7 @@ def validate(s: ml_collections.ConfigDict) -> None:
 
 def build(
     config: ml_collections.ConfigDict,
-    info,
+    info: Any,
     teacher: nn.Module,
     student: nn.Module,
     batch_sharding: jax.sharding.Sharding | None = None,

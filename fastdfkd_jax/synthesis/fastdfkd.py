@@ -20,6 +20,7 @@ At epoch `reset_epoch` the run re-initializes the generator layers `reset_layers
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -147,7 +148,7 @@ class FastSynthesizer(PoolSynthesis):
         return GeneratorState(params, batch_stats, self.meta_optimizer().init(params))
 
     # -- the inner loop -------------------------------------------------------------------------
-    def generate(self, params, batch_stats, z: jax.Array) -> jax.Array:
+    def generate(self, params: Any, batch_stats: Any, z: jax.Array) -> jax.Array:
         """Images [B, H, W, C] from latents with batch-statistics BN (updates discarded)."""
         images, _ = self.generator.apply(
             {"params": params, "batch_stats": batch_stats}, z, train=True, mutable=["batch_stats"]
@@ -156,13 +157,13 @@ class FastSynthesizer(PoolSynthesis):
 
     def inner_run(
         self,
-        meta_params,
-        batch_stats,
+        meta_params: Any,
+        batch_stats: Any,
         z0: jax.Array,
         targets: jax.Array,
         rng: jax.Array,
-        teacher_vars,
-        student_vars,
+        teacher_vars: dict,
+        student_vars: dict,
         bn_memory: losses.BNMemory,
         adv_weight: jax.Array,
     ) -> tuple[jax.Array, dict]:
@@ -237,8 +238,8 @@ class FastSynthesizer(PoolSynthesis):
         self,
         state: GeneratorState,
         bn_memory: losses.BNMemory,
-        teacher_vars,
-        student_vars,
+        teacher_vars: dict,
+        student_vars: dict,
         rng: jax.Array,
         adv_weight: jax.Array,
     ) -> tuple[GeneratorState, losses.BNMemory, jax.Array, dict]:
@@ -296,7 +297,7 @@ class FastSynthesizer(PoolSynthesis):
         return state, bn_memory, aux["best_images"], metrics
 
 
-def reset_layers(params, rng: jax.Array, layer_names, std: float):
+def reset_layers(params: Any, rng: jax.Array, layer_names: Sequence[str], std: float) -> Any:
     """Re-initializes the named generator layers (FastDFKD's `reset_l0`), as the original meant.
 
     Kernels ~ N(0, std), biases 0, BatchNorm scales ~ N(1, std). (The original's condition is always
@@ -329,7 +330,7 @@ def validate(s: ml_collections.ConfigDict) -> None:
 
 def build(
     config: ml_collections.ConfigDict,
-    info,
+    info: Any,
     teacher: nn.Module,
     student: nn.Module,
     batch_sharding: jax.sharding.Sharding | None = None,

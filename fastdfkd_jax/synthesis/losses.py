@@ -126,7 +126,7 @@ def bn_statistics_loss(
     return total
 
 
-def update_bn_memory(memory: BNMemory, means, variances, momentum: float) -> BNMemory:
+def update_bn_memory(memory: BNMemory, means: tuple, variances: tuple, momentum: float) -> BNMemory:
     """Stored <- momentum * stored + (1 - momentum) * current; the first update stores current.
 
     Args:
@@ -153,7 +153,9 @@ def one_hot_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
 
 
-def kl_per_sample(student_logits: jax.Array, teacher_logits: jax.Array, temperature: float):
+def kl_per_sample(
+    student_logits: jax.Array, teacher_logits: jax.Array, temperature: float
+) -> jax.Array:
     """KL(teacher_T || student_T) per sample, [B], softmaxes at `temperature` (no T^2 factor)."""
     log_student = jax.nn.log_softmax(student_logits / temperature, axis=-1)
     teacher = jax.nn.softmax(teacher_logits / temperature, axis=-1)

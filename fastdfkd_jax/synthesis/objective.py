@@ -8,6 +8,7 @@ not a constant, so switching the adversarial term on after warmup does not recom
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -89,7 +90,9 @@ def js_divergence(logits_a: jax.Array, logits_b: jax.Array, temperature: float) 
     return jnp.mean(0.5 * (kl_pm + kl_qm))
 
 
-def init_bn_memory(objective: Objective, teacher_vars, image_shape) -> losses.BNMemory:
+def init_bn_memory(
+    objective: Objective, teacher_vars: dict, image_shape: Sequence[int]
+) -> losses.BNMemory:
     """An empty BN memory shaped like the teacher's BatchNorm layers on `image_shape` images."""
 
     def records(x):
@@ -128,7 +131,7 @@ def make_synthesis_augment(
 
 
 def objective_from_config(
-    s: ml_collections.ConfigDict, info, teacher: nn.Module, student: nn.Module
+    s: ml_collections.ConfigDict, info: Any, teacher: nn.Module, student: nn.Module
 ) -> Objective:
     """The objective that the `synthesis` block `s` describes for a dataset's `info`."""
     return Objective(

@@ -5,6 +5,8 @@ each synthesis call; here the pool is an array in device memory (sharded along i
 sharded runs), optionally stored as uint8 for parity with those PNGs.
 """
 
+from collections.abc import Sequence
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -26,7 +28,7 @@ class Pool:
     cursor: jax.Array
 
 
-def init_pool(capacity: int, image_shape, dtype: str = "float32") -> Pool:
+def init_pool(capacity: int, image_shape: Sequence[int], dtype: str = "float32") -> Pool:
     """An empty pool of `capacity` images of `image_shape` (H, W, C)."""
     if capacity < 1:
         raise ValueError(f"pool capacity must be >= 1, got {capacity}.")

@@ -166,3 +166,61 @@ def test_command_line_overrides_and_unknown_keys(tmp_path):
         summary = json.load(f)
     assert summary["config"]["train"]["epochs"] == 1
     assert summary["config"]["model"]["arch"] == "digits_cnn_tiny"
+
+
+def read_tensorboard_scalars(logdir):
+    """(tag, step, value) of every scalar in the event files of `logdir` (TFRecord framing)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    found = []
+    for name in sorted(os.listdir(logdir)):
+        data = open(os.path.join(logdir, name), "rb").read()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                found.append((value.tag, event.step, value.simple_value))
+    return found
+
+
+def test_metric_writers_jsonl_tensorboard_and_epoch_mean(tmp_path):
+    writer = metrics.create_writer(str(tmp_path))
+    writer.write_scalars(1, {"loss": np.float32(0.5), "learning_rate": 0.1})
+    writer.write_scalars(2, {"loss": 0.25, "learning_rate": 0.05})
+    writer.close()
+    assert metrics.read_metrics(str(tmp_path)) == [
+        {"step": 1, "loss": 0.5, "learning_rate": 0.1},
+        {"step": 2, "loss": 0.25, "learning_rate": 0.05},
+    ]
+    scalars = read_tensorboard_scalars(tmp_path / metrics.TENSORBOARD_DIR)
+    assert sorted(scalars) == [
+        ("learning_rate", 1, pytest.approx(0.1)),
+        ("learning_rate", 2, pytest.approx(0.05)),
+        ("loss", 1, 0.5),
+        ("loss", 2, 0.25),
+    ]
+    mean = metrics.Mean()
+    assert mean.result() == {}
+    for loss in (1.0, 2.0, 6.0):
+        mean.add({"loss": jnp.float32(loss)})
+    assert mean.result() == {"loss": pytest.approx(3.0)}
+    with pytest.raises(FloatingPointError, match="distillation kd_loss became nan at epoch 3"):
+        metrics.check_finite({"kd_loss": float("nan")}, 3, "distillation")
+
+
+def test_markdown_table():
+    text = reporting.markdown_table(("a", "b"), [("x", 1), ("y", "2.0")])
+    assert text.splitlines() == ["| a | b |", "|---|---:|", "| x | 1 |", "| y | 2.0 |"]
+    with pytest.raises(ValueError, match="align 'l' has 1 letters for 2 columns"):
+        reporting.markdown_table(("a", "b"), [], align="l")
+
+
+def test_console_entry_point_is_installed():
+    from importlib.metadata import entry_points
+
+    (point,) = [e for e in entry_points(group="console_scripts") if e.name == "fastdfkd"]
+    assert point.value == "fastdfkd_jax.main:cli"

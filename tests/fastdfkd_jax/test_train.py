@@ -74,6 +74,9 @@ def test_fast_run_end_to_end_and_resume(teacher_dir, tmp_path, monkeypatch):
     records = metrics.read_metrics(full_dir)
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert "kd_loss" not in records[0] and "kd_loss" in records[1]  # warmup: no KD
+    # The student's learning rate at its last step: the cosine schedule over 2 KD epochs.
+    assert records[2]["learning_rate"] < records[1]["learning_rate"]
+    assert os.listdir(os.path.join(full_dir, metrics.TENSORBOARD_DIR))
     assert os.path.exists(os.path.join(full_dir, "samples_0002.png"))
 
     # Kill a second run right after its epoch-2 checkpoint, then rerun: same end state.
