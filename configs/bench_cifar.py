@@ -17,14 +17,6 @@ import ml_collections
 
 from fastdfkd_jax import config_blocks as blocks
 
-PAIRS = (
-    "resnet34-resnet18",
-    "vgg11_bn-resnet18",
-    "wrn40_2-wrn16_1",
-    "wrn40_2-wrn40_1",
-    "wrn40_2-wrn16_2",
-)
-
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = blocks.parse_arg(
@@ -32,7 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         dataset="cifar10",
         pair="resnet34-resnet18",
         runlocal=False,
-        choices={"dataset": ("cifar10", "cifar100"), "pair": PAIRS},
+        choices={"dataset": ("cifar10", "cifar100"), "pair": tuple(blocks.CIFAR_PAIRS)},
     )
     config = blocks.bench_config(
         blocks.sibling(__file__, "dfkd_cifar.py"), f"{a.dataset},{{method}},{a.pair}"
@@ -58,11 +50,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         run.mesh = dict(data=1)
         run.eval_batch_size = 16
         run.sample_every_epochs = 0
-        config.methods = ("deepinv2k", "fast2")
-        config.deepinv_epochs, config.deepinv_steps = 1, 2
-        config.timing_repeats = 2
-        config.cost_g_steps = ()
-        config.profile_method = "fast2"
-        config.progress_bar = False
-        config.compilation_cache = False
+        blocks.bench_runlocal(config, ("deepinv2k", "fast2"), deepinv_epochs=1, deepinv_steps=2)
     return config

@@ -39,11 +39,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.run = ml_collections.ConfigDict(
             dict(sample_every_epochs=0, synthesis=dict(chunk_steps=2))
         )
-        config.methods = ("deepinv2k", "fast2")
-        config.deepinv_epochs, config.deepinv_steps = 2, 4
-        config.timing_repeats = 2
-        config.cost_g_steps = ()
-        config.profile_method = "fast2"
-        config.progress_bar = False
-        config.compilation_cache = False
+        blocks.bench_runlocal(config, ("deepinv2k", "fast2"), deepinv_epochs=2, deepinv_steps=4)
     return config

@@ -18,15 +18,6 @@ import ml_collections
 
 from fastdfkd_jax import config_blocks as blocks
 
-# (adv, oh) per teacher-student pair of the paper's tables.
-PAIRS = {
-    "resnet34-resnet18": (1.33, 0.5),
-    "vgg11_bn-resnet18": (1.0, 0.5),
-    "wrn40_2-wrn16_1": (1.1, 0.4),
-    "wrn40_2-wrn40_1": (1.1, 0.4),
-    "wrn40_2-wrn16_2": (1.1, 0.4),
-}
-
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = blocks.parse_arg(
@@ -38,12 +29,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         choices={
             "dataset": ("cifar10", "cifar100"),
             "method": tuple(blocks.METHODS),
-            "pair": tuple(PAIRS),
+            "pair": tuple(blocks.CIFAR_PAIRS),
         },
     )
     teacher, student = a.pair.split("-")
     config = blocks.dfkd_config(a.dataset, teacher, student)
-    config.synthesis.adv, config.synthesis.oh = PAIRS[a.pair]
+    config.synthesis.adv, config.synthesis.oh = blocks.CIFAR_PAIRS[a.pair]
     blocks.apply_method(config, a.method)
     if a.runlocal:
         blocks.dfkd_runlocal(config, "resnet8")

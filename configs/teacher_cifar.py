@@ -37,8 +37,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.checkpoint.every_epochs = 5
     if a.runlocal:
-        config.model.arch = "resnet8"
-        config.train.epochs = 1
-        config.mesh.data = 1
-        config.progress_bar = False
+        blocks.teacher_runlocal(config, "resnet8", epochs=1)
     return config

@@ -25,9 +25,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.checkpoint.every_epochs = 10
     if a.runlocal:
-        config.model.arch = "digits_cnn_tiny"
-        config.train.epochs = 2
-        config.mesh.data = 1
-        config.progress_bar = False
+        blocks.teacher_runlocal(config, "digits_cnn_tiny", epochs=2)
         config.checkpoint.every_epochs = 1
     return config

@@ -32,8 +32,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.eval_batch_size = 1000
     if a.runlocal:
-        config.model.arch = "fmnist_cnn_tiny"
-        config.train.epochs = 1
-        config.mesh.data = 1
-        config.progress_bar = False
+        blocks.teacher_runlocal(config, "fmnist_cnn_tiny", epochs=1)
     return config

@@ -174,7 +174,25 @@ def teacher_config(
     return config
 
 
+def teacher_runlocal(config: ml_collections.ConfigDict, arch: str, epochs: int) -> None:
+    """A teacher run of seconds: the small `arch` for `epochs` epochs on one device."""
+    config.model.arch = arch
+    config.train.epochs = epochs
+    config.mesh.data = 1
+    config.progress_bar = False
+
+
 # -- the data-free distillation job ---------------------------------------------------------------
+
+# The CIFAR teacher-student pairs of the paper's tables -> (adv, oh) of the original's
+# scripts/fast_cifar.sh.
+CIFAR_PAIRS = {
+    "resnet34-resnet18": (1.33, 0.5),
+    "vgg11_bn-resnet18": (1.0, 0.5),
+    "wrn40_2-wrn16_1": (1.1, 0.4),
+    "wrn40_2-wrn40_1": (1.1, 0.4),
+    "wrn40_2-wrn16_2": (1.1, 0.4),
+}
 
 
 def dfkd_config(
@@ -360,3 +378,22 @@ def bench_config(dfkd_config_file: str, dfkd_arg: str = "{method}") -> ml_collec
     # runs' executables instead of compiling them again.
     config.compilation_cache = True
     return config
+
+
+def bench_runlocal(
+    config: ml_collections.ConfigDict,
+    methods: tuple[str, ...],
+    deepinv_epochs: int,
+    deepinv_steps: int,
+    cost_g_steps: tuple[int, ...] = (),
+) -> None:
+    """A benchmark of seconds per method (tests, smoke runs): few methods and timed calls, Fast-2
+    profiled, no progress bar, no compilation cache.
+    """
+    config.methods = methods
+    config.deepinv_epochs, config.deepinv_steps = deepinv_epochs, deepinv_steps
+    config.timing_repeats = 2
+    config.cost_g_steps = cost_g_steps
+    config.profile_method = "fast2"
+    config.progress_bar = False
+    config.compilation_cache = False

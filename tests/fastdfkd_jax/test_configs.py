@@ -12,18 +12,13 @@ import json
 import os
 import sys
 
+from fastdfkd_jax import config_blocks
 from fastdfkd_jax.benchmark import configs as bench_configs
 from tests.conftest import load_config
 
 HASHES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config_hashes.json")
-METHODS = ("fast2", "fast5", "fast10", "fast5_exact", "fast5_nometa", "deepinv2k")
-PAIRS = (
-    "resnet34-resnet18",
-    "vgg11_bn-resnet18",
-    "wrn40_2-wrn16_1",
-    "wrn40_2-wrn40_1",
-    "wrn40_2-wrn16_2",
-)
+METHODS = tuple(config_blocks.METHODS)
+PAIRS = tuple(config_blocks.CIFAR_PAIRS)
 
 
 def presets() -> list[str]:
