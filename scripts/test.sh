@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set-up included: creates/reuses .venv, installs everything, runs the default test suite
+# Set-up included: creates/reuses .venv, installs everything, runs the quick default test suite
 # (tests marked `slow` are excluded; run them with `scripts/test.sh -m slow`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
