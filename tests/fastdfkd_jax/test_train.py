@@ -1,7 +1,9 @@
 """End to end: the data-free run and the teacher job on tiny configs (digits, real data)."""
 
+import dataclasses
 import json
 import os
+from typing import Any
 
 import chex
 import flax.linen as nn
@@ -11,9 +13,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from fastdfkd_jax import checkpoint, components, data, distill, main, metrics, models
+from fastdfkd_jax import checkpoint, components, data, distill, main, metrics, models, synthesis
 from fastdfkd_jax.synthesis import base as synthesis_base
-from fastdfkd_jax.synthesis.objective import init_bn_memory
+from fastdfkd_jax.synthesis.objective import init_bn_memory, objective_from_config
 from tests.conftest import load_config
 
 # Tiny models: compile time dominates, so compile without most optimizations (conftest.py).
@@ -203,3 +205,54 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(teacher_dir, tmp_p
     manager = checkpoint.make_manager(str(tmp_path), 2)
     assert manager.latest_step() == 1  # the warmup epoch, saved before KD went bad
     manager.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class CountingSynthesizer(synthesis.PoolSynthesis):
+    """A toy method on the `Synthesizer` interface: its state is a level that each synthesis call
+    raises by 0.1, its images are that level, and the student's KD batches are fresh "samples"
+    of its state (not pool draws), two rounds per epoch, as a generative method would do."""
+
+    objective: Any
+    batch_size: int
+    image_shape: tuple
+    adv: float = 0.0
+    adv_warmup: int = 0
+    rounds_per_epoch: int = 2
+
+    def init(self, rng):
+        return {"level": jnp.zeros(())}
+
+    def synthesize(self, state, bn_memory, teacher_vars, student_vars, rng, adv_weight):
+        level = state["level"] + 0.1
+        images = jnp.full((self.batch_size, *self.image_shape), level)
+        return {"level": level}, bn_memory, images, {"synth_level": level}
+
+    def kd_images(self, state, rng, batch_size):
+        return jnp.full((batch_size, *self.image_shape), state.synthesizer["level"])
+
+
+def build_counting(config, info, teacher, student, batch_sharding=None):
+    return CountingSynthesizer(
+        objective=objective_from_config(config.synthesis, info, teacher, student),
+        batch_size=config.synthesis.batch_size,
+        image_shape=tuple(info.image_shape),
+    )
+
+
+def test_a_registered_method_runs_in_the_trainer_unchanged(teacher_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(
+        synthesis.SYNTHESIZERS, "counting", synthesis.Method(build_counting, lambda s: None)
+    )
+    config = tiny_config(teacher_dir)
+    config.synthesis.method = "counting"
+    summary = main.run(config, str(tmp_path))
+    assert summary["synthesis_calls"] == 6  # 3 epochs x 2 rounds
+    assert summary["meta_gradient"] == "none"
+    records = metrics.read_metrics(str(tmp_path))
+    # Per-epoch means over the two rounds: (0.1 + 0.2) / 2, ..., (0.5 + 0.6) / 2.
+    np.testing.assert_allclose([r["synth_level"] for r in records], [0.15, 0.35, 0.55], rtol=1e-6)
+    assert "kd_loss" not in records[0] and "kd_loss" in records[2]
+    _, state = final_state(str(tmp_path), config)
+    np.testing.assert_allclose(state["synthesizer"]["level"], 0.6, rtol=1e-6)
+    assert int(state["student"]["step"]) == 2 * 2 * config.kd.steps  # 2 KD epochs x 2 rounds
