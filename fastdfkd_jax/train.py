@@ -46,8 +46,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"warmup must be in [0, epochs={config.epochs}), got {config.warmup}.")
     if config.kd.steps < 1:
         raise ValueError(f"kd.steps must be >= 1, got {config.kd.steps}.")
-    for key in ("eval_every_epochs", "checkpoint.every_epochs"):
-        value = config[key.split(".")[0]][key.split(".")[1]] if "." in key else config[key]
+    every = {
+        "eval_every_epochs": config.eval_every_epochs,
+        "checkpoint.every_epochs": config.checkpoint.every_epochs,
+    }
+    for key, value in every.items():
         if value < 1:
             raise ValueError(f"{key} must be >= 1, got {value}.")
     if config.pool.capacity < config.synthesis.batch_size:

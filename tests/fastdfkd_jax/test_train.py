@@ -167,6 +167,7 @@ class CifarOnly(nn.Module):
         (dict(method="magic"), "Unknown synthesis method 'magic'"),
         (dict(mesh=64), "mesh.data=64 asks for more devices than the"),
         (dict(batch=12), "synthesis.batch_size=12 does not divide by the data axis size 8"),
+        (dict(eval_every=0), "eval_every_epochs must be >= 1, got 0"),
     ],
 )
 def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message, monkeypatch):
@@ -187,6 +188,8 @@ def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message
         config.synthesis.method = override["method"]
     if "mesh" in override:
         config.mesh.data = override["mesh"]
+    if "eval_every" in override:
+        config.eval_every_epochs = override["eval_every"]
     if "batch" in override:
         config.mesh.data = 8
         config.synthesis.batch_size = override["batch"]
