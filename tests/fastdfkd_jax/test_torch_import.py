@@ -210,13 +210,23 @@ def test_unexpected_and_missing_keys():
 
 
 @pytest.mark.torch
-def test_script_end_to_end(tmp_path):
+@pytest.mark.parametrize(
+    "arch, pth_name, flags, dataset, image_shape",
+    [
+        # The original's naming gives the dataset; an unregistered one would give 32x32x3.
+        ("resnet8", "cifar10_resnet8.pth", [], "cifar10", [32, 32, 3]),
+        # torchvision's naming does not: --dataset, whose registered shape is used.
+        ("mobilenetv2_imagenet", "mobilenet_v2-b0353104.pth", ["--dataset=imagenet2012"],
+         "imagenet2012", [224, 224, 3]),
+    ],
+)  # fmt: skip
+def test_script_end_to_end(tmp_path, arch, pth_name, flags, dataset, image_shape):
     torch, _ = _torch()
     pytest.importorskip("fastdfkd_jax.checkpoint")
     from fastdfkd_jax.checkpoint import load_teacher
 
-    net = _random_twin("resnet8", 10)
-    pth = tmp_path / "cifar10_resnet8.pth"
+    net = _random_twin(arch, 10)
+    pth = tmp_path / pth_name
     # The original's checkpoint layout, saved from nn.DataParallel.
     torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, pth)
     out = tmp_path / "teacher"
@@ -225,22 +235,23 @@ def test_script_end_to_end(tmp_path):
         [
             sys.executable,
             SCRIPT,
-            "--arch=resnet8",
+            f"--arch={arch}",
             "--num_classes=10",
             f"--pth={pth}",
             f"--out={out}",
+            *flags,
         ],
         check=True,
         env=env,
         cwd=REPO_ROOT,
     )
-    meta, variables = load_teacher(str(out), arch="resnet8", num_classes=10)
-    assert meta["dataset"] == "cifar10" and list(meta["image_shape"]) == [32, 32, 3]
-    assert json.loads((out / "meta.json").read_text())["arch"] == "resnet8"
+    meta, variables = load_teacher(str(out), arch=arch, num_classes=10)
+    assert meta["dataset"] == dataset and list(meta["image_shape"]) == image_shape
+    assert json.loads((out / "meta.json").read_text())["arch"] == arch
     x = np.random.RandomState(0).randn(2, 3, 32, 32).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
-    logits = create_model("resnet8", num_classes=10).apply(
-        variables, jnp.asarray(x.transpose(0, 2, 3, 1)), train=False
+    logits = jax.jit(lambda v, x: create_model(arch, num_classes=10).apply(v, x, train=False))(
+        variables, jnp.asarray(x.transpose(0, 2, 3, 1))
     )
     np.testing.assert_allclose(np.asarray(logits), expected, atol=1e-4, rtol=0)
