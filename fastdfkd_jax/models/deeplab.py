@@ -42,31 +42,11 @@ BACKBONES = ("resnet50", "mobilenetv2")
 head_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
-class ConvBNReLU(nn.Module):
-    """Conv (no bias) -> BN -> ReLU; children ``conv`` and ``bn``.
-
-    Attributes:
-      features: output channels.
-      kernel_size: square kernel side.
-      dilation: dilation (the padding keeps the size).
-
-    """
-
-    features: int
-    kernel_size: int = 1
-    dilation: int = 1
-
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-        """``[N, H, W, C_in] -> [N, H, W, features]``."""
-        x = layers.conv(
-            self.features,
-            self.kernel_size,
-            dilation=self.dilation,
-            kernel_init=head_init,
-            name="conv",
-        )(x)
-        return nn.relu(layers.batch_norm(train=train, name="bn")(x))
+def conv_bn_relu(features: int, kernel_size: int = 1, dilation: int = 1, *, name: str):
+    """Conv (no bias, the head's initialization) -> BN -> ReLU, children ``conv`` and ``bn``."""
+    return layers.ConvBNAct(
+        features, kernel_size, dilation=dilation, kernel_init=head_init, name=name
+    )
 
 
 class ASPP(nn.Module):
@@ -88,13 +68,13 @@ class ASPP(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         """``[N, H, W, C_in] -> [N, H, W, features]``."""
-        branches = [ConvBNReLU(self.features, 1, name="convs_0")(x, train=train)]
+        branches = [conv_bn_relu(self.features, 1, name="convs_0")(x, train=train)]
         for i, rate in enumerate(self.rates, start=1):
-            branches.append(ConvBNReLU(self.features, 3, rate, name=f"convs_{i}")(x, train=train))
+            branches.append(conv_bn_relu(self.features, 3, rate, name=f"convs_{i}")(x, train=train))
         pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
-        pooled = ConvBNReLU(self.features, 1, name="pooling")(pooled, train=train)
+        pooled = conv_bn_relu(self.features, 1, name="pooling")(pooled, train=train)
         branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
-        return ConvBNReLU(self.features, 1, name="project")(
+        return conv_bn_relu(self.features, 1, name="project")(
             jnp.concatenate(branches, axis=-1), train=train
         )
 

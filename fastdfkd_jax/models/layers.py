@@ -10,6 +10,7 @@ Every normalization is a plain :class:`flax.linen.BatchNorm` with PyTorch's defa
 """
 
 import functools
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -83,6 +84,46 @@ def conv(
         kernel_init=kernel_init,
         name=name,
     )
+
+
+class ConvBNAct(nn.Module):
+    """Conv (no bias) -> BN -> activation, children ``conv`` and ``bn`` (PyTorch ``.0``, ``.1``).
+
+    Attributes:
+      features: output channels.
+      kernel_size: square kernel side.
+      stride: convolution stride.
+      dilation: convolution dilation.
+      groups: channel groups (``features``: depthwise).
+      padding: zeros per side; ``dilation * (kernel_size // 2)`` when None.
+      activation: applied after the BN (``nn.relu``, ``nn.relu6``, ...).
+      kernel_init: convolution weight initializer.
+
+    """
+
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    dilation: int = 1
+    groups: int = 1
+    padding: int | None = None
+    activation: Callable[[jnp.ndarray], jnp.ndarray] = nn.relu
+    kernel_init: nn.initializers.Initializer = kaiming_fan_out
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        """``[N, H, W, C_in] -> [N, H', W', features]``."""
+        x = conv(
+            self.features,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            kernel_init=self.kernel_init,
+            name="conv",
+        )(x)
+        return self.activation(batch_norm(train=train, name="bn")(x))
 
 
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:

@@ -42,39 +42,13 @@ PADDINGS = ("torchvision", "datafree")
 CLASSIFIER_INIT_STD = 0.01
 
 
-class ConvBNReLU6(nn.Module):
-    """Conv (no bias) -> BN -> ReLU6 (PyTorch ``ConvBNReLU``: ``.0`` conv, ``.1`` bn).
+def conv_bn_relu6(features: int, kernel_size: int = 3, **kwargs) -> layers.ConvBNAct:
+    """PyTorch's MobileNetV2 ``ConvBNReLU``: conv (no bias) -> BN -> ReLU6 (``.0`` conv, ``.1`` bn).
 
-    Attributes:
-      features: output channels.
-      kernel_size: square kernel side.
-      stride: convolution stride.
-      dilation: convolution dilation.
-      groups: channel groups (``features``: depthwise).
-      padding: zeros per side; ``dilation * (kernel_size // 2)`` when None.
-
+    ``kwargs``: ``stride``, ``dilation``, ``groups``, ``padding``, ``name`` of
+    :class:`~fastdfkd_jax.models.layers.ConvBNAct`.
     """
-
-    features: int
-    kernel_size: int = 3
-    stride: int = 1
-    dilation: int = 1
-    groups: int = 1
-    padding: int | None = None
-
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-        """``[N, H, W, C_in] -> [N, H', W', features]``."""
-        x = layers.conv(
-            self.features,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            name="conv",
-        )(x)
-        return nn.relu6(layers.batch_norm(train=train, name="bn")(x))
+    return layers.ConvBNAct(features, kernel_size, activation=nn.relu6, **kwargs)
 
 
 class InvertedResidual(nn.Module):
@@ -112,9 +86,9 @@ class InvertedResidual(nn.Module):
             depthwise_padding = 0
         index = 0
         if self.expand_ratio != 1:
-            x = ConvBNReLU6(hidden, 1, name=f"conv_{index}")(x, train=train)
+            x = conv_bn_relu6(hidden, 1, name=f"conv_{index}")(x, train=train)
             index += 1
-        x = ConvBNReLU6(
+        x = conv_bn_relu6(
             hidden,
             3,
             stride=self.stride,
@@ -178,9 +152,9 @@ class MobileNetV2(nn.Module):
         if self.output_stride not in (8, 16, FULL_STRIDE):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
         stem_padding = 0 if self.padding == "datafree" else None
-        x = ConvBNReLU6(STEM_WIDTH, 3, stride=STEM_STRIDE, padding=stem_padding, name="features_0")(
-            x, train=train
-        )
+        x = conv_bn_relu6(
+            STEM_WIDTH, 3, stride=STEM_STRIDE, padding=stem_padding, name="features_0"
+        )(x, train=train)
         index = 1
         plan = stage_strides_and_dilations(self.output_stride)
         for (t, c, n, _), (stride, first_dilation, dilation) in zip(
@@ -198,7 +172,7 @@ class MobileNetV2(nn.Module):
                 index += 1
         if not self.include_head:
             return x
-        x = ConvBNReLU6(LAST_WIDTH, 1, name=f"features_{index}")(x, train=train)
+        x = conv_bn_relu6(LAST_WIDTH, 1, name=f"features_{index}")(x, train=train)
         x = layers.global_avg_pool(x)
         return nn.Dense(
             self.num_classes,

@@ -62,18 +62,22 @@ def _flax_outputs(arch, num_classes, state_dict, x_nchw):
     return out.transpose(0, 3, 1, 2) if out.ndim == 4 else out
 
 
+def _twin_and_import(arch, num_classes, shape):
+    """(twin's parameter count, twin's outputs, imported model's outputs) on random NCHW input."""
+    torch, _ = _torch()
+    net = _random_twin(arch, num_classes)
+    x = np.random.RandomState(0).randn(*shape).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    return _num_params(net), expected, _flax_outputs(arch, num_classes, _numpy_state_dict(net), x)
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("arch", sorted(CLASSIFIERS))
 def test_logits_match_pytorch(arch):
-    torch, _ = _torch()
-    num_classes = 10
-    net = _random_twin(arch, num_classes)
+    num_params, expected, logits = _twin_and_import(arch, 10, (2, _in_channels(arch), 32, 32))
     # Parameter counts of the twins are the known values of test_models.
-    assert _num_params(net) == KNOWN_PARAMS[arch][0]
-    x = np.random.RandomState(0).randn(2, _in_channels(arch), 32, 32).astype(np.float32)
-    with torch.no_grad():
-        expected = net(torch.from_numpy(x)).numpy()
-    logits = _flax_outputs(arch, num_classes, _numpy_state_dict(net), x)
+    assert num_params == KNOWN_PARAMS[arch][0]
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
 
 
@@ -87,15 +91,9 @@ def test_imagenet_twins_have_torchvision_counts(arch):
 @pytest.mark.parametrize("arch", sorted(SEGMENTATION_MODELS))
 def test_segmentation_maps_match_pytorch(arch):
     """DeepLabV3 logits equal the twin's at an odd size (atrous branches reach the padding)."""
-    torch, torch_reference = _torch()
-    num_classes = 13
-    net = _random_twin(arch, num_classes)
-    assert _num_params(net) == SEGMENTATION_PARAMS[arch][0]
-    x = np.random.RandomState(0).randn(1, 3, 35, 45).astype(np.float32)
-    with torch.no_grad():
-        expected = net(torch.from_numpy(x)).numpy()
-    logits = _flax_outputs(arch, num_classes, _numpy_state_dict(net), x)
-    assert logits.shape == (1, num_classes, 35, 45)
+    num_params, expected, logits = _twin_and_import(arch, 13, (1, 3, 35, 45))
+    assert num_params == SEGMENTATION_PARAMS[arch][0]
+    assert logits.shape == (1, 13, 35, 45)
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
     # The segmentation map (per-pixel argmax) is the same.
     np.testing.assert_array_equal(logits.argmax(1), expected.argmax(1))
