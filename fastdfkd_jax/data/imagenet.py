@@ -21,10 +21,12 @@ ids, the order of torchvision's and TFDS's pretrained classifiers. Two sources:
 2. ``imagenet2012_folder``: the standard folder layout (torchvision's ``ImageFolder``):
    ``<data_dir>/train/<wnid>/*.JPEG`` and ``<data_dir>/val/<wnid>/*.JPEG``, exactly the 1000
    WordNet ids as folder names (the validation images moved into class folders, e.g. by PyTorch's
-   ImageNet example's ``valprep.sh``).
+   ImageNet example's ``valprep.sh``); ``data_dir`` defaults to ``<$FASTDFKD_DATA_DIR or TFDS's
+   data dir>/ILSVRC2012``.
 
-Training-side augmentation happens on device (:func:`fastdfkd_jax.data.augment.augment_resized_crop`
-with the scales below).
+``open_tfds`` and ``open_folder`` take other ``resize``/``crop`` sizes for smaller evaluation views
+(e.g. quick CPU runs); the registry uses torchvision's. Training-side augmentation happens on
+device (:func:`fastdfkd_jax.data.augment.augment_resized_crop` with the scales below).
 """
 
 from __future__ import annotations
@@ -117,12 +119,20 @@ def preprocess_for_eval(image, *, resize: int = RESIZE_SIZE, crop: int = CROP_SI
     return np.asarray(pil_ops.center_crop(pil_ops.resize_shorter_side(image, resize), crop))
 
 
-def _tfds_example(example: streaming.Example) -> streaming.Example:
-    return {"image": preprocess_for_eval(example["image"]), "label": int(example["label"])}
-
-
-def open_tfds(split: str, data_dir: str | None = None) -> streaming.ExampleSource:
+def open_tfds(
+    split: str,
+    data_dir: str | None = None,
+    *,
+    resize: int = RESIZE_SIZE,
+    crop: int = CROP_SIZE,
+) -> streaming.ExampleSource:
     """TFDS's prepared ``imagenet2012`` split in the evaluation view (see the module docstring).
+
+    Args:
+      split: ``'train'`` or ``'test'`` (ImageNet's validation set).
+      data_dir: TFDS data directory (default: ``$FASTDFKD_DATA_DIR``, else TFDS's default).
+      resize: shorter side after resizing.
+      crop: side of the central crop (the examples' size).
 
     Raises:
       DatasetNotFoundError: the dataset is not prepared in the data directory; the message says
@@ -137,7 +147,12 @@ def open_tfds(split: str, data_dir: str | None = None) -> streaming.ExampleSourc
         data_dir,
         not_found_message=NOT_FOUND_MESSAGE.format(data_dir=data_dir),
     )
-    return streaming.MappedSource(source, _tfds_example)
+
+    def example(raw: streaming.Example) -> streaming.Example:
+        image = preprocess_for_eval(raw["image"], resize=resize, crop=crop)
+        return {"image": image, "label": int(raw["label"])}
+
+    return streaming.MappedSource(source, example)
 
 
 class ImageFolderSource:
@@ -149,6 +164,8 @@ class ImageFolderSource:
     Args:
       root: the split's folder.
       classes: the class folder names required, in label order (None: whatever is there).
+      resize: shorter side after resizing.
+      crop: side of the central crop (the examples' size).
 
     Raises:
       DatasetNotFoundError: ``root`` is missing or holds no class folders.
@@ -157,7 +174,15 @@ class ImageFolderSource:
 
     """
 
-    def __init__(self, root: str, *, classes: Sequence[str] | None = None):
+    def __init__(
+        self,
+        root: str,
+        *,
+        classes: Sequence[str] | None = None,
+        resize: int = RESIZE_SIZE,
+        crop: int = CROP_SIZE,
+    ):
+        self._resize, self._crop = resize, crop
         if not os.path.isdir(root):
             raise base.DatasetNotFoundError(
                 f"{root} is not a directory; expected class folders of images there "
@@ -194,18 +219,28 @@ class ImageFolderSource:
 
         path, label = self.samples[index]
         with PIL.Image.open(path) as image:
-            return {"image": preprocess_for_eval(image), "label": label}
+            image = preprocess_for_eval(image, resize=self._resize, crop=self._crop)
+            return {"image": image, "label": label}
 
 
-def open_folder(split: str, data_dir: str | None = None) -> streaming.ExampleSource:
+def open_folder(
+    split: str,
+    data_dir: str | None = None,
+    *,
+    resize: int = RESIZE_SIZE,
+    crop: int = CROP_SIZE,
+) -> streaming.ExampleSource:
     """``<data_dir>/{train,val}/<wnid>/*`` with exactly the 1000 WordNet ids, evaluation view.
 
     ``data_dir`` is the folder holding ``train/`` and ``val/``; by default
     ``<$FASTDFKD_DATA_DIR or TFDS's data dir>/ILSVRC2012`` (the original code's location).
+    ``resize`` and ``crop`` as for :func:`open_tfds`.
     """
     base.check_split(split)
     root = data_dir or os.path.join(base.resolve_data_dir(None), FOLDER_DEFAULT_DIR)
-    return ImageFolderSource(os.path.join(root, FOLDER_SPLITS[split]), classes=wordnet_ids())
+    return ImageFolderSource(
+        os.path.join(root, FOLDER_SPLITS[split]), classes=wordnet_ids(), resize=resize, crop=crop
+    )
 
 
 def _rgb_jpeg(data: bytes) -> bytes:

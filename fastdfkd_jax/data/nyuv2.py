@@ -174,7 +174,7 @@ def load_arrays(split: str, data_dir: str) -> dict[str, np.ndarray]:
     return {"image": np.stack([p[0] for p in pairs]), "label": np.stack([p[1] for p in pairs])}
 
 
-def open_split(split: str, data_dir: str | None = None) -> streaming.ExampleSource:
+def open_source(split: str, data_dir: str | None = None) -> streaming.ExampleSource:
     """A split as an in-memory example source (see the module docstring for the layout)."""
     root = data_dir or os.path.join(base.resolve_data_dir(None), DEFAULT_DIR)
     return streaming.ArraySource(load_arrays(split, root))

@@ -44,7 +44,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "cifar100": DatasetEntry(cifar.CIFAR100_INFO, load=cifar.load_cifar100),
     "imagenet2012": DatasetEntry(imagenet.INFO, open=imagenet.open_tfds),
     "imagenet2012_folder": DatasetEntry(imagenet.FOLDER_INFO, open=imagenet.open_folder),
-    "nyuv2": DatasetEntry(nyuv2.INFO, open=nyuv2.open_split),
+    "nyuv2": DatasetEntry(nyuv2.INFO, open=nyuv2.open_source),
 }
 
 

@@ -123,6 +123,9 @@ def test_imagenet_with_mock_data(tmp_path):
         source = data.open_split("imagenet2012", "test", tmp_path)
         assert len(source) == 5
         batches = list(data.iterate_batches(source, 4))
+        # A smaller evaluation view, e.g. for quick CPU runs.
+        small = imagenet.open_tfds("test", str(tmp_path), resize=40, crop=32)
+        assert small[0]["image"].shape == (32, 32, 3)
     assert [b["image"].shape for b in batches] == [(4, 224, 224, 3)] * 2
     assert batches[1]["mask"].tolist() == [True, False, False, False]
     labels = np.concatenate([b["label"][b["mask"]] for b in batches])
@@ -222,6 +225,10 @@ def test_image_folder_source(tmp_path):
         source[1]["image"], imagenet.preprocess_for_eval(PIL.Image.open(path))
     )
     assert source[0]["image"].shape == (224, 224, 3)  # the grayscale one, as RGB
+    small = imagenet.ImageFolderSource(str(tmp_path / "val"), resize=40, crop=32)
+    np.testing.assert_array_equal(
+        small[1]["image"], imagenet.preprocess_for_eval(PIL.Image.open(path), resize=40, crop=32)
+    )
     batch = next(data.iterate_batches(source, 6))
     np.testing.assert_array_equal(batch["label"], [0, 0, 1, 1, 2, 2])
 
