@@ -12,6 +12,7 @@ Each random transform is split into sampling its parameters and a deterministic 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -157,8 +158,14 @@ def augment(
       Normalized images `[N, H, W, C]`.
 
     """
+    crop_fn = functools.partial(random_crop, padding=padding)
+    return _crop_flip_normalize(rng, images, crop_fn, flip=flip, mean=mean, std=std)
+
+
+def _crop_flip_normalize(rng, images, crop_fn, *, flip, mean, std):
+    """`crop_fn(key, images)`, then a random flip if `flip`, then normalization."""
     crop_rng, flip_rng = jax.random.split(rng)
-    images = random_crop(crop_rng, images, padding=padding)
+    images = crop_fn(crop_rng, images)
     if flip:
         images = random_flip(flip_rng, images)
     return normalize(images, mean, std)
@@ -223,6 +230,38 @@ def random_resized_crop(
         )
 
     return jax.vmap(resize_one)(images, scales, translations)
+
+
+def augment_resized_crop(
+    rng: jax.Array,
+    images: jax.Array,
+    *,
+    size: tuple[int, int],
+    scale: tuple[float, float],
+    flip: bool,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> jax.Array:
+    """Random resized crop, random horizontal flip, then normalization (the ImageNet pipeline).
+
+    The original's ImageNet augmentation of synthetic images (`RandomResizedCrop(224, scale)`,
+    `RandomHorizontalFlip()`, `Normalize(mean, std)`), differentiable like `augment`.
+
+    Args:
+      rng: PRNG key.
+      images: `[N, H, W, C]` with values in `[0, 1]`.
+      size: output `(height, width)`.
+      scale: range of the crop area as a fraction of the image area.
+      flip: whether to flip randomly.
+      mean: `C` floats, per-channel mean.
+      std: `C` floats, per-channel standard deviation.
+
+    Returns:
+      Normalized images `[N, size[0], size[1], C]`.
+
+    """
+    crop_fn = functools.partial(random_resized_crop, size=size, scale=scale)
+    return _crop_flip_normalize(rng, images, crop_fn, flip=flip, mean=mean, std=std)
 
 
 def random_roll_jitter(

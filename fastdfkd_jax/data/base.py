@@ -11,6 +11,9 @@ import numpy as np
 DATA_DIR_ENV = "FASTDFKD_DATA_DIR"
 
 SPLITS = ("train", "test")
+TASKS = ("classification", "segmentation")
+# Label of unlabeled pixels in segmentation maps (the NYUv2 toolkit's 0 - 1 as uint8).
+IGNORE_LABEL = 255
 
 Split = dict[str, np.ndarray]
 
@@ -27,6 +30,8 @@ class DatasetInfo:
       std: per-channel standard deviation of the raw training images, `C` floats.
       train_size: number of training examples.
       test_size: number of test examples.
+      task: `'classification'` (labels `[N]`) or `'segmentation'` (label maps `[N, H, W]`, with
+        `IGNORE_LABEL` on unlabeled pixels; `image_shape` is then the training crop).
 
     """
 
@@ -37,8 +42,11 @@ class DatasetInfo:
     std: tuple[float, ...]
     train_size: int
     test_size: int
+    task: str = "classification"
 
     def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"{self.name}: task must be one of {TASKS}, got {self.task!r}.")
         channels = self.image_shape[-1]
         if len(self.mean) != channels or len(self.std) != channels:
             raise ValueError(

@@ -1,6 +1,9 @@
-"""The dataset registry: a plain dict from name to (metadata, loader), and its two entry points.
+"""The dataset registry: a plain dict from name to (metadata, loader), and its entry points.
 
-Every dataset module provides `INFO: DatasetInfo` and `load(split, data_dir) -> split dict`.
+Every dataset module provides a `DatasetInfo` and either `load(split, data_dir) -> split dict`
+(small datasets, whole split in memory) or `open(split, data_dir) -> ExampleSource` (ImageNet and
+NYUv2: random access to examples, batched by `streaming.iterate_batches`). `open_split` works for
+every dataset, so evaluation can iterate batches the same way everywhere.
 """
 
 from __future__ import annotations
@@ -11,22 +14,37 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fastdfkd_jax.data import base, cifar, digits, fashion_mnist
+from fastdfkd_jax.data import base, cifar, digits, fashion_mnist, imagenet, nyuv2, streaming
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetEntry:
-    """A registered dataset: its metadata and a loader `(split, data_dir) -> split dict`."""
+    """A registered dataset: its metadata and a loader, in memory or streamed (exactly one).
+
+    Attributes:
+      info: the metadata.
+      load: `(split, data_dir) -> split dict`, the whole split in memory.
+      open: `(split, data_dir) -> ExampleSource`, for splits read example by example.
+
+    """
 
     info: base.DatasetInfo
-    load: Callable[[str, str | None], base.Split]
+    load: Callable[[str, str | None], base.Split] | None = None
+    open: Callable[[str, str | None], streaming.ExampleSource] | None = None
+
+    def __post_init__(self):
+        if (self.load is None) == (self.open is None):
+            raise ValueError(f"{self.info.name}: give exactly one of load and open.")
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "digits": DatasetEntry(digits.INFO, digits.load),
-    "fashion_mnist": DatasetEntry(fashion_mnist.INFO, fashion_mnist.load),
-    "cifar10": DatasetEntry(cifar.CIFAR10_INFO, cifar.load_cifar10),
-    "cifar100": DatasetEntry(cifar.CIFAR100_INFO, cifar.load_cifar100),
+    "digits": DatasetEntry(digits.INFO, load=digits.load),
+    "fashion_mnist": DatasetEntry(fashion_mnist.INFO, load=fashion_mnist.load),
+    "cifar10": DatasetEntry(cifar.CIFAR10_INFO, load=cifar.load_cifar10),
+    "cifar100": DatasetEntry(cifar.CIFAR100_INFO, load=cifar.load_cifar100),
+    "imagenet2012": DatasetEntry(imagenet.INFO, open=imagenet.open_tfds),
+    "imagenet2012_folder": DatasetEntry(imagenet.FOLDER_INFO, open=imagenet.open_folder),
+    "nyuv2": DatasetEntry(nyuv2.INFO, open=nyuv2.open_source),
 }
 
 
@@ -54,16 +72,50 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None)
       `{'image': float32 [N, H, W, C] in [0, 1], 'label': int32 [N]}` (numpy arrays).
 
     Raises:
-      ValueError: unknown name or split.
+      ValueError: unknown name or split, or a streamed dataset (use `open_split`).
       DatasetNotFoundError: the dataset is registered but not on this machine; the message says how
         to get it.
 
     """
     entry = _entry(name)
     base.check_split(split)
+    if entry.load is None:
+        raise ValueError(
+            f"{name} is read example by example, not loaded whole: use "
+            f"open_split({name!r}, {split!r}, data_dir) and streaming.iterate_batches."
+        )
     data = entry.load(split, None if data_dir is None else os.fspath(data_dir))
     _check_split_data(entry.info, split, data)
     return data
+
+
+def open_split(
+    name: str, split: str, data_dir: str | os.PathLike | None = None
+) -> streaming.ExampleSource:
+    """Random access to a split's examples, for any registered dataset.
+
+    Args:
+      name: a key of `DATASETS`.
+      split: `'train'` or `'test'`.
+      data_dir: as for `load_split`; for `imagenet2012_folder` and `nyuv2` the folder holding the
+        dataset's layout (see their modules).
+
+    Returns:
+      An `ExampleSource`: `len(source)` and `source[i] -> {'image': [H, W, C] (uint8 for streamed
+      datasets, float32 in [0, 1] for in-memory ones), 'label': int or a label map [H, W]}`. Batch
+      it with `streaming.iterate_batches`, which yields float32 images in `[0, 1]`.
+
+    Raises:
+      ValueError: unknown name or split; a dataset whose files break its layout.
+      DatasetNotFoundError: the dataset is not on this machine; the message says what is missing.
+
+    """
+    entry = _entry(name)
+    base.check_split(split)
+    data_dir = None if data_dir is None else os.fspath(data_dir)
+    if entry.open is not None:
+        return entry.open(split, data_dir)
+    return streaming.ArraySource(load_split(name, split, data_dir))
 
 
 def _check_split_data(info: base.DatasetInfo, split: str, data: base.Split) -> None:

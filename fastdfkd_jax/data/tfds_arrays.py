@@ -1,4 +1,6 @@
-"""Read a prepared TFDS dataset through `tfds.data_source` into numpy arrays, cached as `.npz`.
+"""Read a prepared TFDS dataset through `tfds.data_source`: opened for random access
+(`open_data_source`, for splits too large for memory) or loaded into numpy arrays, cached as `.npz`
+(`load_tfds_split`).
 
 `tfds.load` needs TensorFlow; `tfds.data_source` does not, but it decodes one PNG per read (5,000
 random Fashion-MNIST reads take 1.7 s). So we decode each split once, in one pass, and keep the
@@ -40,6 +42,49 @@ def _write_cache(path: str, images: np.ndarray, labels: np.ndarray) -> None:
     os.replace(temporary, path)
 
 
+def open_data_source(
+    tfds_name: str,
+    split: str,
+    data_dir: str,
+    *,
+    not_found_message: str,
+    prepared: bool | None = None,
+):
+    """Open a prepared TFDS split as a `tfds.data_source` (random access, no TensorFlow).
+
+    Args:
+      tfds_name: TFDS dataset name, e.g. `'imagenet2012'`.
+      split: the TFDS split name, e.g. `'validation'`.
+      data_dir: TFDS data directory holding `<tfds_name>/<version>/`.
+      not_found_message: how to get the dataset, raised as `DatasetNotFoundError` if it is absent.
+      prepared: whether the builder is prepared, if the caller knows (saves building it again).
+
+    Returns:
+      The data source: `len()` and `[i] -> {feature: numpy value}`.
+
+    """
+    import tensorflow_datasets as tfds
+
+    if prepared is None:
+        prepared = tfds.builder(tfds_name, data_dir=data_dir).is_prepared()
+    try:
+        # download=False: a missing dataset must raise, not start a download in the middle of a
+        # run. We ask `data_source` even when the builder says it is not prepared, because
+        # `tfds.testing.mock_data` mocks `data_source` but not `is_prepared`.
+        return tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
+    except (
+        NotImplementedError,
+        AssertionError,
+        FileNotFoundError,
+        tfds.core.DatasetNotFoundError,
+    ) as e:
+        # TFDS reports a missing dataset in several ways (for one, "file format TFRECORD not
+        # supported" for an empty directory); we replace them by one message saying what to do.
+        if prepared:
+            raise
+        raise base.DatasetNotFoundError(not_found_message) from e
+
+
 def load_tfds_split(
     tfds_name: str, split: str, data_dir: str, *, not_found_message: str, use_cache: bool = True
 ) -> base.Split:
@@ -67,22 +112,9 @@ def load_tfds_split(
     if use_cache and os.path.exists(cache):
         with np.load(cache) as arrays:
             return base.as_split(arrays["image"], arrays["label"])
-    try:
-        # download=False: a missing dataset must raise, not start a download in the middle of a
-        # run. We ask `data_source` even when the builder says it is not prepared, because
-        # `tfds.testing.mock_data` mocks `data_source` but not `is_prepared`.
-        data_source = tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
-    except (
-        NotImplementedError,
-        AssertionError,
-        FileNotFoundError,
-        tfds.core.DatasetNotFoundError,
-    ) as e:
-        # TFDS reports a missing dataset in several ways (for one, "file format TFRECORD not
-        # supported" for an empty directory); we replace them by one message saying what to do.
-        if prepared:
-            raise
-        raise base.DatasetNotFoundError(not_found_message) from e
+    data_source = open_data_source(
+        tfds_name, split, data_dir, not_found_message=not_found_message, prepared=prepared
+    )
     logging.info("Decoding %s/%s (%d examples) once.", tfds_name, split, len(data_source))
     images, labels = _decode_split(data_source)
     if use_cache:

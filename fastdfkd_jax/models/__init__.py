@@ -1,11 +1,13 @@
-"""The model zoo: Flax linen classifiers and generators in a plain registry keyed by name.
+"""The model zoo: Flax linen classifiers, segmentation models and generators, keyed by name.
 
 ``MODELS`` maps a config string to a constructor (a module class or a ``functools.partial`` of one
 with the architecture's fields bound); ``create_model(name, num_classes=..., **overrides)`` builds
-one. Classifiers are called as ``model.apply(variables, x, train=False)`` or
-``model.apply(variables, x, train=True, mutable=['batch_stats'])`` on NHWC images; generators always
-normalize with batch statistics (see :mod:`fastdfkd_jax.models.generator`). ``check_fits`` says,
-before any compute, whether a classifier maps a dataset's images to its classes.
+one. Classifiers (logits ``[N, num_classes]``) and segmentation models (logits
+``[N, H, W, num_classes]`` at the input's size) are called as ``model.apply(variables, x,
+train=False)`` or ``model.apply(variables, x, train=True, mutable=['batch_stats'])`` on NHWC images;
+generators always normalize with batch statistics (see :mod:`fastdfkd_jax.models.generator`).
+``check_fits`` says, before any compute, whether a classifier maps a dataset's images to its
+classes.
 """
 
 import functools
@@ -18,8 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from fastdfkd_jax.models import small_cnn
+from fastdfkd_jax.models.deeplab import DeepLabV3
 from fastdfkd_jax.models.generator import DeepGenerator, Generator
+from fastdfkd_jax.models.mobilenetv2 import MobileNetV2
 from fastdfkd_jax.models.resnet import ResNet, ResNetTiny
+from fastdfkd_jax.models.resnet_imagenet import ImageNetResNet
 from fastdfkd_jax.models.small_cnn import SmallCNN
 from fastdfkd_jax.models.vgg import VGG, VGG11_CFG
 from fastdfkd_jax.models.wresnet import WideResNet
@@ -49,12 +54,22 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
     "fmnist_cnn_small": _partial(SmallCNN, stages=small_cnn.FMNIST_SMALL_STAGES),
     "fmnist_cnn_tiny": _partial(SmallCNN, stages=small_cnn.FMNIST_TINY_STAGES),
     "fmnist_resnet8": _partial(ResNetTiny, depth=8),
+    # ImageNet (224x224): torchvision's layouts, named as in the original code.
+    "resnet18_imagenet": _partial(ImageNetResNet, stage_sizes=(2, 2, 2, 2)),
+    "resnet34_imagenet": _partial(ImageNetResNet, stage_sizes=(3, 4, 6, 3)),
+    "resnet50_imagenet": _partial(ImageNetResNet, stage_sizes=(3, 4, 6, 3), bottleneck=True),
+    "mobilenetv2_imagenet": MobileNetV2,
+}
+# Dense prediction: logits [N, H, W, num_classes]; named as in the original code.
+SEGMENTATION_MODELS: dict[str, Callable[..., nn.Module]] = {
+    "deeplabv3_resnet50": _partial(DeepLabV3, backbone="resnet50"),
+    "deeplabv3_mobilenet": _partial(DeepLabV3, backbone="mobilenetv2"),
 }
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "generator": Generator,
     "generator_imagenet": DeepGenerator,
 }
-MODELS: dict[str, Callable[..., nn.Module]] = {**CLASSIFIERS, **GENERATORS}
+MODELS: dict[str, Callable[..., nn.Module]] = {**CLASSIFIERS, **SEGMENTATION_MODELS, **GENERATORS}
 
 
 def create_model(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
@@ -62,13 +77,14 @@ def create_model(name: str, num_classes: int | None = None, **overrides) -> nn.M
 
     Args:
       name: a key of ``MODELS``.
-      num_classes: number of logits; required for classifiers, must be None for generators.
+      num_classes: number of logits (per pixel for segmentation models); required for classifiers
+        and segmentation models, must be None for generators.
       **overrides: module fields to set, e.g. ``img_size=28, nc=1`` for the generator or
         ``depth=10`` for a WRN.
 
     Raises:
       ValueError: for an unknown name (listing the choices), a missing ``num_classes`` for a
-        classifier, or a ``num_classes`` given to a generator.
+        classifier or segmentation model, or a ``num_classes`` given to a generator.
 
     """
     if name not in MODELS:
@@ -78,7 +94,7 @@ def create_model(name: str, num_classes: int | None = None, **overrides) -> nn.M
             raise ValueError(f"Generator {name!r} takes no num_classes (got {num_classes})")
         return MODELS[name](**overrides)
     if num_classes is None:
-        raise ValueError(f"Classifier {name!r} needs num_classes")
+        raise ValueError(f"Model {name!r} needs num_classes")
     return MODELS[name](num_classes=num_classes, **overrides)
 
 
@@ -112,8 +128,12 @@ __all__ = [
     "CLASSIFIERS",
     "GENERATORS",
     "MODELS",
+    "SEGMENTATION_MODELS",
     "DeepGenerator",
+    "DeepLabV3",
     "Generator",
+    "ImageNetResNet",
+    "MobileNetV2",
     "ResNet",
     "ResNetTiny",
     "SmallCNN",

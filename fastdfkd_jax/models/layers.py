@@ -10,8 +10,10 @@ Every normalization is a plain :class:`flax.linen.BatchNorm` with PyTorch's defa
 """
 
 import functools
+from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 # PyTorch's BatchNorm2d defaults, in Flax's convention (see the module docstring).
@@ -48,6 +50,8 @@ def conv(
     *,
     stride: int = 1,
     padding: int | None = None,
+    dilation: int = 1,
+    groups: int = 1,
     use_bias: bool = False,
     kernel_init=kaiming_fan_out,
     name: str | None = None,
@@ -58,27 +62,91 @@ def conv(
       features: output channels.
       kernel_size: side of the square kernel.
       stride: spatial stride.
-      padding: zeros added on each side; ``kernel_size // 2`` when None.
+      padding: zeros added on each side; ``dilation * (kernel_size // 2)`` when None (keeps the
+        size at stride 1, as torchvision's dilated convolutions).
+      dilation: spacing of the kernel taps (atrous convolution).
+      groups: channel groups (``groups == features == input channels`` is a depthwise conv); the
+        kernel is ``[k, k, in / groups, features]``, as PyTorch's ``[features, in / groups, k, k]``.
       use_bias: add a bias (off when a BatchNorm follows).
       kernel_init: weight initializer, ``(key, shape, dtype)`` protocol.
       name: submodule name (chosen to mirror the PyTorch state-dict key).
 
     """
-    pad = kernel_size // 2 if padding is None else padding
+    pad = dilation * (kernel_size // 2) if padding is None else padding
     return nn.Conv(
         features,
         (kernel_size, kernel_size),
         strides=(stride, stride),
         padding=((pad, pad), (pad, pad)),
+        kernel_dilation=(dilation, dilation),
+        feature_group_count=groups,
         use_bias=use_bias,
         kernel_init=kernel_init,
         name=name,
     )
 
 
+class ConvBNAct(nn.Module):
+    """Conv (no bias) -> BN -> activation, children ``conv`` and ``bn`` (PyTorch ``.0``, ``.1``).
+
+    Attributes:
+      features: output channels.
+      kernel_size: square kernel side.
+      stride: convolution stride.
+      dilation: convolution dilation.
+      groups: channel groups (``features``: depthwise).
+      padding: zeros per side; ``dilation * (kernel_size // 2)`` when None.
+      activation: applied after the BN (``nn.relu``, ``nn.relu6``, ...).
+      kernel_init: convolution weight initializer.
+
+    """
+
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    dilation: int = 1
+    groups: int = 1
+    padding: int | None = None
+    activation: Callable[[jnp.ndarray], jnp.ndarray] = nn.relu
+    kernel_init: nn.initializers.Initializer = kaiming_fan_out
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        """``[N, H, W, C_in] -> [N, H', W', features]``."""
+        x = conv(
+            self.features,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            kernel_init=self.kernel_init,
+            name="conv",
+        )(x)
+        return self.activation(batch_norm(train=train, name="bn")(x))
+
+
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
     """Max-pool 2x2 with stride 2: ``[N, H, W, C] -> [N, H // 2, W // 2, C]`` (floor, as torch)."""
     return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+
+def max_pool_3x3_stride2(x: jnp.ndarray) -> jnp.ndarray:
+    """Torchvision's ImageNet stem pool ``MaxPool2d(3, stride=2, padding=1)`` on NHWC.
+
+    Padding takes no part in the maximum (Flax pads with -inf, as PyTorch ignores it).
+    ``[N, H, W, C] -> [N, floor((H - 1) / 2) + 1, floor((W - 1) / 2) + 1, C]``.
+    """
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def resize_bilinear(x: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
+    """PyTorch's ``F.interpolate(x, size, mode='bilinear', align_corners=False)`` on NHWC.
+
+    Half-pixel centers and no antialiasing (PyTorch's default ``antialias=False``; JAX's default
+    would antialias when shrinking). ``[N, H, W, C] -> [N, size[0], size[1], C]``.
+    """
+    return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), method="bilinear", antialias=False)
 
 
 def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:

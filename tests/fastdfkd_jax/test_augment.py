@@ -165,6 +165,23 @@ def test_random_resized_crop_per_sample_and_differentiable():
     assert np.isfinite(grad).all() and (np.abs(grad).reshape(6, -1).sum(-1) > 0).all()
 
 
+def test_augment_resized_crop_is_crop_then_flip_then_normalize():
+    x = _images(n=4, h=12, w=12)
+    rng = jax.random.key(10)
+    crop_rng, flip_rng = jax.random.split(rng)
+    cropped = augment.random_resized_crop(crop_rng, x, size=(6, 6), scale=(0.75, 1.0))
+    expected = augment.normalize(augment.random_flip(flip_rng, cropped), MEAN, STD)
+    out = augment.augment_resized_crop(
+        rng, x, size=(6, 6), scale=(0.75, 1.0), flip=True, mean=MEAN, std=STD
+    )
+    assert out.shape == (4, 6, 6, 3)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    unflipped = augment.augment_resized_crop(
+        rng, x, size=(6, 6), scale=(0.75, 1.0), flip=False, mean=MEAN, std=STD
+    )
+    np.testing.assert_allclose(unflipped, augment.normalize(cropped, MEAN, STD), rtol=1e-6)
+
+
 def test_roll_jitter_same_shift_for_batch_within_range():
     max_shift = 2
     x = _images(n=3, h=7, w=7)

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from fastdfkd_jax import models
-from fastdfkd_jax.models import CLASSIFIERS, GENERATORS, MODELS, count_params, create_model
+from fastdfkd_jax.models import (
+    CLASSIFIERS,
+    GENERATORS,
+    MODELS,
+    SEGMENTATION_MODELS,
+    count_params,
+    create_model,
+    layers,
+)
 
 # Trainable parameters at (10, 100) classes. The CIFAR zoo's values equal the original PyTorch
 # networks' (ResNet-18 11,173,962, WRN-40-2 2,243,546, ...); test_torch_import checks every entry
@@ -30,6 +38,24 @@ KNOWN_PARAMS = {
     "fmnist_cnn_small": (24_058, 29_908),
     "fmnist_cnn_tiny": (6_274, 9_244),
     "fmnist_resnet8": (77_754, 83_604),
+    "resnet18_imagenet": (11_181_642, 11_227_812),
+    "resnet34_imagenet": (21_289_802, 21_335_972),
+    "resnet50_imagenet": (23_528_522, 23_712_932),
+    "mobilenetv2_imagenet": (2_236_682, 2_351_972),
+}
+# torchvision's published parameter counts at 1000 classes.
+TORCHVISION_PARAMS = {
+    "resnet18_imagenet": 11_689_512,
+    "resnet34_imagenet": 21_797_672,
+    "resnet50_imagenet": 25_557_032,
+    "mobilenetv2_imagenet": 3_504_872,
+}
+# Segmentation models at (13, 21) classes, as counted on the PyTorch twins (test_torch_import).
+# torchvision's deeplabv3_resnet50 publishes 42,004,074 at 21 classes with its auxiliary FCN head
+# (2,365,205 parameters), which we leave out: 42,004,074 - 2,365,205 = 39,638,869.
+SEGMENTATION_PARAMS = {
+    "deeplabv3_resnet50": (39_636_813, 39_638_869),
+    "deeplabv3_mobilenet": (5_111_821, 5_113_877),
 }
 # Generators: (overrides, latent shape, image shape, parameters). The 32x32 and ImageNet counts are
 # those of the original's Generator(nz=256) and DeepGenerator(nz=256) (without its unused `l1`).
@@ -57,7 +83,8 @@ def abstract_init(model, shape):
 def test_registry_is_complete():
     assert set(CLASSIFIERS) == set(KNOWN_PARAMS)
     assert set(GENERATORS) == {"generator", "generator_imagenet"}
-    assert set(MODELS) == set(CLASSIFIERS) | set(GENERATORS)
+    assert set(SEGMENTATION_MODELS) == set(SEGMENTATION_PARAMS)
+    assert set(MODELS) == set(CLASSIFIERS) | set(SEGMENTATION_MODELS) | set(GENERATORS)
 
 
 def test_unknown_name_lists_choices():
@@ -100,6 +127,83 @@ def test_param_counts_and_output_shape(name):
             lambda v, m=model, s=shape: m.apply(v, jnp.zeros(s), train=False), variables
         )
         assert logits.shape == (shape[0], num_classes)
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
+def test_imagenet_param_counts_equal_torchvision(name):
+    variables = abstract_init(create_model(name, num_classes=1000), (1, 224, 224, 3))
+    assert count_params(variables["params"]) == TORCHVISION_PARAMS[name]
+
+
+def test_imagenet_stem_and_feature_maps():
+    """224 -> 112 (stem) -> 56 (pool) -> ... -> 7; dilation keeps layers 3-4 at stride 8."""
+    shapes = {
+        ("resnet18_imagenet", ()): (1, 7, 7, 512),
+        ("resnet50_imagenet", ()): (1, 7, 7, 2048),
+        ("resnet50_imagenet", (False, True, True)): (1, 28, 28, 2048),
+        ("resnet50_imagenet", (False, False, True)): (1, 14, 14, 2048),
+    }
+    for (name, dilate), expected in shapes.items():
+        overrides = {"include_head": False}
+        if dilate:
+            overrides["replace_stride_with_dilation"] = dilate
+        model = create_model(name, num_classes=1000, **overrides)
+        x = jnp.zeros((1, 224, 224, 3))
+        variables = abstract_init(model, x.shape)
+        out = jax.eval_shape(lambda v, m=model, x=x: m.apply(v, x, train=False), variables)
+        assert out.shape == expected, name
+    mobilenet = create_model("mobilenetv2_imagenet", num_classes=10, include_head=False)
+    variables = abstract_init(mobilenet, (1, 224, 224, 3))
+    out = jax.eval_shape(
+        lambda v: mobilenet.apply(v, jnp.zeros((1, 224, 224, 3)), train=False), variables
+    )
+    assert out.shape == (1, 7, 7, 320)
+    with pytest.raises(ValueError, match="Dilation needs Bottleneck"):
+        abstract_init(
+            create_model(
+                "resnet18_imagenet", num_classes=10, replace_stride_with_dilation=(0, 1, 1)
+            ),
+            (1, 32, 32, 3),
+        )
+
+
+@pytest.mark.parametrize("name", sorted(SEGMENTATION_PARAMS))
+def test_segmentation_param_counts_and_output_shape(name):
+    for num_classes, expected in zip((13, 21), SEGMENTATION_PARAMS[name], strict=True):
+        model = create_model(name, num_classes=num_classes)
+        # Odd sizes: the logits are resized back to the input's size.
+        shape = (2, 33, 47, 3)
+        variables = abstract_init(model, shape)
+        assert count_params(variables["params"]) == expected
+        out = jax.eval_shape(
+            lambda v, m=model: m.apply(v, jnp.zeros(shape), train=False), variables
+        )
+        assert out.shape == (2, 33, 47, num_classes)
+
+
+def test_segmentation_bad_fields():
+    with pytest.raises(ValueError, match="backbone must be one of.*'vgg'"):
+        abstract_init(
+            create_model("deeplabv3_resnet50", num_classes=13, backbone="vgg"), (1, 32, 32, 3)
+        )
+    with pytest.raises(ValueError, match="output_stride must be one of.*32"):
+        abstract_init(
+            create_model("deeplabv3_mobilenet", num_classes=13, output_stride=32), (1, 32, 32, 3)
+        )
+    with pytest.raises(ValueError, match="padding must be one of.*'same'"):
+        abstract_init(
+            create_model("mobilenetv2_imagenet", num_classes=10, padding="same"), (1, 32, 32, 3)
+        )
+
+
+@pytest.mark.parametrize("size", [(4, 6), (9, 13), (18, 26), (5, 20)])
+def test_resize_bilinear_known_values(size):
+    """Half-pixel bilinear on a linear ramp is exact inside, clamped at the borders (torch's)."""
+    h, w = 9, 13
+    ramp = jnp.broadcast_to(jnp.arange(w, dtype=jnp.float32)[:, None], (1, h, w, 1))
+    out = np.asarray(layers.resize_bilinear(ramp, size))[0, 0, :, 0]
+    centers = (np.arange(size[1]) + 0.5) * w / size[1] - 0.5
+    np.testing.assert_allclose(out, np.clip(centers, 0, w - 1), atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["resnet8", "wrn10_1", "digits_cnn_tiny", "fmnist_cnn_small"])

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
 from torch import nn
 
+from tests.fastdfkd_jax import torch_reference_imagenet
+
 
 def _conv3x3(cin, cout, stride=1, bias=False):
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=bias)
@@ -207,6 +209,8 @@ def build(arch, num_classes, in_channels=3):
         return TorchVGG(vgg.VGG11_CFG, num_classes, in_channels)
     if arch in cnn:
         return TorchSmallCNN(cnn[arch], num_classes, in_channels)
+    if arch in torch_reference_imagenet.ARCHS:
+        return torch_reference_imagenet.build(arch, num_classes)
     raise ValueError(f"No torch twin for {arch}")
 
 
