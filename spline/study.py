@@ -1,0 +1,462 @@
+"""The spline-initialization study: MARS starts against random ones, judged by training speed.
+
+``run(config, workdir)`` does, for one data set (``scripts/spline_experiment.py`` is its entry
+point, ``configs/spline_<dataset>.py`` its configs built on ``base_config``):
+
+1. splits the data into train / validation / test and standardizes with training statistics;
+2. builds every init's starting parameters for every seed (MARS fitted once on the training rows);
+3. for every optimizer and init, trains all (grid learning rate, seed) pairs for ``train.epochs``
+   epochs, recording validation and test losses each epoch (saved per optimizer and init under
+   ``workdir/units/``: a killed study resumes from the units it finished);
+4. per optimizer, takes the best random-init validation loss as the reference and chooses each
+   init's learning rate by epochs to ``train.select_factor x`` the reference (``spline.lr_select``);
+5. times single-network epochs and the MARS fit, interleaved across inits in this process;
+6. writes ``results.json``, ``results.md`` (thresholds table) and ``loss_curves.png``.
+
+The test split is only reported on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from spline import data as data_lib
+from spline import lr_select, report, starts, trainer
+from spline.convert import min_widths
+from spline.mars import MARS
+from spline.preprocess import INPUT_SCALES, Prepared, prepare
+
+# Learning-rate grid, the same for Adam and SGD: decades from 1e-5 to 1, so that the optimum of
+# every init lies inside it (a choice at either end is flagged in the tables).
+LR_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+VARIANTS = ("quick",)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults shared by every ``configs/spline_<dataset>.py`` (each sets its data set)."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.num_seeds = 5
+    config.inits = starts.INITS
+    config.optimizers = ("adam", "sgd")
+    config.dataset = ml_collections.ConfigDict(
+        dict(
+            name="",
+            test_fraction=0.2,
+            # Share of the non-test rows held out for validation (learning-rate choice and the
+            # reported thresholds).
+            val_fraction=0.2,
+            split_seed=0,
+            # "column": each input divided by its training std; "global": one std for all
+            # inputs (spline.preprocess.prepare).
+            input_scale="column",
+            # Generated / downloaded data sets only (declared here so every config has the keys).
+            n_samples=0,
+            n_features=0,
+            noise=0.0,
+            tfds_name="",
+            data_dir="",
+        )
+    )
+    config.mars = ml_collections.ConfigDict(
+        dict(
+            max_terms=21,
+            degree=1,
+            thresh=1e-3,
+            balance=True,
+            logistic_c=1.0,
+            # Random units' incoming std as a fraction of He-normal's in the mars_grow and
+            # mars_pruned starts: a tenth keeps their activations an order of magnitude below
+            # the converted units' once they learn.
+            spare_scale=0.1,
+        )
+    )
+    config.model = ml_collections.ConfigDict(dict(widths=(64,)))
+    config.train = ml_collections.ConfigDict(
+        dict(
+            epochs=100,
+            batch_size=32,
+            lr_grid=ml_collections.ConfigDict(dict(adam=LR_GRID, sgd=LR_GRID)),
+            # The reported criterion the learning rate is chosen by: epochs to this multiple of
+            # the best random-init validation loss.
+            select_factor=1.05,
+        )
+    )
+    config.report = ml_collections.ConfigDict(
+        dict(
+            factors=(2.0, 1.2, 1.05, 1.0),
+            budgets=(1, 5, 20, 100),
+            # Also write the PNG here (e.g. docs/figures/spline_<dataset>.png); "" for none.
+            figure="",
+        )
+    )
+    # Single-network timings: `repeats` rounds, each timing `epochs` epochs of every init and
+    # optimizer (and one MARS fit), interleaved.
+    config.timing = ml_collections.ConfigDict(dict(repeats=7, epochs=3))
+    return config
+
+
+def parse_variants(arg: str | None, allowed: Sequence[str] = VARIANTS) -> set[str]:
+    """Comma-separated config variants (``configs/x.py:large,quick``).
+
+    Raises:
+      ValueError: naming the variants not in ``allowed``.
+
+    """
+    names = {a.strip() for a in (arg or "").split(",") if a.strip()}
+    unknown = sorted(names - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown config variant(s) {unknown}; choose from {tuple(allowed)}")
+    return names
+
+
+def apply_quick(config: ml_collections.ConfigDict) -> None:
+    """The ``:quick`` variant's shared part: a smoke run of the whole pipeline in minutes."""
+    config.num_seeds = 2
+    config.train.epochs = 10
+    config.train.lr_grid.adam = (1e-3, 1e-2)
+    config.train.lr_grid.sgd = (1e-2, 1e-1)
+    config.report.budgets = (1, 5)
+    config.timing.repeats = 2
+    config.timing.epochs = 2
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Check the config before any compute; ValueError naming the key and value."""
+    data_lib.check_name(config.dataset.name)
+    if config.dataset.input_scale not in INPUT_SCALES:
+        raise ValueError(
+            f"dataset.input_scale {config.dataset.input_scale!r} not in {INPUT_SCALES}"
+        )
+    for m in config.inits:
+        starts.check_init(m)
+    if not any(m in starts.RANDOM_INITS for m in config.inits):
+        raise ValueError(
+            f"inits {tuple(config.inits)} has no random init: the reference loss needs one of "
+            f"{sorted(starts.RANDOM_INITS)}"
+        )
+    if not config.optimizers:
+        raise ValueError("optimizers is empty")
+    for opt in config.optimizers:
+        trainer.check_optimizer(opt)
+        if opt not in config.train.lr_grid:
+            raise ValueError(f"train.lr_grid has no grid for optimizer {opt!r}")
+        lr_select.check_grid(f"train.lr_grid.{opt}", config.train.lr_grid[opt])
+    for name in ("num_seeds", "train.epochs", "train.batch_size", "timing.repeats"):
+        value = config
+        for part in name.split("."):
+            value = value[part]
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    factors = (*config.report.factors, config.train.select_factor)
+    if any(not f > 0 for f in factors):
+        raise ValueError(f"report.factors and train.select_factor must be > 0, got {factors}")
+    if any(int(b) != b or b < 0 for b in config.report.budgets):
+        raise ValueError(f"report.budgets must be epochs >= 0, got {config.report.budgets}")
+    if not config.mars.spare_scale >= 0:
+        raise ValueError(f"mars.spare_scale must be >= 0, got {config.mars.spare_scale}")
+    if config.mars.degree > 1:
+        filled = [m for m in config.inits if m in starts.MARS_STARTS and m != "mars_he_spare"]
+        if filled:
+            raise ValueError(
+                f"inits {filled} fill the spare width of the exact degree-1 conversion; with "
+                f"mars.degree={config.mars.degree} use inits without them (e.g. mars_he_spare)"
+            )
+
+
+class _Starts:
+    """Every init's starting parameters per seed, and the MARS fits behind them."""
+
+    def __init__(self, config: ml_collections.ConfigDict, data, prep: Prepared):
+        self.config, self.data, self.prep = config, data, prep
+        self.widths = tuple(config.model.widths)
+        self.features = (*self.widths, prep.outputs)
+        self.target = starts.mars_target(data, prep)
+        self.fits: dict[str, MARS] = {}
+
+    def fill(self, init: str) -> tuple[str, float]:
+        return starts.spare_width(init, self.config.mars)
+
+    def fit(self, fill: str) -> MARS:
+        """The fit behind a spare-width rule (the configured fit unless ``"grow"``), cached."""
+        key = "grow" if fill == "grow" else "configured"
+        if key not in self.fits:
+            self.fits[key] = self.fit_now(fill)
+        return self.fits[key]
+
+    def fit_now(self, fill: str) -> MARS:
+        return starts.fit_mars(
+            self.config.mars, self.data.x_train, self.target, fill=fill, widths=self.widths
+        )
+
+    def params(self, init: str, key: jax.Array) -> dict:
+        if init in starts.RANDOM_INITS:
+            return starts.random_params(init, self.features, self.prep.z_train.shape[1], key)
+        fill, scale = self.fill(init)
+        return starts.mars_params(
+            self.fit(fill),
+            self.data,
+            self.prep,
+            widths=self.widths,
+            key=key,
+            fill=fill,
+            random_scale=scale,
+            balance=self.config.mars.balance,
+            logistic_c=self.config.mars.logistic_c,
+        )
+
+
+def _seed_keys(config: ml_collections.ConfigDict) -> tuple[list[jax.Array], jax.Array]:
+    """Per seed: the init key, and the batch-order keys [S] (shared by every init)."""
+    root = jax.random.key(config.seed)
+    pairs = [jax.random.split(jax.random.fold_in(root, s)) for s in range(config.num_seeds)]
+    return [p[0] for p in pairs], jnp.stack([p[1] for p in pairs])
+
+
+def _stack(trees: Sequence[dict]) -> dict:
+    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+
+
+def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Refuse to resume a workdir that holds a study of another config."""
+    path = os.path.join(workdir, "config.json")
+    current = config.to_json_best_effort(sort_keys=True)
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = f.read()
+        if json.loads(saved) != json.loads(current):
+            raise ValueError(
+                f"workdir {workdir!r} holds a study of another config ({path}); use a new workdir"
+            )
+    else:
+        with open(path, "w") as f:
+            f.write(current)
+
+
+def _unit_path(workdir: str, opt: str, init: str) -> str:
+    return os.path.join(workdir, "units", f"{opt}__{init}.npz")
+
+
+def train_units(config, workdir: str, source: _Starts, prep: Prepared) -> dict:
+    """Validation and test curves of every (optimizer, init), computed or loaded from workdir.
+
+    Returns:
+      optimizer -> init -> ``(val, test)``, each [L, S, E + 1].
+
+    """
+    init_keys, order_keys = _seed_keys(config)
+    batch = min(config.train.batch_size, prep.z_train.shape[0])
+    out: dict[str, dict] = {}
+    for opt in config.optimizers:
+        tr = trainer.make_trainer(source.features, prep.classification, batch, opt)
+        grid = lr_select.check_grid(f"train.lr_grid.{opt}", config.train.lr_grid[opt])
+        out[opt] = {}
+        for init in config.inits:
+            path = _unit_path(workdir, opt, init)
+            if os.path.exists(path):
+                with np.load(path) as saved:
+                    out[opt][init] = (saved["val"], saved["test"])
+                logging.info("%s / %s: loaded from %s", opt, init, path)
+                continue
+            start = time.perf_counter()
+            params = _stack([source.params(init, k) for k in init_keys])
+            val, test = trainer.train_curves(
+                tr, params, grid, prep, config.train.epochs, order_keys
+            )
+            # Written under a temporary name and renamed: a kill never leaves half a unit.
+            tmp = path + ".tmp.npz"
+            np.savez(tmp, val=val, test=test)
+            os.replace(tmp, path)
+            out[opt][init] = (val, test)
+            logging.info(
+                "%s / %s: %d lrs x %d seeds x %d epochs in %.1f s",
+                opt,
+                init,
+                len(grid),
+                config.num_seeds,
+                config.train.epochs,
+                time.perf_counter() - start,
+            )
+    return out
+
+
+def select(config, curves: dict) -> dict:
+    """Per optimizer: the reference loss and each init's chosen learning rate."""
+    random_inits = [m for m in config.inits if m in starts.RANDOM_INITS]
+    out = {}
+    for opt, by_init in curves.items():
+        grid = lr_select.check_grid(f"train.lr_grid.{opt}", config.train.lr_grid[opt])
+        val = {m: v for m, (v, _) in by_init.items()}
+        reference = lr_select.reference_loss(val, random_inits)
+        target = config.train.select_factor * reference
+        out[opt] = {
+            "grid": list(grid),
+            "reference": reference,
+            "select_factor": config.train.select_factor,
+            "selection": {m: lr_select.choose(v, grid, target) for m, v in val.items()},
+        }
+    return out
+
+
+def measure_times(config, workdir: str, source: _Starts, prep: Prepared, chosen: dict) -> dict:
+    """Median single-network seconds per epoch and per start, interleaved across inits.
+
+    Args:
+      chosen: optimizer -> init -> learning rate.
+
+    Returns:
+      ``{"epoch": {opt: s}, "epoch_by_init": {opt: {init: s}}, "init": {init: s}, "fit":
+      {fit: s}, "build": {init: s}, "raw": ...}`` (also saved to ``workdir/timing.json`` and
+      reused on resume). ``epoch`` pools every init's epochs: they run the same computation on
+      the same shapes, so their medians differ by load noise only (``epoch_by_init`` shows it).
+
+    """
+    path = os.path.join(workdir, "timing.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    init_keys, order_keys = _seed_keys(config)
+    batch = min(config.train.batch_size, prep.z_train.shape[0])
+    trainers = {
+        opt: trainer.make_trainer(source.features, prep.classification, batch, opt)
+        for opt in config.optimizers
+    }
+    starting = {m: source.params(m, init_keys[0]) for m in config.inits}  # also compiles
+    fills = sorted({source.fill(m)[0] for m in config.inits if m in starts.MARS_STARTS})
+    fit_kinds = sorted({"grow" if f == "grow" else "configured" for f in fills})
+    raw_epoch = {opt: {m: [] for m in config.inits} for opt in config.optimizers}
+    raw_build = {m: [] for m in config.inits}
+    raw_fit = {k: [] for k in fit_kinds}
+    for rep in range(config.timing.repeats):
+        for kind in fit_kinds:
+            start = time.perf_counter()
+            source.fit_now("grow" if kind == "grow" else "pruned")
+            raw_fit[kind].append(time.perf_counter() - start)
+        for m in config.inits:
+            start = time.perf_counter()
+            jax.block_until_ready(source.params(m, init_keys[rep % len(init_keys)]))
+            raw_build[m].append(time.perf_counter() - start)
+            for opt, tr in trainers.items():
+                raw_epoch[opt][m] += trainer.epoch_seconds(
+                    tr, starting[m], chosen[opt][m], prep, config.timing.epochs, order_keys[0]
+                )
+    fit = {k: float(np.median(v)) for k, v in raw_fit.items()}
+    init_seconds = {}
+    for m in config.inits:
+        build = float(np.median(raw_build[m]))
+        if m in starts.MARS_STARTS:
+            kind = "grow" if source.fill(m)[0] == "grow" else "configured"
+            init_seconds[m] = fit[kind] + build
+        else:
+            init_seconds[m] = build
+    out = {
+        "epoch": {opt: float(np.median(sum(by.values(), []))) for opt, by in raw_epoch.items()},
+        "epoch_by_init": {
+            opt: {m: float(np.median(v)) for m, v in by.items()} for opt, by in raw_epoch.items()
+        },
+        "init": init_seconds,
+        "fit": fit,
+        "build": {m: float(np.median(v)) for m, v in raw_build.items()},
+        "raw": {"epoch": raw_epoch, "build": raw_build, "fit": raw_fit},
+    }
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    return out
+
+
+def _mars_summary(source: _Starts, config) -> dict:
+    out = {}
+    for m in config.inits:
+        if m not in starts.MARS_STARTS:
+            continue
+        fill, scale = source.fill(m)
+        model = source.fit(fill)
+        surrogate = "min" if model.max_degree_ > 1 else None
+        need = min_widths(model, surrogate)
+        out[m] = {
+            "spare": fill,
+            "random_scale": scale,
+            "terms": len(model.terms_),
+            "forward_terms": len(model.forward_terms_),
+            "converted_units": need,
+            "widths": list(source.widths),
+            "rsq": float(model.rsq_),
+        }
+    return out
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Run (or resume) the study of one data set and write its results to ``workdir``.
+
+    Returns:
+      The results dict (also ``results.json``); the tables are in ``results.md``, the curves in
+      ``loss_curves.png``.
+
+    """
+    validate(config)
+    os.makedirs(os.path.join(workdir, "units"), exist_ok=True)
+    _check_workdir(config, workdir)
+    data = data_lib.load_data(config.dataset)
+    prep = prepare(data, config.dataset.input_scale)
+    source = _Starts(config, data, prep)
+    loss_name = "cross-entropy" if prep.classification else "MSE"
+    curves = train_units(config, workdir, source, prep)
+    chosen_all = select(config, curves)
+    chosen = {
+        opt: {m: s["learning_rate"] for m, s in res["selection"].items()}
+        for opt, res in chosen_all.items()
+    }
+    times = measure_times(config, workdir, source, prep, chosen)
+    random_inits = [m for m in config.inits if m in starts.RANDOM_INITS]
+    result = {
+        "dataset": config.dataset.name,
+        "loss": loss_name,
+        "rows": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
+        "inputs": int(data.x_train.shape[1]),
+        "mars": _mars_summary(source, config),
+        "timing": {k: v for k, v in times.items() if k != "raw"},
+        "optimizers": {},
+    }
+    test_curves: dict[str, dict] = {}
+    for opt, res in chosen_all.items():
+        rows, test_curves[opt] = {}, {}
+        for m, sel in res["selection"].items():
+            val, test = (c[sel["index"]] for c in curves[opt][m])
+            test_curves[opt][m] = test
+            rows[m] = report.init_row(
+                val,
+                test,
+                reference=res["reference"],
+                factors=config.report.factors,
+                budgets=config.report.budgets,
+                init_seconds=times["init"][m],
+                epoch_seconds=times["epoch"][opt],
+            )
+            rows[m]["val_curve_mean"] = report.finite_list(lr_select.seed_mean(val))
+            rows[m]["test_curve_mean"] = report.finite_list(lr_select.seed_mean(test))
+        result["optimizers"][opt] = {
+            **res,
+            "inits": rows,
+            "speedups": report.speedups(rows, config.train.select_factor, random_inits),
+        }
+    png = report.plot(test_curves, result, loss_name, os.path.join(workdir, "loss_curves.png"))
+    if config.report.figure:
+        os.makedirs(os.path.dirname(os.path.abspath(config.report.figure)), exist_ok=True)
+        shutil.copyfile(png, config.report.figure)
+    md = report.markdown(result, loss_name)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(md + "\n")
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(result, f, indent=1, allow_nan=False)
+    logging.info("results:\n%s", md)
+    return result

@@ -1,0 +1,120 @@
+"""MARS starts (spare width, logistic refit) and random starts of the study's MLP."""
+
+import jax
+import numpy as np
+import pytest
+
+from spline import data as data_lib
+from spline import preprocess, starts
+from spline.convert import min_widths
+from tests.spline.conftest import load_config
+
+WIDTHS = (32, 32)
+
+
+def _net64(params, z):
+    h = np.asarray(z, np.float64)
+    for i in range(len(params)):
+        layer = params[f"Dense_{i}"]
+        h = h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+        if i < len(params) - 1:
+            h = np.maximum(h, 0.0)
+    return h
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    config = load_config("spline_diabetes")
+    config.mars.max_terms = 15
+    data = data_lib.load_data(config.dataset)
+    prep = preprocess.prepare(data)
+    return config, data, prep
+
+
+def _start(config, data, prep, name, key=0):
+    fill, scale = starts.spare_width(name, config.mars)
+    target = starts.mars_target(data, prep)
+    model = starts.fit_mars(config.mars, data.x_train, target, fill=fill, widths=WIDTHS)
+    params = starts.mars_params(
+        model,
+        data,
+        prep,
+        widths=WIDTHS,
+        key=jax.random.key(key),
+        fill=fill,
+        random_scale=scale,
+        balance=True,
+        logistic_c=1.0,
+    )
+    return model, params
+
+
+@pytest.mark.parametrize("name", ["mars_grow", "mars_pruned", "mars_he_spare"])
+def test_mars_starts_compute_the_fit(diabetes, name):
+    config, data, prep = diabetes
+    model, params = _start(config, data, prep, name)
+    got = _net64(params, prep.z_val)[:, 0]
+    np.testing.assert_allclose(got, model.predict(data.x_val)[:, 0], atol=1e-4)
+    assert [params[f"Dense_{i}"]["bias"].shape[0] for i in range(2)] == list(WIDTHS)
+
+
+def test_grow_fills_the_width_with_a_thresh0_fit(diabetes):
+    config, data, prep = diabetes
+    grown, params = _start(config, data, prep, "mars_grow")
+    configured, _ = _start(config, data, prep, "mars_pruned")
+    # thresh 0 and max_terms = width + 1: a longer forward pass than the configured fit's.
+    assert len(configured.forward_terms_) <= config.mars.max_terms
+    assert len(configured.forward_terms_) < len(grown.forward_terms_) <= WIDTHS[0] + 1
+    need = min_widths(grown)[0]
+    w1 = np.asarray(params["Dense_0"]["kernel"])
+    # Units past the converted ones: first the pruned hinges (one input each), then random.
+    single_input = np.sum(w1[:, need:] != 0, 0) == 1
+    n_spare = int(np.argmin(single_input)) if not single_input.all() else len(single_input)
+    assert n_spare >= len(grown.forward_terms_) - len(grown.terms_) - 1 > 0
+
+
+def test_random_units_scale(diabetes):
+    config, data, prep = diabetes
+    model, small = _start(config, data, prep, "mars_pruned")
+    _, full = _start(config, data, prep, "mars_he_spare")
+    need = min_widths(model)[0]
+    n_spare = len(model.forward_terms_) - len(model.terms_)  # degree-1 hinges: a unit each
+    w_small = np.asarray(small["Dense_0"]["kernel"])[:, need + n_spare + 2 :]
+    w_full = np.asarray(full["Dense_0"]["kernel"])[:, need + 2 :]
+    d = prep.z_train.shape[1]
+    assert np.std(w_full) == pytest.approx(np.sqrt(2.0 / d), rel=0.2)
+    assert np.std(w_small) == pytest.approx(config.mars.spare_scale * np.sqrt(2.0 / d), rel=0.2)
+
+
+def test_digits_one_hot_fit_and_logistic_refit():
+    config = load_config("spline_digits", "quick")
+    data = data_lib.load_data(config.dataset)
+    keep = np.isin(data.y_train, [0, 1, 2])  # three classes keep the fit small
+    data = data_lib.Data(
+        data.x_train[keep][:300],
+        data.y_train[keep][:300],
+        data.x_val,
+        data.y_val,
+        data.x_test,
+        data.y_test,
+        True,
+        3,
+    )
+    cols = np.ptp(data.x_train, 0) > 0
+    data.x_train, data.x_val, data.x_test = (
+        a[:, cols] for a in (data.x_train, data.x_val, data.x_test)
+    )
+    prep = preprocess.prepare(data, "global")
+    model, params = _start(config, data, prep, "mars_pruned")
+    assert model.n_outputs_ == 3
+    logits = _net64(params, prep.z_train)
+    # The refit output layer classifies the training digits almost perfectly.
+    assert np.mean(np.argmax(logits, 1) == data.y_train) > 0.95
+
+
+def test_random_starts_and_names():
+    p = starts.random_params("he", (64, 1), 10, jax.random.key(0))
+    assert np.std(np.asarray(p["Dense_0"]["kernel"])) == pytest.approx(np.sqrt(2 / 10), rel=0.15)
+    assert np.all(np.asarray(p["Dense_0"]["bias"]) == 0)
+    with pytest.raises(ValueError, match="'lecun'"):
+        starts.check_init("lecun")
