@@ -359,25 +359,29 @@ def min_widths(model: MARS, surrogate: str | None = None) -> list[int]:
     return [w.shape[1] for w, _ in layers[:-1]]
 
 
-def spare_terms_of(model: MARS, budget: int) -> list[Term]:
-    """Terms of the forward pass that the backward pass pruned, in forward order, that fit.
+def spare_terms_of(model: MARS, budget: int, source: MARS | None = None) -> list[Term]:
+    """Degree-1 hinges of a forward pass that ``model`` does not use, in forward order, that fit.
 
     Args:
-      model: a fitted degree-1 ``MARS`` (``forward_terms_`` and ``terms_``).
+      model: a fitted degree-1 ``MARS`` (its ``terms_`` are left out).
       budget: first-layer units available for them (hidden width minus ``min_widths``).
+      source: the fit whose ``forward_terms_`` supply the hinges: ``model`` itself (None; the
+        terms its backward pass pruned) or a longer fit on the same data (e.g. ``thresh = 0``).
 
     Returns:
-      The longest prefix of the pruned terms whose ``unit_count`` sum is at most ``budget``
-      (earlier forward terms reduced the residual more).
+      The longest prefix of those terms whose ``unit_count`` sum is at most ``budget`` (earlier
+      forward terms reduced the residual more).
 
     """
-    kept = {id(t) for t in model.terms_}
+    source = model if source is None else source
+    kept = {_factor_key(t) for t in model.terms_[1:]}
     out, used = [], 0
-    for term in model.forward_terms_:
-        if term.is_intercept or id(term) in kept:
+    for term in source.forward_terms_:
+        if term.is_intercept or term.degree != 1 or _factor_key(term) in kept:
             continue
         if used + unit_count(term) > budget:
             break
+        kept.add(_factor_key(term))
         out.append(term)
         used += unit_count(term)
     return out

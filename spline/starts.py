@@ -6,8 +6,10 @@ hidden width the fit does not need, and, for classification, refit the output la
 multinomial logistic regression on the hidden features. Spare width (``SPARE_FILLS``):
 
 - ``"pruned"``: the terms the backward pass pruned, then random units;
-- ``"grow"``: a second fit with ``thresh = 0`` and ``max_terms`` = the hidden width + 1, whose
-  selected terms are the model and whose pruned terms fill the width, then random units;
+- ``"grow"``: the hinges of a second forward pass, ``thresh = 0`` and ``max_terms`` = the hidden
+  width + 1, that the model does not use, then random units. The network still computes the
+  configured fit: the grown fit's own selected model has many near-collinear hinge pairs with
+  large, cancelling coefficients (up to 500 on Friedman #1) and trains unstably;
 - ``"random"``: random units only.
 
 Random units get He-normal incoming weights times a scale and zero outgoing weights.
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from spline.basis import Term
 from spline.convert import min_widths, spare_terms_of, to_dense
 from spline.data import Data
 from spline.init import MLP
@@ -84,33 +87,43 @@ def mars_target(data: Data, prep: Prepared) -> np.ndarray:
     return prep.t_train.astype(np.float64)
 
 
-def fit_mars(
-    mars_cfg: ml_collections.ConfigDict,
-    x: np.ndarray,
-    target: np.ndarray,
-    *,
-    fill: str,
-    widths: Sequence[int],
-) -> MARS:
-    """Fit the model a MARS start converts.
+def fit_mars(mars_cfg: ml_collections.ConfigDict, x: np.ndarray, target: np.ndarray) -> MARS:
+    """Fit the model a MARS start converts (``mars_cfg``: ``max_terms``, ``degree``, ``thresh``).
 
     Args:
-      mars_cfg: ``max_terms``, ``degree``, ``thresh``.
       x: [N, d] training inputs (raw units; the standardization is folded in at conversion).
       target: [N, K] from ``mars_target``.
-      fill: the spare-width rule; ``"grow"`` fits with ``thresh = 0`` and ``max_terms =
-        min(widths) + 1`` instead of the configured values.
-      widths: hidden widths of the network.
-
-    Returns:
-      The fitted model.
 
     """
-    if fill == "grow":
-        return MARS(max_terms=min(widths) + 1, degree=mars_cfg.degree, thresh=0.0).fit(x, target)
     return MARS(max_terms=mars_cfg.max_terms, degree=mars_cfg.degree, thresh=mars_cfg.thresh).fit(
         x, target
     )
+
+
+def fit_spare_source(
+    mars_cfg: ml_collections.ConfigDict, x: np.ndarray, target: np.ndarray, widths: Sequence[int]
+) -> MARS:
+    """The ``"grow"`` fill's fit: ``thresh = 0``, ``max_terms = min(widths) + 1`` (one hinge per
+    unit of the narrowest hidden layer), whose forward terms supply spare hinges.
+    """
+    return MARS(max_terms=min(widths) + 1, degree=mars_cfg.degree, thresh=0.0).fit(x, target)
+
+
+def spare_terms(
+    model: MARS, widths: Sequence[int], fill: str, spare_source: MARS | None = None
+) -> list[Term]:
+    """The hinges a MARS start puts in the spare width (none for ``"random"`` or degree 2).
+
+    Raises:
+      ValueError: ``fill="grow"`` without ``spare_source``.
+
+    """
+    if fill == "grow" and spare_source is None:
+        raise ValueError("fill='grow' needs spare_source=fit_spare_source(...)")
+    if fill == "random" or model.max_degree_ > 1:
+        return []
+    budget = min(widths) - min_widths(model)[0]
+    return spare_terms_of(model, budget, spare_source if fill == "grow" else None)
 
 
 def mars_params(
@@ -124,6 +137,7 @@ def mars_params(
     random_scale: float,
     balance: bool,
     logistic_c: float,
+    spare_source: MARS | None = None,
 ) -> dict:
     """Convert a fitted model into the MLP's parameters (classification: refit the output layer).
 
@@ -133,6 +147,7 @@ def mars_params(
       widths: hidden widths.
       key: draws the random units.
       fill, random_scale: the spare-width rule (``spare_width``).
+      spare_source: for ``fill="grow"``, the fit from ``fit_spare_source``.
       balance: equalize the converted units' incoming and outgoing norms.
       logistic_c: inverse L2 strength of the logistic refit (classification).
 
@@ -140,7 +155,8 @@ def mars_params(
       ``{"Dense_0": ..., "Dense_L": ...}`` float32.
 
     Raises:
-      ValueError: when the fit needs more hidden units or layers than ``widths`` has.
+      ValueError: when the fit needs more hidden units or layers than ``widths`` has, or
+        ``fill="grow"`` comes without ``spare_source``.
 
     """
     widths = list(widths)
@@ -149,9 +165,7 @@ def mars_params(
     need = min_widths(model, surrogate)
     if len(need) > len(widths) or any(n > w for n, w in zip(need, widths, strict=False)):
         raise ValueError(f"MARS needs hidden widths >= {need}, config.model.widths is {widths}")
-    spare = []
-    if fill != "random" and surrogate is None:
-        spare = spare_terms_of(model, min(widths) - need[0])
+    spare = spare_terms(model, widths, fill, spare_source)
     params = to_dense(
         model,
         input_mean=prep.x_mean,

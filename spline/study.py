@@ -32,7 +32,7 @@ from absl import logging
 
 from spline import data as data_lib
 from spline import lr_select, report, starts, trainer
-from spline.convert import min_widths
+from spline.convert import min_widths, unit_count
 from spline.mars import MARS
 from spline.preprocess import INPUT_SCALES, Prepared, prepare
 
@@ -187,24 +187,29 @@ class _Starts:
     def fill(self, init: str) -> tuple[str, float]:
         return starts.spare_width(init, self.config.mars)
 
-    def fit(self, fill: str) -> MARS:
-        """The fit behind a spare-width rule (the configured fit unless ``"grow"``), cached."""
-        key = "grow" if fill == "grow" else "configured"
-        if key not in self.fits:
-            self.fits[key] = self.fit_now(fill)
-        return self.fits[key]
+    def fit(self, kind: str) -> MARS:
+        """The ``"configured"`` fit or the ``"grow"`` fill's thresh-0 fit, cached."""
+        if kind not in self.fits:
+            self.fits[kind] = self.fit_now(kind)
+        return self.fits[kind]
 
-    def fit_now(self, fill: str) -> MARS:
-        return starts.fit_mars(
-            self.config.mars, self.data.x_train, self.target, fill=fill, widths=self.widths
-        )
+    def fit_now(self, kind: str) -> MARS:
+        if kind == "grow":
+            return starts.fit_spare_source(
+                self.config.mars, self.data.x_train, self.target, self.widths
+            )
+        return starts.fit_mars(self.config.mars, self.data.x_train, self.target)
+
+    def fit_kinds(self, init: str) -> list[str]:
+        """The fits a start needs (and whose time it pays)."""
+        return ["configured", "grow"] if self.fill(init)[0] == "grow" else ["configured"]
 
     def params(self, init: str, key: jax.Array) -> dict:
         if init in starts.RANDOM_INITS:
             return starts.random_params(init, self.features, self.prep.z_train.shape[1], key)
         fill, scale = self.fill(init)
         return starts.mars_params(
-            self.fit(fill),
+            self.fit("configured"),
             self.data,
             self.prep,
             widths=self.widths,
@@ -213,6 +218,7 @@ class _Starts:
             random_scale=scale,
             balance=self.config.mars.balance,
             logistic_c=self.config.mars.logistic_c,
+            spare_source=self.fit("grow") if fill == "grow" else None,
         )
 
 
@@ -332,15 +338,15 @@ def measure_times(config, workdir: str, source: _Starts, prep: Prepared, chosen:
         for opt in config.optimizers
     }
     starting = {m: source.params(m, init_keys[0]) for m in config.inits}  # also compiles
-    fills = sorted({source.fill(m)[0] for m in config.inits if m in starts.MARS_STARTS})
-    fit_kinds = sorted({"grow" if f == "grow" else "configured" for f in fills})
+    mars_inits = [m for m in config.inits if m in starts.MARS_STARTS]
+    fit_kinds = sorted({k for m in mars_inits for k in source.fit_kinds(m)})
     raw_epoch = {opt: {m: [] for m in config.inits} for opt in config.optimizers}
     raw_build = {m: [] for m in config.inits}
     raw_fit = {k: [] for k in fit_kinds}
     for rep in range(config.timing.repeats):
         for kind in fit_kinds:
             start = time.perf_counter()
-            source.fit_now("grow" if kind == "grow" else "pruned")
+            source.fit_now(kind)
             raw_fit[kind].append(time.perf_counter() - start)
         for m in config.inits:
             start = time.perf_counter()
@@ -355,8 +361,7 @@ def measure_times(config, workdir: str, source: _Starts, prep: Prepared, chosen:
     for m in config.inits:
         build = float(np.median(raw_build[m]))
         if m in starts.MARS_STARTS:
-            kind = "grow" if source.fill(m)[0] == "grow" else "configured"
-            init_seconds[m] = fit[kind] + build
+            init_seconds[m] = sum(fit[k] for k in source.fit_kinds(m)) + build
         else:
             init_seconds[m] = build
     out = {
@@ -375,23 +380,28 @@ def measure_times(config, workdir: str, source: _Starts, prep: Prepared, chosen:
 
 
 def _mars_summary(source: _Starts, config) -> dict:
-    out = {}
+    model = source.fit("configured")
+    surrogate = "min" if model.max_degree_ > 1 else None
+    out = {
+        "terms": len(model.terms_),
+        "forward_terms": len(model.forward_terms_),
+        "converted_units": min_widths(model, surrogate),
+        "widths": list(source.widths),
+        "rsq": float(model.rsq_),
+        "starts": {},
+    }
     for m in config.inits:
-        if m not in starts.MARS_STARTS:
-            continue
-        fill, scale = source.fill(m)
-        model = source.fit(fill)
-        surrogate = "min" if model.max_degree_ > 1 else None
-        need = min_widths(model, surrogate)
-        out[m] = {
-            "spare": fill,
-            "random_scale": scale,
-            "terms": len(model.terms_),
-            "forward_terms": len(model.forward_terms_),
-            "converted_units": need,
-            "widths": list(source.widths),
-            "rsq": float(model.rsq_),
-        }
+        if m in starts.MARS_STARTS:
+            fill, scale = source.fill(m)
+            grown = source.fit("grow") if fill == "grow" else None
+            spare = starts.spare_terms(model, source.widths, fill, grown)
+            out["starts"][m] = {
+                "spare": fill,
+                "random_scale": scale,
+                "spare_units": sum(unit_count(t) for t in spare),
+            }
+    if "grow" in source.fits:
+        out["grow_forward_terms"] = len(source.fits["grow"].forward_terms_)
     return out
 
 

@@ -195,6 +195,12 @@ def test_spare_terms_of_takes_a_prefix_that_fits(fitted_pruned):
     kept = {id(t) for t in model.terms_}
     pruned = [t for t in model.forward_terms_ if not t.is_intercept and id(t) not in kept]
     assert spare_terms_of(model, 10**6) == pruned
+    # From a longer fit: its hinges minus the model's own terms.
+    longer = MARS(max_terms=31, thresh=0.0).fit(*_data())
+    own = {(t.variable, t.knot, t.direction) for t in model.terms_}
+    extra = spare_terms_of(model, 10**6, longer)
+    assert len(extra) > len(pruned)
+    assert not own & {(t.variable, t.knot, t.direction) for t in extra}
     assert spare_terms_of(model, 0) == []
     first = spare_terms_of(model, unit_count(pruned[0]))
     assert first == pruned[:1]

@@ -6,7 +6,7 @@ import pytest
 
 from spline import data as data_lib
 from spline import preprocess, starts
-from spline.convert import min_widths
+from spline.convert import min_widths, unit_count
 from tests.spline.conftest import load_config
 
 WIDTHS = (32, 32)
@@ -34,7 +34,10 @@ def diabetes():
 def _start(config, data, prep, name, key=0):
     fill, scale = starts.spare_width(name, config.mars)
     target = starts.mars_target(data, prep)
-    model = starts.fit_mars(config.mars, data.x_train, target, fill=fill, widths=WIDTHS)
+    model = starts.fit_mars(config.mars, data.x_train, target)
+    grown = None
+    if fill == "grow":
+        grown = starts.fit_spare_source(config.mars, data.x_train, target, WIDTHS)
     params = starts.mars_params(
         model,
         data,
@@ -45,40 +48,50 @@ def _start(config, data, prep, name, key=0):
         random_scale=scale,
         balance=True,
         logistic_c=1.0,
+        spare_source=grown,
     )
-    return model, params
+    return model, params, grown
 
 
 @pytest.mark.parametrize("name", ["mars_grow", "mars_pruned", "mars_he_spare"])
 def test_mars_starts_compute_the_fit(diabetes, name):
     config, data, prep = diabetes
-    model, params = _start(config, data, prep, name)
+    model, params, _ = _start(config, data, prep, name)
     got = _net64(params, prep.z_val)[:, 0]
     np.testing.assert_allclose(got, model.predict(data.x_val)[:, 0], atol=1e-4)
     assert [params[f"Dense_{i}"]["bias"].shape[0] for i in range(2)] == list(WIDTHS)
 
 
-def test_grow_fills_the_width_with_a_thresh0_fit(diabetes):
+def test_grow_fills_the_width_from_a_thresh0_fit(diabetes):
     config, data, prep = diabetes
-    grown, params = _start(config, data, prep, "mars_grow")
-    configured, _ = _start(config, data, prep, "mars_pruned")
+    model, params, grown = _start(config, data, prep, "mars_grow")
     # thresh 0 and max_terms = width + 1: a longer forward pass than the configured fit's.
-    assert len(configured.forward_terms_) <= config.mars.max_terms
-    assert len(configured.forward_terms_) < len(grown.forward_terms_) <= WIDTHS[0] + 1
-    need = min_widths(grown)[0]
+    assert len(model.forward_terms_) <= config.mars.max_terms
+    assert len(model.forward_terms_) < len(grown.forward_terms_) <= WIDTHS[0] + 1
+    need = min_widths(model)[0]
+    spare = starts.spare_terms(model, WIDTHS, "grow", grown)
+    n_spare = sum(unit_count(t) for t in spare)
+    # More hinges than the configured fit's own pruned terms give.
+    assert n_spare > sum(unit_count(t) for t in starts.spare_terms(model, WIDTHS, "pruned"))
     w1 = np.asarray(params["Dense_0"]["kernel"])
-    # Units past the converted ones: first the pruned hinges (one input each), then random.
-    single_input = np.sum(w1[:, need:] != 0, 0) == 1
-    n_spare = int(np.argmin(single_input)) if not single_input.all() else len(single_input)
-    assert n_spare >= len(grown.forward_terms_) - len(grown.terms_) - 1 > 0
+    # Spare units read one input each (the term's variable), random units read all.
+    variables = [t.variable for t in spare for _ in range(unit_count(t))]
+    for col, variable in zip(range(need, need + n_spare), variables, strict=True):
+        assert np.flatnonzero(w1[:, col]).tolist() == [variable]
+    assert np.all(w1[:, need + n_spare :] != 0)
+    # No spare hinge repeats one of the model's own terms.
+    own = {(t.variable, t.knot, t.direction) for t in model.terms_[1:]}
+    assert not own & {(t.variable, t.knot, t.direction) for t in spare}
+    with pytest.raises(ValueError, match="spare_source"):
+        starts.spare_terms(model, WIDTHS, "grow")
 
 
 def test_random_units_scale(diabetes):
     config, data, prep = diabetes
-    model, small = _start(config, data, prep, "mars_pruned")
-    _, full = _start(config, data, prep, "mars_he_spare")
+    model, small, _ = _start(config, data, prep, "mars_pruned")
+    _, full, _ = _start(config, data, prep, "mars_he_spare")
     need = min_widths(model)[0]
-    n_spare = len(model.forward_terms_) - len(model.terms_)  # degree-1 hinges: a unit each
+    n_spare = sum(unit_count(t) for t in starts.spare_terms(model, WIDTHS, "pruned"))
     w_small = np.asarray(small["Dense_0"]["kernel"])[:, need + n_spare + 2 :]
     w_full = np.asarray(full["Dense_0"]["kernel"])[:, need + 2 :]
     d = prep.z_train.shape[1]
@@ -105,7 +118,7 @@ def test_digits_one_hot_fit_and_logistic_refit():
         a[:, cols] for a in (data.x_train, data.x_val, data.x_test)
     )
     prep = preprocess.prepare(data, "global")
-    model, params = _start(config, data, prep, "mars_pruned")
+    model, params, _ = _start(config, data, prep, "mars_pruned")
     assert model.n_outputs_ == 3
     logits = _net64(params, prep.z_train)
     # The refit output layer classifies the training digits almost perfectly.
