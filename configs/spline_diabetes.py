@@ -8,7 +8,7 @@ Variant ``quick``: a smoke run. Results: docs/spline.md.
 
 import ml_collections
 
-from spline.study import apply_quick, base_config, parse_variants
+from spline.study_config import apply_quick, base_config, parse_variants
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -11,7 +11,7 @@ a minute or two); combine as ``:large,quick``. Results: docs/spline.md.
 
 import ml_collections
 
-from spline.study import apply_quick, base_config, parse_variants
+from spline.study_config import apply_quick, base_config, parse_variants
 
 PAPER_LIKE_ROWS = 5_000  # 3,200 train / 800 validation / 1,000 test, the size of the paper's sets
 LARGE_ROWS = 156_250  # 100,000 training rows, where a MARS fit can pay for itself

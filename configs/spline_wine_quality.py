@@ -14,7 +14,7 @@ tfds.testing.mock_data.
 
 import ml_collections
 
-from spline.study import apply_quick, base_config, parse_variants
+from spline.study_config import apply_quick, base_config, parse_variants
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

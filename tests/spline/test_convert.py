@@ -17,6 +17,7 @@ from spline import (
 )
 from spline.basis import LINEAR
 from spline.convert import spare_terms_of, unit_count
+from tests.spline.conftest import mlp_float64
 
 N_FEATURES = 3
 
@@ -65,18 +66,6 @@ def _net(params, z):
     n = len(params)
     feats = [params[f"Dense_{i}"]["bias"].shape[0] for i in range(n)]
     return np.asarray(MLP(features=feats).apply({"params": params}, jnp.asarray(z)), np.float64)
-
-
-def _net64(params, z):
-    """The MLP in numpy float64: independent of the backend's matmul precision."""
-    h = np.asarray(z, np.float64)
-    n = len(params)
-    for i in range(n):
-        layer = params[f"Dense_{i}"]
-        h = h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
-        if i < n - 1:
-            h = np.maximum(h, 0.0)
-    return h
 
 
 def _assert_extra_units_silent(params, need):
@@ -271,7 +260,7 @@ def test_initializer_values_do_not_depend_on_matmul_precision(fitted, precision)
             np.testing.assert_array_equal(
                 np.asarray(variables["params"][layer][name]), np.asarray(value, np.float32)
             )
-    got = _net64(variables["params"], z)[:, 0]
+    got = mlp_float64(variables["params"], z)[:, 0]
     np.testing.assert_allclose(got, model.predict(x), atol=1e-5 * (1 + np.abs(got).max()))
 
 

@@ -7,19 +7,9 @@ import pytest
 from spline import data as data_lib
 from spline import preprocess, starts
 from spline.convert import min_widths, unit_count
-from tests.spline.conftest import load_config
+from tests.spline.conftest import load_config, mlp_float64
 
 WIDTHS = (32, 32)
-
-
-def _net64(params, z):
-    h = np.asarray(z, np.float64)
-    for i in range(len(params)):
-        layer = params[f"Dense_{i}"]
-        h = h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
-        if i < len(params) - 1:
-            h = np.maximum(h, 0.0)
-    return h
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +47,7 @@ def _start(config, data, prep, name, key=0):
 def test_mars_starts_compute_the_fit(diabetes, name):
     config, data, prep = diabetes
     model, params, _ = _start(config, data, prep, name)
-    got = _net64(params, prep.z_val)[:, 0]
+    got = mlp_float64(params, prep.z_val)[:, 0]
     np.testing.assert_allclose(got, model.predict(data.x_val)[:, 0], atol=1e-4)
     assert [params[f"Dense_{i}"]["bias"].shape[0] for i in range(2)] == list(WIDTHS)
 
@@ -120,7 +110,7 @@ def test_digits_one_hot_fit_and_logistic_refit():
     prep = preprocess.prepare(data, "global")
     model, params, _ = _start(config, data, prep, "mars_pruned")
     assert model.n_outputs_ == 3
-    logits = _net64(params, prep.z_train)
+    logits = mlp_float64(params, prep.z_train)
     # The refit output layer classifies the training digits almost perfectly.
     assert np.mean(np.argmax(logits, 1) == data.y_train) > 0.95
 

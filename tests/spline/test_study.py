@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from spline import study, trainer
+from spline import study, study_config, trainer
 from tests.spline.conftest import load_config
 
 DATASETS = ("spline_friedman1", "spline_diabetes", "spline_digits", "spline_wine_quality")
@@ -27,8 +27,8 @@ def _tiny(name="spline_diabetes"):
 @pytest.mark.parametrize("name", DATASETS)
 def test_configs_load_with_and_without_quick(name):
     full, quick = load_config(name), load_config(name, "quick")
-    study.validate(full)
-    study.validate(quick)
+    study_config.validate(full)
+    study_config.validate(quick)
     assert quick.train.epochs < full.train.epochs and quick.num_seeds < full.num_seeds
     assert full.num_seeds == 5 and set(full.optimizers) == {"adam", "sgd"}
     for grid in full.train.lr_grid.values():
