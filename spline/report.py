@@ -219,6 +219,7 @@ def plot(curves: Mapping, result: Mapping, loss_name: str, path: str) -> str:
             # Epoch 0 is the start: linear below 1; seconds are all positive (init time).
             if xlabel == "epoch":
                 ax.set_xscale("symlog", linthresh=1)
+                ax.set_xlim(left=0)
             else:
                 ax.set_xscale("log")
             ax.set_xlabel(xlabel)
