@@ -41,7 +41,7 @@ from spline.study_config import validate
 class _Starts:
     """Every init's starting parameters per seed, and the MARS fits behind them."""
 
-    def __init__(self, config: ml_collections.ConfigDict, data, prep: Prepared):
+    def __init__(self, config: ml_collections.ConfigDict, data: data_lib.Data, prep: Prepared):
         self.config, self.data, self.prep = config, data, prep
         self.widths = tuple(config.model.widths)
         self.features = (*self.widths, prep.outputs)
@@ -98,13 +98,16 @@ def _stack(trees: Sequence[dict]) -> dict:
 
 
 def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Refuse to resume a workdir that holds a study of another config."""
+    """Refuse to resume a workdir that holds a study of another config (``report`` aside: it
+    changes the tables, not what was trained).
+    """
     path = os.path.join(workdir, "config.json")
     current = config.to_json_best_effort(sort_keys=True)
     if os.path.exists(path):
         with open(path) as f:
-            saved = f.read()
-        if json.loads(saved) != json.loads(current):
+            saved = json.load(f)
+        saved.pop("report", None)
+        if saved != {k: v for k, v in json.loads(current).items() if k != "report"}:
             raise ValueError(
                 f"workdir {workdir!r} holds a study of another config ({path}); use a new workdir"
             )
@@ -117,7 +120,9 @@ def _unit_path(workdir: str, opt: str, init: str) -> str:
     return os.path.join(workdir, "units", f"{opt}__{init}.npz")
 
 
-def train_units(config, workdir: str, source: _Starts, prep: Prepared) -> dict:
+def train_units(
+    config: ml_collections.ConfigDict, workdir: str, source: _Starts, prep: Prepared
+) -> dict:
     """Validation and test curves of every (optimizer, init), computed or loaded from workdir.
 
     Returns:
@@ -160,7 +165,7 @@ def train_units(config, workdir: str, source: _Starts, prep: Prepared) -> dict:
     return out
 
 
-def select(config, curves: dict) -> dict:
+def select(config: ml_collections.ConfigDict, curves: dict) -> dict:
     """Per optimizer: the reference loss and each init's chosen learning rate."""
     random_inits = [m for m in config.inits if m in starts.RANDOM_INITS]
     out = {}
@@ -178,7 +183,9 @@ def select(config, curves: dict) -> dict:
     return out
 
 
-def measure_times(config, workdir: str, source: _Starts, prep: Prepared, chosen: dict) -> dict:
+def measure_times(
+    config: ml_collections.ConfigDict, workdir: str, source: _Starts, prep: Prepared, chosen: dict
+) -> dict:
     """Median single-network seconds per epoch and per start, interleaved across inits.
 
     Args:
@@ -243,7 +250,7 @@ def measure_times(config, workdir: str, source: _Starts, prep: Prepared, chosen:
     return out
 
 
-def _mars_summary(source: _Starts, config) -> dict:
+def _mars_summary(source: _Starts, config: ml_collections.ConfigDict) -> dict:
     model = source.fit("configured")
     surrogate = "min" if model.max_degree_ > 1 else None
     out = {
