@@ -3,7 +3,9 @@ r"""scikit-learn's diabetes (442 rows, 10 inputs): MARS against random inits, ML
   python scripts/spline_experiment.py --config=configs/spline_diabetes.py \
       --workdir=runs/spline_diabetes
 
-Variant ``quick``: a smoke run. Results: docs/spline.md.
+Variant ``quick``: a smoke run. Measured (docs/spline.md): no MARS start reaches 1.05x the best
+random-init validation MSE (71 validation rows), though MARS starts have the lowest test MSE at
+every budget.
 """
 
 import ml_collections

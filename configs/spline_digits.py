@@ -4,7 +4,9 @@ MLP 61-128-10 (the 61 pixels not constant on the training rows).
   python scripts/spline_experiment.py --config=configs/spline_digits.py \
       --workdir=runs/spline_digits
 
-Variant ``quick``: a smoke run. Results: docs/spline.md.
+Variant ``quick``: a smoke run. Measured (docs/spline.md): MARS starts begin at test cross-entropy
+0.09-0.11 after one epoch (random 1.4-1.6) but plateau above the best random-init validation loss;
+the logistic refit alone takes about 10 s.
 """
 
 import ml_collections
