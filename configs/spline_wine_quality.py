@@ -1,5 +1,5 @@
 r"""The paper's Wine Quality (white wines, 11 inputs) through TFDS without TensorFlow
-(``spline.wine_quality``: TFDS's own builder needs TensorFlow).
+(``spline.wine_quality``: TFDS's own builder needs TensorFlow), MLP 11-64-1.
 
 Prepare once (online; array_record so that tfds.data_source reads it without TensorFlow):
 
@@ -8,16 +8,22 @@ Prepare once (online; array_record so that tfds.data_source reads it without Ten
   python scripts/spline_experiment.py --config=configs/spline_wine_quality.py \
       --workdir=runs/spline_wine_quality
 
-Not measured on this machine (no internet); tested with tfds.testing.mock_data.
+Variant ``quick``: a smoke run. Not measured on the project's machines (no internet); tested with
+tfds.testing.mock_data.
 """
 
-from configs import spline_diabetes
+import ml_collections
+
+from spline.study_config import apply_quick, base_config, parse_variants
 
 
-def get_config():
-    config = spline_diabetes.get_config()
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variants = parse_variants(arg)
+    config = base_config()
     config.dataset.name = "wine_quality"
     config.dataset.tfds_name = "wine_quality_np/white"
-    config.train.epochs = 100
-    config.train.batch_size = 128
+    config.model.widths = (64,)
+    config.train.batch_size = 64
+    if "quick" in variants:
+        apply_quick(config)
     return config

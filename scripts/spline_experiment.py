@@ -1,29 +1,24 @@
-r"""MARS vs He vs Glorot initialization: ``spline.experiment.run`` behind absl flags.
+r"""The spline-initialization study of one data set: ``spline.study.run`` behind absl flags.
 
-python scripts/spline_experiment.py --config=configs/spline_diabetes.py --workdir=runs/x \
-      [--config.train.epochs=50 ...]
+  python scripts/spline_experiment.py --config=configs/spline_friedman1.py:quick \
+      --workdir=runs/spline_friedman1_quick [--config.train.epochs=50 ...]
+
+Rerunning the same command on the same workdir resumes a killed study.
 """
 
-import os
-import sys
+from absl import app, flags
+from ml_collections import config_flags
 
-# Configs import each other as `configs.*`; make the repository root importable when this file
-# is run as a script.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from spline import experiment  # noqa: E402
+from spline import study
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (plots, tables).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (units, tables, plot).")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    experiment.run(_CONFIG.value, _WORKDIR.value)
+    study.run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

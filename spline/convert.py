@@ -9,13 +9,21 @@ Options (each keeps the function exactly):
 - input standardization ``z = (x - mean) / std`` folded into the first layer;
 - scale balancing: a unit's incoming weights and bias times ``a > 0`` and its outgoing weights
   divided by ``a``, with ``a`` making the incoming and outgoing norms equal;
-- widening: extra units with random (He-normal) incoming and zero outgoing weights;
+- spare terms: hinges the model does not use (e.g. the terms its backward pass pruned) as extra
+  first-layer units with unit incoming norm (in standardized inputs) and zero outgoing weights:
+  they start as meaningful features and learn at once;
+- widening: extra units with random (He-normal, optionally scaled down) incoming and zero outgoing
+  weights;
 - deepening: identity layers, exact because ``relu(I h) = h`` for ``h >= 0``.
 
 Degree 2 (``surrogate="min"``): a product of two hinges is not CPWL. Each product ``f1 * f2`` is
 replaced by ``min(f1, f2) = f1 - relu(f1 - f2)`` (two hidden layers: the factors, then the mins)
 and the output weights are refit by least squares to the MARS predictions on given points. The
 network then equals ``surrogate_predict`` exactly and approximates the MARS model.
+
+Precision: every value is computed in numpy float64 and only cast to ``dtype`` at the end (jax
+places the values, it does no arithmetic on them), so the parameters do not depend on the backend
+or on ``jax.default_matmul_precision`` (a GPU's TF32 default included).
 
 Parameters follow Flax's ``nn.Dense`` layout, ``{"Dense_i": {"kernel": [in, out], "bias":
 [out]}}``, for ``spline.init.MLP``.
@@ -57,10 +65,20 @@ def _unit_rows(
     return [(w, s * (mean[j] - term.knot), 1.0, 0.0)]
 
 
-def _exact_layers(model: MARS, mean: np.ndarray, std: np.ndarray):
-    """One hidden layer reproducing a degree-1 model: ``[(W1, b1), (W2, b2)]`` float64."""
+def unit_count(term: Term) -> int:
+    """First-layer units of a degree-1 term in the exact conversion: 2 for linear, else 1."""
+    return 2 if term.direction == LINEAR else 1
+
+
+def _exact_layers(model: MARS, mean: np.ndarray, std: np.ndarray, spare: Sequence[Term] = ()):
+    """One hidden layer reproducing a degree-1 model: ``[(W1, b1), (W2, b2)]`` float64.
+
+    The units of ``spare`` follow the model's own units, scaled to unit incoming weight (in
+    standardized inputs), with zero outgoing weights.
+    """
     d = model.n_features_in_
     coef = model.coef_matrix_  # [n_terms, K]
+    k = coef.shape[1]
     ws, bs, outs = [], [], []
     b2 = coef[0].copy()
     for term, c in zip(model.terms_[1:], coef[1:], strict=True):
@@ -69,7 +87,14 @@ def _exact_layers(model: MARS, mean: np.ndarray, std: np.ndarray):
             bs.append(b)
             outs.append(sign * c)
             b2 = b2 + offset * c
-    k = coef.shape[1]
+    for term in spare:
+        # Any positive rescaling keeps the function (zero outgoing weight); unit weight in
+        # standardized inputs puts spare hinges on the scale of the inputs, not of x's units.
+        scale = 1.0 / std[term.variable]
+        for w, b, _, _ in _unit_rows(term, mean, std, d):
+            ws.append(w * scale)
+            bs.append(b * scale)
+            outs.append(np.zeros(k))
     w1 = np.stack(ws, 1) if ws else np.zeros((d, 0))
     w2 = np.stack(outs, 0) if outs else np.zeros((0, k))
     return [(w1, np.asarray(bs, dtype=np.float64)), (w2, b2)]
@@ -185,11 +210,12 @@ def _deepen(layers, n_hidden: int):
     return layers
 
 
-def _widen(layers, widths: Sequence[int], key: jax.Array, dtype):
+def _widen(layers, widths: Sequence[int], key: jax.Array, dtype, scale: float = 1.0):
     """Pad hidden layers to ``widths`` (jnp, so it runs under jit inside an initializer).
 
-    Extra units get He-normal incoming weights (from every unit of the previous layer), zero bias
-    and zero weights into every needed unit of the next layer, so the function is unchanged.
+    Extra units get He-normal incoming weights times ``scale`` (from every unit of the previous
+    layer), zero bias and zero weights into every needed unit of the next layer, so the function
+    is unchanged.
     """
     out = []
     prev_width = layers[0][0].shape[0]
@@ -206,7 +232,7 @@ def _widen(layers, widths: Sequence[int], key: jax.Array, dtype):
         if width > needed_out:
             key, sub = jax.random.split(key)
             extra = jax.random.normal(sub, (prev_width, width - needed_out), dtype)
-            kernel = kernel.at[:, needed_out:].set(np.sqrt(2.0 / prev_width) * extra)
+            kernel = kernel.at[:, needed_out:].set(scale * np.sqrt(2.0 / prev_width) * extra)
         out.append((kernel, bias))
         prev_width = width
     return out
@@ -239,6 +265,8 @@ def to_dense(
     key: jax.Array | None = None,
     surrogate: str | None = None,
     x: np.ndarray | None = None,
+    spare_terms: Sequence[Term] = (),
+    random_scale: float = 1.0,
     dtype=jnp.float32,
 ) -> dict:
     """Parameters of a ReLU MLP computing a fitted MARS model.
@@ -257,6 +285,11 @@ def to_dense(
       surrogate: None for the exact conversion of a degree-1 model; ``"min"`` for the CPWL
         surrogate of a degree-2 model (needs ``x``).
       x: [N, d] points on which the surrogate's output weights are refit.
+      spare_terms: degree-1 terms the model does not use (``spare_terms_of``), converted into
+        extra first-layer units after the model's own (``unit_count`` units each) with zero
+        outgoing weights; deeper identity layers carry them too. Exact conversion only.
+      random_scale: factor on the He-normal standard deviation of the random extra units (1:
+        He-normal; smaller keeps them from swamping the converted units once they learn).
       dtype: parameter dtype.
 
     Returns:
@@ -264,7 +297,8 @@ def to_dense(
 
     Raises:
       ValueError: unfitted model, a degree-2 model without a surrogate, unknown surrogate, bad
-        widths or standardization shapes, missing key or points.
+        widths or standardization shapes, missing key or points, spare terms that are not degree
+        1 or come with a surrogate, a negative ``random_scale``.
 
     """
     model._check_fitted()
@@ -277,6 +311,12 @@ def to_dense(
         )
     if np.any(std <= 0) or not np.all(np.isfinite(std)):
         raise ValueError(f"input_std must be positive and finite, got {std}")
+    if not random_scale >= 0:
+        raise ValueError(f"random_scale must be >= 0, got {random_scale}")
+    spare_terms = list(spare_terms)
+    bad = [t.name() for t in spare_terms if t.degree != 1]
+    if bad:
+        raise ValueError(f"spare_terms must be degree-1 terms, got {bad}")
     degree = model.max_degree_
     if surrogate is None:
         if degree > 1:
@@ -284,7 +324,12 @@ def to_dense(
                 f"a degree-{degree} MARS model is not piecewise linear and has no exact ReLU "
                 "conversion; pass surrogate='min' with x=... (points to refit on)"
             )
-        layers = _exact_layers(model, mean, std)
+        layers = _exact_layers(model, mean, std, spare_terms)
+    elif spare_terms:
+        raise ValueError(
+            f"spare_terms fill the exact conversion only, not surrogate={surrogate!r} "
+            f"({len(spare_terms)} spare terms given)"
+        )
     elif surrogate == "min":
         if x is None:
             raise ValueError("surrogate='min' needs x, the points on which to refit the outputs")
@@ -299,7 +344,7 @@ def to_dense(
         if any(w > lay[0].shape[1] for w, lay in zip(widths, layers, strict=False)):
             raise ValueError("widening adds random units: pass key=jax.random.key(...)")
         key = jax.random.key(0)  # unused: no extra units
-    layers = _widen(layers, widths, key, dtype)
+    layers = _widen(layers, widths, key, dtype, random_scale)
     return {f"Dense_{i}": {"kernel": w, "bias": b} for i, (w, b) in enumerate(layers)}
 
 
@@ -312,3 +357,31 @@ def min_widths(model: MARS, surrogate: str | None = None) -> list[int]:
         model, np.zeros(d), np.ones(d), np.zeros((len(model.terms_), model.n_outputs_))
     )
     return [w.shape[1] for w, _ in layers[:-1]]
+
+
+def spare_terms_of(model: MARS, budget: int, source: MARS | None = None) -> list[Term]:
+    """Degree-1 hinges of a forward pass that ``model`` does not use, in forward order, that fit.
+
+    Args:
+      model: a fitted degree-1 ``MARS`` (its ``terms_`` are left out).
+      budget: first-layer units available for them (hidden width minus ``min_widths``).
+      source: the fit whose ``forward_terms_`` supply the hinges: ``model`` itself (None; the
+        terms its backward pass pruned) or a longer fit on the same data (e.g. ``thresh = 0``).
+
+    Returns:
+      The longest prefix of those terms whose ``unit_count`` sum is at most ``budget`` (earlier
+      forward terms reduced the residual more).
+
+    """
+    source = model if source is None else source
+    kept = {_factor_key(t) for t in model.terms_[1:]}
+    out, used = [], 0
+    for term in source.forward_terms_:
+        if term.is_intercept or term.degree != 1 or _factor_key(term) in kept:
+            continue
+        if used + unit_count(term) > budget:
+            break
+        kept.add(_factor_key(term))
+        out.append(term)
+        used += unit_count(term)
+    return out
