@@ -7,10 +7,13 @@ One synthesis call (`FastSynthesizer.synthesize`, jittable, pure):
 3. `g_steps` inner steps, unrolled or as one `lax.scan` (`unroll`): loss, gradient, the
    lowest-loss iterate's images kept
    (loss measured before the update), update;
-4. the meta step: a persistent Adam (lr `meta_lr`) on G with one of three meta-gradients:
-   - `exact`: d/dG of the objective at the adapted (G'_K, z_K), differentiated through every inner
-     Adam step (second order; `remat` bounds its memory with `jax.checkpoint` on the scan body);
-   - `first_order`: the sum of the inner gradients, as the original code;
+4. the meta step: a persistent Adam (lr `meta_lr`) on G with one of the meta-gradients:
+   - `first_order`: the sum of the inner gradients, as the original code. It is the gradient of
+     the summed inner losses sum_k L_k(G'_k) with the inner steps held constant;
+   - `exact`: the exact gradient of that same objective, sum_k L_k(G'_k(G)), differentiated
+     through every inner Adam step (second order; `remat` bounds its memory with
+     `jax.checkpoint` on the scan body). Same objective as `first_order`, so the two differ only
+     by the second-order terms;
    - `reptile`: `reptile_factor * (G - G'_K)`;
 5. the BN momentum statistics are updated from the last inner step.
 With `meta=False` (the ablation) G is re-initialized every call and never meta-updated.
@@ -30,7 +33,13 @@ from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis.objective import Objective
 from fastdfkd_jax.synthesis.steps import run_steps
 
-META_GRADIENTS = ("exact", "first_order", "reptile")
+# Besides the three of the module docstring, two variants measured against them: 'exact_final'
+# (the exact gradient of the final loss L_K(G'_K, z_K), MAML's objective) and 'surrogate' (the
+# exact sum's gradient with each inner Adam step differentiated as momentum SGD of the same
+# length: Adam's update forward, straight-through backward).
+META_GRADIENTS = ("exact", "exact_final", "surrogate", "first_order", "reptile")
+# Meta-gradients that differentiate through the inner steps.
+SECOND_ORDER = ("exact", "exact_final", "surrogate")
 
 
 @flax.struct.dataclass
@@ -55,8 +64,9 @@ class FastSynthesizer:
       lr_g, lr_z: inner Adam learning rates of the generator and of z.
       meta_lr: the meta Adam's learning rate (the original uses lr_g * g_steps).
       inner_betas, meta_betas: Adam (b1, b2) of the inner and meta optimizers.
-      inner_eps_root: added under Adam's square root; > 0 keeps the second-order gradient finite for
-        parameters whose inner gradient is exactly zero (e.g. a Dense bias before a BatchNorm).
+      inner_eps_root: added under the inner Adam's square root for the exact meta-gradients only
+        (the original's Adam has none); > 0 keeps the second-order gradient finite for parameters
+        whose inner gradient is exactly zero (e.g. a Dense bias before a BatchNorm).
       meta_gradient: one of `META_GRADIENTS`.
       reptile_factor: scale of the Reptile meta-gradient.
       meta: False for the non-meta ablation.
@@ -100,8 +110,12 @@ class FastSynthesizer:
     def inner_optimizer(self) -> optax.GradientTransformation:
         b1, b2 = self.inner_betas
 
+        # eps_root keeps d sqrt(v) / dv finite where an inner gradient is exactly zero; only the
+        # second-order meta-gradients differentiate through it. The original's Adam has none.
+        eps_root = self.inner_eps_root if self.meta_gradient in ("exact", "exact_final") else 0.0
+
         def adam(lr):
-            return optax.adam(lr, b1=b1, b2=b2, eps_root=self.inner_eps_root)
+            return optax.adam(lr, b1=b1, b2=b2, eps_root=eps_root)
 
         return optax.multi_transform(
             {"g": adam(self.lr_g), "z": adam(self.lr_z)},
@@ -143,15 +157,16 @@ class FastSynthesizer:
         """Runs the `g_steps` inner steps from `meta_params` and z0.
 
         Returns:
-          (meta objective, aux). The meta objective is the loss at the adapted (G'_K, z_K) when
-          `meta_gradient == 'exact'` (it is what `jax.grad` differentiates), else the loss of the
-          last inner step. aux: `best_images` [B,H,W,C], `best_loss`, `grad_sum` (sum of the inner
+          (meta objective, aux). The meta objective is what `jax.grad` differentiates for the
+          second-order meta-gradients: the sum of the inner losses for 'exact' (and 'surrogate'),
+          the loss at the adapted (G'_K, z_K) for 'exact_final'; else the loss of the last inner
+          step. aux: `best_images` [B,H,W,C], `best_loss`, `grad_sum` (sum of the inner
           generator gradients), `adapted` (G'_K), `losses` [g_steps], `parts` (last step's loss
           terms), `stats` (last step's BN means and variances).
 
         """
         tx = self.inner_optimizer()
-        exact = self.meta_gradient == "exact"
+        exact = self.meta_gradient in SECOND_ORDER
 
         def inner_loss(inner, step_rng):
             images = self.generate(inner["g"], batch_stats, inner["z"])
@@ -160,11 +175,14 @@ class FastSynthesizer:
             )
             return loss, (images, records, parts)
 
+        b1 = self.inner_betas[0]
+
         def body(carry, k):
-            inner, opt_state, best_loss, best_images, grad_sum = carry
+            inner, opt_state, best_loss, best_images, grad_sum, loss_sum, m_lin = carry
             (loss, (images, records, parts)), grads = jax.value_and_grad(inner_loss, has_aux=True)(
                 inner, jax.random.fold_in(rng, k)
             )
+            loss_sum = loss_sum + loss
             # Bookkeeping is not part of the meta-objective: keep it out of the second-order graph.
             images, loss_sg = jax.lax.stop_gradient((images, loss))
             better = loss_sg < best_loss
@@ -172,9 +190,16 @@ class FastSynthesizer:
             best_loss = jnp.where(better, loss_sg, best_loss)
             grad_sum = jax.tree.map(jnp.add, grad_sum, jax.lax.stop_gradient(grads["g"]))
             updates, opt_state = tx.update(grads, opt_state, inner)
+            if self.meta_gradient == "surrogate":
+                m_lin = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m_lin, grads)
+                m_hat = jax.tree.map(lambda m: m / (1 - jnp.power(b1, k + 1)), m_lin)
+                updates = {
+                    name: _straight_through(updates[name], m_hat[name]) for name in ("g", "z")
+                }
             inner = optax.apply_updates(inner, updates)
             stats = (tuple(r.mean for r in records), tuple(r.var for r in records))
-            return (inner, opt_state, best_loss, best_images, grad_sum), (loss_sg, parts, stats)
+            carry = (inner, opt_state, best_loss, best_images, grad_sum, loss_sum, m_lin)
+            return carry, (loss_sg, parts, stats)
 
         inner0 = {"g": meta_params, "z": z0}
         image_shape = jax.eval_shape(self.generate, meta_params, batch_stats, z0)
@@ -186,12 +211,17 @@ class FastSynthesizer:
                 jnp.zeros(image_shape.shape, image_shape.dtype), self.batch_sharding
             ),
             jax.tree.map(jnp.zeros_like, meta_params),
+            jnp.zeros((), z0.dtype),
+            jax.tree.map(jnp.zeros_like, inner0),
         )
         step = jax.checkpoint(body) if (self.remat and exact) else body
-        (inner, _, best_loss, best_images, grad_sum), (step_losses, parts, stats) = run_steps(
+        carry, (step_losses, parts, stats) = run_steps(
             step, carry0, self.g_steps, unroll=self.unroll
         )
-        if exact:
+        inner, _, best_loss, best_images, grad_sum, loss_sum, _ = carry
+        if self.meta_gradient in ("exact", "surrogate"):
+            objective = loss_sum
+        elif self.meta_gradient == "exact_final":
             objective, _ = inner_loss(inner, jax.random.fold_in(rng, self.g_steps))
         else:
             objective = step_losses[-1]
@@ -236,7 +266,7 @@ class FastSynthesizer:
         else:
             start_params, _ = self.init_generator(init_rng)
         args = (state.batch_stats, z0, targets, inner_rng, teacher_vars, student_vars, bn_memory)
-        if self.meta and self.meta_gradient == "exact":
+        if self.meta and self.meta_gradient in SECOND_ORDER:
             (objective, aux), meta_grad = jax.value_and_grad(self.inner_run, has_aux=True)(
                 start_params, *args, adv_weight
             )
@@ -268,6 +298,19 @@ class FastSynthesizer:
             **{f"synth_{k}": v for k, v in aux["parts"].items()},
         )
         return state, bn_memory, aux["best_images"], metrics
+
+
+def _straight_through(updates, momentum):
+    """Adam's `updates` forward; backward, the derivative of `-alpha * momentum`.
+
+    alpha (a constant) makes the momentum step as long as Adam's over the whole group.
+    """
+    norm = lambda t: optax.tree.norm(t)  # noqa: E731
+    alpha = jax.lax.stop_gradient(
+        norm(updates) / jnp.maximum(norm(momentum), jnp.finfo(jnp.float32).tiny)
+    )
+    linear = jax.tree.map(lambda m: -alpha * m, momentum)
+    return jax.tree.map(lambda u, v: v + jax.lax.stop_gradient(u - v), updates, linear)
 
 
 def reset_layers(params, rng: jax.Array, layer_names, std: float):
