@@ -171,11 +171,10 @@ def inner_args(synth, rng):
 
 
 def held_constant_objective(synth, params, batch_stats, z0, targets, rng, tv, sv, memory, adv):
-    """The meta-objective of `synth.meta_gradient` with every inner update held constant.
+    """The exact meta-objective (the summed inner losses) with every inner update held constant.
 
-    The inner iterates are G'_k = G + (constant steps), so its gradient is first order: for
-    'exact' (the summed inner losses) the sum of the inner gradients, for 'exact_final' the
-    gradient of the final loss at the adapted point.
+    The inner iterates are G'_k = G + (constant steps), so its gradient is first order: the sum of
+    the inner gradients.
     """
     tx = synth.inner_optimizer()
     inner = {"g": params, "z": z0}
@@ -191,18 +190,15 @@ def held_constant_objective(synth, params, batch_stats, z0, targets, rng, tv, sv
         total = total + loss
         updates, opt_state = tx.update(jax.lax.stop_gradient(grads), opt_state, inner)
         inner = jax.tree.map(lambda p, u: p + jax.lax.stop_gradient(u), inner, updates)
-    if synth.meta_gradient == "exact_final":
-        return loss_fn(inner, synth.g_steps)
     return total
 
 
-@pytest.mark.parametrize(
-    "meta_gradient, g_steps, remat",
-    [("exact", 3, False), ("exact", 3, True), ("exact_final", 2, False)],
-)
-def test_exact_meta_gradient_matches_finite_differences(meta_gradient, g_steps, remat):
+# Three inner steps: the first Adam step is nearly lr * sign(g), whose derivative is ~0, so with
+# two steps the second-order terms of the summed objective would be tiny.
+@pytest.mark.parametrize("remat", [False, True])
+def test_exact_meta_gradient_matches_finite_differences(remat):
     with jax.enable_x64(True):
-        synth, tv, sv, memory = make_synth(meta_gradient, g_steps=g_steps, dtype=jnp.float64)
+        synth, tv, sv, memory = make_synth("exact", g_steps=3, dtype=jnp.float64)
         synth = dataclasses.replace(synth, remat=remat)
         tv, sv = jax.tree.map(lambda x: x.astype(jnp.float64), (tv, sv))
         state = synth.init(jax.random.PRNGKey(1))
@@ -241,10 +237,10 @@ def test_exact_meta_gradient_matches_finite_differences(meta_gradient, g_steps, 
             jax.jit(jax.grad(lambda p: held_constant_objective(synth, p, *args)))(params)
         )
         assert abs(float(first_order - analytic)) > 1e-2 * abs(float(analytic))
-        if meta_gradient == "exact":
-            # For the summed objective, the held-constant gradient is the first-order meta-gradient.
-            _, aux = jax.jit(synth.inner_run)(params, *args)
-            np.testing.assert_allclose(along(aux["grad_sum"]), first_order, rtol=1e-8)
+        # ... and the held-constant gradient is the first-order meta-gradient (the sum of the inner
+        # gradients): the two meta-gradients share one objective.
+        _, aux = jax.jit(synth.inner_run)(params, *args)
+        np.testing.assert_allclose(along(aux["grad_sum"]), first_order, rtol=1e-8)
 
 
 def manual_inner(synth, params, batch_stats, z0, targets, rng, tv, sv, memory, adv, num_steps=None):
