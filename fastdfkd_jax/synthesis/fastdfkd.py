@@ -7,10 +7,13 @@ One synthesis call (`FastSynthesizer.synthesize`, jittable, pure):
 3. `g_steps` inner steps, unrolled or as one `lax.scan` (`unroll`): loss, gradient, the
    lowest-loss iterate's images kept
    (loss measured before the update), update;
-4. the meta step: a persistent Adam (lr `meta_lr`) on G with one of three meta-gradients:
-   - `exact`: d/dG of the objective at the adapted (G'_K, z_K), differentiated through every inner
-     Adam step (second order; `remat` bounds its memory with `jax.checkpoint` on the scan body);
-   - `first_order`: the sum of the inner gradients, as the original code;
+4. the meta step: a persistent Adam (lr `meta_lr`) on G with one of the meta-gradients:
+   - `first_order`: the sum of the inner gradients, as the original code. It is the gradient of
+     the summed inner losses sum_k L_k(G'_k) with the inner steps held constant;
+   - `exact`: the exact gradient of that same objective, sum_k L_k(G'_k(G)), differentiated
+     through every inner Adam step (second order; `remat` bounds its memory with
+     `jax.checkpoint` on the scan body). Same objective as `first_order`, so the two differ only
+     by the second-order terms;
    - `reptile`: `reptile_factor * (G - G'_K)`;
 5. the BN momentum statistics are updated from the last inner step.
 With `meta=False` (the ablation) G is re-initialized every call and never meta-updated.
@@ -61,8 +64,9 @@ class FastSynthesizer(PoolSynthesis):
       lr_g, lr_z: inner Adam learning rates of the generator and of z.
       meta_lr: the meta Adam's learning rate (the original uses lr_g * g_steps).
       inner_betas, meta_betas: Adam (b1, b2) of the inner and meta optimizers.
-      inner_eps_root: added under Adam's square root; > 0 keeps the second-order gradient finite for
-        parameters whose inner gradient is exactly zero (e.g. a Dense bias before a BatchNorm).
+      inner_eps_root: added under the inner Adam's square root for the exact meta-gradients only
+        (the original's Adam has none); > 0 keeps the second-order gradient finite for parameters
+        whose inner gradient is exactly zero (e.g. a Dense bias before a BatchNorm).
       meta_gradient: one of `META_GRADIENTS`.
       reptile_factor: scale of the Reptile meta-gradient.
       meta: False for the non-meta ablation.
@@ -127,8 +131,12 @@ class FastSynthesizer(PoolSynthesis):
     def inner_optimizer(self) -> optax.GradientTransformation:
         b1, b2 = self.inner_betas
 
+        # eps_root keeps d sqrt(v) / dv finite where an inner gradient is exactly zero; only the
+        # exact meta-gradient differentiates through it. The original's Adam has none.
+        eps_root = self.inner_eps_root if self.meta_gradient == "exact" else 0.0
+
         def adam(lr):
-            return optax.adam(lr, b1=b1, b2=b2, eps_root=self.inner_eps_root)
+            return optax.adam(lr, b1=b1, b2=b2, eps_root=eps_root)
 
         return optax.multi_transform(
             {"g": adam(self.lr_g), "z": adam(self.lr_z)},
@@ -170,7 +178,7 @@ class FastSynthesizer(PoolSynthesis):
         """Runs the `g_steps` inner steps from `meta_params` and z0.
 
         Returns:
-          (meta objective, aux). The meta objective is the loss at the adapted (G'_K, z_K) when
+          (meta objective, aux). The meta objective is the sum of the inner losses when
           `meta_gradient == 'exact'` (it is what `jax.grad` differentiates), else the loss of the
           last inner step. aux: `best_images` [B,H,W,C], `best_loss`, `grad_sum` (sum of the inner
           generator gradients), `adapted` (G'_K), `losses` [g_steps], `parts` (last step's loss
@@ -188,10 +196,11 @@ class FastSynthesizer(PoolSynthesis):
             return loss, (images, records, parts)
 
         def body(carry, k):
-            inner, opt_state, best_loss, best_images, grad_sum = carry
+            inner, opt_state, best_loss, best_images, grad_sum, loss_sum = carry
             (loss, (images, records, parts)), grads = jax.value_and_grad(inner_loss, has_aux=True)(
                 inner, jax.random.fold_in(rng, k)
             )
+            loss_sum = loss_sum + loss
             # Bookkeeping is not part of the meta-objective: keep it out of the second-order graph.
             images, loss_sg = jax.lax.stop_gradient((images, loss))
             better = loss_sg < best_loss
@@ -201,7 +210,8 @@ class FastSynthesizer(PoolSynthesis):
             updates, opt_state = tx.update(grads, opt_state, inner)
             inner = optax.apply_updates(inner, updates)
             stats = (tuple(r.mean for r in records), tuple(r.var for r in records))
-            return (inner, opt_state, best_loss, best_images, grad_sum), (loss_sg, parts, stats)
+            carry = (inner, opt_state, best_loss, best_images, grad_sum, loss_sum)
+            return carry, (loss_sg, parts, stats)
 
         inner0 = {"g": meta_params, "z": z0}
         image_shape = jax.eval_shape(self.generate, meta_params, batch_stats, z0)
@@ -213,15 +223,19 @@ class FastSynthesizer(PoolSynthesis):
                 jnp.zeros(image_shape.shape, image_shape.dtype), self.batch_sharding
             ),
             jax.tree.map(jnp.zeros_like, meta_params),
+            jnp.zeros((), z0.dtype),
         )
         step = jax.checkpoint(body) if (self.remat and exact) else body
-        (inner, _, best_loss, best_images, grad_sum), (step_losses, parts, stats) = run_steps(
+        carry, (step_losses, parts, stats) = run_steps(
             step, carry0, self.g_steps, unroll=self.unroll
         )
-        if exact:
-            objective, _ = inner_loss(inner, jax.random.fold_in(rng, self.g_steps))
-        else:
-            objective = step_losses[-1]
+        inner, _, best_loss, best_images, grad_sum, loss_sum = carry
+        # The summed inner losses, not the loss at the adapted point: first-order is this sum's
+        # gradient with the inner steps held constant, so the two meta-gradients share one
+        # objective. (MAML's loss at the adapted point measured worse on digits than this sum,
+        # and both far below first-order: unrolled through Adam's normalized steps, the
+        # meta-objective is rough at the scale of a meta step.)
+        objective = loss_sum if exact else step_losses[-1]
         aux = dict(
             best_images=best_images,
             best_loss=best_loss,
