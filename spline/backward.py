@@ -1,9 +1,13 @@
-"""MARS backward pass: prune terms one at a time and keep the subset with the lowest GCV.
+"""MARS pruning pass: drop terms one at a time and keep the subset with the lowest GCV.
 
-Works on the M x M Gram matrix of the centered basis in numpy float64 (M <= a few hundred), so a
-whole pass costs one N M^2 product plus O(M^4) small linear algebra. Dropping term j from a least
-squares fit raises the RSS by ``sum_k beta_jk^2 / (G^-1)_jj`` (summed over outputs), which ranks all
-candidates from one inverse. The intercept is never dropped.
+Earth (leaps' backward elimination for one response, ``EvalSubsetsUsingXtx`` for several)
+removes at each size the term whose deletion raises the RSS least, ``sum_k beta_jk^2 /
+(G^-1)_jj``, never the intercept, then chooses the size with the lowest GCV (the first on ties).
+
+Everything here works on small matrices: the forward pass hands over the projections ``R`` of
+every term's column on its orthonormal basis and the basis' projections ``z`` of the targets, so
+a subset's least squares fit is a QR factorization of ``R[:, subset]`` (at most nk columns), and
+deleting a term is one re-triangularization. No pass over the N rows.
 """
 
 from __future__ import annotations
@@ -11,8 +15,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.linalg
 
 from spline.forward import gcv
+
+# earth.fit.R: RSS and GCV values below this are reported as 0 ("for consistency across
+# machines").
+REPORT_ZERO = 1e-10
 
 
 @dataclasses.dataclass
@@ -20,82 +29,78 @@ class BackwardResult:
     """Output of the pruning pass.
 
     Attributes:
-      selected: indices (into the forward basis) of the kept terms, increasing, intercept first.
-      coef: [len(selected), K] least-squares coefficients of the kept terms.
-      rss: residual sum of squares of the kept model, summed over outputs.
-      gcv_path: GCV of the best subset of each size 1..M (index size - 1).
+      selected: indices into the forward pass' kept terms, increasing, intercept (0) first.
+      coef: [len(selected), K] least-squares coefficients of the selected terms.
+      rss: RSS of the selected subset (summed over outputs).
+      rss_path: RSS of the best subset of each size 1..m (index size - 1).
+      gcv_path: GCV of those subsets.
 
     """
 
     selected: list[int]
     coef: np.ndarray
     rss: float
+    rss_path: list[float]
     gcv_path: list[float]
 
 
-def _fit(gram: np.ndarray, bty: np.ndarray, yy: float, cols: list[int]):
-    """Least squares on the centered columns ``cols`` from the Gram matrix.
-
-    Returns:
-      ``(beta [s, K], inverse Gram [s, s], rss)``.
-
-    """
-    if not cols:
-        return np.zeros((0, bty.shape[1])), np.zeros((0, 0)), yy
-    g = gram[np.ix_(cols, cols)]
-    ginv = np.linalg.pinv(g, hermitian=True)
-    beta = ginv @ bty[cols]
-    rss = yy - float(np.sum(beta * bty[cols]))
-    return beta, ginv, max(rss, 0.0)
+def _triangular(cols: np.ndarray, z: np.ndarray, rss_out: float):
+    """QR of the projections ``cols`` [M, s]: ``(T [s, s], z_head [s, K], rss)``."""
+    s = cols.shape[1]
+    qa, t = np.linalg.qr(cols, mode="complete")
+    zt = qa.T @ z
+    return t[:s], zt[:s], rss_out + float(np.sum(zt[s:] ** 2))
 
 
-def backward_pass(basis: np.ndarray, y: np.ndarray, penalty: float) -> BackwardResult:
+def _least_squares(t: np.ndarray, zh: np.ndarray) -> np.ndarray:
+    return scipy.linalg.solve_triangular(t, zh)
+
+
+def backward_pass(
+    r: np.ndarray, z: np.ndarray, rss_out: float, n_rows: int, penalty: float
+) -> BackwardResult:
     """Prunes the basis by GCV.
 
     Args:
-      basis: [N, M] basis values, column 0 the intercept (ones).
-      y: [N, K] targets.
-      penalty: GCV cost per knot (earth: 2 for degree 1, 3 otherwise).
+      r: [M, m] projections of the m kept terms' columns (intercept first) on the basis.
+      z: [M, K] projections of the targets on the basis.
+      rss_out: RSS of the targets outside the basis' span.
+      n_rows: N, for the GCV.
+      penalty: GCV cost per knot (-1: free).
 
     Returns:
       A ``BackwardResult``.
 
     """
-    n, m = basis.shape
-    means = basis[:, 1:].mean(0)
-    bc = basis[:, 1:] - means
-    # Unit-norm columns keep the Gram matrix well conditioned; the RSS does not depend on scaling.
-    norms = np.sqrt(np.sum(bc * bc, 0))
-    norms[norms == 0] = 1.0
-    bc = bc / norms
-    ymean = y.mean(0)
-    yc = y - ymean
-    gram = bc.T @ bc
-    bty = bc.T @ yc
-    yy = float(np.sum(yc * yc))
-
-    active = list(range(m - 1))  # indices into the non-intercept columns
-    best_sets: dict[int, list[int]] = {}
-    gcv_path = [0.0] * m
-    while True:
-        beta, ginv, rss = _fit(gram, bty, yy, active)
-        size = len(active) + 1
-        best_sets[size] = list(active)
-        gcv_path[size - 1] = gcv(rss, size, n, penalty)
-        if not active:
-            break
-        diag = np.maximum(np.diag(ginv), np.finfo(np.float64).tiny)
+    m = r.shape[1]
+    active = list(range(m))
+    t, zh, rss = _triangular(r, z, rss_out)
+    sets: dict[int, list[int]] = {m: list(active)}
+    rss_path = [0.0] * m
+    rss_path[m - 1] = rss
+    while len(active) > 1:
+        beta = _least_squares(t, zh)
+        tinv = scipy.linalg.solve_triangular(t, np.eye(len(active)))
+        diag = np.maximum(np.sum(tinv * tinv, axis=1), np.finfo(np.float64).tiny)
         increase = np.sum(beta * beta, axis=1) / diag
-        active.pop(int(np.argmin(increase)))
-    best_size = int(np.argmin(gcv_path)) + 1
-    cols = sorted(best_sets[best_size])
-    beta, _, rss = _fit(gram, bty, yy, cols)
-    coef_rest = beta / norms[cols, None]
-    intercept = ymean - means[cols] @ coef_rest
-    coef = np.concatenate([intercept[None, :], coef_rest], axis=0)
+        drop = 1 + int(np.argmin(increase[1:]))  # never the intercept
+        keep = [i for i in range(len(active)) if i != drop]
+        _, rr = np.linalg.qr(np.concatenate([t[:, keep], zh], axis=1), mode="complete")
+        s = len(keep)
+        rss += float(np.sum(rr[s, s:] ** 2))
+        t, zh = rr[:s, :s], rr[:s, s:]
+        active = [active[i] for i in keep]
+        sets[s] = list(active)
+        rss_path[s - 1] = rss
+    gcv_path = [gcv(v, size + 1, n_rows, penalty) for size, v in enumerate(rss_path)]
+    best = int(np.argmin(gcv_path)) + 1
+    selected = sets[best]
+    t, zh, rss_sel = _triangular(r[:, selected], z, rss_out)
+    coef = _least_squares(t, zh)
     return BackwardResult(
-        selected=[0] + [c + 1 for c in cols],
+        selected=selected,
         coef=coef,
-        rss=rss,
-        gcv_path=gcv_path,
+        rss=rss_path[best - 1],
+        rss_path=[0.0 if v < REPORT_ZERO else v for v in rss_path],
+        gcv_path=[0.0 if v < REPORT_ZERO else v for v in gcv_path],
     )

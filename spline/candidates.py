@@ -1,0 +1,495 @@
+"""Score every candidate hinge of a MARS parent from sums over the rows above each knot.
+
+For a parent with (weighted) values ``W`` and a predictor ``x`` (centred), the candidate hinge at
+knot ``t`` is ``h = W (x - t)+`` and the candidate linear term is ``l = W x``. Every quantity earth's
+``FindKnot`` needs is a sum over the rows above the knot, so it comes from suffix sums along the
+predictor's sorted order, evaluated at the knots only:
+
+* ``hh = |h|^2``, ``hc2 = |h|^2 - (q0 . h)^2`` (the centred sum of squares earth's tolerance uses),
+  ``hy = h . y`` and ``lh = l . h``: fixed for the parent, computed once;
+* ``U = sum_m (q_m . h)^2``, ``Y = sum_m (q_m . h)(q_m . y)``, ``Lh = sum_m (q_m . h)(q_m . l)`` over
+  the orthonormal basis columns ``q_m``: the basis only gains columns, so each new column adds one
+  term to each sum (``q . h = sum_above W q x - t sum_above W q``): O(p N) per column.
+
+With these, the residual of ``h`` after the basis and the linear term has squared norm
+``g - b^2 / Lr`` and correlation ``a - b lr / Lr`` with the residual of ``y`` (``g = hh - U``,
+``a = hy - Y``, ``b = lh - Lh``, ``Lr = |l|^2 - LL``, ``lr = l . y - LY``), which is earth's
+``temp2`` and ``temp1``; adding the pair ``{l, h}`` lowers the RSS by ``lr^2 / Lr + temp1^2 /
+temp2``. All arrays are float64; ``p`` predictors, ``C`` knots per predictor (padded, highest knot
+first), ``K`` outputs, ``N`` rows (padded).
+
+The intercept's knots lie on a regular grid (every ``minspan``-th row below a per-predictor top),
+so its sums are block sums of a fixed gather layout. Other parents' knots follow their support;
+their sums are segment sums over per-row bin ids.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# earth.c: MIN_BX_SOS, the least residual sum of squares of a candidate linear term (absolute,
+# in the units of the data) for it to be tried; a column below it is "not a new form".
+MIN_BX_SOS = 0.01
+# earth's FindKnot tolerance on temp2 / |h_centred|^2: 0.01 while the new column's index is below
+# 15, then 1e-5 (earth 4.4.0 on, to keep small models from having nearby knots).
+TOL_EARLY = 0.01
+TOL_LATE = 1e-5
+TOL_SWITCH_COLUMN = 15
+# R's lm (dqrdc2) tolerance: a column whose norm after orthogonalization is below 1e-8 of its own
+# norm is linearly dependent; on squared norms, 1e-16.
+QR_TOL_SQ = 1e-16
+# earth.c ALMOST_ZERO: with weights, a knot must lower the RSS by more than this to count.
+ALMOST_ZERO = 1e-10
+# Width of the triangular blocks of ``cumsum``: XLA's CPU cumulative sum is ~20x slower than
+# block sums plus a small matrix product.
+CUMSUM_BLOCK = 32
+# Basis columns handled per pass when a parent is built from scratch.
+COLUMN_BLOCK = 16
+
+
+class Stats(NamedTuple):
+    """Candidate statistics of one parent (leading axes may add a pool axis).
+
+    Per knot [p, C] (``Y``, ``hy``: [p, K, C]): ``U``, ``Y``, ``Lh`` (basis sums), ``hh``, ``hc2``,
+    ``hy``, ``lh`` (fixed), ``tc`` (centred knot), ``pos`` (sorted position of the knot row, int32),
+    ``valid``. Per predictor [p] (``LY``, ``ly``: [p, K]): ``LL``, ``LY`` (basis sums of the
+    linear term), ``ll`` (``|l|^2``), ``ly`` (``l . y``).
+    """
+
+    U: jax.Array
+    Y: jax.Array
+    Lh: jax.Array
+    hh: jax.Array
+    hc2: jax.Array
+    hy: jax.Array
+    lh: jax.Array
+    tc: jax.Array
+    pos: jax.Array
+    valid: jax.Array
+    LL: jax.Array
+    LY: jax.Array
+    ll: jax.Array
+    ly: jax.Array
+
+
+def cumsum(v: jax.Array) -> jax.Array:
+    """Inclusive cumulative sum along the last axis, as block sums and triangular products.
+
+    Exact float64 arithmetic (``precision=HIGHEST``); the summation order differs from a
+    sequential sum by rounding only.
+    """
+    *lead, n = v.shape
+    b = min(CUMSUM_BLOCK, max(n, 1))
+    nb = -(-n // b)
+    blocks = jnp.pad(v, [(0, 0)] * len(lead) + [(0, nb * b - n)]).reshape(*lead, nb, b)
+    tri = jnp.triu(jnp.ones((b, b), v.dtype))
+    inner = jnp.matmul(blocks, tri, precision=jax.lax.Precision.HIGHEST)
+    totals = inner[..., -1]
+    if nb > 1:
+        offsets = cumsum(totals) - totals
+        inner = inner + offsets[..., None]
+    return inner.reshape(*lead, nb * b)[..., :n]
+
+
+def _suffix_from_bins(binned: jax.Array) -> jax.Array:
+    """Suffix sums at the knots from per-bin sums [..., C + 1] (bin C collects rows below)."""
+    return cumsum(binned[..., :-1])
+
+
+def _combine(a_x, a_1, tc):
+    """``sum_above v (x - t) = sum_above v x - t sum_above v``."""
+    return a_x - tc * a_1
+
+
+# ---------------------------------------------------------------------------------------------
+# The intercept: a regular grid, sums by a fixed gather layout.
+
+
+class RootLayout(NamedTuple):
+    """Gather layout of the intercept's knots (built on the host by ``root_layout``).
+
+    ``top`` [p, Lt] row indices above the highest knot; ``blocks`` [p, C, B] row indices between
+    knot c and knot c - 1 (block 0 unused); entries past the data point at a zero padding row.
+    ``x_top``, ``x_blocks``: the centred predictor in the same layout. ``tc``, ``pos``, ``valid``
+    [p, C]: the knots.
+    """
+
+    top: jax.Array
+    blocks: jax.Array
+    x_top: jax.Array
+    x_blocks: jax.Array
+    tc: jax.Array
+    pos: jax.Array
+    valid: jax.Array
+
+
+def root_layout(
+    positions: list[np.ndarray], perm: np.ndarray, xs_c: np.ndarray, span: int, n_cand: int,
+    pad_row: int,
+) -> dict[str, np.ndarray]:
+    """Host-side gather layout for the intercept's knots.
+
+    Args:
+      positions: per predictor, knot positions (decreasing, spaced ``span``), from ``root_grid``.
+      perm: [p, N] the sorting permutations (real rows).
+      xs_c: [p, N] each predictor sorted and centred.
+      span: the intercept's minspan.
+      n_cand: C, the padded number of knots.
+      pad_row: index of a row whose values are all zero.
+
+    Returns:
+      Numpy arrays for ``RootLayout`` (int32 indices, float64 values).
+
+    """
+    p, n = perm.shape
+    tops = [n - 1 - int(pos[0]) if pos.size else 0 for pos in positions]
+    top_len = max(tops + [1])
+    top = np.full((p, top_len), pad_row, dtype=np.int32)
+    blocks = np.full((p, n_cand, span), pad_row, dtype=np.int32)
+    tc = np.zeros((p, n_cand))
+    pos_out = np.zeros((p, n_cand), dtype=np.int32)
+    valid = np.zeros((p, n_cand), dtype=bool)
+    for j, pos in enumerate(positions):
+        if pos.size == 0:
+            continue
+        top[j, : tops[j]] = perm[j, pos[0] + 1 :]
+        count = pos.size
+        # Block c covers sorted positions pos[c] + 1 .. pos[c] + span = pos[c - 1].
+        starts = pos[1:count] + 1
+        idx = starts[:, None] + np.arange(span)[None, :]
+        blocks[j, 1:count] = perm[j, idx]
+        tc[j, :count] = xs_c[j, pos]
+        pos_out[j, :count] = pos
+        valid[j, :count] = True
+    x_full = np.zeros((p, pad_row + 1))
+    for j in range(p):
+        x_full[j, perm[j]] = xs_c[j]
+    return {
+        "top": top,
+        "blocks": blocks,
+        "x_top": np.take_along_axis(x_full, top, axis=1),
+        "x_blocks": np.take_along_axis(x_full, blocks.reshape(p, -1), axis=1).reshape(
+            blocks.shape
+        ),
+        "tc": tc,
+        "pos": pos_out,
+        "valid": valid,
+    }
+
+
+def _root_suffix(layout: RootLayout, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Suffix sums of ``v`` and ``v x`` at the intercept's knots.
+
+    Args:
+      layout: the intercept's gather layout.
+      v: [N, ...] per-row values (trailing axes are batched).
+
+    Returns:
+      ``(sum_above v x, sum_above v)``, each [p, C, ...].
+
+    """
+    vt = v[layout.top]  # [p, Lt, ...]
+    vb = v[layout.blocks]  # [p, C, B, ...]
+    extra = (None,) * (v.ndim - 1)
+    xt = layout.x_top[(...,) + extra]
+    xb = layout.x_blocks[(...,) + extra]
+    top1, topx = vt.sum(1), (vt * xt).sum(1)
+    blk1 = vb.sum(2).at[:, 0].set(0.0)
+    blkx = (vb * xb).sum(2).at[:, 0].set(0.0)
+    # Cumulative sums along C (axis 1): move it last for ``cumsum``.
+    s1 = top1[:, None] + jnp.moveaxis(cumsum(jnp.moveaxis(blk1, 1, -1)), -1, 1)
+    sx = topx[:, None] + jnp.moveaxis(cumsum(jnp.moveaxis(blkx, 1, -1)), -1, 1)
+    return sx, s1
+
+
+def root_stats(layout: RootLayout, sw, yw, q0, xc) -> Stats:
+    """Fixed statistics of the intercept (basis sums zero: add ``q0`` with ``add_columns``).
+
+    Args:
+      layout: the intercept's gather layout.
+      sw: [N] square roots of the case weights (the intercept's column), zero on padding rows.
+      yw: [N, K] weighted targets.
+      q0: [N] the normalized intercept column.
+      xc: [p, N] centred predictors.
+
+    """
+    tc = layout.tc
+    cols = jnp.concatenate([(sw * sw)[:, None], (sw * q0)[:, None], sw[:, None] * yw], axis=1)
+    sx, s1 = _root_suffix(layout, cols)  # [p, C, 2 + K]
+    w2x, w2 = sx[..., 0], s1[..., 0]
+    sxx = _root_suffix_xx(layout, sw * sw)  # sum_above W^2 x^2
+    hh = sxx - 2.0 * tc * w2x + tc * tc * w2
+    qh = _combine(sx[..., 1], s1[..., 1], tc)
+    hy = jnp.moveaxis(_combine(sx[..., 2:], s1[..., 2:], tc[..., None]), -1, 1)  # [p, K, C]
+    lh = sxx - tc * w2x
+    p, c = tc.shape
+    k = yw.shape[1]
+    w = sw[None, :]
+    return Stats(
+        U=jnp.zeros((p, c)),
+        Y=jnp.zeros((p, k, c)),
+        Lh=jnp.zeros((p, c)),
+        hh=hh,
+        hc2=hh - qh * qh,
+        hy=hy,
+        lh=lh,
+        tc=tc,
+        pos=layout.pos,
+        valid=layout.valid,
+        LL=jnp.zeros(p),
+        LY=jnp.zeros((p, k)),
+        ll=jnp.sum(w * w * xc * xc, axis=1),
+        ly=jnp.einsum("pn,nk->pk", w * xc, yw, precision=jax.lax.Precision.HIGHEST),
+    )
+
+
+def _root_suffix_xx(layout: RootLayout, v: jax.Array) -> jax.Array:
+    """``sum_above v x^2`` at the intercept's knots, [p, C]."""
+    vt = v[layout.top]
+    vb = v[layout.blocks]
+    top = (vt * layout.x_top * layout.x_top).sum(1)
+    blk = (vb * layout.x_blocks * layout.x_blocks).sum(2).at[:, 0].set(0.0)
+    return top[:, None] + cumsum(blk)
+
+
+def _accumulate(st: Stats, u: jax.Array, qy: jax.Array, ql: jax.Array) -> Stats:
+    """Add new columns' terms: ``u`` [p, C, n] = q . h, ``qy`` [n, K], ``ql`` [p, n] = q . l."""
+    hp = jax.lax.Precision.HIGHEST
+    return st._replace(
+        U=st.U + jnp.sum(u * u, -1),
+        Y=st.Y + jnp.einsum("pcn,nk->pkc", u, qy, precision=hp),
+        Lh=st.Lh + jnp.einsum("pcn,pn->pc", u, ql, precision=hp),
+        LL=st.LL + jnp.sum(ql * ql, -1),
+        LY=st.LY + jnp.einsum("pn,nk->pk", ql, qy, precision=hp),
+    )
+
+
+def root_add_columns(layout: RootLayout, st: Stats, sw, xc, q, qy) -> Stats:
+    """Adds basis columns ``q`` [N, n] (with ``qy = q^T y`` [n, K]) to the intercept's sums."""
+    v = sw[:, None] * q
+    sx, s1 = _root_suffix(layout, v)  # [p, C, n]
+    u = _combine(sx, s1, layout.tc[..., None])
+    ql = jnp.einsum("pr,rn->pn", xc, v, precision=jax.lax.Precision.HIGHEST)
+    return _accumulate(st, u, qy, ql)
+
+
+# ---------------------------------------------------------------------------------------------
+# Other parents: knots follow the support; sums by per-row bins.
+
+
+class Grid(NamedTuple):
+    """Where one parent's knots are, per predictor: ``bins`` [p, N] (row order) and the knots.
+
+    ``bins[k, r]`` is the number of knots at sorted positions >= the row's position in predictor
+    k's order, clipped to C (rows below the lowest kept knot); the sums above knot c are the sums
+    over rows with ``bins <= c``.
+    """
+
+    bins: jax.Array
+    pos: jax.Array
+    valid: jax.Array
+    tc: jax.Array
+
+
+def parent_grid(
+    w, xs, perm, nxt, n_rows, end, span, start, n_cand: int, weighted: bool
+) -> Grid:
+    """Knots of a parent ``w`` [N] on every predictor (earth's FindKnot walk, vectorized).
+
+    A sorted position ``i`` in ``[end, N - 2]`` qualifies when the row above it has ``w > 0`` and
+    (without weights) the hinge is not identically zero (a row above with ``w != 0`` and a larger
+    ``x``). Counting qualifying positions from the top, knots sit at counts ``start``,
+    ``start + span``, ...
+
+    Args:
+      w: [N] parent values (zero on padding rows).
+      xs: [p, N] sorted centred predictors.
+      perm: [p, N] sorting permutations (padding rows last).
+      nxt: [p, N] int32, for each sorted position the first position with a larger value.
+      n_rows: N real rows (traced).
+      end, span, start: the spans in force (traced int32).
+      n_cand: C, static.
+      weighted: whether case weights are used (earth's weighted walk skips the zero-hinge check).
+
+    """
+    npad = xs.shape[1]
+    pos = jnp.arange(npad)
+
+    def one(xs_k, perm_k, nxt_k):
+        ws = w[perm_k]
+        above = jnp.concatenate([ws[1:], jnp.zeros(1, ws.dtype)])
+        qual = (pos >= end) & (pos <= n_rows - 2) & (above > 0)
+        if not weighted:
+            last_nz = jnp.max(jnp.where(ws != 0, pos, -1))
+            qual = qual & (last_nz >= nxt_k)
+        qi = qual.astype(xs.dtype)
+        count = jnp.flip(cumsum(jnp.flip(qi))).astype(jnp.int32)  # qualifying at >= pos
+        n_at_or_above = jnp.where(count >= start, (count - start) // span + 1, 0)
+        knot = qual & (count >= start) & ((count - start) % span == 0)
+        c = jnp.where(knot, (count - start) // span, n_cand)
+        cand = jnp.zeros(n_cand, jnp.int32).at[c].set(pos.astype(jnp.int32), mode="drop")
+        n_knots = jnp.minimum(jnp.max(n_at_or_above), n_cand)
+        bins_sorted = jnp.minimum(n_at_or_above, n_cand).astype(jnp.int32)
+        bins = jnp.zeros(npad, jnp.int32).at[perm_k].set(bins_sorted)
+        valid = jnp.arange(n_cand) < n_knots
+        return bins, cand, valid, xs_k[cand]
+
+    bins, cand, valid, tc = jax.vmap(one)(xs, perm, nxt)
+    return Grid(bins=bins, pos=cand, valid=valid, tc=tc)
+
+
+def _grid_suffix(grid: Grid, v, xc, n_cand: int):
+    """``(sum_above v x, sum_above v)`` at the knots, each [p, C, n]; ``v`` [N, n] row values."""
+    p = xc.shape[0]
+    both = jnp.concatenate(
+        [jnp.broadcast_to(v[None], (p,) + v.shape), v[None] * xc[..., None]], axis=-1
+    )  # [p, N, 2n]
+    flat = (grid.bins + (n_cand + 1) * jnp.arange(p)[:, None]).reshape(-1)
+    binned = jax.ops.segment_sum(
+        both.reshape(-1, both.shape[-1]), flat, num_segments=p * (n_cand + 1)
+    ).reshape(p, n_cand + 1, -1)
+    suffix = jnp.moveaxis(_suffix_from_bins(jnp.moveaxis(binned, 1, -1)), -1, 1)  # [p, C, 2n]
+    n = v.shape[-1]
+    return suffix[..., n:], suffix[..., :n]
+
+
+def parent_stats(grid: Grid, w, yw, q0, xc, q, qy, n_used_cols, n_cand: int) -> Stats:
+    """All statistics of a parent ``w`` [N] built from scratch against the basis ``q`` [N, M].
+
+    Costs O(p N m) for the first ``n_used_cols`` = m columns of ``q`` (``qy`` [M, K]).
+    """
+    hp = jax.lax.Precision.HIGHEST
+    tc = grid.tc
+    fixed = jnp.concatenate([(w * w)[:, None], (w * q0)[:, None], w[:, None] * yw], axis=1)
+    sx, s1 = _grid_suffix(grid, fixed, xc, n_cand)
+    w2xx = _grid_suffix_xx(grid, w * w, xc, n_cand)
+    w2x, w2 = sx[..., 0], s1[..., 0]
+    hh = w2xx - 2.0 * tc * w2x + tc * tc * w2
+    qh = _combine(sx[..., 1], s1[..., 1], tc)
+    hy = jnp.moveaxis(_combine(sx[..., 2:], s1[..., 2:], tc[..., None]), -1, 1)
+    p, c = tc.shape
+    k = yw.shape[1]
+    wx = w[None, :] * xc
+    st = Stats(
+        U=jnp.zeros((p, c)),
+        Y=jnp.zeros((p, k, c)),
+        Lh=jnp.zeros((p, c)),
+        hh=hh,
+        hc2=hh - qh * qh,
+        hy=hy,
+        lh=w2xx - tc * w2x,
+        tc=tc,
+        pos=grid.pos,
+        valid=grid.valid,
+        LL=jnp.zeros(p),
+        LY=jnp.zeros((p, k)),
+        ll=jnp.sum(wx * wx, axis=1),
+        ly=jnp.einsum("pn,nk->pk", wx, yw, precision=hp),
+    )
+    n_blocks = (n_used_cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+
+    def body(b, st):
+        start = b * COLUMN_BLOCK
+        qb = jax.lax.dynamic_slice_in_dim(q, start, COLUMN_BLOCK, axis=1)
+        qyb = jax.lax.dynamic_slice_in_dim(qy, start, COLUMN_BLOCK, axis=0)
+        return add_columns(grid, st, w, xc, qb, qyb, n_cand)
+
+    return jax.lax.fori_loop(0, n_blocks, body, st)
+
+
+def _grid_suffix_xx(grid: Grid, v, xc, n_cand: int):
+    """``sum_above v x^2`` [p, C] for row values ``v`` [N]."""
+    p = xc.shape[0]
+    flat = (grid.bins + (n_cand + 1) * jnp.arange(p)[:, None]).reshape(-1)
+    binned = jax.ops.segment_sum((v[None] * xc * xc).reshape(-1), flat,
+                                 num_segments=p * (n_cand + 1)).reshape(p, n_cand + 1)
+    return _suffix_from_bins(binned)
+
+
+def add_columns(grid: Grid, st: Stats, w, xc, q, qy, n_cand: int) -> Stats:
+    """Adds basis columns ``q`` [N, n] (``qy`` [n, K]) to a parent's sums: O(p N n)."""
+    v = w[:, None] * q
+    sx, s1 = _grid_suffix(grid, v, xc, n_cand)
+    u = _combine(sx, s1, grid.tc[..., None])
+    ql = jnp.einsum("pr,rn->pn", xc, v, precision=jax.lax.Precision.HIGHEST)
+    return _accumulate(st, u, qy, ql)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring.
+
+
+class Scores(NamedTuple):
+    """Per predictor [p]: the outcome of earth's FindPredGivenParent for one parent.
+
+    ``lin``: RSS drop of the linear term (0 when it is not a new form); ``new_form``: whether the
+    linear term was usable (earth may clear the flag); ``knot``: best knot's RSS drop (pair, or
+    linear plus hinge), ``-inf`` when no knot beats the linear term; ``knot_index``: its index
+    into C; ``best``: ``max(lin, knot)``, earth's RssDeltaForParPredPair.
+    """
+
+    lin: jax.Array
+    new_form: jax.Array
+    knot: jax.Array
+    knot_index: jax.Array
+    best: jax.Array
+
+
+def score(
+    st: Stats, new_form: jax.Array, allowed: jax.Array, n_terms, max_legal, tol,
+    weighted: bool,
+) -> Scores:
+    """Score every knot and linear term of one parent as earth 5.3.2 does.
+
+    Args:
+      st: the parent's statistics (basis sums up to date).
+      new_form: [p] earth's GetNewFormFlag per predictor.
+      allowed: [p] predictors not already in the parent.
+      n_terms: index of the next term slot (earth's nTerms).
+      max_legal: earth's MaxLegalRssDelta (unweighted only).
+      tol: collinearity tolerance override (<= 0: earth's 0.01 / 1e-5 rule).
+      weighted: earth's weighted path (regression RSS, no tolerance, no legality check).
+
+    """
+    lr_sq = st.ll - st.LL  # residual SS of the linear term
+    lr = st.ly - st.LY  # [p, K]
+    if weighted:
+        nf = new_form
+        lin_in = nf & (lr_sq > QR_TOL_SQ * st.ll)
+    else:
+        nf = new_form & (lr_sq > MIN_BX_SOS)
+        lin_in = nf
+    safe_lr = jnp.where(lin_in, lr_sq, 1.0)
+    lin = jnp.where(lin_in, jnp.sum(lr * lr, -1) / safe_lr, 0.0)
+    g = st.hh - st.U
+    a = st.hy - st.Y  # [p, K, C]
+    b = st.lh - st.Lh
+    coef = jnp.where(lin_in, 1.0 / safe_lr, 0.0)[:, None]
+    temp2 = g - b * b * coef
+    temp1 = a - (b * coef)[:, None, :] * lr[:, :, None]
+    ok_cand = st.valid & allowed[:, None]
+    if weighted:
+        indep = temp2 > QR_TOL_SQ * st.hh
+        red = jnp.where(indep, jnp.sum(temp1 * temp1, 1) / jnp.where(indep, temp2, 1.0), 0.0)
+        cand = jnp.where(ok_cand & (red > ALMOST_ZERO), red, -jnp.inf)
+        c = jnp.argmax(cand, axis=1)
+        top = jnp.take_along_axis(cand, c[:, None], 1)[:, 0]
+        found = top > -jnp.inf
+        knot = jnp.where(found, lin + top, -jnp.inf)
+        best = jnp.where(found, knot, lin)
+    else:
+        new_col = n_terms + nf.astype(jnp.int32)
+        auto = jnp.where(new_col < TOL_SWITCH_COLUMN, TOL_EARLY, TOL_LATE)
+        tol_p = jnp.where(tol > 0, tol, auto)[:, None]
+        good = temp2 > tol_p * st.hc2
+        hinge = jnp.where(good, jnp.sum(temp1 * temp1, 1) / jnp.where(good, temp2, 1.0), 0.0)
+        total = lin[:, None] + hinge
+        cand = jnp.where(ok_cand & (total > lin[:, None]) & (total < max_legal), total, -jnp.inf)
+        c = jnp.argmax(cand, axis=1)
+        knot = jnp.take_along_axis(cand, c[:, None], 1)[:, 0]
+        best = jnp.maximum(lin, knot)
+    return Scores(lin=lin, new_form=nf, knot=knot, knot_index=c, best=best)
