@@ -24,6 +24,7 @@ import dataclasses
 import numpy as np
 import scipy.linalg
 
+from spline.candidates import QR_TOL_SQ
 from spline.forward import gcv
 
 # earth.fit.R: RSS and GCV values below this are reported as 0 ("for consistency across
@@ -49,6 +50,25 @@ class BackwardResult:
     rss: float
     rss_path: list[float]
     gcv_path: list[float]
+
+
+def independent(r: np.ndarray) -> list[int]:
+    """Columns of ``r`` [M, m] independent of the ones before them (earth's RegressAndFix).
+
+    A column whose residual against the kept ones is below R's lm tolerance (1e-8 of its norm)
+    is dropped; the products of the projections equal those of the columns themselves.
+    """
+    basis = np.zeros((r.shape[0], 0))
+    keep = []
+    for j in range(r.shape[1]):
+        col = r[:, j]
+        res = col - basis @ (basis.T @ col)
+        res = res - basis @ (basis.T @ res)
+        norm2 = float(res @ res)
+        if norm2 > QR_TOL_SQ * float(col @ col):
+            keep.append(j)
+            basis = np.concatenate([basis, (res / np.sqrt(norm2))[:, None]], axis=1)
+    return keep
 
 
 def _triangular(cols: np.ndarray, z: np.ndarray, rss_out: float):

@@ -41,7 +41,8 @@ TOL_LATE = 1e-5
 TOL_SWITCH_COLUMN = 15
 # R's lm (dqrdc2) tolerance: a column whose norm after orthogonalization is below 1e-8 of its own
 # norm is linearly dependent; on squared norms, 1e-16.
-QR_TOL_SQ = 1e-16
+QR_TOL = 1e-8
+QR_TOL_SQ = QR_TOL * QR_TOL
 # earth.c ALMOST_ZERO: with weights, a knot must lower the RSS by more than this to count.
 ALMOST_ZERO = 1e-10
 # Width of the triangular blocks of ``cumsum``: XLA's CPU cumulative sum is ~20x slower than
@@ -128,8 +129,8 @@ class RootLayout(NamedTuple):
 
 
 def root_layout(
-    positions: list[np.ndarray], perm: np.ndarray, xs_c: np.ndarray, span: int, n_cand: int,
-    pad_row: int,
+    positions: list[np.ndarray], perm: np.ndarray, xs_c: np.ndarray, span: int, block: int,
+    n_cand: int, pad_row: int,
 ) -> dict[str, np.ndarray]:
     """Host-side gather layout for the intercept's knots.
 
@@ -138,6 +139,7 @@ def root_layout(
       perm: [p, N] the sorting permutations (real rows).
       xs_c: [p, N] each predictor sorted and centred.
       span: the intercept's minspan.
+      block: B >= span, the padded block width.
       n_cand: C, the padded number of knots.
       pad_row: index of a row whose values are all zero.
 
@@ -149,7 +151,7 @@ def root_layout(
     tops = [n - 1 - int(pos[0]) if pos.size else 0 for pos in positions]
     top_len = max(tops + [1])
     top = np.full((p, top_len), pad_row, dtype=np.int32)
-    blocks = np.full((p, n_cand, span), pad_row, dtype=np.int32)
+    blocks = np.full((p, n_cand, block), pad_row, dtype=np.int32)
     tc = np.zeros((p, n_cand))
     pos_out = np.zeros((p, n_cand), dtype=np.int32)
     valid = np.zeros((p, n_cand), dtype=bool)
@@ -161,7 +163,7 @@ def root_layout(
         # Block c covers sorted positions pos[c] + 1 .. pos[c] + span = pos[c - 1].
         starts = pos[1:count] + 1
         idx = starts[:, None] + np.arange(span)[None, :]
-        blocks[j, 1:count] = perm[j, idx]
+        blocks[j, 1:count, :span] = perm[j, idx]
         tc[j, :count] = xs_c[j, pos]
         pos_out[j, :count] = pos
         valid[j, :count] = True

@@ -62,11 +62,18 @@ def add(queue: Queue, n_terms, two, fast_beta) -> Queue:
     rss = queue.rss.at[first].set(jnp.inf, mode="drop").at[second].set(jnp.inf, mode="drop")
     nt = queue.n_terms.at[first].set(n_terms, mode="drop").at[second].set(n_terms, mode="drop")
     size = queue.size + 1 + two.astype(jnp.int32)
+    return sort(Queue(rss=rss, n_terms=nt, size=size, order=queue.order), n_terms, fast_beta)
+
+
+def sort(queue: Queue, n_terms, fast_beta) -> Queue:
+    """Sorts the entries: by RSS drop (descending, then index), then by aged rank
+    ``rank + fast_beta * (n_terms - entry's n_terms)`` when ``fast_beta > 0``."""
+    m = queue.rss.shape[0]
     ids = jnp.arange(m, dtype=jnp.int32)
-    invalid = (ids >= size).astype(jnp.int32)
-    by_rss = jnp.lexsort((ids, -rss, invalid))
-    rank = jnp.zeros(m).at[by_rss].set(jnp.arange(m, dtype=rss.dtype))
-    aged = rank + fast_beta * (n_terms - nt)
-    by_age = jnp.lexsort((ids, -rss, aged, invalid))
+    invalid = (ids >= queue.size).astype(jnp.int32)
+    by_rss = jnp.lexsort((ids, -queue.rss, invalid))
+    rank = jnp.zeros(m, queue.rss.dtype).at[by_rss].set(jnp.arange(m, dtype=queue.rss.dtype))
+    aged = rank + fast_beta * (n_terms - queue.n_terms)
+    by_age = jnp.lexsort((ids, -queue.rss, aged, invalid))
     order = jnp.where(fast_beta > 0, by_age, by_rss).astype(jnp.int32)
-    return Queue(rss=rss, n_terms=nt, size=size, order=order)
+    return queue.replace(order=order)

@@ -31,7 +31,7 @@ import numpy as np
 
 from spline import candidates as cand
 from spline import fastk, spans
-from spline.candidates import QR_TOL_SQ, Stats
+from spline.candidates import QR_TOL, QR_TOL_SQ, Stats
 
 HP = jax.lax.Precision.HIGHEST
 # earth.c: MIN_GRSQ (the forward pass stops when GRSq drops below it, thresh > 0 only).
@@ -69,13 +69,14 @@ class Static:
 
     Attributes:
       n_pad: rows, padded (at least one padding row).
-      n_vars: p. n_out: K.
+      n_vars: predictors, padded with constant columns (never used).
+      n_out: K.
       n_slots: M >= nk term slots (a multiple of ``GS_BLOCK``).
-      n_cand_root: knots per predictor of the intercept (padded). root_span: its minspan.
+      n_cand_root: knots per predictor of the intercept (padded). root_block: rows per block of
+        its gather layout (its minspan, padded).
       n_cand_pool: knots per predictor of other parents (padded). pool_size: parents kept.
       fast_k: parents scored per step. max_degree: earth's degree.
-      weighted: earth's weighted search. minspan_arg, endspan_arg, adjust_endspan: earth's
-      minspan, endspan and Adjust.endspan.
+      weighted: earth's weighted search.
 
     """
 
@@ -84,15 +85,12 @@ class Static:
     n_out: int
     n_slots: int
     n_cand_root: int
-    root_span: int
+    root_block: int
     n_cand_pool: int
     pool_size: int
     fast_k: int
     max_degree: int
     weighted: bool
-    minspan_arg: int
-    endspan_arg: int
-    adjust_endspan: float
 
 
 @flax.struct.dataclass
@@ -118,23 +116,27 @@ class Data:
 
 @flax.struct.dataclass
 class Params:
-    """Scalars that vary without recompiling: ``n_rows`` real N, ``nk``, ``thresh``, ``penalty``,
-    ``fast_beta``, ``tol`` (collinearity override, <= 0 for earth's rule), ``rss_null``."""
+    """Scalars that vary without recompiling: ``n_rows`` real N, ``n_vars`` real p, ``nk``,
+    ``thresh``, ``penalty``, ``fast_beta``, ``tol`` (collinearity override, <= 0 for earth's
+    rule), ``rss_null``, ``endspan`` of interaction terms and the user's ``minspan``."""
 
     n_rows: jax.Array
+    n_vars: jax.Array
     nk: jax.Array
     thresh: jax.Array
     penalty: jax.Array
     fast_beta: jax.Array
     tol: jax.Array
     rss_null: jax.Array
+    endspan: jax.Array
+    minspan: jax.Array
 
 
 @flax.struct.dataclass
 class Terms:
     """Earth's term slots [M]: predictor, knot (sorted position and raw value), direction
-    (``DIR_*``), parent slot, degree, ``used`` (earth's FullSet), ``dep`` (dependent column,
-    dropped after the pass as earth's RegressAndFix does) and the predictors of each term [M, p].
+    (``DIR_*``), parent slot, degree, ``used`` (earth's FullSet) and the predictors of each term
+    [M, p].
     """
 
     var: jax.Array
@@ -144,7 +146,6 @@ class Terms:
     parent: jax.Array
     degree: jax.Array
     used: jax.Array
-    dep: jax.Array
     varmask: jax.Array
 
 
@@ -169,7 +170,8 @@ class State:
     triangular: column t holds ``q^T b_t`` and ``|residual|``), ``qy`` [M, K] ``q^T y``; the
     term slots; earth's counters (``n_terms`` next slot, ``n_used`` terms for the GCV, ``rss``,
     ``rss_delta`` of the last step, ``rsq``, ``rsq_delta``, ``grsq``, ``no_term``); the queue; the
-    intercept's statistics and the pool.
+    intercept's statistics and the pool; with weights, ``q_earth`` [N, M] earth's own orthogonal
+    basis (constant first column, terms only), which decides whether an upper term is kept.
     """
 
     q: jax.Array
@@ -189,6 +191,7 @@ class State:
     queue: fastk.Queue
     root: Stats
     pool: Pool | None
+    q_earth: jax.Array | None = None
 
 
 def gcv(rss, n_terms, n_rows, penalty, xp=math):
@@ -289,10 +292,10 @@ def _ensure_pool(st: Static, data: Data, params: Params, state: State, sel, usab
             victim = jnp.argmin(jnp.where(reserved, jnp.iinfo(jnp.int32).max, pool.age))
             w = term_values(data, state.terms, pid, st.max_degree)
             n_used = jnp.sum(w > 0)
-            end = spans.endspan(params.n_rows, st.n_vars, state.terms.degree[pid] + 1,
-                                st.endspan_arg, st.adjust_endspan, xp=jnp)
-            span = spans.minspan(params.n_rows, n_used, st.n_vars, st.minspan_arg, xp=jnp)
-            start = spans.startspan(params.n_rows, end, span, st.minspan_arg, xp=jnp)
+            # Children of a pooled parent have degree >= 2: one endspan for all of them.
+            end = params.endspan
+            span = spans.minspan_device(params.n_rows, n_used, params.n_vars, params.minspan)
+            start = spans.startspan_device(params.n_rows, end, span, params.minspan)
             grid = cand.parent_grid(w, data.xs, data.perm, data.nxt, params.n_rows, end, span,
                                     start, st.n_cand_pool, st.weighted)
             stats = cand.parent_stats(grid, w, data.yw, data.q0, data.xc, state.q, state.qy,
@@ -365,7 +368,14 @@ def _choose(st: Static, sc: cand.Scores, new_form0, allowed):
 
 
 def _add_terms(st: Static, data: Data, state: State, pid, j, knot_pos, is_linear, new_form):
-    """Fills slots ``t``, ``t + 1`` (earth's AddTermPair) and orthogonalizes their columns."""
+    """Fills slots ``t``, ``t + 1`` (earth's AddTermPair) and extends the bases.
+
+    The upper slot is a term (earth's FullSet) when the step adds a hinge pair. Without weights
+    the scoring basis holds exactly those terms. With weights earth's regressions use every
+    column below ``nTerms``, so the lower hinge of a knot step joins the scoring basis even when
+    it is not a term; and earth drops the upper term when its residual against its own
+    orthogonal basis (constant first column, terms only) has a sum of squares <= MIN_BX_SOS.
+    """
     terms = state.terms
     t = state.n_terms
     xr = data.xt[j]
@@ -375,31 +385,21 @@ def _add_terms(st: Static, data: Data, state: State, pid, j, knot_pos, is_linear
     down = jnp.maximum(0.0, cut - xr)
     b = w[:, None] * jnp.stack([up, down], 1)
     pair = ~is_linear & new_form
-    b = b.at[:, 1].multiply(pair.astype(b.dtype))
-    h, coef = _orthogonalize(state.q, b, t)
-    bb = jnp.sum(b * b, 0)
-    rho1_sq = jnp.sum(h[:, 0] ** 2)
-    dep1 = rho1_sq <= QR_TOL_SQ * bb[0]
-    rho1 = jnp.where(dep1, 0.0, jnp.sqrt(rho1_sq))
-    q1 = jnp.where(dep1, 0.0, h[:, 0] / jnp.where(dep1, 1.0, rho1))
-    c12 = q1 @ h[:, 1]
-    h2 = h[:, 1] - c12 * q1
-    rho2_sq = jnp.sum(h2 * h2)
-    # With weights, earth drops an upper term whose orthogonal residual is <= MIN_BX_SOS.
-    good2 = rho2_sq > cand.MIN_BX_SOS if st.weighted else True
-    used2 = pair & good2
-    pair_eff = pair & good2 if st.weighted else pair
-    dep2 = rho2_sq <= QR_TOL_SQ * bb[1]
-    live2 = used2 & ~dep2
-    rho2 = jnp.where(live2, jnp.sqrt(rho2_sq), 0.0)
-    q2 = jnp.where(live2, h2 / jnp.where(live2, rho2, 1.0), 0.0)
-    qnew = jnp.stack([q1, q2], 1)
+    in_basis = ~is_linear if st.weighted else pair
+    b = b.at[:, 1].multiply(in_basis.astype(b.dtype))
+    qnew, rcol = _extend(state.q, b, t)
     q = jax.lax.dynamic_update_slice_in_dim(state.q, qnew, t, axis=1)
-    rcol = coef.at[t, 0].set(rho1).at[t, 1].set(c12).at[t + 1, 1].set(rho2)
-    rcol = rcol.at[:, 1].multiply(used2.astype(rcol.dtype))
     r = jax.lax.dynamic_update_slice_in_dim(state.r, rcol, t, axis=1)
     qy_new = jnp.matmul(qnew.T, data.yw, precision=HP)
     qy = jax.lax.dynamic_update_slice_in_dim(state.qy, qy_new, t, axis=0)
+    q_earth = state.q_earth
+    if st.weighted:
+        enew, ercol = _extend(q_earth, b, t, exact=True)
+        used2 = pair & (ercol[t + 1, 1] ** 2 > cand.MIN_BX_SOS)
+        enew = enew.at[:, 1].multiply(used2.astype(b.dtype))
+        q_earth = jax.lax.dynamic_update_slice_in_dim(q_earth, enew, t, axis=1)
+    else:
+        used2 = pair
     deg = terms.degree[pid] + 1
     mask = terms.varmask[pid].at[j].set(True)
     slots = jnp.stack([t, t + 1])
@@ -413,10 +413,33 @@ def _add_terms(st: Static, data: Data, state: State, pid, j, knot_pos, is_linear
         degree=terms.degree.at[slots].set(
             jnp.stack([deg, jnp.where(used2, deg, UNUSABLE_DEGREE)])),
         used=terms.used.at[slots].set(jnp.stack([True, used2])),
-        dep=terms.dep.at[slots].set(jnp.stack([dep1, used2 & dep2])),
         varmask=terms.varmask.at[slots].set(mask),
     )
-    return state.replace(q=q, r=r, qy=qy, terms=new_terms), qnew, qy_new, pair_eff
+    state = state.replace(q=q, r=r, qy=qy, terms=new_terms, q_earth=q_earth)
+    return state, qnew, qy_new, used2
+
+
+def _extend(q, b, t, exact: bool = False):
+    """Orthonormal columns for ``b`` [N, 2] after the first ``t`` columns of ``q``.
+
+    Returns ``(new columns [N, 2], projections [M, 2])``: column 1 is also orthogonalized
+    against column 0; row t (t + 1) of the projections holds the residual norms. A column whose
+    residual is below ``QR_TOL`` of its norm is dependent and left zero; with ``exact`` (earth's
+    bxOrth) any nonzero residual is normalized.
+    """
+    h, coef = _orthogonalize(q, b, t)
+    h1 = h[:, 0]
+    rho1 = jnp.sqrt(jnp.dot(h1, h1, precision=HP))
+    bb = jnp.sum(b * b, 0)
+    keep1 = rho1 > 0 if exact else rho1 * rho1 > QR_TOL_SQ * bb[0]
+    q1 = jnp.where(keep1, h1 / jnp.where(keep1, rho1, 1.0), 0.0)
+    c12 = jnp.dot(q1, h[:, 1], precision=HP)
+    h2 = h[:, 1] - c12 * q1
+    rho2 = jnp.sqrt(jnp.dot(h2, h2, precision=HP))
+    keep2 = rho2 > 0 if exact else rho2 * rho2 > QR_TOL_SQ * bb[1]
+    q2 = jnp.where(keep2, h2 / jnp.where(keep2, rho2, 1.0), 0.0)
+    rcol = coef.at[t, 0].set(rho1).at[t, 1].set(c12).at[t + 1, 1].set(rho2)
+    return jnp.stack([q1, q2], 1), rcol
 
 
 def _step(st: Static, data: Data, params: Params, state: State) -> State:
@@ -498,7 +521,7 @@ def _initial_state(st: Static, data: Data, params: Params) -> State:
         var=jnp.zeros(m, jnp.int32), pos=jnp.zeros(m, jnp.int32), cut=jnp.zeros(m),
         dirn=jnp.zeros(m, jnp.int32), parent=jnp.full(m, -1, jnp.int32),
         degree=jnp.zeros(m, jnp.int32), used=jnp.zeros(m, bool).at[0].set(True),
-        dep=jnp.zeros(m, bool), varmask=jnp.zeros((m, p), bool),
+        varmask=jnp.zeros((m, p), bool),
     )
     root = cand.root_stats(data.root, data.sw, data.yw, data.q0, data.xc)
     root = cand.root_add_columns(data.root, root, data.sw, data.xc, data.q0[:, None],
@@ -519,13 +542,18 @@ def _initial_state(st: Static, data: Data, params: Params) -> State:
                          tc=jnp.zeros((s, p, c)))
         pool = Pool(stats=stats, grid=grid, w=jnp.zeros((s, npad)),
                     pid=jnp.full(s, -1, jnp.int32), age=jnp.full(s, -1, jnp.int32))
-    return State(
+    state = State(
         q=q, r=r, qy=jnp.zeros((m, k)).at[0].set(qy0), terms=terms,
         n_terms=jnp.int32(1), n_used=jnp.int32(1), rss=params.rss_null,
         rss_delta=params.rss_null, rsq=jnp.float64(0.0), rsq_delta=jnp.float64(0.0),
         grsq=jnp.float64(0.0), no_term=jnp.bool_(False), stop=params.nk < 3,
         step=jnp.int32(0), queue=fastk.init(m, params.rss_null), root=root, pool=pool,
     )
+    if st.weighted:
+        ones = (data.sw > 0).astype(data.sw.dtype)
+        state = state.replace(
+            q_earth=jnp.zeros((npad, m)).at[:, 0].set(ones / jnp.sqrt(jnp.sum(ones))))
+    return state
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -550,6 +578,11 @@ EQUAL_WEIGHTS = 1e-8
 ZERO_WEIGHT_FRACTION = 1e-8
 # earth.c CheckRssNull: a null RSS below 1e-8 N is raised to it (constant response).
 MIN_RSS_NULL_PER_ROW = 1e-8
+# earth.c raises fast.k below 3 to 3 (queue boundary conditions).
+FAST_K_MIN = 3
+# Problems with at most this many cells (N p) get power-of-two shapes: compile-bound anyway.
+SMALL_CELLS = 1 << 16
+SMALL_ROWS = 128
 
 
 def bucket(n: int) -> int:
@@ -566,7 +599,7 @@ class ForwardResult:
     """Output of the forward pass.
 
     Attributes:
-      slots: term slots kept (used and independent), increasing, intercept (0) first.
+      slots: term slots in the model (earth's FullSet), increasing, intercept (0) first.
       var, cut, dirn, parent: earth's description of every slot [M] (numpy).
       r: [M, M] projections of each slot's weighted column on the orthonormal basis.
       z: [M, K] the basis' projections of the weighted, unscaled targets.
@@ -688,39 +721,57 @@ def _project(q, yo):
     return z, jnp.sum(resid * resid)
 
 
+def _shapes(n: int, p: int) -> tuple[int, int, callable]:
+    """Padded rows and predictors, and the bucket rule for knot counts.
+
+    Small problems (N p <= ``SMALL_CELLS``) are dominated by compilation: their shapes are
+    powers of two (at least ``SMALL_ROWS`` rows) so that many share one compilation. Larger ones
+    use ``bucket`` (at most 12.5% padding) and keep p exact: the work per step grows with p.
+    """
+    if n * p <= SMALL_CELLS:
+        return max(_pow2(n + 1), SMALL_ROWS), _pow2(p), _pow2
+    return bucket(n + 1), p, bucket
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
 def _prepare(x, y, weights, nk, degree, thresh, penalty, minspan, endspan, fast_k, fast_beta,
              tol, adjust_endspan):
-    n, p = x.shape
+    n, p_real = x.shape
     k = y.shape[1]
     weighted = weights is not None
     w = weights if weighted else np.ones(n)
     ys, rss_null = _scaled_targets(y, weights)
-    npad = bucket(n + 1)
+    npad, p, round_up = _shapes(n, p_real)
+    # Padding predictors are constant: no knot, no linear term, never chosen.
+    x = np.concatenate([x, np.zeros((n, p - p_real))], axis=1)
     perm = np.argsort(x, axis=0, kind="stable").T  # [p, N]
     xs_raw = np.take_along_axis(x.T, perm, axis=1)
     mean = x.mean(0)
     xs_c = xs_raw - mean[:, None]
-    end1 = spans.endspan(n, p, 1, endspan, adjust_endspan)
-    span1 = spans.minspan(n, n, p, minspan)
+    end1 = spans.endspan(n, p_real, 1, endspan, adjust_endspan)
+    span1 = spans.minspan(n, n, p_real, minspan)
     start1 = spans.startspan(n, end1, span1, minspan)
-    grids = [spans.root_grid(xs_raw[j], p, end1, span1, start1, weighted) for j in range(p)]
-    n_cand_root = bucket(max([g.size for g in grids] + [1]))
+    grids = [spans.root_grid(xs_raw[j], end1, span1, start1, weighted) if j < p_real
+             else np.zeros(0, np.int64) for j in range(p)]
+    n_cand_root = round_up(max([g.size for g in grids] + [1]))
     fast = fast_k if fast_k > 0 else nk
-    fast = min(max(fast, fastk_min()), max(nk, 1))
+    n_slots = -(-max(nk, 3) // GS_BLOCK) * GS_BLOCK
+    fast = min(max(fast, FAST_K_MIN), n_slots)
+    end2 = spans.endspan(n, p_real, 2, endspan, adjust_endspan)
     if degree > 1:
-        end2 = spans.endspan(n, p, 2, endspan, adjust_endspan)
-        n_cand_pool = bucket(spans.max_knots(n, p, end2, minspan))
+        n_cand_pool = round_up(spans.max_knots(n, p_real, end2, minspan))
         pool_size = fast
     else:
         n_cand_pool, pool_size = 1, 0
     st = Static(
-        n_pad=npad, n_vars=p, n_out=k, n_slots=-(-max(nk, 3) // GS_BLOCK) * GS_BLOCK,
-        n_cand_root=n_cand_root, root_span=span1, n_cand_pool=n_cand_pool,
-        pool_size=pool_size, fast_k=fast, max_degree=degree, weighted=weighted,
-        minspan_arg=int(minspan), endspan_arg=int(endspan),
-        adjust_endspan=float(adjust_endspan),
+        n_pad=npad, n_vars=p, n_out=k, n_slots=n_slots, n_cand_root=n_cand_root,
+        root_block=round_up(span1), n_cand_pool=n_cand_pool, pool_size=pool_size,
+        fast_k=fast, max_degree=degree, weighted=weighted,
     )
-    layout = cand.root_layout(grids, perm, xs_c, span1, n_cand_root, npad - 1)
+    layout = cand.root_layout(grids, perm, xs_c, span1, st.root_block, n_cand_root, npad - 1)
     sw = np.zeros(npad)
     sw[:n] = np.sqrt(w)
     perm_pad = np.concatenate([perm, np.broadcast_to(np.arange(n, npad), (p, npad - n))], 1)
@@ -743,18 +794,13 @@ def _prepare(x, y, weights, nk, degree, thresh, penalty, minspan, endspan, fast_
         root=cand.RootLayout(**{key: jnp.asarray(v) for key, v in layout.items()}),
     )
     params = Params(
-        n_rows=jnp.int32(n), nk=jnp.int32(nk), thresh=jnp.float64(thresh),
-        penalty=jnp.float64(penalty), fast_beta=jnp.float64(fast_beta),
-        tol=jnp.float64(tol), rss_null=jnp.float64(rss_null),
+        n_rows=jnp.int32(n), n_vars=jnp.int32(p_real), nk=jnp.int32(nk),
+        thresh=jnp.float64(thresh), penalty=jnp.float64(penalty),
+        fast_beta=jnp.float64(fast_beta), tol=jnp.float64(tol),
+        rss_null=jnp.float64(rss_null), endspan=jnp.int32(end2), minspan=jnp.int32(minspan),
     )
-    host = {"sw": sw, "xs_raw": xs_raw, "perm": perm, "minspan": span1, "endspan": end1,
-            "thresh": thresh, "nk": nk}
+    host = {"sw": sw, "minspan": span1, "endspan": end1, "thresh": thresh, "nk": nk}
     return st, data, params, host
-
-
-def fastk_min() -> int:
-    """earth.c raises fast.k below 3 to 3 (queue boundary conditions)."""
-    return 3
 
 
 def _termination(nk, thresh, rsq, rsq_delta, grsq, no_term) -> int:
@@ -774,7 +820,7 @@ def _termination(nk, thresh, rsq, rsq_delta, grsq, no_term) -> int:
 
 def _result(st: Static, state: State, z, rss_out, host) -> ForwardResult:
     t = jax.device_get(state.terms)
-    keep = np.asarray(t.used) & ~np.asarray(t.dep)
+    keep = np.asarray(t.used)
     slots = [s for s in range(st.n_slots) if keep[s]]
     var = np.asarray(t.var)
     cut = np.where(np.asarray(t.dirn) == DIR_LINEAR, np.nan, np.asarray(t.cut))

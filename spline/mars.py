@@ -190,9 +190,9 @@ class MARS(RegressorMixin, BaseEstimator):
             )
         start = time.perf_counter()
         fwd = forward.forward_pass(x, y2, weights, **kwargs)
-        names = _terms(fwd)
-        r = fwd.r[:, fwd.slots]
-        bwd = backward.backward_pass(r, fwd.z, fwd.rss_out, n, kwargs["penalty"])
+        slots = [fwd.slots[i] for i in backward.independent(fwd.r[:, fwd.slots])]
+        names = _terms(fwd, slots)
+        bwd = backward.backward_pass(fwd.r[:, slots], fwd.z, fwd.rss_out, n, kwargs["penalty"])
         self.fit_time_ = time.perf_counter() - start
         self.forward_terms_ = names
         self.terms_ = [names[i] for i in bwd.selected]
@@ -280,8 +280,8 @@ class MARS(RegressorMixin, BaseEstimator):
         return sorted({v for t in self.terms_ for v in t.variables()})
 
 
-def _terms(fwd: forward.ForwardResult) -> list[Term]:
-    """``Term`` objects of the forward pass' kept slots, in slot order."""
+def _terms(fwd: forward.ForwardResult, slots: list[int]) -> list[Term]:
+    """``Term`` objects of the given slots of the forward pass, in slot order."""
     made: dict[int, Term] = {0: INTERCEPT}
 
     def make(slot: int) -> Term:
@@ -295,7 +295,7 @@ def _terms(fwd: forward.ForwardResult) -> list[Term]:
             )
         return made[slot]
 
-    return [make(s) for s in fwd.slots]
+    return [make(s) for s in slots]
 
 
 __all__ = ["MARS", "Term", "default_max_terms"]

@@ -13,13 +13,14 @@ cut has ``P > 0``, and the hinge is not identically zero) and places a knot at t
   the grid), or ``endspan + minspan // 2`` when the grid fits exactly.
 
 A negative ``minspan`` asks for that many knots (``minspan = ceil(N / (1 - minspan))``). The
-functions work on Python ints (host) and on JAX scalars (the forward pass computes the spans of
-interaction parents on the device), hence the ``xp`` argument.
+``*_device`` variants take traced scalars (the forward pass computes the spans of interaction
+parents on the device, from their support).
 """
 
 from __future__ import annotations
 
 import math
+import jax.numpy as jnp
 import numpy as np
 
 # earth.c's literal constants (rounded there; the rounding decides where int() truncates).
@@ -31,9 +32,8 @@ MINSPAN_DIVISOR = 1.7329  # 2.5 log(2)
 ADJUST_ENDSPAN = 2.0
 
 
-def endspan(
-    n_rows, n_vars: int, degree, endspan_arg: int = 0, adjust: float = ADJUST_ENDSPAN, xp=math
-):
+def endspan(n_rows: int, n_vars: int, degree: int, endspan_arg: int = 0,
+            adjust: float = ADJUST_ENDSPAN) -> int:
     """Rows kept below the lowest knot for a new term of ``degree`` (earth's ``GetEndSpan``).
 
     Args:
@@ -42,25 +42,15 @@ def endspan(
       degree: degree of the new term (1 for children of the intercept).
       endspan_arg: user endspan (> 0), or 0 for Friedman's eq. 45.
       adjust: earth's ``Adjust.endspan``.
-      xp: ``math`` for Python ints, ``jax.numpy`` for traced values.
-
-    Returns:
-      The endspan (an int, or an int32 scalar under ``jax.numpy``).
 
     """
-    auto = int(ENDSPAN_OFFSET + math.log(n_vars) / LOG_2)
-    base = endspan_arg if endspan_arg > 0 else auto
-    if xp is math:
-        value = base + (int(adjust * base + 0.5) if degree >= 2 else 0)
-        value = min(value, n_rows // 2 - 1)
-        return max(1, value)
-    bump = xp.floor(adjust * base + 0.5).astype(xp.int32)
-    value = base + xp.where(degree >= 2, bump, 0)
-    value = xp.minimum(value, n_rows // 2 - 1)
-    return xp.maximum(1, value)
+    value = endspan_arg if endspan_arg > 0 else int(ENDSPAN_OFFSET + math.log(n_vars) / LOG_2)
+    if degree >= 2:
+        value += int(adjust * value + 0.5)
+    return max(1, min(value, n_rows // 2 - 1))
 
 
-def minspan(n_rows, n_used, n_vars: int, minspan_arg: int = 0, xp=math):
+def minspan(n_rows: int, n_used: int, n_vars: int, minspan_arg: int = 0) -> int:
     """Rows between knots (earth's ``GetSpanParams``): eq. 43 from the parent's support size.
 
     Args:
@@ -68,25 +58,19 @@ def minspan(n_rows, n_used, n_vars: int, minspan_arg: int = 0, xp=math):
       n_used: rows where the parent is > 0.
       n_vars: p.
       minspan_arg: > 0 fixed, 0 automatic, < 0 the number of knots wanted.
-      xp: ``math`` or ``jax.numpy``.
 
     """
     if minspan_arg < 0:
-        value = -(-n_rows // (1 - minspan_arg))  # ceil(N / (1 - minspan))
-        return max(1, value) if xp is math else xp.maximum(1, value)
+        return max(1, -(-n_rows // (1 - minspan_arg)))  # ceil(N / (1 - minspan))
     if minspan_arg > 0:
-        return minspan_arg if xp is math else xp.asarray(minspan_arg, xp.int32)
-    if xp is math:
-        # earth casts log(0) = -inf to int for an empty support, then clamps to 1.
-        if n_used <= 0:
-            return 1
-        return max(1, int((MINSPAN_OFFSET + math.log(n_vars * n_used)) / MINSPAN_DIVISOR))
-    safe = xp.maximum(n_used, 1).astype(xp.float64)
-    value = xp.floor((MINSPAN_OFFSET + xp.log(n_vars * safe)) / MINSPAN_DIVISOR).astype(xp.int32)
-    return xp.where(n_used > 0, xp.maximum(1, value), 1)
+        return minspan_arg
+    # earth casts log(0) = -inf to int for an empty support, then clamps to 1.
+    if n_used <= 0:
+        return 1
+    return max(1, int((MINSPAN_OFFSET + math.log(n_vars * n_used)) / MINSPAN_DIVISOR))
 
 
-def startspan(n_rows, end, span, minspan_arg: int = 0, xp=math):
+def startspan(n_rows: int, end: int, span: int, minspan_arg: int = 0) -> int:
     """Qualifying rows counted from the top before the first knot (earth's ``nStartSpan``).
 
     Args:
@@ -94,26 +78,35 @@ def startspan(n_rows, end, span, minspan_arg: int = 0, xp=math):
       end: the endspan in force.
       span: the minspan in force.
       minspan_arg: the user's minspan (negative: knots counted, grid anchored at the endspan).
-      xp: ``math`` or ``jax.numpy``.
 
     """
     if minspan_arg < 0:
-        # Smallest multiple of minspan not below the endspan, minus one.
-        if xp is math:
-            return max(1, -(-end // span) * span - 1)
-        return xp.maximum(1, -(-end // span) * span - 1)
-    avail = n_rows - 2 * end
-    if xp is math:
-        avail = max(0, avail)
-        start = avail // 2  # room for one knot only: put it in the middle
-        if avail > span:
-            rest = avail - (avail // span) * span
-            start = span // 2 if rest == 0 else rest // 2
-        return max(1, end + start)
-    avail = xp.maximum(0, avail)
-    rest = avail - (avail // span) * span
-    start = xp.where(avail > span, xp.where(rest == 0, span // 2, rest // 2), avail // 2)
-    return xp.maximum(1, end + start)
+        return max(1, -(-end // span) * span - 1)  # smallest multiple of span >= end, minus 1
+    avail = max(0, n_rows - 2 * end)
+    start = avail // 2  # room for one knot only: put it in the middle
+    if avail > span:
+        rest = avail % span
+        start = span // 2 if rest == 0 else rest // 2
+    return max(1, end + start)
+
+
+def minspan_device(n_rows, n_used, n_vars, minspan_arg):
+    """``minspan`` for traced int32 arguments (interaction parents, on the device)."""
+    knots = -(-n_rows // (1 - jnp.minimum(minspan_arg, 0)))
+    safe = jnp.maximum(n_used, 1).astype(jnp.float64)
+    auto = jnp.floor((MINSPAN_OFFSET + jnp.log(n_vars * safe)) / MINSPAN_DIVISOR)
+    auto = jnp.where(n_used > 0, auto.astype(jnp.int32), 1)
+    value = jnp.where(minspan_arg < 0, knots, jnp.where(minspan_arg > 0, minspan_arg, auto))
+    return jnp.maximum(1, value)
+
+
+def startspan_device(n_rows, end, span, minspan_arg):
+    """``startspan`` for traced int32 arguments."""
+    knots = jnp.maximum(1, -(-end // span) * span - 1)
+    avail = jnp.maximum(0, n_rows - 2 * end)
+    rest = avail % span
+    start = jnp.where(avail > span, jnp.where(rest == 0, span // 2, rest // 2), avail // 2)
+    return jnp.where(minspan_arg < 0, knots, jnp.maximum(1, end + start))
 
 
 def max_knots(n_rows: int, n_vars: int, end: int, minspan_arg: int) -> int:
@@ -130,9 +123,7 @@ def max_knots(n_rows: int, n_vars: int, end: int, minspan_arg: int) -> int:
     return int(np.max(np.floor(n / spans))) + 1
 
 
-def root_grid(
-    xs: np.ndarray, n_vars: int, end: int, span: int, start: int, weighted: bool
-) -> np.ndarray:
+def root_grid(xs: np.ndarray, end: int, span: int, start: int, weighted: bool) -> np.ndarray:
     """Knot positions of the intercept's children for one predictor, highest first.
 
     Every row qualifies (the intercept is positive everywhere) except, without weights, the rows
@@ -141,7 +132,6 @@ def root_grid(
 
     Args:
       xs: [N] the predictor sorted ascending.
-      n_vars: p (unused: kept for symmetry with the device rule).
       end: endspan for degree-1 terms.
       span: minspan of the intercept (N used rows).
       start: earth's start span.
@@ -151,19 +141,9 @@ def root_grid(
       int [C] sorted positions ``i`` (the knot is ``xs[i]``), decreasing, all ``>= end``.
 
     """
-    del n_vars
     n = xs.size
     top = n - 2 if weighted else min(n - 2, int(np.searchsorted(xs, xs[-1], side="left")) - 1)
     first = top - start + 1
     if first < end:
         return np.zeros(0, dtype=np.int64)
     return np.arange(first, end - 1, -span, dtype=np.int64)
-
-
-def spans_for(n_rows: int, n_vars: int, degree: int, n_used: int, endspan_arg: int,
-              minspan_arg: int, adjust: float = ADJUST_ENDSPAN) -> tuple[int, int, int]:
-    """``(endspan, minspan, start)`` for a new term of ``degree`` under a parent with ``n_used``."""
-    end = endspan(n_rows, n_vars, degree, endspan_arg, adjust)
-    span = minspan(n_rows, n_used, n_vars, minspan_arg)
-    return end, span, startspan(n_rows, end, span, minspan_arg)
-
