@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 import scipy.linalg
 
-from spline.candidates import QR_TOL_SQ
+from spline.orthobasis import QR_TOL_SQ
 from spline.forward import gcv
 
 # earth.fit.R: RSS and GCV values below this are reported as 0 ("for consistency across

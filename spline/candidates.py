@@ -31,6 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spline import orthobasis
+from spline.orthobasis import QR_TOL_SQ
+
 # earth.c: MIN_BX_SOS, the least residual sum of squares of a candidate linear term (absolute,
 # in the units of the data) for it to be tried; a column below it is "not a new form".
 MIN_BX_SOS = 0.01
@@ -39,17 +42,11 @@ MIN_BX_SOS = 0.01
 TOL_EARLY = 0.01
 TOL_LATE = 1e-5
 TOL_SWITCH_COLUMN = 15
-# R's lm (dqrdc2) tolerance: a column whose norm after orthogonalization is below 1e-8 of its own
-# norm is linearly dependent; on squared norms, 1e-16.
-QR_TOL = 1e-8
-QR_TOL_SQ = QR_TOL * QR_TOL
 # earth.c ALMOST_ZERO: with weights, a knot must lower the RSS by more than this to count.
 ALMOST_ZERO = 1e-10
 # Width of the triangular blocks of ``cumsum``: XLA's CPU cumulative sum is ~20x slower than
 # block sums plus a small matrix product.
 CUMSUM_BLOCK = 32
-# Basis columns handled per pass when a parent is built from scratch.
-COLUMN_BLOCK = 16
 
 
 class Stats(NamedTuple):
@@ -183,33 +180,43 @@ def root_layout(
     }
 
 
-def _root_suffix(layout: RootLayout, v: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Suffix sums of ``v`` and ``v x`` at the intercept's knots.
+def gather(v: jax.Array, idx: jax.Array) -> jax.Array:
+    """``v[idx]`` along the first axis for indices known to be in bounds.
+
+    Skipping XLA's bounds handling makes CPU gathers 2-3 times faster.
+    """
+    return v.at[idx].get(mode="promise_in_bounds")
+
+
+def _root_suffix(layout: RootLayout, v: jax.Array, power: int = 1) -> tuple:
+    """Suffix sums at the intercept's knots of ``v x^power`` and ``v``.
 
     Args:
       layout: the intercept's gather layout.
-      v: [N, ...] per-row values (trailing axes are batched).
+      v: [N, n] row values.
+      power: the power of the predictor in the first sum.
 
     Returns:
-      ``(sum_above v x, sum_above v)``, each [p, C, ...].
+      Two arrays [p, n, C].
 
     """
-    vt = v[layout.top]  # [p, Lt, ...]
-    vb = v[layout.blocks]  # [p, C, B, ...]
-    extra = (None,) * (v.ndim - 1)
-    xt = layout.x_top[(...,) + extra]
-    xb = layout.x_blocks[(...,) + extra]
-    top1, topx = vt.sum(1), (vt * xt).sum(1)
-    blk1 = vb.sum(2).at[:, 0].set(0.0)
-    blkx = (vb * xb).sum(2).at[:, 0].set(0.0)
-    # Cumulative sums along C (axis 1): move it last for ``cumsum``.
-    s1 = top1[:, None] + jnp.moveaxis(cumsum(jnp.moveaxis(blk1, 1, -1)), -1, 1)
-    sx = topx[:, None] + jnp.moveaxis(cumsum(jnp.moveaxis(blkx, 1, -1)), -1, 1)
-    return sx, s1
+    xt, xb = layout.x_top**power, layout.x_blocks**power
+    sums = []
+    for i in range(v.shape[1]):
+        # One 1-D gather per column and reductions over the minor axis: the fast forms on CPU.
+        vt, vb = gather(v[:, i], layout.top), gather(v[:, i], layout.blocks)
+        top = jnp.stack([(vt * xt).sum(-1), vt.sum(-1)], 1)  # [p, 2]
+        blocks = jnp.stack([(vb * xb).sum(-1), vb.sum(-1)], 1)  # [p, 2, C]
+        sums.append((top, blocks))
+    top = jnp.stack([t for t, _ in sums], 1)  # [p, n, 2]
+    blocks = jnp.stack([b for _, b in sums], 1)  # [p, n, 2, C]
+    # Block 0 holds no rows: the top region is added to every suffix sum instead.
+    suffix = top[..., None] + cumsum(blocks.at[..., 0].set(0.0))
+    return suffix[:, :, 0], suffix[:, :, 1]
 
 
 def root_stats(layout: RootLayout, sw, yw, q0, xc) -> Stats:
-    """Fixed statistics of the intercept (basis sums zero: add ``q0`` with ``add_columns``).
+    """Fixed statistics of the intercept (basis sums zero: add ``q0`` with ``root_add_columns``).
 
     Args:
       layout: the intercept's gather layout.
@@ -220,14 +227,13 @@ def root_stats(layout: RootLayout, sw, yw, q0, xc) -> Stats:
 
     """
     tc = layout.tc
-    cols = jnp.concatenate([(sw * sw)[:, None], (sw * q0)[:, None], sw[:, None] * yw], axis=1)
-    sx, s1 = _root_suffix(layout, cols)  # [p, C, 2 + K]
-    w2x, w2 = sx[..., 0], s1[..., 0]
-    sxx = _root_suffix_xx(layout, sw * sw)  # sum_above W^2 x^2
-    hh = sxx - 2.0 * tc * w2x + tc * tc * w2
-    qh = _combine(sx[..., 1], s1[..., 1], tc)
-    hy = jnp.moveaxis(_combine(sx[..., 2:], s1[..., 2:], tc[..., None]), -1, 1)  # [p, K, C]
-    lh = sxx - tc * w2x
+    cols = jnp.concatenate([(sw * sw)[:, None], (sw * q0)[:, None], sw[:, None] * yw], 1)
+    sx, s1 = _root_suffix(layout, cols)  # [p, 2 + K, C]
+    w2xx, _ = _root_suffix(layout, (sw * sw)[:, None], power=2)
+    w2x, w2, w2xx = sx[:, 0], s1[:, 0], w2xx[:, 0]
+    hh = w2xx - 2.0 * tc * w2x + tc * tc * w2
+    qh = _combine(sx[:, 1], s1[:, 1], tc)
+    hy = _combine(sx[:, 2:], s1[:, 2:], tc[:, None])  # [p, K, C]
     p, c = tc.shape
     k = yw.shape[1]
     w = sw[None, :]
@@ -238,7 +244,7 @@ def root_stats(layout: RootLayout, sw, yw, q0, xc) -> Stats:
         hh=hh,
         hc2=hh - qh * qh,
         hy=hy,
-        lh=lh,
+        lh=w2xx - tc * w2x,
         tc=tc,
         pos=layout.pos,
         valid=layout.valid,
@@ -249,33 +255,24 @@ def root_stats(layout: RootLayout, sw, yw, q0, xc) -> Stats:
     )
 
 
-def _root_suffix_xx(layout: RootLayout, v: jax.Array) -> jax.Array:
-    """``sum_above v x^2`` at the intercept's knots, [p, C]."""
-    vt = v[layout.top]
-    vb = v[layout.blocks]
-    top = (vt * layout.x_top * layout.x_top).sum(1)
-    blk = (vb * layout.x_blocks * layout.x_blocks).sum(2).at[:, 0].set(0.0)
-    return top[:, None] + cumsum(blk)
-
-
 def _accumulate(st: Stats, u: jax.Array, qy: jax.Array, ql: jax.Array) -> Stats:
-    """Add new columns' terms: ``u`` [p, C, n] = q . h, ``qy`` [n, K], ``ql`` [p, n] = q . l."""
+    """Add new columns' terms: ``u`` [p, n, C] = q . h, ``qy`` [n, K], ``ql`` [p, n] = q . l."""
     hp = jax.lax.Precision.HIGHEST
     return st._replace(
-        U=st.U + jnp.sum(u * u, -1),
-        Y=st.Y + jnp.einsum("pcn,nk->pkc", u, qy, precision=hp),
-        Lh=st.Lh + jnp.einsum("pcn,pn->pc", u, ql, precision=hp),
+        U=st.U + jnp.einsum("pnc,pnc->pc", u, u, precision=hp),
+        Y=st.Y + jnp.einsum("pnc,nk->pkc", u, qy, precision=hp),
+        Lh=st.Lh + jnp.einsum("pnc,pn->pc", u, ql, precision=hp),
         LL=st.LL + jnp.sum(ql * ql, -1),
         LY=st.LY + jnp.einsum("pn,nk->pk", ql, qy, precision=hp),
     )
 
 
 def root_add_columns(layout: RootLayout, st: Stats, sw, xc, q, qy) -> Stats:
-    """Adds basis columns ``q`` [N, n] (with ``qy = q^T y`` [n, K]) to the intercept's sums."""
-    v = sw[:, None] * q
-    sx, s1 = _root_suffix(layout, v)  # [p, C, n]
-    u = _combine(sx, s1, layout.tc[..., None])
-    ql = jnp.einsum("pr,rn->pn", xc, v, precision=jax.lax.Precision.HIGHEST)
+    """Adds basis columns ``q`` [n, N] (rows; ``qy = q y`` [n, K]) to the intercept's sums."""
+    v = sw[None, :] * q
+    sx, s1 = _root_suffix(layout, v.T)
+    u = _combine(sx, s1, layout.tc[:, None])  # [p, n, C]
+    ql = jnp.einsum("pr,nr->pn", xc, v, precision=jax.lax.Precision.HIGHEST)
     return _accumulate(st, u, qy, ql)
 
 
@@ -322,7 +319,7 @@ def parent_grid(
     pos = jnp.arange(npad)
 
     def one(xs_k, perm_k, nxt_k):
-        ws = w[perm_k]
+        ws = gather(w, perm_k)
         above = jnp.concatenate([ws[1:], jnp.zeros(1, ws.dtype)])
         qual = (pos >= end) & (pos <= n_rows - 2) & (above > 0)
         if not weighted:
@@ -345,34 +342,36 @@ def parent_grid(
 
 
 def _grid_suffix(grid: Grid, v, xc, n_cand: int):
-    """``(sum_above v x, sum_above v)`` at the knots, each [p, C, n]; ``v`` [N, n] row values."""
+    """``(sum_above v x, sum_above v)`` at the knots, each [p, n, C]; ``v`` [N, n] row values."""
     p = xc.shape[0]
     both = jnp.concatenate(
-        [jnp.broadcast_to(v[None], (p,) + v.shape), v[None] * xc[..., None]], axis=-1
+        [v[None] * xc[..., None], jnp.broadcast_to(v[None], (p,) + v.shape)], axis=-1
     )  # [p, N, 2n]
     flat = (grid.bins + (n_cand + 1) * jnp.arange(p)[:, None]).reshape(-1)
     binned = jax.ops.segment_sum(
-        both.reshape(-1, both.shape[-1]), flat, num_segments=p * (n_cand + 1)
+        both.reshape(-1, both.shape[-1]), flat, num_segments=p * (n_cand + 1),
+        mode="promise_in_bounds",
     ).reshape(p, n_cand + 1, -1)
-    suffix = jnp.moveaxis(_suffix_from_bins(jnp.moveaxis(binned, 1, -1)), -1, 1)  # [p, C, 2n]
+    suffix = _suffix_from_bins(jnp.moveaxis(binned, 1, -1))  # [p, 2n, C]
     n = v.shape[-1]
-    return suffix[..., n:], suffix[..., :n]
+    return suffix[:, :n], suffix[:, n:]
 
 
 def parent_stats(grid: Grid, w, yw, q0, xc, q, qy, n_used_cols, n_cand: int) -> Stats:
-    """All statistics of a parent ``w`` [N] built from scratch against the basis ``q`` [N, M].
+    """All statistics of a parent ``w`` [N] built from scratch against the basis ``q`` (row
+    blocks, ``orthobasis``).
 
     Costs O(p N m) for the first ``n_used_cols`` = m columns of ``q`` (``qy`` [M, K]).
     """
     hp = jax.lax.Precision.HIGHEST
     tc = grid.tc
     fixed = jnp.concatenate([(w * w)[:, None], (w * q0)[:, None], w[:, None] * yw], axis=1)
-    sx, s1 = _grid_suffix(grid, fixed, xc, n_cand)
+    sx, s1 = _grid_suffix(grid, fixed, xc, n_cand)  # [p, 2 + K, C]
     w2xx = _grid_suffix_xx(grid, w * w, xc, n_cand)
-    w2x, w2 = sx[..., 0], s1[..., 0]
+    w2x, w2 = sx[:, 0], s1[:, 0]
     hh = w2xx - 2.0 * tc * w2x + tc * tc * w2
-    qh = _combine(sx[..., 1], s1[..., 1], tc)
-    hy = jnp.moveaxis(_combine(sx[..., 2:], s1[..., 2:], tc[..., None]), -1, 1)
+    qh = _combine(sx[:, 1], s1[:, 1], tc)
+    hy = _combine(sx[:, 2:], s1[:, 2:], tc[:, None])
     p, c = tc.shape
     k = yw.shape[1]
     wx = w[None, :] * xc
@@ -392,15 +391,11 @@ def parent_stats(grid: Grid, w, yw, q0, xc, q, qy, n_used_cols, n_cand: int) -> 
         ll=jnp.sum(wx * wx, axis=1),
         ly=jnp.einsum("pn,nk->pk", wx, yw, precision=hp),
     )
-    n_blocks = (n_used_cols + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-
-    def body(b, st):
-        start = b * COLUMN_BLOCK
-        qb = jax.lax.dynamic_slice_in_dim(q, start, COLUMN_BLOCK, axis=1)
-        qyb = jax.lax.dynamic_slice_in_dim(qy, start, COLUMN_BLOCK, axis=0)
+    def block(k, qb, st):
+        qyb = qy[k * qb.shape[0]:(k + 1) * qb.shape[0]]
         return add_columns(grid, st, w, xc, qb, qyb, n_cand)
 
-    return jax.lax.fori_loop(0, n_blocks, body, st)
+    return orthobasis.each_block(q, n_used_cols, block, st)
 
 
 def _grid_suffix_xx(grid: Grid, v, xc, n_cand: int):
@@ -408,16 +403,17 @@ def _grid_suffix_xx(grid: Grid, v, xc, n_cand: int):
     p = xc.shape[0]
     flat = (grid.bins + (n_cand + 1) * jnp.arange(p)[:, None]).reshape(-1)
     binned = jax.ops.segment_sum((v[None] * xc * xc).reshape(-1), flat,
-                                 num_segments=p * (n_cand + 1)).reshape(p, n_cand + 1)
+                                 num_segments=p * (n_cand + 1),
+                                 mode="promise_in_bounds").reshape(p, n_cand + 1)
     return _suffix_from_bins(binned)
 
 
 def add_columns(grid: Grid, st: Stats, w, xc, q, qy, n_cand: int) -> Stats:
-    """Adds basis columns ``q`` [N, n] (``qy`` [n, K]) to a parent's sums: O(p N n)."""
-    v = w[:, None] * q
-    sx, s1 = _grid_suffix(grid, v, xc, n_cand)
-    u = _combine(sx, s1, grid.tc[..., None])
-    ql = jnp.einsum("pr,rn->pn", xc, v, precision=jax.lax.Precision.HIGHEST)
+    """Adds basis columns ``q`` [n, N] (rows; ``qy`` [n, K]) to a parent's sums: O(p N n)."""
+    v = w[None, :] * q
+    sx, s1 = _grid_suffix(grid, v.T, xc, n_cand)
+    u = _combine(sx, s1, grid.tc[:, None])  # [p, n, C]
+    ql = jnp.einsum("pr,nr->pn", xc, v, precision=jax.lax.Precision.HIGHEST)
     return _accumulate(st, u, qy, ql)
 
 

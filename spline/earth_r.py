@@ -18,6 +18,9 @@ import numpy as np
 
 from spline.basis import LINEAR, Term
 
+# GNU time, for the R process' peak memory (optional).
+TIME_BIN = "/usr/bin/time"
+
 # Reads the data, fits earth ``repeats`` times (timing each fit inside R), writes the last model.
 _R_SCRIPT = r"""
 suppressMessages(library(earth))
@@ -48,7 +51,8 @@ wb(c(nrow(m$dirs), length(m$selected.terms), m$gcv, m$rss, m$rsq, m$grsq, m$term
 class EarthFit:
     """An earth model: ``dirs``/``cuts`` [n_terms, p] (every forward-pass term kept by earth),
     ``selected`` 0-based term indices, ``coef`` [n_selected, K], ``gcv``, ``rss``, ``rsq``,
-    ``grsq``, ``termcond`` and the fit times in seconds (``seconds``, one per repeat)."""
+    ``grsq``, ``termcond``, the fit times in seconds (``seconds``, one per repeat) and the R
+    process' peak resident memory in MiB (``peak_mib``; None without ``/usr/bin/time``)."""
 
     dirs: np.ndarray
     cuts: np.ndarray
@@ -60,6 +64,7 @@ class EarthFit:
     grsq: float
     termcond: int
     seconds: list[float]
+    peak_mib: float | None = None
 
 
 @functools.cache
@@ -111,12 +116,15 @@ def fit(
         script = os.path.join(d, "fit.R")
         with open(script, "w") as f:
             f.write(_R_SCRIPT)
+        timer = [TIME_BIN, "-f", "peak_kib=%M"] if os.path.exists(TIME_BIN) else []
         done = subprocess.run(
-            ["Rscript", script, d, f"{n},{p},{k}", ",".join(repr(float(v)) for v in opts)],
+            timer + ["Rscript", script, d, f"{n},{p},{k}",
+                     ",".join(repr(float(v)) for v in opts)],
             capture_output=True, text=True, timeout=timeout, check=False,
         )
         if done.returncode != 0:
             raise RuntimeError(f"earth failed: {done.stderr.strip()}")
+        peak = [line for line in done.stderr.splitlines() if line.startswith("peak_kib=")]
 
         def rd(name):
             return np.fromfile(os.path.join(d, name), dtype="<f8")
@@ -130,6 +138,7 @@ def fit(
             coef=rd("coef.bin").reshape(k, n_sel).T,
             gcv=float(sc[2]), rss=float(sc[3]), rsq=float(sc[4]), grsq=float(sc[5]),
             termcond=int(sc[6]), seconds=list(rd("secs.bin")),
+            peak_mib=int(peak[-1].split("=")[1]) / 1024 if peak else None,
         )
 
 

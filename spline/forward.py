@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from spline import candidates as cand
-from spline import fastk, spans
-from spline.candidates import QR_TOL, QR_TOL_SQ, Stats
+from spline import fastk, orthobasis, spans
+from spline.candidates import Stats
+from spline.orthobasis import QR_TOL_SQ
 
 HP = jax.lax.Precision.HIGHEST
 # earth.c: MIN_GRSQ (the forward pass stops when GRSq drops below it, thresh > 0 only).
@@ -47,10 +48,6 @@ ALMOST_ZERO = 1e-10
 UNUSABLE_DEGREE = 101
 # Direction codes as in earth's dirs matrix.
 DIR_UP, DIR_DOWN, DIR_LINEAR = 1, -1, 2
-# A second Gram-Schmidt pass when a column keeps less than this fraction of its squared norm.
-REORTHOGONALIZE = 0.5
-# Basis columns per block in Gram-Schmidt.
-GS_BLOCK = 16
 # earth's ForwardEpilog termination codes.
 TERMINATION = {
     1: "Reached maximum number of terms (nk < 3)",
@@ -71,7 +68,7 @@ class Static:
       n_pad: rows, padded (at least one padding row).
       n_vars: predictors, padded with constant columns (never used).
       n_out: K.
-      n_slots: M >= nk term slots (a multiple of ``GS_BLOCK``).
+      n_slots: M >= nk term slots (a multiple of ``row_block``, the rows per basis block).
       n_cand_root: knots per predictor of the intercept (padded). root_block: rows per block of
         its gather layout (its minspan, padded).
       n_cand_pool: knots per predictor of other parents (padded). pool_size: parents kept.
@@ -84,6 +81,7 @@ class Static:
     n_vars: int
     n_out: int
     n_slots: int
+    row_block: int
     n_cand_root: int
     root_block: int
     n_cand_pool: int
@@ -166,15 +164,16 @@ class Pool:
 class State:
     """The forward pass between steps.
 
-    ``q`` [N, M] orthonormal basis columns by slot, ``r`` [M, M] their projections (upper
+    ``q`` the orthonormal basis (``orthobasis``: M rows of length N, one per slot), ``r`` [M, M]
+    the projections of the slots' columns (upper
     triangular: column t holds ``q^T b_t`` and ``|residual|``), ``qy`` [M, K] ``q^T y``; the
     term slots; earth's counters (``n_terms`` next slot, ``n_used`` terms for the GCV, ``rss``,
     ``rss_delta`` of the last step, ``rsq``, ``rsq_delta``, ``grsq``, ``no_term``); the queue; the
-    intercept's statistics and the pool; with weights, ``q_earth`` [N, M] earth's own orthogonal
+    intercept's statistics and the pool; with weights, ``q_earth`` earth's own orthogonal
     basis (constant first column, terms only), which decides whether an upper term is kept.
     """
 
-    q: jax.Array
+    q: orthobasis.Rows
     r: jax.Array
     qy: jax.Array
     terms: Terms
@@ -191,7 +190,7 @@ class State:
     queue: fastk.Queue
     root: Stats
     pool: Pool | None
-    q_earth: jax.Array | None = None
+    q_earth: orthobasis.Rows | None = None
 
 
 def gcv(rss, n_terms, n_rows, penalty, xp=math):
@@ -226,37 +225,6 @@ def term_values(data: Data, terms: Terms, slot, max_degree: int) -> jax.Array:
         w = jnp.where(active, w * f, w)
         cur = jnp.where(active, terms.parent[cur], 0)
     return w
-
-
-def _orthogonalize(q: jax.Array, b: jax.Array, n_cols) -> tuple[jax.Array, jax.Array]:
-    """Block modified Gram-Schmidt of ``b`` [N, 2] against the first ``n_cols`` columns of ``q``.
-
-    Returns ``(residual [N, 2], coefficients [M, 2])``; a second pass runs when a column lost
-    more than half its squared norm (Giraud et al.: twice is enough).
-    """
-    n_blocks = (n_cols + GS_BLOCK - 1) // GS_BLOCK
-
-    def one_pass(b):
-        def body(i, carry):
-            b, coef = carry
-            qb = jax.lax.dynamic_slice_in_dim(q, i * GS_BLOCK, GS_BLOCK, axis=1)
-            r = jnp.matmul(qb.T, b, precision=HP)
-            b = b - jnp.matmul(qb, r, precision=HP)
-            return b, jax.lax.dynamic_update_slice_in_dim(coef, r, i * GS_BLOCK, axis=0)
-
-        return jax.lax.fori_loop(0, n_blocks, body, (b, jnp.zeros((q.shape[1], 2))))
-
-    h, coef = one_pass(b)
-    before = jnp.sum(b * b, 0)
-    after = jnp.sum(h * h, 0)
-
-    def again(h):
-        h2, c2 = one_pass(h)
-        return h2, coef + c2
-
-    return jax.lax.cond(
-        jnp.any(after < REORTHOGONALIZE * before), again, lambda h: (h, coef), h
-    )
 
 
 def _new_form(terms: Terms, parent, n_terms) -> jax.Array:
@@ -383,21 +351,19 @@ def _add_terms(st: Static, data: Data, state: State, pid, j, knot_pos, is_linear
     w = term_values(data, terms, pid, st.max_degree)
     up = jnp.where(is_linear, xr, jnp.maximum(0.0, xr - cut))
     down = jnp.maximum(0.0, cut - xr)
-    b = w[:, None] * jnp.stack([up, down], 1)
+    b = w[None, :] * jnp.stack([up, down])
     pair = ~is_linear & new_form
     in_basis = ~is_linear if st.weighted else pair
-    b = b.at[:, 1].multiply(in_basis.astype(b.dtype))
-    qnew, rcol = _extend(state.q, b, t)
-    q = jax.lax.dynamic_update_slice_in_dim(state.q, qnew, t, axis=1)
+    b = b.at[1].multiply(in_basis.astype(b.dtype))
+    q, qnew, rcol = orthobasis.extend(state.q, b, t)
     r = jax.lax.dynamic_update_slice_in_dim(state.r, rcol, t, axis=1)
-    qy_new = jnp.matmul(qnew.T, data.yw, precision=HP)
+    qy_new = jnp.matmul(qnew, data.yw, precision=HP)
     qy = jax.lax.dynamic_update_slice_in_dim(state.qy, qy_new, t, axis=0)
     q_earth = state.q_earth
     if st.weighted:
-        enew, ercol = _extend(q_earth, b, t, exact=True)
+        q_earth, enew, ercol = orthobasis.extend(q_earth, b, t, exact=True)
         used2 = pair & (ercol[t + 1, 1] ** 2 > cand.MIN_BX_SOS)
-        enew = enew.at[:, 1].multiply(used2.astype(b.dtype))
-        q_earth = jax.lax.dynamic_update_slice_in_dim(q_earth, enew, t, axis=1)
+        q_earth = orthobasis.set_row(q_earth, t + 1, enew[1] * used2)
     else:
         used2 = pair
     deg = terms.degree[pid] + 1
@@ -419,29 +385,6 @@ def _add_terms(st: Static, data: Data, state: State, pid, j, knot_pos, is_linear
     return state, qnew, qy_new, used2
 
 
-def _extend(q, b, t, exact: bool = False):
-    """Orthonormal columns for ``b`` [N, 2] after the first ``t`` columns of ``q``.
-
-    Returns ``(new columns [N, 2], projections [M, 2])``: column 1 is also orthogonalized
-    against column 0; row t (t + 1) of the projections holds the residual norms. A column whose
-    residual is below ``QR_TOL`` of its norm is dependent and left zero; with ``exact`` (earth's
-    bxOrth) any nonzero residual is normalized.
-    """
-    h, coef = _orthogonalize(q, b, t)
-    h1 = h[:, 0]
-    rho1 = jnp.sqrt(jnp.dot(h1, h1, precision=HP))
-    bb = jnp.sum(b * b, 0)
-    keep1 = rho1 > 0 if exact else rho1 * rho1 > QR_TOL_SQ * bb[0]
-    q1 = jnp.where(keep1, h1 / jnp.where(keep1, rho1, 1.0), 0.0)
-    c12 = jnp.dot(q1, h[:, 1], precision=HP)
-    h2 = h[:, 1] - c12 * q1
-    rho2 = jnp.sqrt(jnp.dot(h2, h2, precision=HP))
-    keep2 = rho2 > 0 if exact else rho2 * rho2 > QR_TOL_SQ * bb[1]
-    q2 = jnp.where(keep2, h2 / jnp.where(keep2, rho2, 1.0), 0.0)
-    rcol = coef.at[t, 0].set(rho1).at[t, 1].set(c12).at[t + 1, 1].set(rho2)
-    return jnp.stack([q1, q2], 1), rcol
-
-
 def _step(st: Static, data: Data, params: Params, state: State) -> State:
     """One forward step (earth's FindTerm, AddTermPair and the loop's bookkeeping)."""
     max_legal = jnp.minimum(LEGAL_RSS_FACTOR * state.rss, LEGAL_DELTA_FACTOR * state.rss_delta)
@@ -460,11 +403,12 @@ def _step(st: Static, data: Data, params: Params, state: State) -> State:
         knot_pos = jnp.where(pid == 0, state.root.pos[j, sc.knot_index[f, j]],
                              state.pool.stats.pos[slot, j, sc.knot_index[f, j]])
     knot_pos = jnp.where(is_linear, 0, knot_pos)
-    added, qnew, qy_new, pair = _add_terms(
+    # Without a winner the step still runs on a dummy term (no branch copies the large state);
+    # its slots are then marked unused and the loop stops.
+    state, qnew, qy_new, pair = _add_terms(
         st, data, state.replace(queue=queue), pid, j, knot_pos, is_linear, sc.new_form[f, j]
     )
-    state = jax.lax.cond(found, lambda: added, lambda: state.replace(queue=queue))
-    pair = found & ~is_linear & pair
+    pair = found & pair
     delta = jnp.where(found, delta, 0.0)
     n_used = state.n_used + 1 + pair.astype(jnp.int32)
     rss = _maybe_zero(state.rss - delta)
@@ -474,11 +418,10 @@ def _step(st: Static, data: Data, params: Params, state: State) -> State:
     rsq_delta = _maybe_zero(rsq - state.rsq)
     grsq = 1.0 - g / g_null
     checks = params.thresh != 0
-    reject = found & checks & ((rsq_delta < params.thresh) | (grsq < MIN_GRSQ))
+    keep = found & ~(checks & ((rsq_delta < params.thresh) | (grsq < MIN_GRSQ)))
     t = state.n_terms
     used = state.terms.used
-    used = jnp.where(reject, used.at[t].set(False).at[t + 1].set(False), used)
-    keep = found & ~reject
+    used = jnp.where(keep, used, used.at[t].set(False).at[t + 1].set(False))
     queue = jax.lax.cond(keep, lambda q: fastk.add(q, t, pair, params.fast_beta),
                          lambda q: q, state.queue)
     n_terms = jnp.where(keep, t + 2, t)
@@ -488,8 +431,7 @@ def _step(st: Static, data: Data, params: Params, state: State) -> State:
         rss=rss, rss_delta=delta, rsq=rsq, rsq_delta=rsq_delta, grsq=grsq, no_term=~found,
         stop=stop, step=state.step + 1,
     )
-    return jax.lax.cond(stop, lambda s: s,
-                        lambda s: _add_to_stats(st, data, s, qnew, qy_new), state)
+    return _add_to_stats(st, data, state, qnew, qy_new)
 
 
 def _add_to_stats(st: Static, data: Data, state: State, qnew, qy_new) -> State:
@@ -514,7 +456,7 @@ def _add_to_stats(st: Static, data: Data, state: State, qnew, qy_new) -> State:
 
 def _initial_state(st: Static, data: Data, params: Params) -> State:
     m, npad, p, k = st.n_slots, st.n_pad, st.n_vars, st.n_out
-    q = jnp.zeros((npad, m)).at[:, 0].set(data.q0)
+    q = orthobasis.set_row(orthobasis.zeros(m, npad, st.row_block), 0, data.q0)
     qy0 = jnp.matmul(data.q0, data.yw, precision=HP)
     r = jnp.zeros((m, m)).at[0, 0].set(jnp.sqrt(jnp.sum(data.sw * data.sw)))
     terms = Terms(
@@ -524,7 +466,7 @@ def _initial_state(st: Static, data: Data, params: Params) -> State:
         varmask=jnp.zeros((m, p), bool),
     )
     root = cand.root_stats(data.root, data.sw, data.yw, data.q0, data.xc)
-    root = cand.root_add_columns(data.root, root, data.sw, data.xc, data.q0[:, None],
+    root = cand.root_add_columns(data.root, root, data.sw, data.xc, data.q0[None, :],
                                  qy0[None, :])
     pool = None
     if st.max_degree > 1:
@@ -551,8 +493,9 @@ def _initial_state(st: Static, data: Data, params: Params) -> State:
     )
     if st.weighted:
         ones = (data.sw > 0).astype(data.sw.dtype)
+        first = ones / jnp.sqrt(jnp.sum(ones))
         state = state.replace(
-            q_earth=jnp.zeros((npad, m)).at[:, 0].set(ones / jnp.sqrt(jnp.sum(ones))))
+            q_earth=orthobasis.set_row(orthobasis.zeros(m, npad, st.row_block), 0, first))
     return state
 
 
@@ -715,9 +658,9 @@ def forward_pass(
 
 @jax.jit
 def _project(q, yo):
-    """``q^T yo`` and the RSS of ``yo`` outside the span of ``q``."""
-    z = jnp.matmul(q.T, yo, precision=HP)
-    resid = yo - jnp.matmul(q, z, precision=HP)
+    """``Q yo`` (Q [M, N] orthonormal rows, in blocks) and the RSS of ``yo`` outside their span."""
+    z = orthobasis.matmul(q, yo)
+    resid = yo - jnp.matmul(jnp.concatenate(q).T, z, precision=HP)
     return z, jnp.sum(resid * resid)
 
 
@@ -758,7 +701,8 @@ def _prepare(x, y, weights, nk, degree, thresh, penalty, minspan, endspan, fast_
              else np.zeros(0, np.int64) for j in range(p)]
     n_cand_root = round_up(max([g.size for g in grids] + [1]))
     fast = fast_k if fast_k > 0 else nk
-    n_slots = -(-max(nk, 3) // GS_BLOCK) * GS_BLOCK
+    row_block = orthobasis.block_size(max(nk, 3))
+    n_slots = -(-max(nk, 3) // row_block) * row_block
     fast = min(max(fast, FAST_K_MIN), n_slots)
     end2 = spans.endspan(n, p_real, 2, endspan, adjust_endspan)
     if degree > 1:
@@ -767,7 +711,8 @@ def _prepare(x, y, weights, nk, degree, thresh, penalty, minspan, endspan, fast_
     else:
         n_cand_pool, pool_size = 1, 0
     st = Static(
-        n_pad=npad, n_vars=p, n_out=k, n_slots=n_slots, n_cand_root=n_cand_root,
+        n_pad=npad, n_vars=p, n_out=k, n_slots=n_slots, row_block=row_block,
+        n_cand_root=n_cand_root,
         root_block=round_up(span1), n_cand_pool=n_cand_pool, pool_size=pool_size,
         fast_k=fast, max_degree=degree, weighted=weighted,
     )
