@@ -127,7 +127,7 @@ class RootLayout(NamedTuple):
 
 def root_layout(
     positions: list[np.ndarray], perm: np.ndarray, xs_c: np.ndarray, span: int, block: int,
-    n_cand: int, pad_row: int,
+    n_cand: int, pad_row: int, round_up=lambda n: n,
 ) -> dict[str, np.ndarray]:
     """Host-side gather layout for the intercept's knots.
 
@@ -139,6 +139,7 @@ def root_layout(
       block: B >= span, the padded block width.
       n_cand: C, the padded number of knots.
       pad_row: index of a row whose values are all zero.
+      round_up: padding rule for the length of the top region (shared compilations).
 
     Returns:
       Numpy arrays for ``RootLayout`` (int32 indices, float64 values).
@@ -146,7 +147,7 @@ def root_layout(
     """
     p, n = perm.shape
     tops = [n - 1 - int(pos[0]) if pos.size else 0 for pos in positions]
-    top_len = max(tops + [1])
+    top_len = round_up(max(tops + [1]))
     top = np.full((p, top_len), pad_row, dtype=np.int32)
     blocks = np.full((p, n_cand, block), pad_row, dtype=np.int32)
     tc = np.zeros((p, n_cand))

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 from absl import logging
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from spline import backward, forward
@@ -59,7 +59,7 @@ def _check_finite(name: str, arr: np.ndarray) -> None:
         )
 
 
-class MARS(RegressorMixin, BaseEstimator):
+class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
     """Multivariate Adaptive Regression Splines (Friedman 1991) as R's earth 5.3.2 fits them.
 
     Args:
@@ -239,6 +239,14 @@ class MARS(RegressorMixin, BaseEstimator):
         x = validate_data(self, X, reset=False, ensure_all_finite=False, dtype=np.float64)
         _check_finite("X", x)
         return basis_matrix(self.terms_, x)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the selected basis functions (``transform``'s columns), earth's style."""
+        check_is_fitted(self, "terms_")
+        if input_features is None:
+            input_features = getattr(self, "feature_names_in_", None)
+        names = None if input_features is None else [str(f) for f in input_features]
+        return np.asarray([t.name(names) for t in self.terms_], dtype=object)
 
     def predict(self, X) -> np.ndarray:
         """Predictions at ``X`` [N, d]: [N] for 1-D training y, else [N, K]."""

@@ -60,10 +60,11 @@ def test_root_grid_is_centred_as_in_earth():
     pos = spans.root_grid(np.arange(442.0), end, span, start, weighted=False)
     assert pos[0] == 430 and pos[-1] >= 10 and pos[-1] - 6 < 10
     assert np.all(np.diff(pos) == -6)
-    # Rows tied with the maximum give a zero hinge: earth starts counting below them, except
+    # A knot at a value tied with the maximum gives a zero hinge: earth starts counting below
+    # the tied rows (five here, so four positions lower than with distinct values), except
     # with weights.
     xs = np.r_[np.arange(437.0), np.full(5, 999.0)]
-    assert spans.root_grid(xs, end, span, start, weighted=False)[0] == 430 - 5
+    assert spans.root_grid(xs, end, span, start, weighted=False)[0] == 430 - 4
     assert spans.root_grid(xs, end, span, start, weighted=True)[0] == 430
 
 
@@ -282,17 +283,18 @@ def test_full_precision_whatever_the_default():
 
 def test_nearby_sizes_share_one_compilation():
     x, y = friedman1(2100, seed=11)
-    before = forward.run._cache_size()
     MARS(max_terms=11).fit(x[:2000], y[:2000])
+    before = len(forward._COMPILED)
     MARS(max_terms=11).fit(x[:2040], y[:2040])  # same row bucket (2048)
-    assert forward.run._cache_size() - before <= 1
+    MARS(max_terms=11).fit(x[:2020] * 2.0 + 1.0, y[:2020])
+    assert len(forward._COMPILED) == before
 
 
 @pytest.mark.parametrize(
     "x, y, match",
     [
         (np.full((50, 2), np.nan), np.zeros(50), "NaN or inf"),
-        (np.ones((50, 2)) * np.arange(50)[:, None], np.full(50, np.inf), "NaN or inf"),
+        (np.ones((50, 2)) * np.arange(50)[:, None], np.full(50, np.inf), "infinity"),
         (np.arange(100.0).reshape(50, 2), np.zeros(49), "inconsistent numbers of samples"),
         (np.arange(2.0).reshape(1, 2), np.zeros(1), "1 sample"),
     ],
@@ -332,7 +334,7 @@ def test_bad_params_name_the_value(params, match):
         (-np.ones(100), "Negative values"),
         (np.r_[np.nan, np.ones(99)], "NaN"),
         (np.ones(99), r"sample_weight.shape == \(99,\)"),
-        (np.r_[1e-12, np.zeros(99)], "mean of sample_weight"),
+        (np.r_[1e-7, np.zeros(99)], "mean of sample_weight"),
     ],
 )
 def test_bad_sample_weight(weight, match):
