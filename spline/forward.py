@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 
 import flax.struct
 import jax
@@ -518,9 +519,25 @@ _COMPILED: dict = {}
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
+# JAX's persistent compilation cache, used unless the user set one or opted out with
+# SPLINE_COMPILATION_CACHE=0 (a path there chooses the directory).
+CACHE_ENV = "SPLINE_COMPILATION_CACHE"
+
+
+def _use_compilation_cache() -> None:
+    """Points JAX's persistent cache at ``~/.cache/spline_mars/jax`` if nothing is configured."""
+    choice = os.environ.get(CACHE_ENV, "")
+    if choice == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                           "spline_mars", "jax")
+    jax.config.update("jax_compilation_cache_dir", choice or default)
+
+
 def compiled(st: Static, data: Data, params: Params):
     """The compiled ``run`` for these shapes (compiling it on first use)."""
     if st not in _COMPILED:
+        _use_compilation_cache()
         small = st.n_pad * st.n_vars <= 2 * SMALL_CELLS
         _COMPILED[st] = run.lower(st, data, params).compile(
             compiler_options=FAST_COMPILE if small else None
