@@ -153,13 +153,14 @@ class Terms:
 class Pool:
     """Statistics of non-intercept parents: ``stats`` and ``grid`` with a leading [S] axis,
     ``w`` [S, N] the parents' weighted values, ``pid`` [S] the slot held (-1 empty), ``age`` [S]
-    the last step each was scored."""
+    the last step each was scored, ``done`` [S] the basis rows its sums include."""
 
     stats: Stats
     grid: cand.Grid
     w: jax.Array
     pid: jax.Array
     age: jax.Array
+    done: jax.Array
 
 
 @flax.struct.dataclass
@@ -249,37 +250,76 @@ def _new_form(terms: Terms, parent, n_terms) -> jax.Array:
 
 
 def _ensure_pool(st: Static, data: Data, params: Params, state: State, sel, usable):
-    """Builds pool statistics for selected parents that are not pooled (from scratch)."""
+    """Brings the selected parents' pool statistics up to date.
+
+    A parent not in the pool is built from scratch (O(p N m)) in the least recently scored slot
+    that no selected parent holds; a pooled one adds the basis rows it has not seen yet (O(p N)
+    per row). Parents that are not selected are left alone until they are. The slots are
+    assigned first on small arrays; the work then runs in loops that update the pool in place
+    (a conditional around the pool would copy it).
+    """
     pool = state.pool
-    sel_ok = usable & (sel != 0)
+    t = state.n_terms
+    need = usable & (sel != 0)
+    big = jnp.iinfo(jnp.int32).max
 
-    def body(f, pool):
-        pid = sel[f]
-        present = jnp.any(pool.pid == pid)
-        reserved = jnp.any((pool.pid[:, None] == sel[None, :]) & sel_ok[None, :], axis=1)
+    def assign(f, carry):
+        pid, age, slot, build = carry
+        here = pid == sel[f]
+        present = jnp.any(here)
+        taken = jnp.any((pid[:, None] == sel[None, :]) & need[None, :], axis=1)
+        victim = jnp.argmin(jnp.where(taken, big, age))
+        s = jnp.where(present, jnp.argmax(here), victim)
+        new = need[f] & ~present
+        pid = jnp.where(new, pid.at[s].set(sel[f]), pid)
+        age = jnp.where(need[f], age.at[s].set(state.step), age)
+        return pid, age, slot.at[f].set(s), build.at[f].set(new)
 
-        def build(pool):
-            victim = jnp.argmin(jnp.where(reserved, jnp.iinfo(jnp.int32).max, pool.age))
-            w = term_values(data, state.terms, pid, st.max_degree)
-            n_used = jnp.sum(w > 0)
-            # Children of a pooled parent have degree >= 2: one endspan for all of them.
-            end = params.endspan
-            span = spans.minspan_device(params.n_rows, n_used, params.n_vars, params.minspan)
-            start = spans.startspan_device(params.n_rows, end, span, params.minspan)
-            grid = cand.parent_grid(w, data.xs, data.perm, data.nxt, params.n_rows, end, span,
-                                    start, st.n_cand_pool, st.weighted)
-            stats = cand.parent_stats(grid, w, data.yw, data.q0, data.xc, state.q, state.qy,
-                                      state.n_terms, st.n_cand_pool)
-            put = functools.partial(jax.tree.map, lambda a, v: a.at[victim].set(v))
-            return Pool(stats=put(pool.stats, stats), grid=put(pool.grid, grid),
-                        w=pool.w.at[victim].set(w), pid=pool.pid.at[victim].set(pid),
-                        age=pool.age)
+    f_all = sel.shape[0]
+    pid, age, slot, build = jax.lax.fori_loop(
+        0, f_all, assign,
+        (pool.pid, pool.age, jnp.zeros(f_all, jnp.int32), jnp.zeros(f_all, bool)))
+    pool = pool.replace(pid=pid, age=age)
 
-        return jax.lax.cond(sel_ok[f] & ~present, build, lambda p: p, pool)
+    def build_one(i, pool):
+        f = jnp.nonzero(build, size=f_all, fill_value=0)[0][i]
+        s, parent = slot[f], sel[f]
+        w = term_values(data, state.terms, parent, st.max_degree)
+        n_used = jnp.sum(w > 0)
+        # Children of a pooled parent have degree >= 2: one endspan for all of them.
+        end = params.endspan
+        span = spans.minspan_device(params.n_rows, n_used, params.n_vars, params.minspan)
+        start = spans.startspan_device(params.n_rows, end, span, params.minspan)
+        grid = cand.parent_grid(w, data.xs, data.perm, data.nxt, params.n_rows, end, span,
+                                start, st.n_cand_pool, st.weighted)
+        stats = cand.parent_stats(grid, w, data.yw, data.q0, data.xc, state.q, state.qy, t,
+                                  st.n_cand_pool)
+        put = functools.partial(jax.tree.map, lambda a, v: a.at[s].set(v))
+        return pool.replace(stats=put(pool.stats, stats), grid=put(pool.grid, grid),
+                            w=pool.w.at[s].set(w), done=pool.done.at[s].set(t))
 
-    pool = jax.lax.fori_loop(0, sel.shape[0], body, pool)
-    held = jnp.any((pool.pid[:, None] == sel[None, :]) & sel_ok[None, :], axis=1)
-    return pool.replace(age=jnp.where(held, state.step, pool.age))
+    pool = jax.lax.fori_loop(0, jnp.sum(build), build_one, pool)
+    behind = need & ~build
+    behind_slots = jnp.where(behind, slot, 0)
+
+    def catch_up(i, pool):
+        s = behind_slots[jnp.nonzero(behind, size=f_all, fill_value=0)[0][i]]
+        grid = jax.tree.map(lambda a: a[s], pool.grid)
+        w = pool.w[s]
+
+        def one(carry):
+            stats, done = carry
+            rows = orthobasis.get_rows(state.q, done, 2)
+            qy = jax.lax.dynamic_slice_in_dim(state.qy, done, 2, axis=0)
+            return cand.add_columns(grid, stats, w, data.xc, rows, qy, st.n_cand_pool), done + 2
+
+        # Rows come in step pairs: ``done`` and ``t`` are both odd.
+        stats, done = jax.lax.while_loop(
+            lambda c: c[1] < t, one, (jax.tree.map(lambda a: a[s], pool.stats), pool.done[s]))
+        put = functools.partial(jax.tree.map, lambda a, v: a.at[s].set(v))
+        return pool.replace(stats=put(pool.stats, stats), done=pool.done.at[s].set(done))
+
+    return jax.lax.fori_loop(0, jnp.sum(behind), catch_up, pool)
 
 
 def _score_selected(st: Static, params: Params, state: State, sel, usable, max_legal):
@@ -438,19 +478,9 @@ def _step(st: Static, data: Data, params: Params, state: State) -> State:
 
 
 def _add_to_stats(st: Static, data: Data, state: State, qnew, qy_new) -> State:
-    """Adds the step's new columns to the intercept's and the pool's sums."""
-    layout = data.root
-    root = cand.root_add_columns(layout, state.root, data.sw, data.xc, qnew, qy_new)
-    if state.pool is None:
-        return state.replace(root=root)
-    pool = state.pool
-
-    def one(args):
-        stats, grid, w = args
-        return cand.add_columns(grid, stats, w, data.xc, qnew, qy_new, st.n_cand_pool)
-
-    stats = jax.lax.map(one, (pool.stats, pool.grid, pool.w))
-    return state.replace(root=root, pool=pool.replace(stats=stats))
+    """Adds the step's new columns to the intercept's sums (pooled parents catch up lazily)."""
+    root = cand.root_add_columns(data.root, state.root, data.sw, data.xc, qnew, qy_new)
+    return state.replace(root=root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,7 +516,8 @@ def _initial_state(st: Static, data: Data, params: Params) -> State:
                          pos=jnp.zeros((s, p, c), jnp.int32), valid=jnp.zeros((s, p, c), bool),
                          tc=jnp.zeros((s, p, c)))
         pool = Pool(stats=stats, grid=grid, w=jnp.zeros((s, npad)),
-                    pid=jnp.full(s, -1, jnp.int32), age=jnp.full(s, -1, jnp.int32))
+                    pid=jnp.full(s, -1, jnp.int32), age=jnp.full(s, -1, jnp.int32),
+                    done=jnp.zeros(s, jnp.int32))
     state = State(
         q=q, r=r, qy=jnp.zeros((m, k)).at[0].set(qy0), terms=terms,
         n_terms=jnp.int32(1), n_used=jnp.int32(1), rss=params.rss_null,

@@ -50,6 +50,20 @@ def set_row(rows: Rows, i, value: jax.Array) -> Rows:
     return tuple(out)
 
 
+def get_rows(rows: Rows, i, n: int) -> jax.Array:
+    """Rows ``i .. i + n - 1`` [n, N] (``i`` traced; rows past the end read as zero)."""
+    g = rows[0].shape[0]
+    out = []
+    for j in range(n):
+        r = i + j
+        row = jnp.zeros_like(rows[0][0])
+        for k, blk in enumerate(rows):
+            row = jnp.where(r // g == k, jax.lax.dynamic_index_in_dim(blk, r % g, keepdims=False),
+                            row)
+        out.append(row)
+    return jnp.stack(out)
+
+
 def matmul(rows: Rows, y: jax.Array) -> jax.Array:
     """``Q y`` [M, K] for ``y`` [N, K]."""
     return jnp.concatenate([jnp.matmul(blk, y, precision=HP) for blk in rows])
