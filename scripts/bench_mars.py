@@ -50,8 +50,13 @@ def friedman1(n: int, p: int, seed: int = _SEED) -> tuple[np.ndarray, np.ndarray
     """Friedman #1: y from x0..x4, predictors x5.. are noise; [N, p], [N]."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(size=(n, p))
-    y = (10 * np.sin(np.pi * x[:, 0] * x[:, 1]) + 20 * (x[:, 2] - 0.5) ** 2 + 10 * x[:, 3]
-         + 5 * x[:, 4] + rng.normal(size=n))
+    y = (
+        10 * np.sin(np.pi * x[:, 0] * x[:, 1])
+        + 20 * (x[:, 2] - 0.5) ** 2
+        + 10 * x[:, 3]
+        + 5 * x[:, 4]
+        + rng.normal(size=n)
+    )
     return x, y
 
 
@@ -75,8 +80,12 @@ def run_ours(n: int, p: int, nk: int, degree: int, repeats: int) -> dict:
     jax.clear_caches()
     cached, _ = fit()
     return {
-        "cold_s": cold, "warm_s": statistics.median(warm), "cached_s": cached,
-        "gcv": model.gcv_, "terms": len(model.terms_), "forward_terms": len(model.forward_terms_),
+        "cold_s": cold,
+        "warm_s": statistics.median(warm),
+        "cached_s": cached,
+        "gcv": model.gcv_,
+        "terms": len(model.terms_),
+        "forward_terms": len(model.forward_terms_),
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -89,8 +98,13 @@ def run_earth(n: int, p: int, nk: int, degree: int, limit: int) -> dict:
         fit = earth_r.fit(x, y, degree=degree, nk=nk, thresh=0.0, timeout=limit)
     except subprocess.TimeoutExpired:
         return {"seconds": None, "limit": limit}
-    return {"seconds": fit.seconds[0], "gcv": fit.gcv, "terms": len(fit.selected),
-            "forward_terms": len(fit.dirs), "peak_mib": fit.peak_mib}
+    return {
+        "seconds": fit.seconds[0],
+        "gcv": fit.gcv,
+        "terms": len(fit.selected),
+        "forward_terms": len(fit.dirs),
+        "peak_mib": fit.peak_mib,
+    }
 
 
 def _fmt(v, spec=".2f", missing="-"):
@@ -106,7 +120,12 @@ def table(results: list[dict]) -> str:
     for r in results:
         e, o = r["earth"], r["ours"]
         if e["seconds"] is None:
-            es, speed, egcv, diff = f"> {e['limit']}", f"> {e['limit'] / o['warm_s']:.0f}x", "-", "-"
+            es, speed, egcv, diff = (
+                f"> {e['limit']}",
+                f"> {e['limit'] / o['warm_s']:.0f}x",
+                "-",
+                "-",
+            )
         else:
             es, speed = f"{e['seconds']:.2f}", f"{e['seconds'] / o['warm_s']:.1f}x"
             egcv = f"{e['gcv']:.6g}"
@@ -138,14 +157,22 @@ def main(argv):
                     if (n, p, nk, degree) in done:
                         continue
                     child = subprocess.run(
-                        [sys.executable, os.path.abspath(__file__), f"--child={n},{p},{nk},{degree}",
-                         f"--repeats={_REPEATS.value}"],
-                        capture_output=True, text=True, check=True, timeout=_OURS_LIMIT.value,
+                        [
+                            sys.executable,
+                            os.path.abspath(__file__),
+                            f"--child={n},{p},{nk},{degree}",
+                            f"--repeats={_REPEATS.value}",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        timeout=_OURS_LIMIT.value,
                     )
                     ours = json.loads(child.stdout.strip().splitlines()[-1])
                     earth = run_earth(n, p, nk, degree, _EARTH_LIMIT.value)
-                    results.append({"n": n, "p": p, "nk": nk, "degree": degree, "ours": ours,
-                                    "earth": earth})
+                    results.append(
+                        {"n": n, "p": p, "nk": nk, "degree": degree, "ours": ours, "earth": earth}
+                    )
                     with open(_OUT.value, "w") as f:
                         json.dump(results, f, indent=1)
                     print(table(results[-1:]).splitlines()[-1], flush=True)

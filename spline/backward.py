@@ -24,8 +24,8 @@ import dataclasses
 import numpy as np
 import scipy.linalg
 
-from spline.orthobasis import QR_TOL_SQ
 from spline.forward import gcv
+from spline.orthobasis import QR_TOL_SQ
 
 # earth.fit.R: RSS and GCV values below this are reported as 0 ("for consistency across
 # machines").
@@ -99,7 +99,7 @@ def _retriangulate(t: np.ndarray, zh: np.ndarray, cols: list[int]):
 
 
 def _leaps_backward(t, zh, base):
-    """leaps' BAKWRD with one recorded subset per size: ``(rss by size, subset by size)``."""
+    """Leaps' BAKWRD with one recorded subset per size: ``(rss by size, subset by size)``."""
     m = t.shape[0]
     order = list(range(m))
     # RSS of every prefix of the current order: the targets' rotated components beyond it.
@@ -123,7 +123,7 @@ def _leaps_backward(t, zh, base):
 
 
 def _xtx_backward(t, zh, base):
-    """earth's EvalSubsetsUsingXtx: the elimination path, ``(rss by size, subset by size)``."""
+    """Earth's EvalSubsetsUsingXtx: the elimination path, ``(rss by size, subset by size)``."""
     m = t.shape[0]
     active = list(range(m))
     rss = base

@@ -1,15 +1,15 @@
 """Score every candidate hinge of a MARS parent from sums over the rows above each knot.
 
-For a parent with (weighted) values ``W`` and a predictor ``x`` (centred), the candidate hinge at
-knot ``t`` is ``h = W (x - t)+`` and the candidate linear term is ``l = W x``. Every quantity earth's
-``FindKnot`` needs is a sum over the rows above the knot, so it comes from suffix sums along the
-predictor's sorted order, evaluated at the knots only:
+For a parent with (weighted) values ``W`` and a predictor ``x`` (centred), the candidate hinge
+at knot ``t`` is ``h = W (x - t)+`` and the candidate linear term is ``l = W x``. Every quantity
+earth's ``FindKnot`` needs is a sum over the rows above the knot, so it comes from suffix sums
+along the predictor's sorted order, evaluated at the knots only:
 
 * ``hh = |h|^2``, ``hc2 = |h|^2 - (q0 . h)^2`` (the centred sum of squares earth's tolerance uses),
   ``hy = h . y`` and ``lh = l . h``: fixed for the parent, computed once;
-* ``U = sum_m (q_m . h)^2``, ``Y = sum_m (q_m . h)(q_m . y)``, ``Lh = sum_m (q_m . h)(q_m . l)`` over
-  the orthonormal basis columns ``q_m``: the basis only gains columns, so each new column adds one
-  term to each sum (``q . h = sum_above W q x - t sum_above W q``): O(p N) per column.
+* ``U = sum_m (q_m . h)^2``, ``Y = sum_m (q_m . h)(q_m . y)``, ``Lh = sum_m (q_m . h)(q_m . l)``
+  over the orthonormal basis columns ``q_m``: the basis only gains columns, so each new column
+  adds one term to each sum (``q . h = sum_above W q x - t sum_above W q``): O(p N) per column.
 
 With these, the residual of ``h`` after the basis and the linear term has squared norm
 ``g - b^2 / Lr`` and correlation ``a - b lr / Lr`` with the residual of ``y`` (``g = hh - U``,
@@ -25,11 +25,13 @@ their sums are segment sums over per-row bin ids.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from spline import orthobasis
 from spline.orthobasis import QR_TOL_SQ
@@ -126,8 +128,14 @@ class RootLayout(NamedTuple):
 
 
 def root_layout(
-    positions: list[np.ndarray], perm: np.ndarray, xs_c: np.ndarray, span: int, block: int,
-    n_cand: int, pad_row: int, round_up=lambda n: n,
+    positions: list[np.ndarray],
+    perm: np.ndarray,
+    xs_c: np.ndarray,
+    span: int,
+    block: int,
+    n_cand: int,
+    pad_row: int,
+    round_up: Callable[[int], int] = int,
 ) -> dict[str, np.ndarray]:
     """Host-side gather layout for the intercept's knots.
 
@@ -172,9 +180,7 @@ def root_layout(
         "top": top,
         "blocks": blocks,
         "x_top": np.take_along_axis(x_full, top, axis=1),
-        "x_blocks": np.take_along_axis(x_full, blocks.reshape(p, -1), axis=1).reshape(
-            blocks.shape
-        ),
+        "x_blocks": np.take_along_axis(x_full, blocks.reshape(p, -1), axis=1).reshape(blocks.shape),
         "tc": tc,
         "pos": pos_out,
         "valid": valid,
@@ -216,7 +222,9 @@ def _root_suffix(layout: RootLayout, v: jax.Array, power: int = 1) -> tuple:
     return suffix[:, :, 0], suffix[:, :, 1]
 
 
-def root_stats(layout: RootLayout, sw, yw, q0, xc) -> Stats:
+def root_stats(
+    layout: RootLayout, sw: jax.Array, yw: jax.Array, q0: jax.Array, xc: jax.Array
+) -> Stats:
     """Fixed statistics of the intercept (basis sums zero: add ``q0`` with ``root_add_columns``).
 
     Args:
@@ -227,32 +235,41 @@ def root_stats(layout: RootLayout, sw, yw, q0, xc) -> Stats:
       xc: [p, N] centred predictors.
 
     """
-    tc = layout.tc
     cols = jnp.concatenate([(sw * sw)[:, None], (sw * q0)[:, None], sw[:, None] * yw], 1)
     sx, s1 = _root_suffix(layout, cols)  # [p, 2 + K, C]
     w2xx, _ = _root_suffix(layout, (sw * sw)[:, None], power=2)
-    w2x, w2, w2xx = sx[:, 0], s1[:, 0], w2xx[:, 0]
-    hh = w2xx - 2.0 * tc * w2x + tc * tc * w2
+    return _fixed_stats(sx, s1, w2xx[:, 0], layout.tc, layout.pos, layout.valid, sw, yw, xc)
+
+
+def _fixed_stats(sx, s1, w2xx, tc, pos, valid, w, yw, xc) -> Stats:
+    """A parent's statistics with empty basis sums, from its suffix sums at the knots.
+
+    Args:
+      sx, s1: [p, 2 + K, C] ``sum_above`` of ``(w^2, w q0, w y) * x`` and of them alone.
+      w2xx: [p, C] ``sum_above w^2 x^2``.
+      tc, pos, valid: [p, C] the knots. w: [N] the parent. yw: [N, K]. xc: [p, N].
+
+    """
+    hh = w2xx - 2.0 * tc * sx[:, 0] + tc * tc * s1[:, 0]
     qh = _combine(sx[:, 1], s1[:, 1], tc)
-    hy = _combine(sx[:, 2:], s1[:, 2:], tc[:, None])  # [p, K, C]
     p, c = tc.shape
     k = yw.shape[1]
-    w = sw[None, :]
+    wx = w[None, :] * xc
     return Stats(
         U=jnp.zeros((p, c)),
         Y=jnp.zeros((p, k, c)),
         Lh=jnp.zeros((p, c)),
         hh=hh,
         hc2=hh - qh * qh,
-        hy=hy,
-        lh=w2xx - tc * w2x,
+        hy=_combine(sx[:, 2:], s1[:, 2:], tc[:, None]),  # [p, K, C]
+        lh=w2xx - tc * sx[:, 0],
         tc=tc,
-        pos=layout.pos,
-        valid=layout.valid,
+        pos=pos,
+        valid=valid,
         LL=jnp.zeros(p),
         LY=jnp.zeros((p, k)),
-        ll=jnp.sum(w * w * xc * xc, axis=1),
-        ly=jnp.einsum("pn,nk->pk", w * xc, yw, precision=jax.lax.Precision.HIGHEST),
+        ll=jnp.sum(wx * wx, axis=1),
+        ly=jnp.einsum("pn,nk->pk", wx, yw, precision=jax.lax.Precision.HIGHEST),
     )
 
 
@@ -268,7 +285,9 @@ def _accumulate(st: Stats, u: jax.Array, qy: jax.Array, ql: jax.Array) -> Stats:
     )
 
 
-def root_add_columns(layout: RootLayout, st: Stats, sw, xc, q, qy) -> Stats:
+def root_add_columns(
+    layout: RootLayout, st: Stats, sw: jax.Array, xc: jax.Array, q: jax.Array, qy: jax.Array
+) -> Stats:
     """Adds basis columns ``q`` [n, N] (rows; ``qy = q y`` [n, K]) to the intercept's sums."""
     v = sw[None, :] * q
     sx, s1 = _root_suffix(layout, v.T)
@@ -296,7 +315,16 @@ class Grid(NamedTuple):
 
 
 def parent_grid(
-    w, xs, perm, nxt, n_rows, end, span, start, n_cand: int, weighted: bool
+    w: jax.Array,
+    xs: jax.Array,
+    perm: jax.Array,
+    nxt: jax.Array,
+    n_rows: ArrayLike,
+    end: ArrayLike,
+    span: ArrayLike,
+    start: ArrayLike,
+    n_cand: int,
+    weighted: bool,
 ) -> Grid:
     """Knots of a parent ``w`` [N] on every predictor (earth's FindKnot walk, vectorized).
 
@@ -350,7 +378,9 @@ def _grid_suffix(grid: Grid, v, xc, n_cand: int):
     )  # [p, N, 2n]
     flat = (grid.bins + (n_cand + 1) * jnp.arange(p)[:, None]).reshape(-1)
     binned = jax.ops.segment_sum(
-        both.reshape(-1, both.shape[-1]), flat, num_segments=p * (n_cand + 1),
+        both.reshape(-1, both.shape[-1]),
+        flat,
+        num_segments=p * (n_cand + 1),
         mode="promise_in_bounds",
     ).reshape(p, n_cand + 1, -1)
     suffix = _suffix_from_bins(jnp.moveaxis(binned, 1, -1))  # [p, 2n, C]
@@ -358,42 +388,29 @@ def _grid_suffix(grid: Grid, v, xc, n_cand: int):
     return suffix[:, :n], suffix[:, n:]
 
 
-def parent_stats(grid: Grid, w, yw, q0, xc, q, qy, n_used_cols, n_cand: int) -> Stats:
+def parent_stats(
+    grid: Grid,
+    w: jax.Array,
+    yw: jax.Array,
+    q0: jax.Array,
+    xc: jax.Array,
+    q: orthobasis.Rows,
+    qy: jax.Array,
+    n_used_cols: ArrayLike,
+    n_cand: int,
+) -> Stats:
     """All statistics of a parent ``w`` [N] built from scratch against the basis ``q`` (row
     blocks, ``orthobasis``).
 
     Costs O(p N m) for the first ``n_used_cols`` = m columns of ``q`` (``qy`` [M, K]).
     """
-    hp = jax.lax.Precision.HIGHEST
-    tc = grid.tc
     fixed = jnp.concatenate([(w * w)[:, None], (w * q0)[:, None], w[:, None] * yw], axis=1)
     sx, s1 = _grid_suffix(grid, fixed, xc, n_cand)  # [p, 2 + K, C]
     w2xx = _grid_suffix_xx(grid, w * w, xc, n_cand)
-    w2x, w2 = sx[:, 0], s1[:, 0]
-    hh = w2xx - 2.0 * tc * w2x + tc * tc * w2
-    qh = _combine(sx[:, 1], s1[:, 1], tc)
-    hy = _combine(sx[:, 2:], s1[:, 2:], tc[:, None])
-    p, c = tc.shape
-    k = yw.shape[1]
-    wx = w[None, :] * xc
-    st = Stats(
-        U=jnp.zeros((p, c)),
-        Y=jnp.zeros((p, k, c)),
-        Lh=jnp.zeros((p, c)),
-        hh=hh,
-        hc2=hh - qh * qh,
-        hy=hy,
-        lh=w2xx - tc * w2x,
-        tc=tc,
-        pos=grid.pos,
-        valid=grid.valid,
-        LL=jnp.zeros(p),
-        LY=jnp.zeros((p, k)),
-        ll=jnp.sum(wx * wx, axis=1),
-        ly=jnp.einsum("pn,nk->pk", wx, yw, precision=hp),
-    )
+    st = _fixed_stats(sx, s1, w2xx, grid.tc, grid.pos, grid.valid, w, yw, xc)
+
     def block(k, qb, st):
-        qyb = qy[k * qb.shape[0]:(k + 1) * qb.shape[0]]
+        qyb = qy[k * qb.shape[0] : (k + 1) * qb.shape[0]]
         return add_columns(grid, st, w, xc, qb, qyb, n_cand)
 
     return orthobasis.each_block(q, n_used_cols, block, st)
@@ -403,13 +420,18 @@ def _grid_suffix_xx(grid: Grid, v, xc, n_cand: int):
     """``sum_above v x^2`` [p, C] for row values ``v`` [N]."""
     p = xc.shape[0]
     flat = (grid.bins + (n_cand + 1) * jnp.arange(p)[:, None]).reshape(-1)
-    binned = jax.ops.segment_sum((v[None] * xc * xc).reshape(-1), flat,
-                                 num_segments=p * (n_cand + 1),
-                                 mode="promise_in_bounds").reshape(p, n_cand + 1)
+    binned = jax.ops.segment_sum(
+        (v[None] * xc * xc).reshape(-1),
+        flat,
+        num_segments=p * (n_cand + 1),
+        mode="promise_in_bounds",
+    ).reshape(p, n_cand + 1)
     return _suffix_from_bins(binned)
 
 
-def add_columns(grid: Grid, st: Stats, w, xc, q, qy, n_cand: int) -> Stats:
+def add_columns(
+    grid: Grid, st: Stats, w: jax.Array, xc: jax.Array, q: jax.Array, qy: jax.Array, n_cand: int
+) -> Stats:
     """Adds basis columns ``q`` [n, N] (rows; ``qy`` [n, K]) to a parent's sums: O(p N n)."""
     v = w[None, :] * q
     sx, s1 = _grid_suffix(grid, v.T, xc, n_cand)
@@ -439,7 +461,12 @@ class Scores(NamedTuple):
 
 
 def score(
-    st: Stats, new_form: jax.Array, allowed: jax.Array, n_terms, max_legal, tol,
+    st: Stats,
+    new_form: jax.Array,
+    allowed: jax.Array,
+    n_terms: ArrayLike,
+    max_legal: ArrayLike,
+    tol: ArrayLike,
     weighted: bool,
 ) -> Scores:
     """Score every knot and linear term of one parent as earth 5.3.2 does.

@@ -52,7 +52,8 @@ class EarthFit:
     """An earth model: ``dirs``/``cuts`` [n_terms, p] (every forward-pass term kept by earth),
     ``selected`` 0-based term indices, ``coef`` [n_selected, K], ``gcv``, ``rss``, ``rsq``,
     ``grsq``, ``termcond``, the fit times in seconds (``seconds``, one per repeat) and the R
-    process' peak resident memory in MiB (``peak_mib``; None without ``/usr/bin/time``)."""
+    process' peak resident memory in MiB (``peak_mib``; None without ``/usr/bin/time``).
+    """
 
     dirs: np.ndarray
     cuts: np.ndarray
@@ -72,8 +73,9 @@ def available() -> bool:
     """Whether ``Rscript`` runs and loads earth."""
     if shutil.which("Rscript") is None:
         return False
-    done = subprocess.run(["Rscript", "-e", "suppressMessages(library(earth))"],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        ["Rscript", "-e", "suppressMessages(library(earth))"], capture_output=True, check=False
+    )
     return done.returncode == 0
 
 
@@ -106,8 +108,17 @@ def fit(
     k = y.shape[1]
     if nk is None:
         nk = min(200, max(20, 2 * p)) + 1
-    opts = [degree, nk, thresh, np.nan if penalty is None else penalty, minspan, endspan,
-            fast_k, fast_beta, repeats]
+    opts = [
+        degree,
+        nk,
+        thresh,
+        np.nan if penalty is None else penalty,
+        minspan,
+        endspan,
+        fast_k,
+        fast_beta,
+        repeats,
+    ]
     with tempfile.TemporaryDirectory() as d:
         np.asfortranarray(x).T.astype("<f8").tofile(os.path.join(d, "x.bin"))
         np.asfortranarray(y).T.astype("<f8").tofile(os.path.join(d, "y.bin"))
@@ -118,9 +129,11 @@ def fit(
             f.write(_R_SCRIPT)
         timer = [TIME_BIN, "-f", "peak_kib=%M"] if os.path.exists(TIME_BIN) else []
         done = subprocess.run(
-            timer + ["Rscript", script, d, f"{n},{p},{k}",
-                     ",".join(repr(float(v)) for v in opts)],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            timer + ["Rscript", script, d, f"{n},{p},{k}", ",".join(repr(float(v)) for v in opts)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if done.returncode != 0:
             raise RuntimeError(f"earth failed: {done.stderr.strip()}")
@@ -136,8 +149,12 @@ def fit(
             cuts=rd("cuts.bin").reshape(p, n_terms).T,
             selected=rd("selected.bin").astype(int) - 1,
             coef=rd("coef.bin").reshape(k, n_sel).T,
-            gcv=float(sc[2]), rss=float(sc[3]), rsq=float(sc[4]), grsq=float(sc[5]),
-            termcond=int(sc[6]), seconds=list(rd("secs.bin")),
+            gcv=float(sc[2]),
+            rss=float(sc[3]),
+            rsq=float(sc[4]),
+            grsq=float(sc[5]),
+            termcond=int(sc[6]),
+            seconds=list(rd("secs.bin")),
             peak_mib=int(peak[-1].split("=")[1]) / 1024 if peak else None,
         )
 
@@ -157,8 +174,11 @@ def earth_term_keys(fit_: EarthFit) -> list[frozenset]:
     """``term_key`` of every earth term, in earth's order."""
     keys = []
     for dirs, cuts in zip(fit_.dirs, fit_.cuts, strict=True):
-        keys.append(frozenset(
-            (j, 2, 0.0) if d == 2 else (j, int(d), float(cuts[j]))
-            for j, d in enumerate(dirs) if d != 0
-        ))
+        keys.append(
+            frozenset(
+                (j, 2, 0.0) if d == 2 else (j, int(d), float(cuts[j]))
+                for j, d in enumerate(dirs)
+                if d != 0
+            )
+        )
     return keys

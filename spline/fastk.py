@@ -16,6 +16,7 @@ from __future__ import annotations
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 # earth.c: InitQ's placeholders for entries not yet added.
 UNSET_RSS = -1.0
@@ -25,7 +26,8 @@ UNSET_TERMS = -99
 @flax.struct.dataclass
 class Queue:
     """``rss`` [M] best RSS drop per entry, ``n_terms`` [M] the term count when it was scored,
-    ``size`` entries in use, ``order`` [M] entries sorted (earth's SortedQ)."""
+    ``size`` entries in use, ``order`` [M] entries sorted (earth's SortedQ).
+    """
 
     rss: jax.Array
     n_terms: jax.Array
@@ -33,11 +35,15 @@ class Queue:
     order: jax.Array
 
 
-def init(m: int, rss_null) -> Queue:
+def init(m: int, rss_null: ArrayLike) -> Queue:
     """The queue holding the intercept, scored with the null RSS (earth's first AddTermToQ)."""
     rss = jnp.full(m, UNSET_RSS).at[0].set(jnp.maximum(UNSET_RSS, rss_null))
-    return Queue(rss=rss, n_terms=jnp.full(m, UNSET_TERMS, jnp.int32).at[0].set(1),
-                 size=jnp.int32(1), order=jnp.arange(m, dtype=jnp.int32))
+    return Queue(
+        rss=rss,
+        n_terms=jnp.full(m, UNSET_TERMS, jnp.int32).at[0].set(1),
+        size=jnp.int32(1),
+        order=jnp.arange(m, dtype=jnp.int32),
+    )
 
 
 def select(queue: Queue, k: int) -> tuple[jax.Array, jax.Array]:
@@ -45,7 +51,9 @@ def select(queue: Queue, k: int) -> tuple[jax.Array, jax.Array]:
     return queue.order[:k], jnp.arange(k) < queue.size
 
 
-def update(queue: Queue, parents, scored, best, n_terms) -> Queue:
+def update(
+    queue: Queue, parents: jax.Array, scored: jax.Array, best: jax.Array, n_terms: ArrayLike
+) -> Queue:
     """Records the best RSS drop of each scored parent (earth's UpdateRssDeltaInQ)."""
     m = queue.rss.shape[0]
     idx = jnp.where(scored, parents, m)
@@ -55,7 +63,7 @@ def update(queue: Queue, parents, scored, best, n_terms) -> Queue:
     )
 
 
-def add(queue: Queue, n_terms, two, fast_beta) -> Queue:
+def add(queue: Queue, n_terms: ArrayLike, two: jax.Array, fast_beta: ArrayLike) -> Queue:
     """Appends one entry (two when ``two``) with RSS drop ``+inf``, then re-sorts the queue."""
     m = queue.rss.shape[0]
     first, second = queue.size, jnp.where(two, queue.size + 1, m)
@@ -65,9 +73,10 @@ def add(queue: Queue, n_terms, two, fast_beta) -> Queue:
     return sort(Queue(rss=rss, n_terms=nt, size=size, order=queue.order), n_terms, fast_beta)
 
 
-def sort(queue: Queue, n_terms, fast_beta) -> Queue:
+def sort(queue: Queue, n_terms: ArrayLike, fast_beta: ArrayLike) -> Queue:
     """Sorts the entries: by RSS drop (descending, then index), then by aged rank
-    ``rank + fast_beta * (n_terms - entry's n_terms)`` when ``fast_beta > 0``."""
+    ``rank + fast_beta * (n_terms - entry's n_terms)`` when ``fast_beta > 0``.
+    """
     m = queue.rss.shape[0]
     ids = jnp.arange(m, dtype=jnp.int32)
     invalid = (ids >= queue.size).astype(jnp.int32)

@@ -29,11 +29,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from spline import candidates as cand
 from spline import fastk, orthobasis, spans
 from spline.candidates import Stats
-from spline.orthobasis import QR_TOL_SQ
 
 HP = jax.lax.Precision.HIGHEST
 # earth.c: MIN_GRSQ (the forward pass stops when GRSq drops below it, thresh > 0 only).
@@ -118,7 +118,8 @@ class Data:
 class Params:
     """Scalars that vary without recompiling: ``n_rows`` real N, ``n_vars`` real p, ``nk``,
     ``thresh``, ``penalty``, ``fast_beta``, ``tol`` (collinearity override, <= 0 for earth's
-    rule), ``rss_null``, ``endspan`` of interaction terms and the user's ``minspan``."""
+    rule), ``rss_null``, ``endspan`` of interaction terms and the user's ``minspan``.
+    """
 
     n_rows: jax.Array
     n_vars: jax.Array
@@ -153,7 +154,8 @@ class Terms:
 class Pool:
     """Statistics of non-intercept parents: ``stats`` and ``grid`` with a leading [S] axis,
     ``w`` [S, N] the parents' weighted values, ``pid`` [S] the slot held (-1 empty), ``age`` [S]
-    the last step each was scored, ``done`` [S] the basis rows its sums include."""
+    the last step each was scored, ``done`` [S] the basis rows its sums include.
+    """
 
     stats: Stats
     grid: cand.Grid
@@ -196,7 +198,9 @@ class State:
     q_earth: orthobasis.Rows | None = None
 
 
-def gcv(rss, n_terms, n_rows, penalty, xp=math):
+def gcv(
+    rss: ArrayLike, n_terms: ArrayLike, n_rows: ArrayLike, penalty: ArrayLike, xp=math
+) -> ArrayLike:
     """Earth's GCV: ``rss / (N (1 - C / N)^2)``, ``C = terms + penalty (terms - 1) / 2``.
 
     Infinite once ``C >= N``; ``penalty == -1`` makes terms and knots free (``C = 0``).
@@ -216,7 +220,7 @@ def _maybe_zero(v):
 # Basis columns.
 
 
-def term_values(data: Data, terms: Terms, slot, max_degree: int) -> jax.Array:
+def term_values(data: Data, terms: Terms, slot: ArrayLike, max_degree: int) -> jax.Array:
     """Weighted values [N] of the term in ``slot``: ``sw`` times its factors (raw units)."""
     w = data.sw
     cur = slot
@@ -269,7 +273,7 @@ def _ensure_pool(st: Static, data: Data, params: Params, state: State, sel, usab
         present = jnp.any(here)
         taken = jnp.any((pid[:, None] == sel[None, :]) & need[None, :], axis=1)
         victim = jnp.argmin(jnp.where(taken, big, age))
-        s = jnp.where(present, jnp.argmax(here), victim)
+        s = jnp.where(present, jnp.argmax(here), victim).astype(jnp.int32)
         new = need[f] & ~present
         pid = jnp.where(new, pid.at[s].set(sel[f]), pid)
         age = jnp.where(need[f], age.at[s].set(state.step), age)
@@ -277,8 +281,8 @@ def _ensure_pool(st: Static, data: Data, params: Params, state: State, sel, usab
 
     f_all = sel.shape[0]
     pid, age, slot, build = jax.lax.fori_loop(
-        0, f_all, assign,
-        (pool.pid, pool.age, jnp.zeros(f_all, jnp.int32), jnp.zeros(f_all, bool)))
+        0, f_all, assign, (pool.pid, pool.age, jnp.zeros(f_all, jnp.int32), jnp.zeros(f_all, bool))
+    )
     pool = pool.replace(pid=pid, age=age)
 
     def build_one(i, pool):
@@ -290,13 +294,28 @@ def _ensure_pool(st: Static, data: Data, params: Params, state: State, sel, usab
         end = params.endspan
         span = spans.minspan_device(params.n_rows, n_used, params.n_vars, params.minspan)
         start = spans.startspan_device(params.n_rows, end, span, params.minspan)
-        grid = cand.parent_grid(w, data.xs, data.perm, data.nxt, params.n_rows, end, span,
-                                start, st.n_cand_pool, st.weighted)
-        stats = cand.parent_stats(grid, w, data.yw, data.q0, data.xc, state.q, state.qy, t,
-                                  st.n_cand_pool)
+        grid = cand.parent_grid(
+            w,
+            data.xs,
+            data.perm,
+            data.nxt,
+            params.n_rows,
+            end,
+            span,
+            start,
+            st.n_cand_pool,
+            st.weighted,
+        )
+        stats = cand.parent_stats(
+            grid, w, data.yw, data.q0, data.xc, state.q, state.qy, t, st.n_cand_pool
+        )
         put = functools.partial(jax.tree.map, lambda a, v: a.at[s].set(v))
-        return pool.replace(stats=put(pool.stats, stats), grid=put(pool.grid, grid),
-                            w=pool.w.at[s].set(w), done=pool.done.at[s].set(t))
+        return pool.replace(
+            stats=put(pool.stats, stats),
+            grid=put(pool.grid, grid),
+            w=pool.w.at[s].set(w),
+            done=pool.done.at[s].set(t),
+        )
 
     pool = jax.lax.fori_loop(0, jnp.sum(build), build_one, pool)
     behind = need & ~build
@@ -315,7 +334,8 @@ def _ensure_pool(st: Static, data: Data, params: Params, state: State, sel, usab
 
         # Rows come in step pairs: ``done`` and ``t`` are both odd.
         stats, done = jax.lax.while_loop(
-            lambda c: c[1] < t, one, (jax.tree.map(lambda a: a[s], pool.stats), pool.done[s]))
+            lambda c: c[1] < t, one, (jax.tree.map(lambda a: a[s], pool.stats), pool.done[s])
+        )
         put = functools.partial(jax.tree.map, lambda a, v: a.at[s].set(v))
         return pool.replace(stats=put(pool.stats, stats), done=pool.done.at[s].set(done))
 
@@ -417,10 +437,12 @@ def _add_terms(st: Static, data: Data, state: State, pid, j, knot_pos, is_linear
         pos=terms.pos.at[slots].set(i32(knot_pos)),
         cut=terms.cut.at[slots].set(cut),
         dirn=terms.dirn.at[slots].set(
-            i32(jnp.stack([jnp.where(is_linear, DIR_LINEAR, DIR_UP), DIR_DOWN]))),
+            i32(jnp.stack([jnp.where(is_linear, DIR_LINEAR, DIR_UP), DIR_DOWN]))
+        ),
         parent=terms.parent.at[slots].set(i32(pid)),
         degree=terms.degree.at[slots].set(
-            i32(jnp.stack([deg, jnp.where(used2, deg, UNUSABLE_DEGREE)]))),
+            i32(jnp.stack([deg, jnp.where(used2, deg, UNUSABLE_DEGREE)]))
+        ),
         used=terms.used.at[slots].set(jnp.stack([True, used2])),
         varmask=terms.varmask.at[slots].set(mask),
     )
@@ -443,8 +465,11 @@ def _step(st: Static, data: Data, params: Params, state: State) -> State:
         knot_pos = state.root.pos[j, sc.knot_index[f, j]]
     else:
         slot = jnp.argmax(state.pool.pid == pid)
-        knot_pos = jnp.where(pid == 0, state.root.pos[j, sc.knot_index[f, j]],
-                             state.pool.stats.pos[slot, j, sc.knot_index[f, j]])
+        knot_pos = jnp.where(
+            pid == 0,
+            state.root.pos[j, sc.knot_index[f, j]],
+            state.pool.stats.pos[slot, j, sc.knot_index[f, j]],
+        )
     knot_pos = jnp.where(is_linear, 0, knot_pos)
     # Without a winner the step still runs on a dummy term (no branch copies the large state);
     # its slots are then marked unused and the loop stops.
@@ -465,14 +490,24 @@ def _step(st: Static, data: Data, params: Params, state: State) -> State:
     t = state.n_terms
     used = state.terms.used
     used = jnp.where(keep, used, used.at[t].set(False).at[t + 1].set(False))
-    queue = jax.lax.cond(keep, lambda q: fastk.add(q, t, pair, params.fast_beta),
-                         lambda q: q, state.queue)
+    queue = jax.lax.cond(
+        keep, lambda q: fastk.add(q, t, pair, params.fast_beta), lambda q: q, state.queue
+    )
     n_terms = jnp.where(keep, t + 2, t)
     stop = ~keep | (rsq >= 1.0 - params.thresh) | (n_terms >= params.nk - 1)
     state = state.replace(
-        terms=state.terms.replace(used=used), queue=queue, n_terms=n_terms, n_used=n_used,
-        rss=rss, rss_delta=delta, rsq=rsq, rsq_delta=rsq_delta, grsq=grsq, no_term=~found,
-        stop=stop, step=state.step + 1,
+        terms=state.terms.replace(used=used),
+        queue=queue,
+        n_terms=n_terms,
+        n_used=n_used,
+        rss=rss,
+        rss_delta=delta,
+        rsq=rsq,
+        rsq_delta=rsq_delta,
+        grsq=grsq,
+        no_term=~found,
+        stop=stop,
+        step=state.step + 1,
     )
     return _add_to_stats(st, data, state, qnew, qy_new)
 
@@ -493,43 +528,75 @@ def _initial_state(st: Static, data: Data, params: Params) -> State:
     qy0 = jnp.matmul(data.q0, data.yw, precision=HP)
     r = jnp.zeros((m, m)).at[0, 0].set(jnp.sqrt(jnp.sum(data.sw * data.sw)))
     terms = Terms(
-        var=jnp.zeros(m, jnp.int32), pos=jnp.zeros(m, jnp.int32), cut=jnp.zeros(m),
-        dirn=jnp.zeros(m, jnp.int32), parent=jnp.full(m, -1, jnp.int32),
-        degree=jnp.zeros(m, jnp.int32), used=jnp.zeros(m, bool).at[0].set(True),
+        var=jnp.zeros(m, jnp.int32),
+        pos=jnp.zeros(m, jnp.int32),
+        cut=jnp.zeros(m),
+        dirn=jnp.zeros(m, jnp.int32),
+        parent=jnp.full(m, -1, jnp.int32),
+        degree=jnp.zeros(m, jnp.int32),
+        used=jnp.zeros(m, bool).at[0].set(True),
         varmask=jnp.zeros((m, p), bool),
     )
     root = cand.root_stats(data.root, data.sw, data.yw, data.q0, data.xc)
-    root = cand.root_add_columns(data.root, root, data.sw, data.xc, data.q0[None, :],
-                                 qy0[None, :])
+    root = cand.root_add_columns(data.root, root, data.sw, data.xc, data.q0[None, :], qy0[None, :])
     pool = None
     if st.max_degree > 1:
         s, c = st.pool_size, st.n_cand_pool
         stats = Stats(
-            U=jnp.zeros((s, p, c)), Y=jnp.zeros((s, p, k, c)), Lh=jnp.zeros((s, p, c)),
-            hh=jnp.zeros((s, p, c)), hc2=jnp.zeros((s, p, c)), hy=jnp.zeros((s, p, k, c)),
-            lh=jnp.zeros((s, p, c)), tc=jnp.zeros((s, p, c)),
-            pos=jnp.zeros((s, p, c), jnp.int32), valid=jnp.zeros((s, p, c), bool),
-            LL=jnp.zeros((s, p)), LY=jnp.zeros((s, p, k)), ll=jnp.zeros((s, p)),
+            U=jnp.zeros((s, p, c)),
+            Y=jnp.zeros((s, p, k, c)),
+            Lh=jnp.zeros((s, p, c)),
+            hh=jnp.zeros((s, p, c)),
+            hc2=jnp.zeros((s, p, c)),
+            hy=jnp.zeros((s, p, k, c)),
+            lh=jnp.zeros((s, p, c)),
+            tc=jnp.zeros((s, p, c)),
+            pos=jnp.zeros((s, p, c), jnp.int32),
+            valid=jnp.zeros((s, p, c), bool),
+            LL=jnp.zeros((s, p)),
+            LY=jnp.zeros((s, p, k)),
+            ll=jnp.zeros((s, p)),
             ly=jnp.zeros((s, p, k)),
         )
-        grid = cand.Grid(bins=jnp.full((s, p, npad), c, jnp.int32),
-                         pos=jnp.zeros((s, p, c), jnp.int32), valid=jnp.zeros((s, p, c), bool),
-                         tc=jnp.zeros((s, p, c)))
-        pool = Pool(stats=stats, grid=grid, w=jnp.zeros((s, npad)),
-                    pid=jnp.full(s, -1, jnp.int32), age=jnp.full(s, -1, jnp.int32),
-                    done=jnp.zeros(s, jnp.int32))
+        grid = cand.Grid(
+            bins=jnp.full((s, p, npad), c, jnp.int32),
+            pos=jnp.zeros((s, p, c), jnp.int32),
+            valid=jnp.zeros((s, p, c), bool),
+            tc=jnp.zeros((s, p, c)),
+        )
+        pool = Pool(
+            stats=stats,
+            grid=grid,
+            w=jnp.zeros((s, npad)),
+            pid=jnp.full(s, -1, jnp.int32),
+            age=jnp.full(s, -1, jnp.int32),
+            done=jnp.zeros(s, jnp.int32),
+        )
     state = State(
-        q=q, r=r, qy=jnp.zeros((m, k)).at[0].set(qy0), terms=terms,
-        n_terms=jnp.int32(1), n_used=jnp.int32(1), rss=params.rss_null,
-        rss_delta=params.rss_null, rsq=jnp.float64(0.0), rsq_delta=jnp.float64(0.0),
-        grsq=jnp.float64(0.0), no_term=jnp.bool_(False), stop=params.nk < 3,
-        step=jnp.int32(0), queue=fastk.init(m, params.rss_null), root=root, pool=pool,
+        q=q,
+        r=r,
+        qy=jnp.zeros((m, k)).at[0].set(qy0),
+        terms=terms,
+        n_terms=jnp.int32(1),
+        n_used=jnp.int32(1),
+        rss=params.rss_null,
+        rss_delta=params.rss_null,
+        rsq=jnp.float64(0.0),
+        rsq_delta=jnp.float64(0.0),
+        grsq=jnp.float64(0.0),
+        no_term=jnp.bool_(False),
+        stop=params.nk < 3,
+        step=jnp.int32(0),
+        queue=fastk.init(m, params.rss_null),
+        root=root,
+        pool=pool,
     )
     if st.weighted:
         ones = (data.sw > 0).astype(data.sw.dtype)
         first = ones / jnp.sqrt(jnp.sum(ones))
         state = state.replace(
-            q_earth=orthobasis.set_row(orthobasis.zeros(m, npad, st.row_block), 0, first))
+            q_earth=orthobasis.set_row(orthobasis.zeros(m, npad, st.row_block), 0, first)
+        )
     return state
 
 
@@ -560,12 +627,13 @@ def _use_compilation_cache() -> None:
     choice = os.environ.get(CACHE_ENV, "")
     if choice == "0" or jax.config.jax_compilation_cache_dir:
         return
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                           "spline_mars", "jax")
+    default = os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "spline_mars", "jax"
+    )
     jax.config.update("jax_compilation_cache_dir", choice or default)
 
 
-def compiled(st: Static, data: Data, params: Params):
+def compiled(st: Static, data: Data, params: Params) -> jax.stages.Compiled:
     """The compiled ``run`` for these shapes (compiling it on first use)."""
     if st not in _COMPILED:
         _use_compilation_cache()
@@ -712,8 +780,19 @@ def forward_pass(
     """
     with jax.enable_x64(True), jax.default_matmul_precision("highest"):
         st, data, params, host = _prepare(
-            x, y, weights, nk, degree, thresh, penalty, minspan, endspan, fast_k, fast_beta,
-            tol, adjust_endspan,
+            x,
+            y,
+            weights,
+            nk,
+            degree,
+            thresh,
+            penalty,
+            minspan,
+            endspan,
+            fast_k,
+            fast_beta,
+            tol,
+            adjust_endspan,
         )
         state = compiled(st, data, params)(data, params)
         yo = np.zeros((st.n_pad, y.shape[1]))
@@ -746,8 +825,21 @@ def _pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _prepare(x, y, weights, nk, degree, thresh, penalty, minspan, endspan, fast_k, fast_beta,
-             tol, adjust_endspan):
+def _prepare(
+    x,
+    y,
+    weights,
+    nk,
+    degree,
+    thresh,
+    penalty,
+    minspan,
+    endspan,
+    fast_k,
+    fast_beta,
+    tol,
+    adjust_endspan,
+):
     n, p_real = x.shape
     k = y.shape[1]
     weighted = weights is not None
@@ -763,8 +855,12 @@ def _prepare(x, y, weights, nk, degree, thresh, penalty, minspan, endspan, fast_
     end1 = spans.endspan(n, p_real, 1, endspan, adjust_endspan)
     span1 = spans.minspan(n, n, p_real, minspan)
     start1 = spans.startspan(n, end1, span1, minspan)
-    grids = [spans.root_grid(xs_raw[j], end1, span1, start1, weighted) if j < p_real
-             else np.zeros(0, np.int64) for j in range(p)]
+    grids = [
+        spans.root_grid(xs_raw[j], end1, span1, start1, weighted)
+        if j < p_real
+        else np.zeros(0, np.int64)
+        for j in range(p)
+    ]
     n_cand_root = round_up(max([g.size for g in grids] + [1]))
     fast = fast_k if fast_k > 0 else nk
     row_block = orthobasis.block_size(max(nk, 3))
@@ -779,9 +875,18 @@ def _prepare(x, y, weights, nk, degree, thresh, penalty, minspan, endspan, fast_
     block = round_up(span1)
     layout = cand.root_layout(grids, perm, xs_c, span1, block, n_cand_root, npad - 1, round_up)
     st = Static(
-        n_pad=npad, n_vars=p, n_out=k, n_slots=n_slots, row_block=row_block,
-        n_cand_root=n_cand_root, root_block=block, root_top=layout["top"].shape[1],
-        n_cand_pool=n_cand_pool, pool_size=pool_size, fast_k=fast, max_degree=degree,
+        n_pad=npad,
+        n_vars=p,
+        n_out=k,
+        n_slots=n_slots,
+        row_block=row_block,
+        n_cand_root=n_cand_root,
+        root_block=block,
+        root_top=layout["top"].shape[1],
+        n_cand_pool=n_cand_pool,
+        pool_size=pool_size,
+        fast_k=fast,
+        max_degree=degree,
         weighted=weighted,
     )
     sw = np.zeros(npad)
@@ -799,17 +904,27 @@ def _prepare(x, y, weights, nk, degree, thresh, penalty, minspan, endspan, fast_
     yw = np.zeros((npad, k))
     yw[:n] = ys * sw[:n, None]
     data = Data(
-        xt=jnp.asarray(pad_cols(x.T)), xc=jnp.asarray(pad_cols((x - mean).T)),
-        perm=jnp.asarray(perm_pad.astype(np.int32)), xs=jnp.asarray(pad_cols(xs_c)),
-        nxt=jnp.asarray(nxt), sw=jnp.asarray(sw), yw=jnp.asarray(yw),
+        xt=jnp.asarray(pad_cols(x.T)),
+        xc=jnp.asarray(pad_cols((x - mean).T)),
+        perm=jnp.asarray(perm_pad.astype(np.int32)),
+        xs=jnp.asarray(pad_cols(xs_c)),
+        nxt=jnp.asarray(nxt),
+        sw=jnp.asarray(sw),
+        yw=jnp.asarray(yw),
         q0=jnp.asarray(sw / np.sqrt(np.sum(sw * sw))),
         root=cand.RootLayout(**{key: jnp.asarray(v) for key, v in layout.items()}),
     )
     params = Params(
-        n_rows=jnp.int32(n), n_vars=jnp.int32(p_real), nk=jnp.int32(nk),
-        thresh=jnp.float64(thresh), penalty=jnp.float64(penalty),
-        fast_beta=jnp.float64(fast_beta), tol=jnp.float64(tol),
-        rss_null=jnp.float64(rss_null), endspan=jnp.int32(end2), minspan=jnp.int32(minspan),
+        n_rows=jnp.int32(n),
+        n_vars=jnp.int32(p_real),
+        nk=jnp.int32(nk),
+        thresh=jnp.float64(thresh),
+        penalty=jnp.float64(penalty),
+        fast_beta=jnp.float64(fast_beta),
+        tol=jnp.float64(tol),
+        rss_null=jnp.float64(rss_null),
+        endspan=jnp.int32(end2),
+        minspan=jnp.int32(minspan),
     )
     host = {"sw": sw, "minspan": span1, "endspan": end1, "thresh": thresh, "nk": nk}
     return st, data, params, host
@@ -837,11 +952,25 @@ def _result(st: Static, state: State, z, rss_out, host) -> ForwardResult:
     var = np.asarray(t.var)
     cut = np.where(np.asarray(t.dirn) == DIR_LINEAR, np.nan, np.asarray(t.cut))
     return ForwardResult(
-        slots=slots, var=var, cut=cut, dirn=np.asarray(t.dirn), parent=np.asarray(t.parent),
-        r=np.asarray(state.r), z=z, rss_out=rss_out,
-        termination=_termination(host["nk"], host["thresh"], float(state.rsq),
-                                 float(state.rsq_delta), float(state.grsq),
-                                 bool(state.no_term)),
-        rsq=float(state.rsq), minspan=host["minspan"], endspan=host["endspan"],
-        weighted=st.weighted, n_steps=int(state.step),
+        slots=slots,
+        var=var,
+        cut=cut,
+        dirn=np.asarray(t.dirn),
+        parent=np.asarray(t.parent),
+        r=np.asarray(state.r),
+        z=z,
+        rss_out=rss_out,
+        termination=_termination(
+            host["nk"],
+            host["thresh"],
+            float(state.rsq),
+            float(state.rsq_delta),
+            float(state.grsq),
+            bool(state.no_term),
+        ),
+        rsq=float(state.rsq),
+        minspan=host["minspan"],
+        endspan=host["endspan"],
+        weighted=st.weighted,
+        n_steps=int(state.step),
     )

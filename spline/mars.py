@@ -1,4 +1,4 @@
-"""``MARS``: Multivariate Adaptive Regression Splines, earth 5.3.2's model as a scikit-learn estimator.
+"""``MARS``: Multivariate Adaptive Regression Splines, earth 5.3.2's model, scikit-learn style.
 
 With default arguments a fit is R's ``earth(x, y)``: the same forward pass (``spline.forward``:
 knot grid, collinearity tolerance, linear terms, Fast MARS queue, stopping rules), the same
@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 from absl import logging
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -146,12 +147,18 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         if tol is not None and not 0.0 < tol < 1.0:
             raise ValueError(f"collinearity_tol must be None or in (0, 1), got {tol!r}")
         return {
-            "nk": nk, "degree": degree, "thresh": float(self.thresh), "penalty": float(penalty),
-            "minspan": minspan, "endspan": endspan, "fast_k": fast_k,
-            "fast_beta": float(self.fast_beta), "tol": 0.0 if tol is None else float(tol),
+            "nk": nk,
+            "degree": degree,
+            "thresh": float(self.thresh),
+            "penalty": float(penalty),
+            "minspan": minspan,
+            "endspan": endspan,
+            "fast_k": fast_k,
+            "fast_beta": float(self.fast_beta),
+            "tol": 0.0 if tol is None else float(tol),
         }
 
-    def fit(self, X, y, sample_weight=None) -> MARS:
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> MARS:
         """Fits the model.
 
         Args:
@@ -168,8 +175,16 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
             parameter outside earth's range (each message names the value).
 
         """
-        x, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             ensure_all_finite=False, ensure_min_samples=2, dtype=np.float64)
+        x, y = validate_data(
+            self,
+            X,
+            y,
+            multi_output=True,
+            y_numeric=True,
+            ensure_all_finite=False,
+            ensure_min_samples=2,
+            dtype=np.float64,
+        )
         _check_finite("X", x)
         _check_finite("y", y)
         y_1d = y.ndim == 1
@@ -217,7 +232,12 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         self.grsq_ = 1.0 - self.gcv_ / gcv_null if gcv_null > 0 else 1.0
         logging.info(
             "MARS fit: %d -> %d terms, GCV %.6g, RSq %.4f, %.3f s (%s)",
-            len(names), size, self.gcv_, self.rsq_, self.fit_time_, self.stop_reason_,
+            len(names),
+            size,
+            self.gcv_,
+            self.rsq_,
+            self.fit_time_,
+            self.stop_reason_,
         )
         return self
 
@@ -233,14 +253,14 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "terms_")
         return self._coef
 
-    def transform(self, X) -> np.ndarray:
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Evaluate the selected basis functions at ``X`` [N, d] -> [N, n_terms]."""
         check_is_fitted(self, "terms_")
         x = validate_data(self, X, reset=False, ensure_all_finite=False, dtype=np.float64)
         _check_finite("X", x)
         return basis_matrix(self.terms_, x)
 
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
         """Names of the selected basis functions (``transform``'s columns), earth's style."""
         check_is_fitted(self, "terms_")
         if input_features is None:
@@ -248,7 +268,7 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         names = None if input_features is None else [str(f) for f in input_features]
         return np.asarray([t.name(names) for t in self.terms_], dtype=object)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predictions at ``X`` [N, d]: [N] for 1-D training y, else [N, K]."""
         out = self.transform(X) @ self._coef
         return out[:, 0] if self._y_1d else out
@@ -264,8 +284,8 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         names = [t.name(feature_names) for t in self.terms_]
         width = max(len(s) for s in names)
         lines = [f"MARS(degree={self.degree}, max_terms={self.max_terms})", ""]
-        header = " " * width + "  " + "  ".join(
-            f"{'coef' + str(k):>12}" for k in range(self.n_outputs_)
+        header = (
+            " " * width + "  " + "  ".join(f"{'coef' + str(k):>12}" for k in range(self.n_outputs_))
         )
         lines.append(header if self.n_outputs_ > 1 else " " * width + "  " + f"{'coef':>12}")
         for name, row in zip(names, self._coef, strict=True):

@@ -8,8 +8,12 @@ separate arrays are read in place, each behind a condition on the number of rows
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 HP = jax.lax.Precision.HIGHEST
 # R's lm (dqrdc2) tolerance: a column whose norm after orthogonalization is below 1e-8 of its own
@@ -38,19 +42,20 @@ def zeros(m: int, n: int, g: int) -> Rows:
     return tuple(jnp.zeros((g, n)) for _ in range(m // g))
 
 
-def set_row(rows: Rows, i, value: jax.Array) -> Rows:
+def set_row(rows: Rows, i: ArrayLike, value: jax.Array) -> Rows:
     """Writes ``value`` [N] into row ``i`` (traced): one in-place row update per block."""
     g = rows[0].shape[0]
     out = []
     for k, blk in enumerate(rows):
         r = i % g
         old = jax.lax.dynamic_index_in_dim(blk, r, keepdims=False)
-        out.append(jax.lax.dynamic_update_index_in_dim(blk, jnp.where(i // g == k, value, old),
-                                                       r, axis=0))
+        out.append(
+            jax.lax.dynamic_update_index_in_dim(blk, jnp.where(i // g == k, value, old), r, axis=0)
+        )
     return tuple(out)
 
 
-def get_rows(rows: Rows, i, n: int) -> jax.Array:
+def get_rows(rows: Rows, i: ArrayLike, n: int) -> jax.Array:
     """Rows ``i .. i + n - 1`` [n, N] (``i`` traced; rows past the end read as zero)."""
     g = rows[0].shape[0]
     out = []
@@ -58,8 +63,9 @@ def get_rows(rows: Rows, i, n: int) -> jax.Array:
         r = i + j
         row = jnp.zeros_like(rows[0][0])
         for k, blk in enumerate(rows):
-            row = jnp.where(r // g == k, jax.lax.dynamic_index_in_dim(blk, r % g, keepdims=False),
-                            row)
+            row = jnp.where(
+                r // g == k, jax.lax.dynamic_index_in_dim(blk, r % g, keepdims=False), row
+            )
         out.append(row)
     return jnp.stack(out)
 
@@ -69,16 +75,17 @@ def matmul(rows: Rows, y: jax.Array) -> jax.Array:
     return jnp.concatenate([jnp.matmul(blk, y, precision=HP) for blk in rows])
 
 
-def each_block(rows: Rows, n_used, fn, carry):
+def each_block(rows: Rows, n_used: ArrayLike, fn: Callable, carry: Any) -> Any:
     """``carry = fn(k, block, carry)`` for each block holding one of the first ``n_used`` rows."""
     g = rows[0].shape[0]
     for k, blk in enumerate(rows):
-        carry = jax.lax.cond(k * g < n_used, lambda c, k=k, blk=blk: fn(k, blk, c),
-                             lambda c: c, carry)
+        carry = jax.lax.cond(
+            k * g < n_used, lambda c, k=k, blk=blk: fn(k, blk, c), lambda c: c, carry
+        )
     return carry
 
 
-def orthogonalize(rows: Rows, b: jax.Array, n_used) -> tuple[jax.Array, jax.Array]:
+def orthogonalize(rows: Rows, b: jax.Array, n_used: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Block modified Gram-Schmidt of ``b`` [n, N] against the first ``n_used`` rows.
 
     Returns ``(residual [n, N], coefficients [M, n])``; a second pass runs when a column lost
@@ -91,7 +98,7 @@ def orthogonalize(rows: Rows, b: jax.Array, n_used) -> tuple[jax.Array, jax.Arra
         def block(k, blk, carry):
             b, coef = carry
             r = jnp.matmul(blk, b.T, precision=HP)  # [G, n]
-            return b - jnp.matmul(r.T, blk, precision=HP), coef.at[k * g:(k + 1) * g].set(r)
+            return b - jnp.matmul(r.T, blk, precision=HP), coef.at[k * g : (k + 1) * g].set(r)
 
         return each_block(rows, n_used, block, (b, jnp.zeros((m, b.shape[0]))))
 
@@ -105,7 +112,9 @@ def orthogonalize(rows: Rows, b: jax.Array, n_used) -> tuple[jax.Array, jax.Arra
     return jax.lax.cond(jnp.any(lost), again, lambda h: (h, coef), h)
 
 
-def extend(rows: Rows, b: jax.Array, t, exact: bool = False):
+def extend(
+    rows: Rows, b: jax.Array, t: ArrayLike, exact: bool = False
+) -> tuple[Rows, jax.Array, jax.Array]:
     """Orthonormal rows for ``b`` [2, N] after the first ``t`` rows; stores them at t, t + 1.
 
     Returns ``(rows, new rows [2, N], projections [M, 2])``: new row 1 is also orthogonalized

@@ -20,8 +20,11 @@ parents on the device, from their support).
 from __future__ import annotations
 
 import math
+
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 # earth.c's literal constants (rounded there; the rounding decides where int() truncates).
 ENDSPAN_OFFSET = 7.32193  # 3 + log(20) / log(2)
@@ -32,8 +35,9 @@ MINSPAN_DIVISOR = 1.7329  # 2.5 log(2)
 ADJUST_ENDSPAN = 2.0
 
 
-def endspan(n_rows: int, n_vars: int, degree: int, endspan_arg: int = 0,
-            adjust: float = ADJUST_ENDSPAN) -> int:
+def endspan(
+    n_rows: int, n_vars: int, degree: int, endspan_arg: int = 0, adjust: float = ADJUST_ENDSPAN
+) -> int:
     """Rows kept below the lowest knot for a new term of ``degree`` (earth's ``GetEndSpan``).
 
     Args:
@@ -90,7 +94,9 @@ def startspan(n_rows: int, end: int, span: int, minspan_arg: int = 0) -> int:
     return max(1, end + start)
 
 
-def minspan_device(n_rows, n_used, n_vars, minspan_arg):
+def minspan_device(
+    n_rows: ArrayLike, n_used: ArrayLike, n_vars: ArrayLike, minspan_arg: ArrayLike
+) -> jax.Array:
     """``minspan`` for traced int32 arguments (interaction parents, on the device)."""
     knots = -(-n_rows // (1 - jnp.minimum(minspan_arg, 0)))
     safe = jnp.maximum(n_used, 1).astype(jnp.float64)
@@ -100,7 +106,9 @@ def minspan_device(n_rows, n_used, n_vars, minspan_arg):
     return jnp.maximum(1, value)
 
 
-def startspan_device(n_rows, end, span, minspan_arg):
+def startspan_device(
+    n_rows: ArrayLike, end: ArrayLike, span: ArrayLike, minspan_arg: ArrayLike
+) -> jax.Array:
     """``startspan`` for traced int32 arguments."""
     knots = jnp.maximum(1, -(-end // span) * span - 1)
     avail = jnp.maximum(0, n_rows - 2 * end)

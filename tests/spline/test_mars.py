@@ -39,8 +39,13 @@ def same_model(a, b):
 
 def test_spans_match_earth():
     # Values printed by earth 5.3.2 with trace=2 ("minspan 7 endspan 10" etc.).
-    for n, p, span, end in [(1000, 10, 7, 10), (1000, 2, 6, 8), (200, 5, 5, 9),
-                            (50000, 3, 8, 8), (100000, 10, 9, 10)]:
+    for n, p, span, end in [
+        (1000, 10, 7, 10),
+        (1000, 2, 6, 8),
+        (200, 5, 5, 9),
+        (50000, 3, 8, 8),
+        (100000, 10, 9, 10),
+    ]:
         assert spans.minspan(n, n, p) == span
         assert spans.endspan(n, p, 1) == end
     # Interaction terms: endspan + int(2 endspan + 0.5); capped at N // 2 - 1.
@@ -76,12 +81,12 @@ def test_gcv_formula():
 
 
 def test_bucket_and_cumsum():
-    assert [forward.bucket(n) for n in (1, 8, 9, 16, 17, 100, 1001)] == [1, 8, 9, 16, 18, 104,
-                                                                         1024]
+    assert [forward.bucket(n) for n in (1, 8, 9, 16, 17, 100, 1001)] == [1, 8, 9, 16, 18, 104, 1024]
     v = np.random.default_rng(0).normal(size=(3, 1000))
     with jax.enable_x64(True):
-        np.testing.assert_allclose(candidates.cumsum(jnp.asarray(v)), np.cumsum(v, 1),
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            candidates.cumsum(jnp.asarray(v)), np.cumsum(v, 1), rtol=1e-12, atol=1e-12
+        )
 
 
 def test_queue_orders_by_aged_rank():
@@ -91,7 +96,9 @@ def test_queue_orders_by_aged_rank():
     with jax.enable_x64(True):
         q = fastk.init(8, 10.0).replace(
             rss=jnp.array([5.0, jnp.inf, 3.0, jnp.inf, -1, -1, -1, -1]),
-            n_terms=jnp.array([9, 3, 9, 7, 0, 0, 0, 0], jnp.int32), size=jnp.int32(4))
+            n_terms=jnp.array([9, 3, 9, 7, 0, 0, 0, 0], jnp.int32),
+            size=jnp.int32(4),
+        )
         assert list(np.asarray(fastk.sort(q, 9, 1.0).order[:4])) == [0, 3, 2, 1]
         assert list(np.asarray(fastk.sort(q, 9, 0.0).order[:4])) == [1, 3, 0, 2]
         sel, valid = fastk.select(fastk.sort(q, 9, 1.0), 6)
@@ -274,8 +281,9 @@ def test_full_precision_whatever_the_default():
         with jax.default_matmul_precision(precision):
             same_model(ref, MARS(max_terms=11, degree=2).fit(x, y))
     with jax.enable_x64(True), jax.default_matmul_precision("bfloat16"):
-        st, data, params, _ = forward._prepare(x, y[:, None], None, 11, 2, 0.001, 3.0, 0, 0,
-                                               20, 1.0, 0.0, spans.ADJUST_ENDSPAN)
+        st, data, params, _ = forward._prepare(
+            x, y[:, None], None, 11, 2, 0.001, 3.0, 0, 0, 20, 1.0, 0.0, spans.ADJUST_ENDSPAN
+        )
         text = forward.run.lower(st, data, params).as_text()
     dots = re.findall(r"stablehlo\.dot_general[^\n]*", text)
     assert dots and all("HIGHEST" in d for d in dots), [d for d in dots if "HIGHEST" not in d]

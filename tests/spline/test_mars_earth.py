@@ -17,8 +17,10 @@ REQUIRE = os.environ.get("FASTDFKD_REQUIRE_EARTH") == "1"
 if not earth_r.available():
     if REQUIRE:
         raise RuntimeError("FASTDFKD_REQUIRE_EARTH=1 but Rscript with earth is not available")
-    pytest.skip("Rscript with R's earth package is not installed (apt-get install r-cran-earth)",
-                allow_module_level=True)
+    pytest.skip(
+        "Rscript with R's earth package is not installed (apt-get install r-cran-earth)",
+        allow_module_level=True,
+    )
 
 pytestmark = pytest.mark.earth
 GCV_RTOL = 1e-6
@@ -31,11 +33,18 @@ def make_data(n, p, seed, k=1, binary=None, constant=None, ties=False):
     x = rng.uniform(size=(n, p))
     xx = np.zeros((n, max(p, 5)))
     xx[:, :p] = x
-    y = (10 * np.sin(np.pi * xx[:, 0] * xx[:, 1]) + 20 * (xx[:, 2] - 0.5) ** 2 + 10 * xx[:, 3]
-         + 5 * xx[:, 4] + rng.normal(size=n))
+    y = (
+        10 * np.sin(np.pi * xx[:, 0] * xx[:, 1])
+        + 20 * (xx[:, 2] - 0.5) ** 2
+        + 10 * xx[:, 3]
+        + 5 * xx[:, 4]
+        + rng.normal(size=n)
+    )
     if k > 1:
-        extra = [np.cos(3 * xx[:, 0]) * (i + 1) + xx[:, 1] * xx[:, 2] + 0.5 * rng.normal(size=n)
-                 for i in range(k - 1)]
+        extra = [
+            np.cos(3 * xx[:, 0]) * (i + 1) + xx[:, 1] * xx[:, 2] + 0.5 * rng.normal(size=n)
+            for i in range(k - 1)
+        ]
         y = np.stack([y] + extra, 1)
     if binary is not None:
         x[:, binary] = rng.integers(0, 2, n)
@@ -53,8 +62,14 @@ CASES = [
     ("n100-p2-nk101-grsq-stop", 100, 2, {"nk": 101}, {}, False),
     ("n442-p10-defaults", 442, 10, {}, {}, False),
     ("n442-p10-deg2-thresh0", 442, 10, {"degree": 2, "nk": 21, "thresh": 0.0}, {}, False),
-    ("n442-p3-spans-given", 442, 3, {"nk": 11, "thresh": 0.01, "minspan": 3, "endspan": 5}, {},
-     False),
+    (
+        "n442-p3-spans-given",
+        442,
+        3,
+        {"nk": 11, "thresh": 0.01, "minspan": 3, "endspan": 5},
+        {},
+        False,
+    ),
     ("n442-p20-defaults", 442, 20, {}, {}, False),
     ("n442-p8-deg2-knots-count", 442, 8, {"degree": 2, "nk": 31, "minspan": -5}, {}, False),
     ("n442-p10-penalty3", 442, 10, {"nk": 21, "penalty": 3.0, "thresh": 0.0}, {}, False),
@@ -68,20 +83,34 @@ CASES = [
     ("n1e4-p10-defaults", 10_000, 10, {}, {}, False),
     ("n1e4-p10-deg2", 10_000, 10, {"degree": 2, "nk": 21}, {}, False),
     ("n1e4-p20-thresh0", 10_000, 20, {"thresh": 0.0}, {}, False),
-    ("n1e4-p5-minspan1-endspan1", 10_000, 5, {"nk": 51, "thresh": 0.0, "minspan": 1,
-                                              "endspan": 1}, {}, False),
+    (
+        "n1e4-p5-minspan1-endspan1",
+        10_000,
+        5,
+        {"nk": 51, "thresh": 0.0, "minspan": 1, "endspan": 1},
+        {},
+        False,
+    ),
     ("n1e4-p12-deg2-fastk5", 10_000, 12, {"degree": 2, "nk": 31, "fast_k": 5}, {}, False),
     ("n1e4-p3-ties", 10_000, 3, {"nk": 21, "degree": 2}, {"ties": True}, False),
     pytest.param("n1e5-p10-defaults", 100_000, 10, {}, {}, False, marks=pytest.mark.slow),
-    pytest.param("n1e5-p10-deg2", 100_000, 10, {"degree": 2, "nk": 21}, {}, False,
-                 marks=pytest.mark.slow),
+    pytest.param(
+        "n1e5-p10-deg2", 100_000, 10, {"degree": 2, "nk": 21}, {}, False, marks=pytest.mark.slow
+    ),
 ]
 
 
 def ours(kw):
     """MARS arguments for earth's."""
-    names = {"nk": "max_terms", "degree": "degree", "thresh": "thresh", "penalty": "penalty",
-             "minspan": "minspan", "endspan": "endspan", "fast_k": "fast_k"}
+    names = {
+        "nk": "max_terms",
+        "degree": "degree",
+        "thresh": "thresh",
+        "penalty": "penalty",
+        "minspan": "minspan",
+        "endspan": "endspan",
+        "fast_k": "fast_k",
+    }
     return {names[key]: value for key, value in kw.items()}
 
 
@@ -105,5 +134,6 @@ def test_same_model_as_earth(case_id, n, p, kw, opts, weighted):
     coef = model.coef_matrix_
     theirs = dict(zip(earth_sel, ref.coef, strict=True))
     for key, row in zip(our_sel, coef, strict=True):
-        np.testing.assert_allclose(row, theirs[key], rtol=COEF_RTOL,
-                                   atol=COEF_RTOL * np.abs(ref.coef).max())
+        np.testing.assert_allclose(
+            row, theirs[key], rtol=COEF_RTOL, atol=COEF_RTOL * np.abs(ref.coef).max()
+        )

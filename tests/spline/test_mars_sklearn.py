@@ -13,8 +13,7 @@ from spline import MARS
 # knot grid, minspan and endspan count rows. Doubling a row's weight is therefore not the same
 # fit as repeating the row, which is what this check asks.
 EXPECTED_FAILURES = {
-    "check_sample_weight_equivalence_on_dense_data":
-        "earth's weights scale residuals; its knot grid counts rows, not weights",
+    "check_sample_weight_equivalence_on_dense_data": "earth's weights scale residuals; its knot grid counts rows, not weights",
 }
 
 
