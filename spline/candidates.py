@@ -389,31 +389,19 @@ def _grid_suffix(grid: Grid, v, xc, n_cand: int):
 
 
 def parent_stats(
-    grid: Grid,
-    w: jax.Array,
-    yw: jax.Array,
-    q0: jax.Array,
-    xc: jax.Array,
-    q: orthobasis.Rows,
-    qy: jax.Array,
-    n_used_cols: ArrayLike,
-    n_cand: int,
+    grid: Grid, w: jax.Array, yw: jax.Array, q0: jax.Array, xc: jax.Array, n_cand: int
 ) -> Stats:
-    """All statistics of a parent ``w`` [N] built from scratch against the basis ``q`` (row
-    blocks, ``orthobasis``).
+    """A parent's fixed statistics, basis sums empty (add the basis with ``add_columns``).
 
-    Costs O(p N m) for the first ``n_used_cols`` = m columns of ``q`` (``qy`` [M, K]).
+    Args:
+      grid: the parent's knots. w: [N] its weighted values. yw: [N, K] weighted targets.
+      q0: [N] the normalized intercept. xc: [p, N] centred predictors. n_cand: C.
+
     """
     fixed = jnp.concatenate([(w * w)[:, None], (w * q0)[:, None], w[:, None] * yw], axis=1)
     sx, s1 = _grid_suffix(grid, fixed, xc, n_cand)  # [p, 2 + K, C]
     w2xx = _grid_suffix_xx(grid, w * w, xc, n_cand)
-    st = _fixed_stats(sx, s1, w2xx, grid.tc, grid.pos, grid.valid, w, yw, xc)
-
-    def block(k, qb, st):
-        qyb = qy[k * qb.shape[0] : (k + 1) * qb.shape[0]]
-        return add_columns(grid, st, w, xc, qb, qyb, n_cand)
-
-    return orthobasis.each_block(q, n_used_cols, block, st)
+    return _fixed_stats(sx, s1, w2xx, grid.tc, grid.pos, grid.valid, w, yw, xc)
 
 
 def _grid_suffix_xx(grid: Grid, v, xc, n_cand: int):

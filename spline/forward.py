@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import math
 import os
+from collections.abc import Callable
 
 import flax.struct
 import jax
@@ -256,9 +257,10 @@ def _new_form(terms: Terms, parent, n_terms) -> jax.Array:
 def _ensure_pool(st: Static, data: Data, params: Params, state: State, sel, usable):
     """Brings the selected parents' pool statistics up to date.
 
-    A parent not in the pool is built from scratch (O(p N m)) in the least recently scored slot
-    that no selected parent holds; a pooled one adds the basis rows it has not seen yet (O(p N)
-    per row). Parents that are not selected are left alone until they are. The slots are
+    A parent not in the pool gets the least recently scored slot that no selected parent holds
+    and its fixed sums; every selected parent then adds the basis rows it has not seen yet
+    (O(p N) per row, so O(p N m) to build a parent). Parents that are not selected are left
+    alone until they are. The slots are
     assigned first on small arrays; the work then runs in loops that update the pool in place
     (a conditional around the pool would copy it).
     """
@@ -306,19 +308,21 @@ def _ensure_pool(st: Static, data: Data, params: Params, state: State, sel, usab
             st.n_cand_pool,
             st.weighted,
         )
-        stats = cand.parent_stats(
-            grid, w, data.yw, data.q0, data.xc, state.q, state.qy, t, st.n_cand_pool
+        stats = cand.parent_stats(grid, w, data.yw, data.q0, data.xc, st.n_cand_pool)
+        # The intercept's row alone, then the basis rows in step pairs by ``catch_up``.
+        stats = cand.add_columns(
+            grid, stats, w, data.xc, data.q0[None], state.qy[:1], st.n_cand_pool
         )
         put = functools.partial(jax.tree.map, lambda a, v: a.at[s].set(v))
         return pool.replace(
             stats=put(pool.stats, stats),
             grid=put(pool.grid, grid),
             w=pool.w.at[s].set(w),
-            done=pool.done.at[s].set(t),
+            done=pool.done.at[s].set(1),
         )
 
     pool = jax.lax.fori_loop(0, jnp.sum(build), build_one, pool)
-    behind = need & ~build
+    behind = need
     behind_slots = jnp.where(behind, slot, 0)
 
     def catch_up(i, pool):
@@ -660,7 +664,7 @@ MIN_RSS_NULL_PER_ROW = 1e-8
 FAST_K_MIN = 3
 # Problems with at most this many cells (N p) get power-of-two shapes: compile-bound anyway.
 SMALL_CELLS = 1 << 16
-SMALL_ROWS = 128
+SMALL_MIN = {"rows": 512, "vars": 8, "layout": 16}
 
 
 def bucket(n: int) -> int:
@@ -809,15 +813,20 @@ def _project(q, yo):
     return z, jnp.sum(resid * resid)
 
 
-def _shapes(n: int, p: int) -> tuple[int, int, callable]:
-    """Padded rows and predictors, and the bucket rule for knot counts.
+def _shapes(n: int, p: int) -> tuple[int, int, Callable[[int], int]]:
+    """Padded rows and predictors, and the bucket rule for knot counts and layout sizes.
 
     Small problems (N p <= ``SMALL_CELLS``) are dominated by compilation: their shapes are
-    powers of two (at least ``SMALL_ROWS`` rows) so that many share one compilation. Larger ones
-    use ``bucket`` (at most 12.5% padding) and keep p exact: the work per step grows with p.
+    powers of two with generous minimums (``SMALL_MIN``) so that most of them share a few
+    compilations. Larger ones use ``bucket`` (at most 12.5% padding) and keep p exact: the work
+    per step grows with p.
     """
     if n * p <= SMALL_CELLS:
-        return max(_pow2(n + 1), SMALL_ROWS), _pow2(p), _pow2
+        return (
+            max(_pow2(n + 1), SMALL_MIN["rows"]),
+            max(_pow2(p), SMALL_MIN["vars"]),
+            lambda v: max(_pow2(v), SMALL_MIN["layout"]),
+        )
     return bucket(n + 1), p, bucket
 
 

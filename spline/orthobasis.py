@@ -8,6 +8,7 @@ separate arrays are read in place, each behind a condition on the number of rows
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -56,18 +57,12 @@ def set_row(rows: Rows, i: ArrayLike, value: jax.Array) -> Rows:
 
 
 def get_rows(rows: Rows, i: ArrayLike, n: int) -> jax.Array:
-    """Rows ``i .. i + n - 1`` [n, N] (``i`` traced; rows past the end read as zero)."""
+    """Rows ``i .. i + n - 1`` [n, N] (``i`` traced, all rows within the basis)."""
     g = rows[0].shape[0]
-    out = []
-    for j in range(n):
-        r = i + j
-        row = jnp.zeros_like(rows[0][0])
-        for k, blk in enumerate(rows):
-            row = jnp.where(
-                r // g == k, jax.lax.dynamic_index_in_dim(blk, r % g, keepdims=False), row
-            )
-        out.append(row)
-    return jnp.stack(out)
+    branches = [
+        functools.partial(jax.lax.dynamic_index_in_dim, blk, keepdims=False) for blk in rows
+    ]
+    return jnp.stack([jax.lax.switch((i + j) // g, branches, (i + j) % g) for j in range(n)])
 
 
 def matmul(rows: Rows, y: jax.Array) -> jax.Array:
