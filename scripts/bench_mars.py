@@ -13,7 +13,8 @@ thresh=0)``). For each case:
 * ours: in a fresh Python process, so "cold" includes compiling the forward pass (with an empty
   compilation cache), "warm" is the median of ``--repeats`` further fits, and "cached" a fit
   after dropping the in-memory compilations, with JAX's persistent cache filled (what a new
-  process pays for a shape it has seen). Peak memory is that process' maximum resident set.
+  process pays for a shape it has seen). Peak memory is that process' maximum resident set. A
+  case whose estimated device memory exceeds ``--max_gib`` is not run (the machine is shared).
 
 Results go to ``--out`` (JSON, one entry per case; cases already there are skipped, so the
 command resumes) and a Markdown table on stdout. The machine is shared: compare the ratios.
@@ -33,6 +34,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from spline import forward
+
 _SIZES = flags.DEFINE_list("sizes", ["100000", "1000000"], "Training sizes N.")
 _PS = flags.DEFINE_list("ps", ["10", "50"], "Numbers of predictors p.")
 _NKS = flags.DEFINE_list("nks", ["101", "201"], "earth's nk (MARS max_terms).")
@@ -41,6 +44,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Warm fits of ours (the median is 
 _EARTH_LIMIT = flags.DEFINE_integer("earth_limit", 900, "Seconds before an earth fit is killed.")
 _OURS_LIMIT = flags.DEFINE_integer("ours_limit", 3600, "Seconds before our case is killed.")
 _OUT = flags.DEFINE_string("out", "bench_mars.json", "Results (JSON), resumable.")
+_MAX_GIB = flags.DEFINE_float(
+    "max_gib", 8.0, "Skip our fit when forward.estimate_device_bytes exceeds this (shared machine)."
+)
 _CHILD = flags.DEFINE_string("child", "", "Internal: run our side of one case 'n,p,nk,degree'.")
 _SEED = 1
 _INFORMATIVE = 5
@@ -119,6 +125,13 @@ def table(results: list[dict]) -> str:
     ]
     for r in results:
         e, o = r["earth"], r["ours"]
+        if "skipped" in o:
+            es = f"> {e['limit']}" if e["seconds"] is None else f"{e['seconds']:.2f}"
+            lines.append(
+                f"| {r['n']} | {r['p']} | {r['nk']} | {r['degree']} | {es} "
+                f"| not run: {o['skipped']} | | | | | | | | {_fmt(e.get('peak_mib'), '.0f')} | |"
+            )
+            continue
         if e["seconds"] is None:
             es, speed, egcv, diff = (
                 f"> {e['limit']}",
@@ -155,6 +168,23 @@ def main(argv):
             for nk in map(int, _NKS.value):
                 for degree in map(int, _DEGREES.value):
                     if (n, p, nk, degree) in done:
+                        continue
+                    need = forward.estimate_device_bytes(n, p, 1, nk, degree) / 2**30
+                    if need > _MAX_GIB.value:
+                        ours = {"skipped": f"needs ~{need:.0f} GiB"}
+                        earth = run_earth(n, p, nk, degree, _EARTH_LIMIT.value)
+                        results.append(
+                            {
+                                "n": n,
+                                "p": p,
+                                "nk": nk,
+                                "degree": degree,
+                                "ours": ours,
+                                "earth": earth,
+                            }
+                        )
+                        with open(_OUT.value, "w") as f:
+                            json.dump(results, f, indent=1)
                         continue
                     child = subprocess.run(
                         [

@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from spline import orthobasis
 from spline.orthobasis import QR_TOL_SQ
 
 # earth.c: MIN_BX_SOS, the least residual sum of squares of a candidate linear term (absolute,

@@ -830,6 +830,42 @@ def _shapes(n: int, p: int) -> tuple[int, int, Callable[[int], int]]:
     return bucket(n + 1), p, bucket
 
 
+def estimate_device_bytes(
+    n: int,
+    p: int,
+    k: int,
+    nk: int,
+    degree: int,
+    fast_k: int = 20,
+    minspan: int = 0,
+    endspan: int = 0,
+    weighted: bool = False,
+) -> int:
+    """Approximate device memory of a forward pass (data, basis, statistics), in bytes.
+
+    The largest parts: the basis (nk rows of N), the predictors in three layouts (p N each),
+    and with degree >= 2 a pool of ``fast_k`` parents holding ~10 numbers per knot and a bin
+    index per row and predictor.
+    """
+    npad, p_pad, round_up = _shapes(n, p)
+    end1 = spans.endspan(n, p, 1, endspan)
+    span1 = spans.minspan(n, n, p, minspan)
+    c_root = round_up(max(1, (n - 2 * end1) // span1 + 1))
+    m = -(-max(nk, 3) // orthobasis.block_size(max(nk, 3))) * orthobasis.block_size(max(nk, 3))
+    f64, i32 = 8, 4
+    data = p_pad * npad * (3 * f64 + 2 * i32) + npad * (2 + k) * f64
+    layout = p_pad * c_root * round_up(span1) * (f64 + i32)
+    basis = m * npad * f64 * (2 if weighted else 1)
+    per_knot = (8 + 2 * k) * f64
+    root = p_pad * c_root * per_knot
+    pool = 0
+    if degree > 1:
+        c_pool = round_up(spans.max_knots(n, p, spans.endspan(n, p, 2, endspan), minspan))
+        slots = min(max(fast_k if fast_k > 0 else nk, FAST_K_MIN), m)
+        pool = slots * (p_pad * c_pool * per_knot + p_pad * npad * i32 + npad * f64)
+    return int(data + layout + basis + root + pool)
+
+
 def _pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
