@@ -5,7 +5,8 @@ Each step (earth's ``FindTerm``):
 1. takes the ``fast_k`` best parents from earth's Fast MARS queue (``spline.fastk``);
 2. scores every knot and linear term of those parents on every predictor in one batched
    computation (``spline.candidates``): the intercept's sums are kept up to date as columns are
-   added; other parents live in a pool of statistics built from scratch when first needed;
+   added; other parents live in a pool of statistics, built when first selected and brought up
+   to date with the columns they missed whenever they are selected again;
 3. picks the term earth picks (same order, strict improvements, the legal-RSS-delta check, the
    collinearity tolerance, linear terms when no knot beats them, ``new form`` rules);
 4. appends the term pair to the orthonormal basis (block Gram-Schmidt in float64) and records the
@@ -24,7 +25,6 @@ import dataclasses
 import functools
 import math
 import os
-from collections.abc import Callable
 
 import flax.struct
 import jax
@@ -664,7 +664,7 @@ MIN_RSS_NULL_PER_ROW = 1e-8
 FAST_K_MIN = 3
 # Problems with at most this many cells (N p) get power-of-two shapes: compile-bound anyway.
 SMALL_CELLS = 1 << 16
-SMALL_MIN = {"rows": 512, "vars": 8, "layout": 16}
+SMALL_MIN = {"rows": 512, "vars": 8, "block": 16, "slots": 32}
 
 
 def bucket(n: int) -> int:
@@ -813,21 +813,44 @@ def _project(q, yo):
     return z, jnp.sum(resid * resid)
 
 
-def _shapes(n: int, p: int) -> tuple[int, int, Callable[[int], int]]:
-    """Padded rows and predictors, and the bucket rule for knot counts and layout sizes.
+@dataclasses.dataclass(frozen=True)
+class _Shapes:
+    """How a problem is padded: rows, predictors, outputs, and rules for the other sizes.
 
-    Small problems (N p <= ``SMALL_CELLS``) are dominated by compilation: their shapes are
-    powers of two with generous minimums (``SMALL_MIN``) so that most of them share a few
-    compilations. Larger ones use ``bucket`` (at most 12.5% padding) and keep p exact: the work
-    per step grows with p.
+    Small problems (N p <= ``SMALL_CELLS``) are dominated by compilation: their sizes are powers
+    of two with generous minimums and their knot counts are padded to the row count, so that
+    most of them share a few compilations. Larger ones use ``bucket`` (at most 12.5% padding)
+    and keep p and K exact: the work per step grows with them.
     """
+
+    rows: int
+    vars: int
+    outs: int
+    small: bool
+
+    def knots(self, count: int) -> int:
+        return self.rows if self.small else bucket(count)
+
+    def top(self, length: int) -> int:
+        return self.rows if self.small else bucket(length)
+
+    def block(self, span: int) -> int:
+        return max(_pow2(span), SMALL_MIN["block"]) if self.small else bucket(span)
+
+    def slots(self, nk: int) -> int:
+        nk = max(nk, 3)
+        if self.small:
+            nk = max(_pow2(nk), SMALL_MIN["slots"])
+        step = orthobasis.block_size(nk)
+        return -(-nk // step) * step
+
+
+def _shapes(n: int, p: int, k: int = 1) -> _Shapes:
     if n * p <= SMALL_CELLS:
-        return (
-            max(_pow2(n + 1), SMALL_MIN["rows"]),
-            max(_pow2(p), SMALL_MIN["vars"]),
-            lambda v: max(_pow2(v), SMALL_MIN["layout"]),
+        return _Shapes(
+            max(_pow2(n + 1), SMALL_MIN["rows"]), max(_pow2(p), SMALL_MIN["vars"]), _pow2(k), True
         )
-    return bucket(n + 1), p, bucket
+    return _Shapes(bucket(n + 1), p, k, False)
 
 
 def estimate_device_bytes(
@@ -847,20 +870,21 @@ def estimate_device_bytes(
     and with degree >= 2 a pool of ``fast_k`` parents holding ~10 numbers per knot and a bin
     index per row and predictor.
     """
-    npad, p_pad, round_up = _shapes(n, p)
+    shapes = _shapes(n, p, k)
+    npad, p_pad = shapes.rows, shapes.vars
     end1 = spans.endspan(n, p, 1, endspan)
     span1 = spans.minspan(n, n, p, minspan)
-    c_root = round_up(max(1, (n - 2 * end1) // span1 + 1))
-    m = -(-max(nk, 3) // orthobasis.block_size(max(nk, 3))) * orthobasis.block_size(max(nk, 3))
+    c_root = shapes.knots(max(1, (n - 2 * end1) // span1 + 1))
+    m = shapes.slots(nk)
     f64, i32 = 8, 4
     data = p_pad * npad * (3 * f64 + 2 * i32) + npad * (2 + k) * f64
-    layout = p_pad * c_root * round_up(span1) * (f64 + i32)
+    layout = p_pad * c_root * shapes.block(span1) * (f64 + i32)
     basis = m * npad * f64 * (2 if weighted else 1)
     per_knot = (8 + 2 * k) * f64
     root = p_pad * c_root * per_knot
     pool = 0
     if degree > 1:
-        c_pool = round_up(spans.max_knots(n, p, spans.endspan(n, p, 2, endspan), minspan))
+        c_pool = shapes.knots(spans.max_knots(n, p, spans.endspan(n, p, 2, endspan), minspan))
         slots = min(max(fast_k if fast_k > 0 else nk, FAST_K_MIN), m)
         pool = slots * (p_pad * c_pool * per_knot + p_pad * npad * i32 + npad * f64)
     return int(data + layout + basis + root + pool)
@@ -890,9 +914,13 @@ def _prepare(
     weighted = weights is not None
     w = weights if weighted else np.ones(n)
     ys, rss_null = _scaled_targets(y, weights)
-    npad, p, round_up = _shapes(n, p_real)
-    # Padding predictors are constant: no knot, no linear term, never chosen.
+    shapes = _shapes(n, p_real, k)
+    npad, p = shapes.rows, shapes.vars
+    # Padding predictors are constant: no knot, no linear term, never chosen. Padding outputs
+    # are zero: they add nothing to any sum.
     x = np.concatenate([x, np.zeros((n, p - p_real))], axis=1)
+    ys = np.concatenate([ys, np.zeros((n, shapes.outs - k))], axis=1)
+    k = shapes.outs
     perm = np.argsort(x, axis=0, kind="stable").T  # [p, N]
     xs_raw = np.take_along_axis(x.T, perm, axis=1)
     mean = x.mean(0)
@@ -906,19 +934,19 @@ def _prepare(
         else np.zeros(0, np.int64)
         for j in range(p)
     ]
-    n_cand_root = round_up(max([g.size for g in grids] + [1]))
+    n_cand_root = shapes.knots(max([g.size for g in grids] + [1]))
     fast = fast_k if fast_k > 0 else nk
-    row_block = orthobasis.block_size(max(nk, 3))
-    n_slots = -(-max(nk, 3) // row_block) * row_block
+    n_slots = shapes.slots(nk)
+    row_block = orthobasis.block_size(n_slots)
     fast = min(max(fast, FAST_K_MIN), n_slots)
     end2 = spans.endspan(n, p_real, 2, endspan, adjust_endspan)
     if degree > 1:
-        n_cand_pool = round_up(spans.max_knots(n, p_real, end2, minspan))
+        n_cand_pool = shapes.knots(spans.max_knots(n, p_real, end2, minspan))
         pool_size = fast
     else:
         n_cand_pool, pool_size = 1, 0
-    block = round_up(span1)
-    layout = cand.root_layout(grids, perm, xs_c, span1, block, n_cand_root, npad - 1, round_up)
+    block = shapes.block(span1)
+    layout = cand.root_layout(grids, perm, xs_c, span1, block, n_cand_root, npad - 1, shapes.top)
     st = Static(
         n_pad=npad,
         n_vars=p,
