@@ -253,6 +253,10 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "terms_")
         return self._coef
 
+    def _check_fitted(self) -> None:
+        """Raises ``NotFittedError`` (a ``ValueError``) before ``fit``."""
+        check_is_fitted(self, "terms_")
+
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Evaluate the selected basis functions at ``X`` [N, d] -> [N, n_terms]."""
         check_is_fitted(self, "terms_")
