@@ -3,7 +3,8 @@ r"""Fit time, memory and GCV of spline.MARS against R's earth 5.3.2, side by sid
   python scripts/bench_mars.py --out=/tmp/bench_mars.json \
       --sizes=100000,1000000 --ps=10,50 --nks=101,201 --degrees=1,2 --earth_limit=900
 
-Data: Friedman #1 on the first five predictors plus uniform noise predictors up to p (noise sd 1).
+Data: Friedman #1 (scikit-learn's ``make_friedman1``: the first five predictors, uniform noise
+predictors up to p, noise sd 1).
 Both fit with earth's defaults except ``nk`` and ``thresh=0`` (earth: ``earth(x, y, degree, nk,
 thresh=0)``). For each case:
 
@@ -33,6 +34,7 @@ import time
 
 import numpy as np
 from absl import app, flags
+from sklearn.datasets import make_friedman1
 
 from spline import forward
 
@@ -49,21 +51,11 @@ _MAX_GIB = flags.DEFINE_float(
 )
 _CHILD = flags.DEFINE_string("child", "", "Internal: run our side of one case 'n,p,nk,degree'.")
 _SEED = 1
-_INFORMATIVE = 5
 
 
 def friedman1(n: int, p: int, seed: int = _SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Friedman #1: y from x0..x4, predictors x5.. are noise; [N, p], [N]."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(n, p))
-    y = (
-        10 * np.sin(np.pi * x[:, 0] * x[:, 1])
-        + 20 * (x[:, 2] - 0.5) ** 2
-        + 10 * x[:, 3]
-        + 5 * x[:, 4]
-        + rng.normal(size=n)
-    )
-    return x, y
+    """Friedman #1 (scikit-learn's make_friedman1): y from x0..x4, x5.. are noise; [N, p], [N]."""
+    return make_friedman1(n, p, noise=1.0, random_state=seed)
 
 
 def run_ours(n: int, p: int, nk: int, degree: int, repeats: int) -> dict:

@@ -745,29 +745,12 @@ def _scaled_targets(y: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, fl
     return ys, rss_null
 
 
-def forward_pass(
-    x: np.ndarray,
-    y: np.ndarray,
-    weights: np.ndarray | None = None,
-    *,
-    nk: int,
-    degree: int,
-    thresh: float,
-    penalty: float,
-    minspan: int = 0,
-    endspan: int = 0,
-    fast_k: int = 20,
-    fast_beta: float = 1.0,
-    tol: float = 0.0,
-    adjust_endspan: float = spans.ADJUST_ENDSPAN,
-) -> ForwardResult:
-    """Earth's forward pass.
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """earth's forward-pass arguments.
 
-    Args:
-      x: [N, p] float64 inputs (finite).
-      y: [N, K] float64 targets (finite).
-      weights: [N] case weights after ``earth_weights`` (None: unweighted).
-      nk: earth's nk, term slots including the intercept.
+    Attributes:
+      nk: term slots including the intercept.
       degree: maximum interaction degree.
       thresh: earth's thresh.
       penalty: GCV penalty per knot (-1: free).
@@ -778,26 +761,37 @@ def forward_pass(
       tol: collinearity tolerance of a new hinge (<= 0: earth's 0.01, then 1e-5).
       adjust_endspan: earth's Adjust.endspan.
 
+    """
+
+    nk: int
+    degree: int = 1
+    thresh: float = 0.001
+    penalty: float = 2.0
+    minspan: int = 0
+    endspan: int = 0
+    fast_k: int = 20
+    fast_beta: float = 1.0
+    tol: float = 0.0
+    adjust_endspan: float = spans.ADJUST_ENDSPAN
+
+
+def forward_pass(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, options: Options
+) -> ForwardResult:
+    """Earth's forward pass.
+
+    Args:
+      x: [N, p] float64 inputs (finite).
+      y: [N, K] float64 targets (finite).
+      weights: [N] case weights after ``earth_weights`` (None: unweighted).
+      options: earth's arguments.
+
     Returns:
       A ``ForwardResult``.
 
     """
     with jax.enable_x64(True), jax.default_matmul_precision("highest"):
-        st, data, params, host = _prepare(
-            x,
-            y,
-            weights,
-            nk,
-            degree,
-            thresh,
-            penalty,
-            minspan,
-            endspan,
-            fast_k,
-            fast_beta,
-            tol,
-            adjust_endspan,
-        )
+        st, data, params, host = _prepare(x, y, weights, options)
         state = compiled(st, data, params)(data, params)
         yo = np.zeros((st.n_pad, y.shape[1]))
         yo[: x.shape[0]] = y * host["sw"][: x.shape[0], None]
@@ -894,21 +888,10 @@ def _pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _prepare(
-    x,
-    y,
-    weights,
-    nk,
-    degree,
-    thresh,
-    penalty,
-    minspan,
-    endspan,
-    fast_k,
-    fast_beta,
-    tol,
-    adjust_endspan,
-):
+def _prepare(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, options: Options):
+    """Host-side set-up: earth's preprocessing, padding, the device arrays and parameters."""
+    nk, degree, minspan, endspan = options.nk, options.degree, options.minspan, options.endspan
+    adjust_endspan = options.adjust_endspan
     n, p_real = x.shape
     k = y.shape[1]
     weighted = weights is not None
@@ -935,7 +918,7 @@ def _prepare(
         for j in range(p)
     ]
     n_cand_root = shapes.knots(max([g.size for g in grids] + [1]))
-    fast = fast_k if fast_k > 0 else nk
+    fast = options.fast_k if options.fast_k > 0 else nk
     n_slots = shapes.slots(nk)
     row_block = orthobasis.block_size(n_slots)
     fast = min(max(fast, FAST_K_MIN), n_slots)
@@ -991,15 +974,15 @@ def _prepare(
         n_rows=jnp.int32(n),
         n_vars=jnp.int32(p_real),
         nk=jnp.int32(nk),
-        thresh=jnp.float64(thresh),
-        penalty=jnp.float64(penalty),
-        fast_beta=jnp.float64(fast_beta),
-        tol=jnp.float64(tol),
+        thresh=jnp.float64(options.thresh),
+        penalty=jnp.float64(options.penalty),
+        fast_beta=jnp.float64(options.fast_beta),
+        tol=jnp.float64(options.tol),
         rss_null=jnp.float64(rss_null),
         endspan=jnp.int32(end2),
         minspan=jnp.int32(minspan),
     )
-    host = {"sw": sw, "minspan": span1, "endspan": end1, "thresh": thresh, "nk": nk}
+    host = {"sw": sw, "minspan": span1, "endspan": end1, "thresh": options.thresh, "nk": nk}
     return st, data, params, host
 
 

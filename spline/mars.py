@@ -118,8 +118,8 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         return tags
 
-    def _checked_params(self, n_rows: int, n_features: int) -> dict:
-        """Earth's argument ranges; returns the forward pass' keyword arguments."""
+    def _checked_params(self, n_rows: int, n_features: int) -> forward.Options:
+        """Earth's argument ranges; returns the forward pass' options."""
 
         def integer(name, value, low=None, high=None):
             if isinstance(value, bool) or not float(value).is_integer():
@@ -146,17 +146,17 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         tol = self.collinearity_tol
         if tol is not None and not 0.0 < tol < 1.0:
             raise ValueError(f"collinearity_tol must be None or in (0, 1), got {tol!r}")
-        return {
-            "nk": nk,
-            "degree": degree,
-            "thresh": float(self.thresh),
-            "penalty": float(penalty),
-            "minspan": minspan,
-            "endspan": endspan,
-            "fast_k": fast_k,
-            "fast_beta": float(self.fast_beta),
-            "tol": 0.0 if tol is None else float(tol),
-        }
+        return forward.Options(
+            nk=nk,
+            degree=degree,
+            thresh=float(self.thresh),
+            penalty=float(penalty),
+            minspan=minspan,
+            endspan=endspan,
+            fast_k=fast_k,
+            fast_beta=float(self.fast_beta),
+            tol=0.0 if tol is None else float(tol),
+        )
 
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> MARS:
         """Fits the model.
@@ -190,7 +190,7 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         y_1d = y.ndim == 1
         y2 = y[:, None] if y_1d else y
         n, d = x.shape
-        kwargs = self._checked_params(n, d)
+        options = self._checked_params(n, d)
         weights = None
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, x, ensure_non_negative=True)
@@ -204,17 +204,17 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
                 stacklevel=2,
             )
         start = time.perf_counter()
-        fwd = forward.forward_pass(x, y2, weights, **kwargs)
+        fwd = forward.forward_pass(x, y2, weights, options)
         slots = [fwd.slots[i] for i in backward.independent(fwd.r[:, fwd.slots])]
         names = _terms(fwd, slots)
-        bwd = backward.backward_pass(fwd.r[:, slots], fwd.z, fwd.rss_out, n, kwargs["penalty"])
+        bwd = backward.backward_pass(fwd.r[:, slots], fwd.z, fwd.rss_out, n, options.penalty)
         self.fit_time_ = time.perf_counter() - start
         self.forward_terms_ = names
         self.terms_ = [names[i] for i in bwd.selected]
         self._coef = bwd.coef  # [n_terms, K]
         self._y_1d = y_1d
         self.n_outputs_ = y2.shape[1]
-        self.penalty_ = kwargs["penalty"]
+        self.penalty_ = options.penalty
         self.minspan_ = fwd.minspan
         self.endspan_ = fwd.endspan
         self.termination_ = fwd.termination

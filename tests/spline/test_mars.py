@@ -281,9 +281,8 @@ def test_full_precision_whatever_the_default():
         with jax.default_matmul_precision(precision):
             same_model(ref, MARS(max_terms=11, degree=2).fit(x, y))
     with jax.enable_x64(True), jax.default_matmul_precision("bfloat16"):
-        st, data, params, _ = forward._prepare(
-            x, y[:, None], None, 11, 2, 0.001, 3.0, 0, 0, 20, 1.0, 0.0, spans.ADJUST_ENDSPAN
-        )
+        options = forward.Options(nk=11, degree=2, penalty=3.0)
+        st, data, params, _ = forward._prepare(x, y[:, None], None, options)
         text = forward.run.lower(st, data, params).as_text()
     dots = re.findall(r"stablehlo\.dot_general[^\n]*", text)
     assert dots and all("HIGHEST" in d for d in dots), [d for d in dots if "HIGHEST" not in d]

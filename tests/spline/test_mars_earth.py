@@ -10,6 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
+from sklearn.datasets import make_friedman1
 
 from spline import MARS, earth_r
 
@@ -24,28 +25,22 @@ if not earth_r.available():
 
 pytestmark = pytest.mark.earth
 GCV_RTOL = 1e-6
+FRIEDMAN_VARS = 5  # make_friedman1's y uses the first five predictors
 COEF_RTOL = 1e-6
 
 
 def make_data(n, p, seed, k=1, binary=None, constant=None, ties=False):
-    """Friedman #1 on the first five predictors (zero-padded when p < 5), more outputs on x0-x2."""
+    """Friedman #1 (sklearn's make_friedman1, at least 5 predictors, the first p kept), with
+    more outputs from x0-x2, a binary or constant predictor, or values rounded to eighths."""
+    x, y = make_friedman1(n, max(p, FRIEDMAN_VARS), noise=1.0, random_state=seed)
     rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(n, p))
-    xx = np.zeros((n, max(p, 5)))
-    xx[:, :p] = x
-    y = (
-        10 * np.sin(np.pi * xx[:, 0] * xx[:, 1])
-        + 20 * (xx[:, 2] - 0.5) ** 2
-        + 10 * xx[:, 3]
-        + 5 * xx[:, 4]
-        + rng.normal(size=n)
-    )
     if k > 1:
         extra = [
-            np.cos(3 * xx[:, 0]) * (i + 1) + xx[:, 1] * xx[:, 2] + 0.5 * rng.normal(size=n)
+            np.cos(3 * x[:, 0]) * (i + 1) + x[:, 1] * x[:, 2] + 0.5 * rng.normal(size=n)
             for i in range(k - 1)
         ]
         y = np.stack([y] + extra, 1)
+    x = x[:, :p]
     if binary is not None:
         x[:, binary] = rng.integers(0, 2, n)
     if constant is not None:
