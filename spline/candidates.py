@@ -199,26 +199,27 @@ def _root_suffix(layout: RootLayout, v: jax.Array, power: int = 1) -> tuple:
 
     Args:
       layout: the intercept's gather layout.
-      v: [N, n] row values.
+      v: [n, N] row values, one contiguous row per column.
       power: the power of the predictor in the first sum.
 
     Returns:
       Two arrays [p, n, C].
 
     """
+    hp = jax.lax.Precision.HIGHEST
     xt, xb = layout.x_top**power, layout.x_blocks**power
-    sums = []
-    for i in range(v.shape[1]):
-        # One 1-D gather per column and reductions over the minor axis: the fast forms on CPU.
-        vt, vb = gather(v[:, i], layout.top), gather(v[:, i], layout.blocks)
-        top = jnp.stack([(vt * xt).sum(-1), vt.sum(-1)], 1)  # [p, 2]
-        blocks = jnp.stack([(vb * xb).sum(-1), vb.sum(-1)], 1)  # [p, 2, C]
-        sums.append((top, blocks))
-    top = jnp.stack([t for t, _ in sums], 1)  # [p, n, 2]
-    blocks = jnp.stack([b for _, b in sums], 1)  # [p, n, 2, C]
+    ones_t, ones_b = jnp.ones(xt.shape[-1], xt.dtype), jnp.ones(xb.shape[-1], xb.dtype)
+    tops, blocks = [], []
+    for vi in v:
+        # One 1-D gather from a contiguous row per column; sums over the short minor axis as
+        # products with a vector of ones (twice as fast as reductions on CPU).
+        vt, vb = gather(vi, layout.top), gather(vi, layout.blocks)
+        tops += [jnp.matmul(vt * xt, ones_t, precision=hp), jnp.matmul(vt, ones_t, precision=hp)]
+        blocks += [jnp.matmul(vb * xb, ones_b, precision=hp), jnp.matmul(vb, ones_b, precision=hp)]
     # Block 0 holds no rows: the top region is added to every suffix sum instead.
-    suffix = top[..., None] + cumsum(blocks.at[..., 0].set(0.0))
-    return suffix[:, :, 0], suffix[:, :, 1]
+    block_sums = jnp.stack(blocks, 1).at[..., 0].set(0.0)  # [p, 2n, C]
+    suffix = jnp.stack(tops, 1)[..., None] + cumsum(block_sums)
+    return suffix[:, 0::2], suffix[:, 1::2]
 
 
 def root_stats(
@@ -234,9 +235,9 @@ def root_stats(
       xc: [p, N] centred predictors.
 
     """
-    cols = jnp.concatenate([(sw * sw)[:, None], (sw * q0)[:, None], sw[:, None] * yw], 1)
+    cols = jnp.concatenate([(sw * sw)[None], (sw * q0)[None], (sw[:, None] * yw).T])
     sx, s1 = _root_suffix(layout, cols)  # [p, 2 + K, C]
-    w2xx, _ = _root_suffix(layout, (sw * sw)[:, None], power=2)
+    w2xx, _ = _root_suffix(layout, (sw * sw)[None], power=2)
     return _fixed_stats(sx, s1, w2xx[:, 0], layout.tc, layout.pos, layout.valid, sw, yw, xc)
 
 
@@ -289,7 +290,7 @@ def root_add_columns(
 ) -> Stats:
     """Adds basis columns ``q`` [n, N] (rows; ``qy = q y`` [n, K]) to the intercept's sums."""
     v = sw[None, :] * q
-    sx, s1 = _root_suffix(layout, v.T)
+    sx, s1 = _root_suffix(layout, v)
     u = _combine(sx, s1, layout.tc[:, None])  # [p, n, C]
     ql = jnp.einsum("pr,nr->pn", xc, v, precision=jax.lax.Precision.HIGHEST)
     return _accumulate(st, u, qy, ql)

@@ -26,8 +26,8 @@ QR_TOL_SQ = QR_TOL * QR_TOL
 ROW_ALIGN = 16
 MAX_BLOCKS = 16
 # A second Gram-Schmidt pass when a column keeps less than this fraction of its squared norm:
-# one pass leaves the new column orthogonal to eps |b| / |residual| (< 4e-15 above it).
-REORTHOGONALIZE = 1e-3
+# one pass leaves the new column orthogonal to about eps |b| / |residual| (< 1e-13 above it).
+REORTHOGONALIZE = 1e-6
 
 Rows = tuple  # tuple of [G, N] arrays
 
