@@ -1,129 +1,204 @@
-r"""Fit time and GCV of spline.MARS against R's earth on Friedman #1 (docs/spline.md).
+r"""Fit time, memory and GCV of spline.MARS against R's earth 5.3.2, side by side (docs/mars.md).
 
-  python scripts/bench_mars.py --sizes=10000,100000 --degrees=1 [--big=1000000]
+  python scripts/bench_mars.py --out=/tmp/bench_mars.json \
+      --sizes=100000,1000000 --ps=10,50 --nks=101,201 --degrees=1,2 --earth_limit=900
 
-Generates Friedman #1 (d = 10, noise 1) with numpy, writes it to a CSV, fits earth (Rscript,
-package r-cran-earth) and spline.MARS with the same options (nk 21), and prints a Markdown table:
-fit seconds (best of --repeats, after one untimed fit that compiles), GCV, GCV ratio, test R^2 on
-10^4 fresh points and whether the selected variables agree. ``--big`` adds a MARS-only run.
+Data: Friedman #1 (scikit-learn's ``make_friedman1``: the first five predictors, uniform noise
+predictors up to p, noise sd 1).
+Both fit with earth's defaults except ``nk`` and ``thresh=0`` (earth: ``earth(x, y, degree, nk,
+thresh=0)``). For each case:
+
+* earth: timed inside R (``system.time`` around ``earth()``, data loading excluded), in a process
+  of its own whose peak memory GNU time reports; a case over ``--earth_limit`` seconds is killed
+  and reported as "> limit".
+* ours: in a fresh Python process, so "cold" includes compiling the forward pass (with an empty
+  compilation cache), "warm" is the median of ``--repeats`` further fits, and "cached" a fit
+  after dropping the in-memory compilations, with JAX's persistent cache filled (what a new
+  process pays for a shape it has seen). Peak memory is that process' maximum resident set. A
+  case whose estimated device memory exceeds ``--max_gib`` is not run (the machine is shared).
+
+Results go to ``--out`` (JSON, one entry per case; cases already there are skipped, so the
+command resumes) and a Markdown table on stdout. The machine is shared: compare the ratios.
 """
 
+from __future__ import annotations
+
+import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+from absl import app, flags
+from sklearn.datasets import make_friedman1
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from spline import forward
 
-from spline import MARS  # noqa: E402
-
-_SIZES = flags.DEFINE_list("sizes", ["10000", "100000"], "Training sizes.")
-_DEGREES = flags.DEFINE_list("degrees", ["1"], "Interaction degrees.")
-_NK = flags.DEFINE_integer("nk", 21, "earth's nk / MARS max_terms.")
-_REPEATS = flags.DEFINE_integer("repeats", 2, "Timed fits per tool (best is reported).")
-_BIG = flags.DEFINE_integer("big", 0, "If > 0, also time MARS alone on this many rows.")
-_N_TEST = 10_000
-
-R_SCRIPT = r"""
-suppressMessages(library(earth))
-args <- commandArgs(TRUE)
-d <- as.matrix(read.csv(args[1], header=FALSE)); te <- as.matrix(read.csv(args[2], header=FALSE))
-p <- ncol(d) - 1; best <- Inf
-for (i in 1:as.integer(args[5])) {
-  t <- system.time(m <- earth(d[,1:p], d[,p+1], degree=as.integer(args[3]),
-                              nk=as.integer(args[4])))[["elapsed"]]
-  best <- min(best, t)
-}
-pred <- predict(m, te[,1:p]); y <- te[,p+1]
-r2 <- 1 - sum((y - pred)^2) / sum((y - mean(y))^2)
-used <- which(evimp(m, trim=FALSE)[, "nsubsets"] > 0)
-vars <- sort(as.integer(sub("V", "", rownames(evimp(m, trim=FALSE))[used])))
-cat(best, m$gcv, r2, length(m$selected.terms), paste(vars - 1, collapse=","), "\n")
-"""
+_SIZES = flags.DEFINE_list("sizes", ["100000", "1000000"], "Training sizes N.")
+_PS = flags.DEFINE_list("ps", ["10", "50"], "Numbers of predictors p.")
+_NKS = flags.DEFINE_list("nks", ["101", "201"], "earth's nk (MARS max_terms).")
+_DEGREES = flags.DEFINE_list("degrees", ["1", "2"], "Interaction degrees.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Warm fits of ours (the median is reported).")
+_EARTH_LIMIT = flags.DEFINE_integer("earth_limit", 900, "Seconds before an earth fit is killed.")
+_OURS_LIMIT = flags.DEFINE_integer("ours_limit", 3600, "Seconds before our case is killed.")
+_OUT = flags.DEFINE_string("out", "bench_mars.json", "Results (JSON), resumable.")
+_MAX_GIB = flags.DEFINE_float(
+    "max_gib", 8.0, "Skip our fit when forward.estimate_device_bytes exceeds this (shared machine)."
+)
+_CHILD = flags.DEFINE_string("child", "", "Internal: run our side of one case 'n,p,nk,degree'.")
+_SEED = 1
 
 
-def friedman1(n, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(n, 10))
-    y = (
-        10 * np.sin(np.pi * x[:, 0] * x[:, 1])
-        + 20 * (x[:, 2] - 0.5) ** 2
-        + 10 * x[:, 3]
-        + 5 * x[:, 4]
-        + rng.normal(size=n)
-    )
-    return x, y
+def friedman1(n: int, p: int, seed: int = _SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Friedman #1 (scikit-learn's make_friedman1): y from x0..x4, x5.. are noise; [N, p], [N]."""
+    return make_friedman1(n, p, noise=1.0, random_state=seed)
 
 
-def r2(y, pred):
-    return 1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
+def run_ours(n: int, p: int, nk: int, degree: int, repeats: int) -> dict:
+    """Our side of one case, in this (fresh) process."""
+    import jax
 
+    cache = tempfile.mkdtemp(prefix="mars_cache_")
+    jax.config.update("jax_compilation_cache_dir", cache)
+    from spline import MARS
 
-def time_mars(x, y, degree, repeats):
-    MARS(max_terms=_NK.value, degree=degree).fit(x, y)  # compile
-    best, model = np.inf, None
-    for _ in range(repeats):
+    x, y = friedman1(n, p)
+
+    def fit():
         start = time.perf_counter()
-        model = MARS(max_terms=_NK.value, degree=degree).fit(x, y)
-        best = min(best, time.perf_counter() - start)
-    return best, model
+        model = MARS(max_terms=nk, degree=degree, thresh=0.0).fit(x, y)
+        return time.perf_counter() - start, model
+
+    cold, model = fit()
+    warm = [fit()[0] for _ in range(repeats)]
+    jax.clear_caches()
+    cached, _ = fit()
+    return {
+        "cold_s": cold,
+        "warm_s": statistics.median(warm),
+        "cached_s": cached,
+        "gcv": model.gcv_,
+        "terms": len(model.terms_),
+        "forward_terms": len(model.forward_terms_),
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_earth(n: int, p: int, nk: int, degree: int, limit: int) -> dict:
+    from spline import earth_r
+
+    x, y = friedman1(n, p)
+    try:
+        fit = earth_r.fit(x, y, degree=degree, nk=nk, thresh=0.0, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return {"seconds": None, "limit": limit}
+    return {
+        "seconds": fit.seconds[0],
+        "gcv": fit.gcv,
+        "terms": len(fit.selected),
+        "forward_terms": len(fit.dirs),
+        "peak_mib": fit.peak_mib,
+    }
+
+
+def _fmt(v, spec=".2f", missing="-"):
+    return missing if v is None else format(v, spec)
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| N | p | nk | degree | earth s | ours warm s | speedup | ours cold s | ours cached s "
+        "| earth GCV | ours GCV | GCV rel. diff | terms earth/ours | earth MiB | ours MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        e, o = r["earth"], r["ours"]
+        if "skipped" in o:
+            es = f"> {e['limit']}" if e["seconds"] is None else f"{e['seconds']:.2f}"
+            lines.append(
+                f"| {r['n']} | {r['p']} | {r['nk']} | {r['degree']} | {es} "
+                f"| not run: {o['skipped']} | | | | | | | | {_fmt(e.get('peak_mib'), '.0f')} | |"
+            )
+            continue
+        if e["seconds"] is None:
+            es, speed, egcv, diff = (
+                f"> {e['limit']}",
+                f"> {e['limit'] / o['warm_s']:.0f}x",
+                "-",
+                "-",
+            )
+        else:
+            es, speed = f"{e['seconds']:.2f}", f"{e['seconds'] / o['warm_s']:.1f}x"
+            egcv = f"{e['gcv']:.6g}"
+            diff = f"{abs(o['gcv'] - e['gcv']) / e['gcv']:.1e}"
+        lines.append(
+            f"| {r['n']} | {r['p']} | {r['nk']} | {r['degree']} | {es} | {o['warm_s']:.2f} "
+            f"| {speed} | {o['cold_s']:.2f} | {o['cached_s']:.2f} | {egcv} | {o['gcv']:.6g} "
+            f"| {diff} | {e.get('terms', '-')}/{o['terms']} | {_fmt(e.get('peak_mib'), '.0f')} "
+            f"| {o['peak_mib']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv):
     del argv
-    x_te, y_te = friedman1(_N_TEST, seed=99)
-    print(
-        "| n | degree | earth s | MARS s | earth GCV | MARS GCV | GCV ratio | earth test R2 "
-        "| MARS test R2 | terms earth/MARS | same variables |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        test_csv = os.path.join(tmp, "test.csv")
-        np.savetxt(test_csv, np.c_[x_te, y_te], delimiter=",")
-        script = os.path.join(tmp, "earth.R")
-        with open(script, "w") as f:
-            f.write(R_SCRIPT)
-        for n in map(int, _SIZES.value):
-            x, y = friedman1(n, seed=1)
-            train_csv = os.path.join(tmp, "train.csv")
-            np.savetxt(train_csv, np.c_[x, y], delimiter=",")
-            for degree in map(int, _DEGREES.value):
-                out = subprocess.run(
-                    [
-                        "Rscript",
-                        script,
-                        train_csv,
-                        test_csv,
-                        str(degree),
-                        str(_NK.value),
-                        str(_REPEATS.value),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout.split()
-                e_time, e_gcv, e_r2, e_terms = float(out[0]), float(out[1]), float(out[2]), out[3]
-                e_vars = out[4] if len(out) > 4 else ""
-                m_time, model = time_mars(x, y, degree, _REPEATS.value)
-                m_vars = ",".join(map(str, model.selected_variables()))
-                print(
-                    f"| {n} | {degree} | {e_time:.2f} | {m_time:.2f} | {e_gcv:.5f} "
-                    f"| {model.gcv_:.5f} | {model.gcv_ / e_gcv:.4f} | {e_r2:.4f} "
-                    f"| {r2(y_te, model.predict(x_te)):.4f} | {e_terms}/{len(model.terms_)} "
-                    f"| {'yes' if e_vars == m_vars else f'no ({e_vars} vs {m_vars})'} |",
-                    flush=True,
-                )
-    if _BIG.value:
-        x, y = friedman1(_BIG.value, seed=1)
-        m_time, model = time_mars(x, y, 1, 1)
-        print(
-            f"\nMARS alone, n = {_BIG.value}, degree 1: {m_time:.2f} s, GCV {model.gcv_:.5f}, "
-            f"test R2 {r2(y_te, model.predict(x_te)):.4f}, {len(model.terms_)} terms"
-        )
+    if _CHILD.value:
+        n, p, nk, degree = map(int, _CHILD.value.split(","))
+        print(json.dumps(run_ours(n, p, nk, degree, _REPEATS.value)))
+        return
+    results = []
+    if os.path.exists(_OUT.value):
+        with open(_OUT.value) as f:
+            results = json.load(f)
+    done = {(r["n"], r["p"], r["nk"], r["degree"]) for r in results}
+    for n in map(int, _SIZES.value):
+        for p in map(int, _PS.value):
+            for nk in map(int, _NKS.value):
+                for degree in map(int, _DEGREES.value):
+                    if (n, p, nk, degree) in done:
+                        continue
+                    need = forward.estimate_device_bytes(n, p, 1, nk, degree) / 2**30
+                    if need > _MAX_GIB.value:
+                        ours = {"skipped": f"needs ~{need:.0f} GiB"}
+                        earth = run_earth(n, p, nk, degree, _EARTH_LIMIT.value)
+                        results.append(
+                            {
+                                "n": n,
+                                "p": p,
+                                "nk": nk,
+                                "degree": degree,
+                                "ours": ours,
+                                "earth": earth,
+                            }
+                        )
+                        with open(_OUT.value, "w") as f:
+                            json.dump(results, f, indent=1)
+                        continue
+                    child = subprocess.run(
+                        [
+                            sys.executable,
+                            os.path.abspath(__file__),
+                            f"--child={n},{p},{nk},{degree}",
+                            f"--repeats={_REPEATS.value}",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        timeout=_OURS_LIMIT.value,
+                    )
+                    ours = json.loads(child.stdout.strip().splitlines()[-1])
+                    earth = run_earth(n, p, nk, degree, _EARTH_LIMIT.value)
+                    results.append(
+                        {"n": n, "p": p, "nk": nk, "degree": degree, "ours": ours, "earth": earth}
+                    )
+                    with open(_OUT.value, "w") as f:
+                        json.dump(results, f, indent=1)
+                    print(table(results[-1:]).splitlines()[-1], flush=True)
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def _data(n=300, seed=0, outputs=1):
     x = rng.uniform(-1, 1, size=(n, N_FEATURES)) * np.array([1.0, 5.0, 0.2]) + np.array(
         [0.0, 10.0, -3.0]
     )
-    x[:, 2] = np.round(x[:, 2], 1)  # coarse values: ties and a linear term
+    # Two values: ties, and earth enters a predictor linearly when no knot beats the line.
+    x[:, 2] = np.where(x[:, 2] > -3.0, -2.8, -3.2)
     base = np.sin(2 * x[:, 0]) + np.abs(x[:, 1] - 10.0) / 5 + 4 * x[:, 2]
     y = np.stack([base * (k + 1) + 0.05 * rng.normal(size=n) for k in range(outputs)], 1)
     return x, (y[:, 0] if outputs == 1 else y)
