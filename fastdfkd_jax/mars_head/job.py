@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fastdfkd_jax import checkpoint, components, data, reporting, sharding
+from fastdfkd_jax import checkpoint, components, data, reporting, sharding, train
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.evaluate import make_evaluator
 from fastdfkd_jax.mars_head import finetune, fit, heads
@@ -48,9 +48,7 @@ FIT_KEYS = ("heads", "max_terms", "thresh")
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks the run's config and its `mars_head` block; a ValueError names the bad key."""
-    from fastdfkd_jax import train  # the dfkd job's own checks (imported late: a heavy module)
-
-    train.validate(config)
+    train.validate(config)  # the run's config is a dfkd config
     if "mars_head" not in config:
         raise ValueError("The config has no mars_head block (config_blocks.mars_head()).")
     m = config.mars_head

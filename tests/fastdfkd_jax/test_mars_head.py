@@ -298,11 +298,16 @@ def test_phase_after_distillation_then_resume_after_a_kill(teacher_dir, tmp_path
         ("lr_factor", 0.0, "mars_head.lr_factor"),
     ],
 )
-def test_bad_config_is_refused_before_compute(teacher_dir, key, value, message):
+def test_bad_config_is_refused_before_compute(teacher_dir, tmp_path, key, value, message):
     config = _tiny_config(teacher_dir)
     config.mars_head[key] = value
     with pytest.raises(ValueError, match=message):
         job.validate(config)
+    # As a follow-up of the dfkd job: refused before the distillation starts.
+    config.mars_head.enabled = True
+    with pytest.raises(ValueError, match=message):
+        main.run(config, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_a_missing_or_unfinished_run_is_refused(teacher_dir, tmp_path):
