@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from flax import traverse_util
 
 from fastdfkd_jax import checkpoint, components, data, reporting, sharding, train
 from fastdfkd_jax.data import augment
@@ -123,27 +124,6 @@ def batched_apply(model, variables: dict, images: np.ndarray, info, batch_size: 
     return np.concatenate(outs).astype(np.float64)
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = np.asarray(v)
-    return out
-
-
-def _unflatten(flat: dict[str, np.ndarray]) -> dict:
-    out: dict = {}
-    for key, value in flat.items():
-        *path, leaf = key.split("/")
-        node = out
-        for p in path:
-            node = node.setdefault(p, {})
-        node[leaf] = jnp.asarray(value)
-    return out
-
-
 def _write_atomic(path: str, write, mode: str = "w") -> None:
     """`write(file)` into `path + '.tmp'`, renamed to `path` once complete (a kill leaves no
     partial file).
@@ -181,7 +161,9 @@ def load_or_fit_heads(
                 f"has {protocol}: use another workdir or remove {out_dir!r}."
             )
         with np.load(heads_path) as npz:
-            flat = _unflatten(dict(npz))
+            flat = traverse_util.unflatten_dict(
+                {k: jnp.asarray(v) for k, v in npz.items()}, sep="/"
+            )
         logging.info("Read the fitted heads from %s.", out_dir)
         return {name: flat[name] for name in config.mars_head.heads}, saved["heads"]
     m = config.mars_head
@@ -193,7 +175,8 @@ def load_or_fit_heads(
     for name, s in stats.items():
         logging.info("Head %s as fit: %s", name, s)
     if reporting.is_primary():
-        _write_atomic(heads_path, lambda f: np.savez(f, **_flatten(params)), mode="wb")
+        flat = traverse_util.flatten_dict(params, sep="/")
+        _write_atomic(heads_path, lambda f: np.savez(f, **flat), mode="wb")
         _write_atomic(
             fits_path,
             lambda f: json.dump(
