@@ -12,6 +12,12 @@ The argument (comma-separated, `key=value` or bare words):
   runlocal  tiny models and schedule, one device: a run of seconds (the tests use it).
 e.g. `:deepinv2k`, `:fast5,runlocal`, `:method=fast2,runlocal`. The paper's schedule shape (warmup,
 then one synthesis call and `kd.steps` student steps per epoch) scaled to an 8x8 problem.
+
+MARS head (`mars_head` block, off: `enabled=False`): new heads for the distilled student fit on its
+pool features against the teacher's logits and fine-tuned by KD on the pool
+(`fastdfkd_jax/mars_head/`). `--config.mars_head.enabled=True` runs it after distillation; on the
+finished run above, add `--config.job=mars_head` to the same command. Measured (docs/spline.md):
+no head beat the plain student (97.78% as distilled; fine-tuned heads 95.6-97.3%), so it stays off.
 """
 
 import ml_collections

@@ -262,7 +262,37 @@ def dfkd_config(
         end_learning_rate=2e-4,
     )
     kd.augment = ml_collections.ConfigDict(dict(padding=4, flip=True))
+    config.mars_head = mars_head()
     return config
+
+
+def mars_head(**overrides: Any) -> ml_collections.ConfigDict:
+    """The MARS-head phase of a distillation run (`fastdfkd_jax.mars_head`), off by default.
+
+    After distillation, heads are fit on the student's pooled features of the pool images against
+    the teacher's logits (`heads`: 'plain' the student's own head, 'linear' a least-squares refit,
+    'mars' MARS converted exactly into a ReLU MLP, 'linear_mars' the linear refit plus MARS on its
+    residual, 'random_features' random ReLU units of the MARS head's width with a least-squares
+    readout), each fine-tuned by KD on the pool for `epochs` x `kd.steps` steps per `modes` entry
+    ('head': the body frozen, 'all': head and body) and seed, with `kd.optimizer` at `lr_factor`
+    times its rates. `enabled`: run it at the end of the dfkd job (`fastdfkd_jax.main`); the job
+    `mars_head` (`--config.job=mars_head`) runs it on a finished run's workdir. No measurement has
+    shown it to help yet (docs/spline.md).
+    """
+    cfg = ml_collections.ConfigDict(
+        dict(
+            enabled=False,
+            heads=("plain", "linear", "mars", "linear_mars", "random_features"),
+            modes=("head", "all"),
+            seeds=3,
+            max_terms=0,  # 0: earth's default nk, min(200, max(20, 2 D)) + 1 for D features
+            thresh=1e-3,  # earth's default forward-pass threshold
+            epochs=5,  # fine-tuning steps: epochs * kd.steps, at kd.batch_size
+            lr_factor=0.1,  # on kd.optimizer's learning_rate and end_learning_rate
+        )
+    )
+    cfg.update(overrides)
+    return cfg
 
 
 def fast(config: ml_collections.ConfigDict, g_steps: int) -> ml_collections.ConfigDict:
@@ -338,6 +368,7 @@ def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collection
     config.checkpoint.every_epochs = 1
     config.sample_every_epochs = 2
     config.progress_bar = False
+    config.mars_head.update(seeds=1, epochs=1, max_terms=5)
     return config
 
 

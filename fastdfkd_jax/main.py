@@ -1,10 +1,11 @@
 """Entry point: `fastdfkd --config=configs/<file>.py[:ARG] --workdir=DIR` (or
 `python -m fastdfkd_jax.main ...`).
 
-The config file's `job` names what runs (`JOBS`: 'teacher', 'dfkd', 'benchmark'); the job's
-`validate(config)` runs first, then the job. `--config.x.y=value` overrides any declared key
-(type-checked; unknown keys are refused). Config files are loaded by path; their argument syntax
-is in `fastdfkd_jax.config_blocks`.
+The config file's `job` names what runs (`JOBS`: 'teacher', 'dfkd', 'benchmark', 'mars_head');
+the job's `validate(config)` runs first, then the job, then the jobs of `FOLLOW_UPS` whose config
+block says `enabled` (validated before the job starts). `--config.x.y=value` overrides any
+declared key (type-checked; unknown keys are refused). Config files are loaded by path; their
+argument syntax is in `fastdfkd_jax.config_blocks`.
 """
 
 import importlib
@@ -23,7 +24,12 @@ JOBS = {
     "teacher": ("fastdfkd_jax.teacher", "train_and_evaluate"),
     "dfkd": ("fastdfkd_jax.train", "train_and_evaluate"),
     "benchmark": ("fastdfkd_jax.benchmark", "run_benchmark"),
+    # On a finished dfkd run's workdir (its dfkd config with --config.job=mars_head).
+    "mars_head": ("fastdfkd_jax.mars_head", "run"),
 }
+# job -> jobs run after it on the same workdir when the config's block of their name has
+# `enabled=True` (off by default); each one's summary joins the job's under its name.
+FOLLOW_UPS = {"dfkd": ("mars_head",)}
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
@@ -36,11 +42,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     module_name, function_name = JOBS[config.job]
     module = importlib.import_module(module_name)
     module.validate(config)
+    after = [n for n in FOLLOW_UPS.get(config.job, ()) if n in config and config[n].enabled]
+    for name in after:
+        importlib.import_module(JOBS[name][0]).validate(config)
     # Before anything touches a device: jax.distributed must start before the backend does.
     sharding.initialize_distributed(config.get("distributed") or sharding.distributed_config())
     logging.info("JAX devices: %s", jax.devices())
     os.makedirs(workdir, exist_ok=True)
-    return getattr(module, function_name)(config, workdir)
+    summary = getattr(module, function_name)(config, workdir)
+    for name in after:
+        follow_module, follow_function = JOBS[name]
+        summary[name] = getattr(importlib.import_module(follow_module), follow_function)(
+            config, workdir
+        )
+    return summary
 
 
 def main(argv: list[str]) -> None:

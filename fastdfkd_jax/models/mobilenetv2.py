@@ -133,6 +133,8 @@ class MobileNetV2(nn.Module):
       include_head: end with the 1x1 conv to 1280, GAP and the classifier; False returns the last
         inverted residual block's 320-channel feature map (the DeepLab backbone, which drops the
         1x1 conv as the original does).
+      features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
+        of the logits; the other parameters keep their names, the head's are not created.
 
     """
 
@@ -140,6 +142,7 @@ class MobileNetV2(nn.Module):
     output_stride: int = FULL_STRIDE
     padding: str = "torchvision"
     include_head: bool = True
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -174,6 +177,8 @@ class MobileNetV2(nn.Module):
             return x
         x = conv_bn_relu6(LAST_WIDTH, 1, name=f"features_{index}")(x, train=train)
         x = layers.global_avg_pool(x)
+        if self.features_only:
+            return x
         return nn.Dense(
             self.num_classes,
             kernel_init=nn.initializers.normal(CLASSIFIER_INIT_STD),

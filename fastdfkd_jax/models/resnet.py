@@ -55,12 +55,15 @@ class ResNet(nn.Module):
       num_classes: number of logits.
       stage_sizes: blocks per stage ((2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34).
       widths: channels per stage.
+      features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
+        of the logits; the other parameters keep their names, the head's are not created.
 
     """
 
     num_classes: int = 10
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     widths: Sequence[int] = (64, 128, 256, 512)
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -74,6 +77,8 @@ class ResNet(nn.Module):
                 stride = 2 if i > 0 and j == 0 else 1
                 x = BasicBlock(width, stride, init, name=f"layer{i + 1}_{j}")(x, train=train)
         x = layers.global_avg_pool(x)
+        if self.features_only:
+            return x
         return layers.dense_torch_default(self.num_classes, name="linear")(x)
 
 
@@ -86,12 +91,15 @@ class ResNetTiny(nn.Module):
       num_classes: number of logits.
       depth: 6n + 2 (8, 14, 20, 32, ...).
       widths: stem width then the three stage widths.
+      features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
+        of the logits; the other parameters keep their names, the head's are not created.
 
     """
 
     num_classes: int = 10
     depth: int = 8
     widths: Sequence[int] = (16, 16, 32, 64)
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -106,4 +114,6 @@ class ResNetTiny(nn.Module):
                 stride = 2 if i > 0 and j == 0 else 1
                 x = BasicBlock(width, stride, name=f"layer{i + 1}_{j}")(x, train=train)
         x = layers.global_avg_pool(x)
+        if self.features_only:
+            return x
         return layers.dense_torch_default(self.num_classes, name="fc")(x)

@@ -75,6 +75,8 @@ class ImageNetResNet(nn.Module):
         (torchvision's argument; DeepLabV3's output stride 8 is ``(False, True, True)``). Only
         Bottleneck networks support it, as in torchvision.
       include_head: end with GAP + fc (logits); False returns the last stage's feature map.
+      features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
+        of the logits; the other parameters keep their names, the head's are not created.
 
     """
 
@@ -83,6 +85,7 @@ class ImageNetResNet(nn.Module):
     bottleneck: bool = False
     replace_stride_with_dilation: Sequence[bool] = (False, False, False)
     include_head: bool = True
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -123,4 +126,6 @@ class ImageNetResNet(nn.Module):
         if not self.include_head:
             return x
         x = layers.global_avg_pool(x)
+        if self.features_only:
+            return x
         return layers.dense_torch_default(self.num_classes, name="fc")(x)

@@ -23,11 +23,14 @@ class SmallCNN(nn.Module):
       num_classes: number of output logits.
       stages: conv widths per stage, e.g. ``((32, 32), (64, 64), (128,))``; the spatial size halves
         between consecutive stages.
+      features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
+        of the logits; the other parameters keep their names, the head's are not created.
 
     """
 
     num_classes: int = 10
     stages: Sequence[Sequence[int]] = ((32, 32), (64, 64), (128,))
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -40,6 +43,8 @@ class SmallCNN(nn.Module):
                 x = layers.batch_norm(train=train, name=f"stage{i}_bn{j}")(x)
                 x = nn.relu(x)
         x = layers.global_avg_pool(x)
+        if self.features_only:
+            return x
         return nn.Dense(self.num_classes, name="head")(x)
 
 

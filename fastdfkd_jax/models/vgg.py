@@ -25,11 +25,14 @@ class VGG(nn.Module):
     Attributes:
       num_classes: number of logits.
       cfg: conv widths per block (five blocks).
+      features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
+        of the logits; the other parameters keep their names, the head's are not created.
 
     """
 
     num_classes: int = 10
     cfg: Sequence[Sequence[int]] = VGG11_CFG
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -42,6 +45,8 @@ class VGG(nn.Module):
             if i < 3 or (i == 3 and height == POOL3_INPUT_HEIGHT):
                 x = layers.max_pool_2x2(x)
         x = layers.global_avg_pool(x)
+        if self.features_only:
+            return x
         return nn.Dense(
             self.num_classes,
             kernel_init=nn.initializers.normal(stddev=0.01),

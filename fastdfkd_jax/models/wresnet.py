@@ -59,6 +59,8 @@ class WideResNet(nn.Module):
       depth: 6n + 4 (10, 16, 40, ...).
       widen_factor: width multiplier k.
       dropout_rate: see :class:`WideBasicBlock`.
+      features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
+        of the logits; the other parameters keep their names, the head's are not created.
 
     """
 
@@ -66,6 +68,7 @@ class WideResNet(nn.Module):
     depth: int = 16
     widen_factor: int = 1
     dropout_rate: float = 0.0
+    features_only: bool = False
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -82,6 +85,8 @@ class WideResNet(nn.Module):
                 x = block(x, train=train)
         x = nn.relu(layers.batch_norm(train=train, name="bn1")(x))
         x = layers.global_avg_pool(x)
+        if self.features_only:
+            return x
         return nn.Dense(
             self.num_classes,
             kernel_init=layers.torch_default,
