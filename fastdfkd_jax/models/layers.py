@@ -7,10 +7,16 @@ PyTorch teachers must compute exactly what they computed in PyTorch.
 Every normalization is a plain :class:`flax.linen.BatchNorm` with PyTorch's defaults
 (``momentum=0.9`` in Flax's convention equals PyTorch's ``momentum=0.1``; ``epsilon=1e-5``), so
 ``nn.intercept_methods`` can capture its input and imported running statistics behave the same.
+
+Every layer takes the model's ``dtype``: the dtype of its computation (None, Flax's default: that
+of its inputs and parameters, float32; bfloat16 under the ``bfloat16`` precision policy, see
+:mod:`fastdfkd_jax.precision`). Parameters stay float32 (Flax's ``param_dtype`` default) and
+BatchNorm statistics are reduced in float32.
 """
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -28,18 +34,20 @@ kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 torch_default = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
-def batch_norm(*, train: bool, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(*, train: bool, name: str | None = None, dtype: Any = None) -> nn.BatchNorm:
     """Return a BatchNorm over the channels of an NHWC or [N, C] input, with PyTorch's defaults.
 
     Args:
       train: use batch statistics and update the running ones (True) or use the running ones.
       name: submodule name (chosen to mirror the PyTorch state-dict key).
+      dtype: the dtype of its output (None: its input's; statistics are reduced in float32).
 
     """
     return nn.BatchNorm(
         use_running_average=not train,
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
+        dtype=dtype,
         name=name,
     )
 
@@ -54,6 +62,7 @@ def conv(
     groups: int = 1,
     use_bias: bool = False,
     kernel_init=kaiming_fan_out,
+    dtype: Any = None,
     name: str | None = None,
 ) -> nn.Conv:
     """Return a square convolution with PyTorch-style symmetric padding.
@@ -69,6 +78,8 @@ def conv(
         kernel is ``[k, k, in / groups, features]``, as PyTorch's ``[features, in / groups, k, k]``.
       use_bias: add a bias (off when a BatchNorm follows).
       kernel_init: weight initializer, ``(key, shape, dtype)`` protocol.
+      dtype: the computation dtype (None: the input's and kernel's; the kernel stays float32
+        and is cast).
       name: submodule name (chosen to mirror the PyTorch state-dict key).
 
     """
@@ -82,6 +93,7 @@ def conv(
         feature_group_count=groups,
         use_bias=use_bias,
         kernel_init=kernel_init,
+        dtype=dtype,
         name=name,
     )
 
@@ -98,6 +110,7 @@ class ConvBNAct(nn.Module):
       padding: zeros per side; ``dilation * (kernel_size // 2)`` when None.
       activation: applied after the BN (``nn.relu``, ``nn.relu6``, ...).
       kernel_init: convolution weight initializer.
+      dtype: the computation dtype (None: that of the inputs and parameters).
 
     """
 
@@ -109,6 +122,7 @@ class ConvBNAct(nn.Module):
     padding: int | None = None
     activation: Callable[[jnp.ndarray], jnp.ndarray] = nn.relu
     kernel_init: nn.initializers.Initializer = kaiming_fan_out
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -121,9 +135,10 @@ class ConvBNAct(nn.Module):
             dilation=self.dilation,
             groups=self.groups,
             kernel_init=self.kernel_init,
+            dtype=self.dtype,
             name="conv",
         )(x)
-        return self.activation(batch_norm(train=train, name="bn")(x))
+        return self.activation(batch_norm(train=train, name="bn", dtype=self.dtype)(x))
 
 
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
@@ -144,7 +159,7 @@ def resize_bilinear(x: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
     """PyTorch's ``F.interpolate(x, size, mode='bilinear', align_corners=False)`` on NHWC.
 
     Half-pixel centers and no antialiasing (PyTorch's default ``antialias=False``; JAX's default
-    would antialias when shrinking). ``[N, H, W, C] -> [N, size[0], size[1], C]``.
+    would antialias when shrinking). ``[N, H, W, C] -> [N, size[0], size[1], C]``, in ``x``'s dtype.
     """
     return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), method="bilinear", antialias=False)
 
