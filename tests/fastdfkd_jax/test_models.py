@@ -380,3 +380,19 @@ def test_dtype_needs_a_dtype_field(monkeypatch):
     assert create_model("no_dtype", num_classes=3).num_classes == 3  # None: the model's default
     with pytest.raises(ValueError, match="'no_dtype' has no dtype field"):
         create_model("no_dtype", num_classes=3, dtype=jnp.bfloat16)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8, 4), (2, 7, 9, 3)])
+def test_max_pool_2x2_equals_reduce_window_and_its_gradient(shape):
+    """The reshape form: reduce_window's values and, without ties, its gradient (odd sizes
+    floor, as torch)."""
+    x = jax.random.normal(jax.random.key(0), shape)
+
+    def reference(x):
+        return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+    np.testing.assert_array_equal(layers.max_pool_2x2(x), reference(x))
+    cotangent = jax.random.normal(jax.random.key(1), reference(x).shape)
+    grad = jax.grad(lambda x: jnp.vdot(layers.max_pool_2x2(x), cotangent))(x)
+    want = jax.grad(lambda x: jnp.vdot(reference(x), cotangent))(x)
+    np.testing.assert_array_equal(grad, want)
