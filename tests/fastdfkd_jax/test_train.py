@@ -77,6 +77,7 @@ def test_fast_run_end_to_end_and_resume(teacher_dir, tmp_path, monkeypatch):
         "other_seconds",
         "init_seconds",
         "eval_compile_seconds",
+        "compile_cpu_seconds",
         "method",
         "g_steps",
         "meta_gradient",
