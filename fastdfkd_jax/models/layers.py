@@ -141,19 +141,48 @@ class ConvBNAct(nn.Module):
         return self.activation(batch_norm(train=train, name="bn", dtype=self.dtype)(x))
 
 
+def _windows_2x2(x: jnp.ndarray) -> jnp.ndarray:
+    """``[N, H, W, C] -> [N, H // 2, 2, W // 2, 2, C]``: the 2x2 windows as two axes of size 2
+    (odd last rows and columns dropped, as torch's floor).
+    """
+    n, h, w, c = x.shape
+    return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+
+
+@jax.custom_vjp
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
     """Max-pool 2x2 with stride 2: ``[N, H, W, C] -> [N, H // 2, W // 2, C]`` (floor, as torch).
 
-    The windows do not overlap, so the pool is a maximum over two reshaped axes rather than a
-    ``reduce_window``: the same values, and a gradient ~10x cheaper on XLA:CPU, where the
-    ``reduce_window`` gradient (select-and-scatter, with index arrays for the arg-maxima) took
-    ~45% of a Fashion-MNIST KD step (docs/accelerators.md). The two gradients differ only where
-    a window holds several equal maxima (one gets it all there, here they share it); after a ReLU
-    such ties are zeros whose gradient the ReLU stops anyway.
+    The windows do not overlap, so the pool is a maximum over two reshaped axes, and its gradient
+    goes to each window's first maximum in row-major order: exactly `nn.max_pool`'s values and
+    gradient (and PyTorch's), ties included. Written out rather than as a ``reduce_window``
+    because XLA:CPU differentiates that with select-and-scatter and index arrays, which took ~45%
+    of a Fashion-MNIST KD step's traced time; this gradient is a few elementwise operations
+    (docs/accelerators.md).
     """
+    return _windows_2x2(x).max(axis=(2, 4))
+
+
+def _max_pool_2x2_fwd(x):
+    y = max_pool_2x2(x)
+    return y, (x, y)
+
+
+def _max_pool_2x2_bwd(residuals, g):
+    x, y = residuals
     n, h, w, c = x.shape
-    x = x[:, : h // 2 * 2, : w // 2 * 2]
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    is_max = _windows_2x2(x) == y[:, :, None, :, None, :]
+    # Window positions in row-major order; each takes the gradient if it is the first maximum.
+    e00, e01 = is_max[:, :, 0, :, 0], is_max[:, :, 0, :, 1]
+    e10, e11 = is_max[:, :, 1, :, 0], is_max[:, :, 1, :, 1]
+    first = (e00, e01 & ~e00, e10 & ~(e00 | e01), e11 & ~(e00 | e01 | e10))
+    g00, g01, g10, g11 = (jnp.where(f, g, jnp.zeros_like(g)) for f in first)
+    grad = jnp.stack([jnp.stack([g00, g01], axis=3), jnp.stack([g10, g11], axis=3)], axis=2)
+    grad = grad.reshape(n, h // 2 * 2, w // 2 * 2, c)
+    return (jnp.pad(grad, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
+
+
+max_pool_2x2.defvjp(_max_pool_2x2_fwd, _max_pool_2x2_bwd)
 
 
 def max_pool_3x3_stride2(x: jnp.ndarray) -> jnp.ndarray:

@@ -383,10 +383,14 @@ def test_dtype_needs_a_dtype_field(monkeypatch):
 
 
 @pytest.mark.parametrize("shape", [(3, 8, 8, 4), (2, 7, 9, 3)])
-def test_max_pool_2x2_equals_reduce_window_and_its_gradient(shape):
-    """The reshape form: reduce_window's values and, without ties, its gradient (odd sizes
-    floor, as torch)."""
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool_2x2_equals_reduce_window_and_its_gradient(shape, ties):
+    """The written-out pool: reduce_window's values and gradient, ties included (the first
+    maximum of a window gets the gradient, as select-and-scatter and torch give it); odd sizes
+    floor, as torch."""
     x = jax.random.normal(jax.random.key(0), shape)
+    if ties:  # few distinct values, many of them equal within a window
+        x = jnp.round(jnp.maximum(x, 0.0))
 
     def reference(x):
         return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
