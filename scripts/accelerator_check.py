@@ -98,16 +98,6 @@ def timings(args: argparse.Namespace) -> None:
     from fastdfkd_jax.benchmark import steps
 
     compilation.use_persistent_cache("")
-    rows = []
-    for policy in args.policies.split(","):
-        rows += steps.time_steps(
-            FAST_SPEC,
-            DEEPINV_SPEC,
-            policy=policy,
-            repeats=args.repeats,
-            small=args.small,
-            batch_size=0 if args.small else args.batch_size,
-        )
     device = jax.devices()[0]
     result = dict(
         device_kind=device.device_kind,
@@ -117,10 +107,25 @@ def timings(args: argparse.Namespace) -> None:
         shapes="tiny models, batch 4, 32x32x3"
         if args.small
         else f"CIFAR-10 32x32x3, wrn40_2 -> wrn16_1, batch {args.batch_size}",
-        rows=rows,
+        rows=[],
     )
-    with open(os.path.join(args.out, "timings.json"), "w") as f:
-        json.dump(result, f, indent=2)
+
+    def write(row: dict) -> None:
+        # After every step, so a part stopped by its time limit still reports what it has.
+        result["rows"].append(row)
+        with open(os.path.join(args.out, "timings.json"), "w") as f:
+            json.dump(result, f, indent=2)
+
+    for policy in args.policies.split(","):
+        steps.time_steps(
+            FAST_SPEC,
+            DEEPINV_SPEC,
+            policy=policy,
+            repeats=args.repeats,
+            small=args.small,
+            batch_size=0 if args.small else args.batch_size,
+            on_row=write,
+        )
 
 
 def _read_json(path: str) -> dict | None:

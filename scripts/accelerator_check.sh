@@ -43,14 +43,14 @@ run_part() {  # name, seconds, command...
 
 if [[ " $parts " == *" tests "* ]]; then
   # -o addopts=: no xdist flags needed; the suite's conftest sets the tests' precision itself.
-  run_part tests 120 "$py" -m pytest -q -o addopts= -p no:cacheprovider -m "not slow" \
+  run_part tests 150 "$py" -m pytest -q -o addopts= -p no:cacheprovider -m "not slow" \
     tests/fastdfkd_jax/test_models.py tests/fastdfkd_jax/test_precision.py \
     tests/fastdfkd_jax/test_synthesis.py tests/fastdfkd_jax/test_evaluate.py \
     tests/spline/test_mars.py tests/spline/test_convert.py >"$out/tests.log" 2>&1
   tail -n 3 "$out/tests.log"
 fi
 if [[ " $parts " == *" demo "* ]]; then
-  run_part demo 100 bash -c '
+  run_part demo 90 bash -c '
     "$0" -m fastdfkd_jax.main --config=configs/teacher_digits.py --workdir="$1/demo/teacher" \
       --config.progress_bar=False --verbosity=-1 &&
     "$0" -m fastdfkd_jax.main --config=configs/dfkd_digits.py:fast5 \
@@ -58,7 +58,7 @@ if [[ " $parts " == *" demo "* ]]; then
       --config.progress_bar=False --verbosity=-1' "$py" "$out"
 fi
 if [[ " $parts " == *" timings "* ]]; then
-  run_part timings 120 "$py" scripts/accelerator_check.py --part=timings --out="$out" "$@"
+  run_part timings 110 "$py" scripts/accelerator_check.py --part=timings --out="$out" "$@"
 fi
 "$py" scripts/accelerator_check.py --part=report --out="$out" || status=1
 cat "$out/accelerator_check.md"

@@ -13,6 +13,7 @@ operation (elementwise ones too), so the fraction slightly overstates the matmul
 
 import functools
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -117,10 +118,13 @@ def time_steps(
     small: bool = False,
     batch_size: int = 0,
     steps: tuple[str, ...] = STEPS,
+    on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Rows of `STEPS` (those in `steps`) for the configs `fast_spec` and `deepinv_spec`."""
+    """Rows of `STEPS` (those in `steps`) for the configs `fast_spec` and `deepinv_spec`;
+    `on_row` is called with each row as soon as it is measured.
+    """
     device_kind = jax.devices()[0].device_kind
-    rows = []
+    rows = _Rows(on_row)
     parts, state = build(fast_spec, policy, small, batch_size)
     adv = components.adv_array(parts.config.synthesis.adv)
     rng = jax.random.PRNGKey(3)
@@ -164,7 +168,20 @@ def time_steps(
             )
     if "deepinversion_step" in steps:
         rows.append(deepinversion_step(deepinv_spec, policy, small, batch_size, repeats))
-    return rows
+    return list(rows)
+
+
+class _Rows(list):
+    """A list that also hands each appended row to a callback."""
+
+    def __init__(self, on_row: Callable[[dict], None] | None):
+        super().__init__()
+        self.on_row = on_row
+
+    def append(self, row: dict) -> None:
+        super().append(row)
+        if self.on_row is not None:
+            self.on_row(row)
 
 
 def deepinversion_step(spec, policy, small, batch_size, repeats) -> dict:
