@@ -37,7 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if a.runlocal:
         config.dfkd_arg = "{method},runlocal"
         config.run = ml_collections.ConfigDict(
-            dict(sample_every_epochs=0, synthesis=dict(chunk_steps=2))
+            dict(sample_every_epochs=0, synthesis=dict(chunk_steps="2"))
         )
         blocks.bench_runlocal(config, ("deepinv2k", "fast2"), deepinv_epochs=2, deepinv_steps=4)
     return config

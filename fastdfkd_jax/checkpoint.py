@@ -1,9 +1,10 @@
 """Checkpoints: resumable run state (orbax CheckpointManager) and teacher directories.
 
-A run's state is one `flax.struct` pytree saved under `WORKDIR/checkpoints/<step>`; orbax writes to
-a temporary directory and renames it when complete, so a run killed during a save keeps its previous
-checkpoint. Restoring takes an abstract target (shapes, dtypes, shardings) so the state comes back
-with its exact structure and placement.
+A run's state is one `flax.struct` pytree saved under `WORKDIR/checkpoints/<step>`, asynchronously
+(`save` returns when the arrays are off the device; `wait` blocks until the files are complete);
+orbax writes to a temporary directory and renames it when complete, so a run killed during a save
+keeps its previous checkpoint. Restoring takes an abstract target (shapes, dtypes, shardings) so
+the state comes back with its exact structure and placement.
 
 A teacher directory holds `meta.json` (`arch`, `num_classes`, `dataset`, `image_shape`) and
 `variables/` (`{'params', 'batch_stats'}`); teacher training and the PyTorch import both write it.
@@ -30,8 +31,17 @@ def make_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-    """Saves `state` as checkpoint `step` and waits until it is on disk."""
+    """Starts saving `state` as checkpoint `step` and returns once the arrays are copied off the
+    device; orbax writes the files in the background (`wait` blocks until they are complete).
+
+    The state's device buffers may be reused (donated) by the next step as soon as this returns.
+    A new save first waits for the previous one.
+    """
     manager.save(step, args=ocp.args.StandardSave(state))
+
+
+def wait(manager: ocp.CheckpointManager) -> None:
+    """Blocks until every checkpoint started with `save` is on disk."""
     manager.wait_until_finished()
 
 

@@ -1,20 +1,52 @@
 """Compiling steps: one ahead-of-time compile for every jitted step, and what XLA says about it.
 
-Every step of the project (teacher step, student step, synthesis call, DeepInversion chunks) is
-compiled by `aot_compile`, so settings that apply around compilation live here. `flops` and
-`memory_bytes` read XLA's cost and memory analyses of a compiled step; `enable_persistent_cache`
-turns on JAX's on-disk compilation cache.
+Every step of the project (teacher step, student steps, synthesis call, DeepInversion chunks,
+evaluation, state initialization) is compiled by `aot_compile` or `compile_jitted`, so settings
+that apply around compilation live here:
+
+- the precision policy (`fastdfkd_jax.precision`): `precision_scope(name)` makes JAX lower float32
+  matmuls and convolutions at the policy's precision (`jax.default_matmul_precision`, part of the
+  trace context, so an executable never mixes policies); the jobs enter it around all their
+  compilation, and `aot_compile(..., precision=name)` enters it itself;
+- JAX's persistent compilation cache (`use_persistent_cache`): on by default for every job, so a
+  second run of the same config loads its executables instead of compiling them.
+
+`flops` and `memory_bytes` read XLA's cost and memory analyses of a compiled step.
 """
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh
 
+from fastdfkd_jax import precision as precision_lib
 from fastdfkd_jax import sharding
+
+# Where `use_persistent_cache('')` puts the cache when no directory is set: $FASTDFKD_CACHE_DIR,
+# else the user's cache directory ($XDG_CACHE_HOME, else ~/.cache)/fastdfkd_jax; then CACHE_SUBDIR.
+CACHE_ENV = "FASTDFKD_CACHE_DIR"
+CACHE_SUBDIR = "xla"
+
+
+@contextlib.contextmanager
+def precision_scope(name: str | None) -> Iterator[None]:
+    """Lowering inside the block uses policy `name`'s matmul precision (None: leave it as is)."""
+    if name is None:
+        yield
+        return
+    with jax.default_matmul_precision(precision_lib.get(name).matmul_precision):
+        yield
+
+
+def compile_jitted(jitted: Any, *args: Any, precision: str | None = None) -> jax.stages.Compiled:
+    """`jitted.lower(*args).compile()` under policy `precision` (None: the enclosing scope's)."""
+    with precision_scope(precision):
+        return jitted.lower(*args).compile()
 
 
 def aot_compile(
@@ -24,27 +56,26 @@ def aot_compile(
     out_shardings: Any,
     in_shardings: Any = None,
     donate_argnums: int | tuple[int, ...] = 0,
+    precision: str | None = None,
 ) -> tuple[jax.stages.Compiled, float]:
     """AOT-compiles `fn` for `args` on `mesh`; returns `(compiled, seconds)`.
 
     Ahead-of-time compilation traces once per run by construction: a later call with other shapes
     or dtypes raises instead of silently recompiling. Inputs are placed by `in_shardings`, by
     default by `sharding.STATE_RULES` (the pool sharded along `data`, the rest replicated); outputs
-    as `out_shardings` says.
+    as `out_shardings` says. `precision`: a policy of `precision.POLICIES`; None lowers under the
+    enclosing `precision_scope` (the jobs enter one from `config.precision`).
     """
     if in_shardings is None:
         in_shardings = sharding.state_shardings(args, mesh)
     start = time.perf_counter()
-    compiled = (
-        jax.jit(
-            fn,
-            in_shardings=in_shardings,
-            out_shardings=out_shardings,
-            donate_argnums=donate_argnums,
-        )
-        .lower(*args)
-        .compile()
+    jitted = jax.jit(
+        fn,
+        in_shardings=in_shardings,
+        out_shardings=out_shardings,
+        donate_argnums=donate_argnums,
     )
+    compiled = compile_jitted(jitted, *args, precision=precision)
     return compiled, time.perf_counter() - start
 
 
@@ -73,8 +104,39 @@ def memory_bytes(compiled: jax.stages.Compiled) -> dict[str, int]:
     )
 
 
-def enable_persistent_cache(path: str) -> None:
-    """JAX's persistent compilation cache in `path`, for every compile however short."""
-    jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
+def default_cache_dir() -> str:
+    """The persistent cache's default directory (see `CACHE_ENV`)."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        user_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".cache"
+        )
+        root = os.path.join(user_cache, "fastdfkd_jax")
+    return os.path.join(root, CACHE_SUBDIR)
+
+
+def enable_persistent_cache(path: str) -> str:
+    """JAX's persistent compilation cache in `path`, for every compile however short.
+
+    Takes effect even when this process has compiled before (JAX decides whether to use a cache
+    at its first compilation; the decision is reset here). Returns the absolute path.
+    """
+    path = os.path.abspath(path)
+    if jax.config.jax_compilation_cache_dir == path:
+        return path
+    jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    compilation_cache.reset_cache()
+    return path
+
+
+def use_persistent_cache(directory: str = "") -> str:
+    """Turns on the persistent cache for a job; returns its directory.
+
+    `directory` '' keeps the cache this process already uses (a benchmark's, a test session's),
+    else uses `default_cache_dir()`.
+    """
+    if not directory:
+        directory = jax.config.jax_compilation_cache_dir or default_cache_dir()
+    return enable_persistent_cache(directory)

@@ -1,8 +1,11 @@
 """The parts of a data-free distillation run, built from its config in one place.
 
-`build(config)` loads and checks the teacher, creates the student, the synthesizer (from the
-registry `synthesis.SYNTHESIZERS`) and the student's optimizer, and the mesh; `init_state` makes
-the run's fresh `DFKDState` from them with the keys of `run_keys`. The trainer, the benchmark,
+`build(config)` makes the mesh, resolves the config's backend-dependent 'auto' keys for its
+platform (`backend.resolve`: the one place they are resolved; the synthesizers receive concrete
+values), checks the precision policy against the devices, loads and checks the teacher, creates
+the student, the synthesizer (from the registry `synthesis.SYNTHESIZERS`) and the student's
+optimizer, every model computing in the policy's dtype; `init_state` makes the run's fresh
+`DFKDState` from them with the keys of `run_keys`. The trainer, the benchmark,
 scripts/bench_scaling.py and the tests all start here.
 """
 
@@ -17,7 +20,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from fastdfkd_jax import checkpoint, data, models, optim, sharding
+from fastdfkd_jax import backend, checkpoint, data, models, optim, precision, sharding
 from fastdfkd_jax.state import DFKDState, create_dfkd_state
 from fastdfkd_jax.synthesis import Synthesizer, build_synthesizer
 
@@ -30,7 +33,8 @@ class Components:
     """Everything static a distillation run computes with (no state).
 
     Attributes:
-      config: the run's config.
+      config: the run's config, its 'auto' keys resolved for the mesh's platform.
+      backend_choices: those keys' values ({'synthesis.unroll': True, ...}).
       info: the dataset's `DatasetInfo`.
       mesh: the device mesh (axis `data`).
       teacher, teacher_vars: the frozen teacher and its variables, replicated on `mesh`.
@@ -40,6 +44,7 @@ class Components:
     """
 
     config: ml_collections.ConfigDict
+    backend_choices: dict
     info: Any
     mesh: Mesh
     teacher: nn.Module
@@ -66,7 +71,11 @@ def load_teacher(config: ml_collections.ConfigDict, info: Any) -> tuple[nn.Modul
             f"{tuple(meta['image_shape'])} images ({meta['dataset']}), but {info.name} has "
             f"{tuple(info.image_shape)}."
         )
-    teacher = models.create_model(config.teacher.arch, num_classes=info.num_classes)
+    teacher = models.create_model(
+        config.teacher.arch,
+        num_classes=info.num_classes,
+        dtype=precision.compute_dtype(config.precision),
+    )
     models.check_fits(teacher, info, "teacher")
     expected = jax.eval_shape(
         lambda: teacher.init(jax.random.PRNGKey(0), jnp.zeros((1, *info.image_shape)), train=False)
@@ -100,13 +109,20 @@ def build(
     teacher: tuple[nn.Module, dict] | None = None,
 ) -> Components:
     """The run's parts. `mesh` defaults to `config.mesh`'s; `teacher` (module, variables) to the
-    checkpoint of `config.teacher` (loaded and checked).
+    checkpoint of `config.teacher` (loaded and checked; a given module computes as it was made).
     """
+    mesh = mesh if mesh is not None else sharding.make_mesh(config.mesh)
+    precision.check_backend(config.precision, mesh.devices.flat)
+    choices = backend.choices(config, backend.platform_of(mesh))
+    config = backend.resolve(config, backend.platform_of(mesh))
     info = data.get_info(config.dataset.name)
     teacher_module, teacher_vars = teacher or load_teacher(config, info)
-    student = models.create_model(config.student.arch, num_classes=info.num_classes)
+    student = models.create_model(
+        config.student.arch,
+        num_classes=info.num_classes,
+        dtype=precision.compute_dtype(config.precision),
+    )
     models.check_fits(student, info, "student")
-    mesh = mesh if mesh is not None else sharding.make_mesh(config.mesh)
     synthesizer = build_synthesizer(config, info, teacher_module, student, mesh)
     sharding.check_batch_divides(config.synthesis.batch_size, mesh, "synthesis.batch_size")
     sharding.check_batch_divides(config.kd.batch_size, mesh, "kd.batch_size")
@@ -114,6 +130,7 @@ def build(
     tx, schedule = kd_optimizer(config)
     return Components(
         config=config,
+        backend_choices=choices,
         info=info,
         mesh=mesh,
         teacher=teacher_module,

@@ -21,7 +21,7 @@ from typing import Any
 
 import ml_collections
 
-from fastdfkd_jax import optim, sharding
+from fastdfkd_jax import backend, optim, precision, sharding
 
 # -- the config argument ------------------------------------------------------------------------
 
@@ -128,6 +128,14 @@ def base_config(job: str) -> ml_collections.ConfigDict:
     config.mesh = sharding.mesh_config()  # data=-1: one `data` axis over every device
     config.distributed = sharding.distributed_config()
     config.checkpoint = ml_collections.ConfigDict(dict(max_to_keep=2, every_epochs=1))
+    # The numeric policy of every step (fastdfkd_jax/precision.py): 'highest' | 'tensorfloat32'
+    # (TF32 matmuls on GPUs; identical to 'highest' on CPUs) | 'bfloat16' (mixed precision).
+    config.precision = precision.DEFAULT_POLICY
+    # JAX's persistent compilation cache: a second run of a config loads its executables.
+    # compilation_cache_dir '' = the process's cache if it has one, else ~/.cache/fastdfkd_jax/xla
+    # ($FASTDFKD_CACHE_DIR or $XDG_CACHE_HOME move it; fastdfkd_jax/compilation.py).
+    config.compilation_cache = True
+    config.compilation_cache_dir = ""
     return config
 
 
@@ -229,12 +237,13 @@ def dfkd_config(
     s.reptile_factor = 67.0  # the original's hard-coded Reptile scale
     s.meta = True  # False: the non-meta ablation (generator re-initialized every call)
     s.remat = False  # jax.checkpoint the inner steps of the exact meta-gradient
-    # Unroll the inner steps at trace time: ~8x faster than lax.scan on XLA:CPU
-    # (synthesis/steps.py); set False on accelerators to compile once for any g_steps.
-    s.unroll = True
-    # DeepInversion only: run its steps as host-driven, unrolled chunks of this many steps (0: one
-    # compiled lax.scan over all steps, the better choice on accelerators).
-    s.chunk_steps = 0
+    # How the inner steps run, by backend when 'auto' (fastdfkd_jax/backend.py): 'true' unrolls
+    # them at trace time (~8x faster than lax.scan on XLA:CPU), 'false' is one lax.scan (compiles
+    # once for any g_steps; accelerators). 'auto': unrolled on CPU, scanned elsewhere.
+    s.unroll = backend.AUTO
+    # DeepInversion only: its steps as host-driven, unrolled chunks of this many steps ('0': one
+    # compiled lax.scan over all steps). 'auto': chunks of <= 10 steps on CPU, one scan elsewhere.
+    s.chunk_steps = backend.AUTO
     s.bn = 10.0
     s.oh = 0.4
     s.adv = 1.1
@@ -253,6 +262,9 @@ def dfkd_config(
     kd.steps = 400
     kd.batch_size = 256  # global: per device 256 / mesh.data; kd.optimizer's rates are for it
     kd.temperature = 20.0
+    # Student steps per compiled call ('auto': 1 on CPU, a scan of up to 10 on accelerators;
+    # fastdfkd_jax/backend.py). Results equal one step per call (tests/fastdfkd_jax/test_train.py).
+    kd.steps_per_call = backend.AUTO
     kd.optimizer = optimizer(
         name="sgd",
         learning_rate=0.2,
@@ -321,7 +333,6 @@ def deepinv(config: ml_collections.ConfigDict, steps: int = 2000) -> ml_collecti
     s.method, s.g_steps, s.lr_x, s.inner_betas = "deepinversion", steps, 0.1, (0.5, 0.99)
     s.bn, s.oh, s.adv, s.adversarial, s.bn_momentum = 10.0, 1.0, 1.0, "js", 0.0
     s.augment.kind = "jitter"
-    s.chunk_steps = 10
     s.reset_l0_epoch = -1
     config.method = f"deepinv{steps // 1000}k" if steps % 1000 == 0 else f"deepinv{steps}"
     return config

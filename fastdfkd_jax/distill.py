@@ -1,8 +1,10 @@
-"""Student distillation on synthetic images: the pure KD step and its compilation.
+"""Student distillation on synthetic images: the pure KD step, several per call, and compilation.
 
 The student's batch comes from the synthesizer (`Synthesizer.kd_images`: the pool, or fresh
 generator samples), is cropped, flipped and normalized, and the loss is
-KL(teacher_T || student_T) * T^2 against teacher logits only (no labels).
+KL(teacher_T || student_T) * T^2 against teacher logits only (no labels). `kd_steps` runs several
+steps in one compiled call (unrolled or as a `lax.scan`, the pool sampling inside), each step's
+key folded from the run's KD key and the step's index exactly as one step per call does.
 """
 
 import functools
@@ -11,6 +13,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 from jax.sharding import Mesh
@@ -19,6 +22,7 @@ from fastdfkd_jax import compilation, sharding
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.state import ClassifierState, DFKDState
 from fastdfkd_jax.synthesis import losses
+from fastdfkd_jax.synthesis.steps import run_steps
 
 
 def student_step(
@@ -103,5 +107,65 @@ def compile_kd_step(
         rng,
         mesh=mesh,
         out_shardings=(sharding.state_shardings(state, mesh), sharding.replicated(mesh)),
+        donate_argnums=0 if donate else (),
+    )
+
+
+def kd_steps(
+    state: DFKDState,
+    teacher_vars: dict,
+    key: jax.Array,
+    first_step: jax.Array,
+    *,
+    num_steps: int,
+    unroll: bool,
+    **kd_step_options: Any,
+) -> tuple[DFKDState, dict]:
+    """Steps `first_step .. first_step + num_steps - 1` (pure, jittable).
+
+    Step i's key is `fold_in(key, i)`, as the trainer folds it for one step per call, so the
+    result does not depend on `num_steps` (up to XLA's fusion choices). Returns the state and the
+    metrics summed over the steps (`metrics.Mean.add(..., count=num_steps)` averages them).
+    """
+
+    def body(state, step):
+        return kd_step(state, teacher_vars, jax.random.fold_in(key, step), **kd_step_options)
+
+    state, per_step = run_steps(body, state, num_steps, unroll=unroll, first_step=first_step)
+    return state, jax.tree.map(lambda m: m.sum(0), per_step)
+
+
+def compile_kd_steps(
+    state: DFKDState,
+    teacher_vars: dict,
+    key: jax.Array,
+    *,
+    mesh: Mesh,
+    num_steps: int,
+    unroll: bool,
+    donate: bool = True,
+    **step_options: Any,
+) -> tuple[jax.stages.Compiled, float]:
+    """Compiles `kd_steps` `(state, teacher_vars, key, first_step) -> (state, summed metrics)`.
+
+    `step_options`: `kd_step`'s keywords (see `components.kd_step_options`). Returns
+    `(compiled, compile_seconds)`; with `donate` the input state's buffers are reused.
+    """
+    replicated = sharding.replicated(mesh)
+    return compilation.aot_compile(
+        functools.partial(
+            kd_steps,
+            num_steps=num_steps,
+            unroll=unroll,
+            batch_sharding=sharding.batch_sharding(mesh),
+            **step_options,
+        ),
+        state,
+        teacher_vars,
+        key,
+        jax.ShapeDtypeStruct((), jnp.int32),
+        mesh=mesh,
+        in_shardings=(sharding.state_shardings(state, mesh), replicated, replicated, replicated),
+        out_shardings=(sharding.state_shardings(state, mesh), replicated),
         donate_argnums=0 if donate else (),
     )

@@ -7,7 +7,8 @@ A `MetricWriter` takes `write_scalars(step, {name: scalar})`, `flush()` and `clo
 both files on the primary process, nothing elsewhere; on a resume, records after `resume_step`
 are dropped (the run logs them again).
 
-`Mean` accumulates a step's metrics on device and averages them once per epoch.
+`Mean` keeps a step's metrics on device and averages them once per epoch (one transfer); a
+compiled call of several steps adds their sums with `count`.
 """
 
 import abc
@@ -127,28 +128,27 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 class Mean:
-    """The mean of each metric over the steps of an epoch, summed on device.
+    """The mean of each metric over the steps of an epoch.
 
-    `add` takes a step's metrics (device scalars) without waiting for them; `result` transfers the
-    sums once and divides.
+    `add` keeps a call's metrics (device scalars) without waiting for them or dispatching any
+    work; `result` transfers them all at once, sums on the host and divides by the step count.
     """
 
     def __init__(self):
-        self._sums: dict | None = None
+        self._records: list[dict] = []
         self._count = 0
 
-    def add(self, metrics: Mapping[str, jax.Array]) -> None:
-        metrics = dict(metrics)
-        self._sums = (
-            metrics if self._sums is None else jax.tree.map(lambda a, b: a + b, self._sums, metrics)
-        )
-        self._count += 1
+    def add(self, metrics: Mapping[str, jax.Array], count: int = 1) -> None:
+        """Adds one call's metrics: one step's values, or the sums over `count` steps."""
+        self._records.append(dict(metrics))
+        self._count += count
 
     def result(self) -> dict[str, float]:
         """{name: mean} as Python floats ({} when nothing was added)."""
-        if self._sums is None:
+        if not self._records:
             return {}
-        return {k: float(v) / self._count for k, v in jax.device_get(self._sums).items()}
+        records = jax.device_get(self._records)
+        return {k: sum(float(r[k]) for r in records) / self._count for k in self._records[0]}
 
 
 def check_finite(metrics: Mapping[str, Any], epoch: int, where: str) -> None:

@@ -1,13 +1,14 @@
-"""Run outputs: `summary.json`, PNG sample grids, markdown tables.
+"""Run outputs: `summary.json`, PNG sample grids, markdown tables, and a background writer.
 
 Only the primary process (index 0) writes files, so multi-host runs write each file once
-(metrics: `fastdfkd_jax.metrics`).
+(metrics: `fastdfkd_jax.metrics`). `BackgroundWriter` runs writes off the run's hot path.
 """
 
+import concurrent.futures
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -78,3 +79,41 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: 
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+class BackgroundWriter:
+    """File writes (sample grids, metric records) in one background thread, in submission order.
+
+    Keeps PNG encoding and file I/O off a run's hot path. An exception raised by a write is raised
+    again by the next `submit`, `wait` or `close`.
+    """
+
+    def __init__(self):
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="fastdfkd-writer"
+        )
+        self._pending: list[concurrent.futures.Future] = []
+
+    def _collect(self, wait: bool) -> None:
+        still = []
+        for future in self._pending:
+            if wait or future.done():
+                future.result()  # re-raises the write's exception
+            else:
+                still.append(future)
+        self._pending = still
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Runs `fn(*args, **kwargs)` after the writes submitted before it."""
+        self._collect(wait=False)
+        self._pending.append(self._executor.submit(fn, *args, **kwargs))
+
+    def wait(self) -> None:
+        """Blocks until every submitted write is done."""
+        self._collect(wait=True)
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._executor.shutdown(wait=True)

@@ -19,6 +19,7 @@ batch (`process_rows`, `put_batch`, `put_process_batch`), and only process 0 wri
 
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -79,13 +80,16 @@ def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
     )
 
 
-def make_mesh(cfg: ml_collections.ConfigDict) -> Mesh:
+def make_mesh(cfg: ml_collections.ConfigDict, devices: Sequence[Any] | None = None) -> Mesh:
     """A 1-D mesh over `cfg.data` devices (-1: every device of every process), axis `data`.
 
     Devices are ordered by (process, id), so each process owns one contiguous block of the `data`
-    axis and therefore one contiguous block of rows of every batch.
+    axis and therefore one contiguous block of rows of every batch. `devices`: the devices to
+    choose from (default: every device of JAX's default backend; e.g. `jax.devices('cpu')` for
+    the simulated CPU devices of the tests on a machine with a GPU).
     """
-    available = jax.device_count()
+    devices = list(jax.devices() if devices is None else devices)
+    available = len(devices)
     size = available if cfg.data == -1 else cfg.data
     if size < 1:
         raise ValueError(f"mesh.data must be -1 or >= 1, got {cfg.data}.")
@@ -99,7 +103,7 @@ def make_mesh(cfg: ml_collections.ConfigDict) -> Mesh:
             f"mesh.data={size} must use all {available} devices in a multi-process run "
             "(every process feeds its rows of each batch); use mesh.data=-1."
         )
-    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))[:size]
+    devices = sorted(devices, key=lambda d: (d.process_index, d.id))[:size]
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 

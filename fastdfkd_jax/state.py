@@ -113,17 +113,31 @@ def create_dfkd_state(
       image_shape: (H, W, C).
       pool_capacity, pool_dtype: the synthetic image pool.
       student_rng, synthesizer_rng: keys of the student's and the synthesizer's initialization.
-      mesh: where to place the state (None: left where it was made).
+      mesh: where to place the state. Given, the state is made by one compiled function that
+        writes every leaf where the sharding rules put it (no host copy, and one compilation that
+        the persistent cache keeps); None: made op by op where JAX puts it.
       pool_images: [N, H, W, C] in [0, 1] to put in the pool (timing and tests); None: empty.
     """
-    pool = pool_lib.init_pool(pool_capacity, image_shape, pool_dtype)
-    if pool_images is not None:
-        pool = pool_lib.add(pool, pool_images)
-    state = DFKDState(
-        epoch=jnp.zeros((), jnp.int32),
-        synthesizer=synthesizer.init(synthesizer_rng),
-        bn_memory=init_bn_memory(synthesizer.objective, teacher_vars, image_shape),
-        pool=pool,
-        student=init_classifier(student, tx, student_rng, image_shape),
-    )
-    return state if mesh is None else sharding.place_state(state, mesh)
+
+    def make(teacher_vars, student_rng, synthesizer_rng, pool_images):
+        pool = pool_lib.init_pool(pool_capacity, image_shape, pool_dtype)
+        if pool_images is not None:
+            pool = pool_lib.add(pool, pool_images)
+        return DFKDState(
+            epoch=jnp.zeros((), jnp.int32),
+            synthesizer=synthesizer.init(synthesizer_rng),
+            bn_memory=init_bn_memory(synthesizer.objective, teacher_vars, image_shape),
+            pool=pool,
+            student=init_classifier(student, tx, student_rng, image_shape),
+        )
+
+    args = (teacher_vars, student_rng, synthesizer_rng, pool_images)
+    if mesh is None:
+        return make(*args)
+    return jit_create(make, mesh, *args)
+
+
+def jit_create(make: Any, mesh: Mesh, *args: Any) -> Any:
+    """`make(*args)` (a state pytree) computed by one jitted function, placed by the rules."""
+    shardings = sharding.state_shardings(jax.eval_shape(make, *args), mesh)
+    return jax.jit(make, out_shardings=shardings)(*args)

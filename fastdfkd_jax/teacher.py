@@ -3,7 +3,8 @@
 `train_and_evaluate(config, workdir)` trains `config.model.arch` on `config.dataset.name`, writes
 per-epoch metrics (averaged over the epoch's steps) to `metrics.jsonl` and TensorBoard, resumable
 checkpoints under `checkpoints/`, the trained teacher under `teacher/` (see
-`checkpoint.save_teacher`) and `summary.json`.
+`checkpoint.save_teacher`) and `summary.json`. Steps compile under `config.precision` with JAX's
+persistent compilation cache on (`config.compilation_cache`); the test split stays on device.
 """
 
 import functools
@@ -21,10 +22,20 @@ from absl import logging
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from fastdfkd_jax import checkpoint, compilation, data, metrics, models, optim, reporting, sharding
+from fastdfkd_jax import (
+    checkpoint,
+    compilation,
+    data,
+    evaluate,
+    metrics,
+    models,
+    optim,
+    precision,
+    reporting,
+    sharding,
+)
 from fastdfkd_jax.data import augment
-from fastdfkd_jax.evaluate import make_evaluator
-from fastdfkd_jax.state import ClassifierState, init_classifier
+from fastdfkd_jax.state import ClassifierState, init_classifier, jit_create
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -36,6 +47,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"Unknown model.arch {config.model.arch!r}; choose one of {sorted(models.CLASSIFIERS)}."
         )
     optim.validate(config.train.optimizer, "train.optimizer")
+    precision.validate(config.precision)
     data.get_info(config.dataset.name)  # an unknown dataset names the known ones
 
 
@@ -72,6 +84,8 @@ def train_step(
             train=True,
             mutable=["batch_stats"],
         )
+        # float32 loss whatever the model computes in (the `bfloat16` policy: bfloat16 logits).
+        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
         return loss, (logits, updates["batch_stats"])
 
@@ -128,10 +142,17 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains a teacher as `config` says; returns the summary it also writes to `workdir`."""
     validate(config)
+    if config.compilation_cache:
+        compilation.use_persistent_cache(config.compilation_cache_dir)
     info = data.get_info(config.dataset.name)
-    model = models.create_model(config.model.arch, num_classes=info.num_classes)
+    model = models.create_model(
+        config.model.arch,
+        num_classes=info.num_classes,
+        dtype=precision.compute_dtype(config.precision),
+    )
     models.check_fits(model, info, "model")
     mesh = sharding.make_mesh(config.mesh)
+    precision.check_backend(config.precision, mesh.devices.flat)
     sharding.check_batch_divides(config.train.batch_size, mesh, "train.batch_size")
 
     train = data.load_split(config.dataset.name, "train", config.dataset.data_dir or None)
@@ -150,7 +171,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     root = jax.random.PRNGKey(config.seed)
     init_rng, train_rng = jax.random.split(root)
-    state = sharding.place_state(init_classifier(model, tx, init_rng, info.image_shape), mesh)
+    state = jit_create(
+        lambda rng: init_classifier(model, tx, rng, info.image_shape), mesh, init_rng
+    )
 
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
     state, restored = checkpoint.restore_latest(manager, state)
@@ -159,18 +182,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if restored is not None:
         logging.info("Resumed from step %d (epoch %d).", restored, start_epoch)
 
-    step_fn, _ = compile_train_step(
-        state,
-        model=model,
-        tx=tx,
-        aug=config.train.augment,
-        mean=info.mean,
-        std=info.std,
-        batch_size=config.train.batch_size,
-        image_shape=info.image_shape,
-        mesh=mesh,
-    )
-    evaluate = make_evaluator(model, info.mean, info.std, mesh, config.eval_batch_size)
+    test_split = evaluate.put_split(test, mesh, config.eval_batch_size)
+    evaluator = evaluate.Evaluator(model, info.mean, info.std, mesh)
+    with compilation.precision_scope(config.precision):
+        step_fn, _ = compile_train_step(
+            state,
+            model=model,
+            tx=tx,
+            aug=config.train.augment,
+            mean=info.mean,
+            std=info.std,
+            batch_size=config.train.batch_size,
+            image_shape=info.image_shape,
+            mesh=mesh,
+        )
+        evaluator.compile(state.variables, test_split)
 
     train_seconds = 0.0
     test_accuracy = float("nan")
@@ -194,7 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             mean.add(step_metrics)
         jax.block_until_ready(state)
         train_seconds += time.perf_counter() - epoch_start
-        test_accuracy = evaluate(state.variables, test)
+        test_accuracy = evaluator(state.variables, test_split)
         step = int(state.step)
         averaged = mean.result()
         record = dict(
@@ -217,7 +243,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             checkpoint.save(manager, step, state)
 
     if restored is not None and start_epoch >= config.train.epochs:
-        test_accuracy = evaluate(state.variables, test)
+        test_accuracy = evaluator(state.variables, test_split)
+    checkpoint.wait(manager)
     teacher_dir = os.path.join(workdir, "teacher")
     # Every process calls it: orbax synchronizes the processes and only process 0 writes.
     checkpoint.save_teacher(

@@ -4,13 +4,21 @@ Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds
 DeepInversion: one) of one synthesis call (one compiled function: inner steps, best iterate, meta
 update, BN memory update, pool insert) followed, after `warmup` epochs, by `kd.steps` student steps
 on batches from the synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is
-used in one place only: the student's (and once the teacher's) accuracy on the test split.
-Everything the run needs to continue is in `DFKDState`, saved every `checkpoint.every_epochs`
-epochs; all randomness derives from `config.seed` and the epoch, so a resumed run replays exactly
-what an uninterrupted one does. Metrics per epoch (averaged over its steps) go to `metrics.jsonl`
-and TensorBoard, the summary to `summary.json`.
+used in one place only: the student's (and once the teacher's) accuracy on the test split, kept
+on device, every `eval_every_epochs` epochs. Everything the run needs to continue is in
+`DFKDState`, saved (asynchronously) every `checkpoint.every_epochs` epochs; all randomness derives
+from `config.seed` and the epoch, so a resumed run replays exactly what an uninterrupted one does.
+Metrics per epoch (averaged over its steps) go to `metrics.jsonl` and TensorBoard, the summary to
+`summary.json`.
+
+A run's time is its compute: every step is compiled up front under the config's precision policy
+(`config.precision`) with JAX's persistent compilation cache on (`config.compilation_cache`), the
+test split loads while the steps compile, and metrics, sample grids and checkpoints are written
+off the hot path. `summary.json` gives the seconds of synthesis, KD, evaluation and compilation
+apart, the rest as `other_seconds`, and the values the backend chose for 'auto' keys.
 """
 
+import concurrent.futures
 import dataclasses
 import os
 import time
@@ -18,22 +26,26 @@ from collections.abc import Callable
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 from tqdm import tqdm
 
 from fastdfkd_jax import (
+    backend,
     checkpoint,
+    compilation,
     components,
     data,
     distill,
+    evaluate,
     metrics,
     optim,
+    precision,
     reporting,
     sharding,
     synthesis,
     timing,
 )
-from fastdfkd_jax.evaluate import make_evaluator
 from fastdfkd_jax.state import DFKDState
 from fastdfkd_jax.synthesis import pool as pool_lib
 
@@ -62,6 +74,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"Unknown pool dtype {config.pool.dtype!r}; choose one of {pool_lib.DTYPES}."
         )
+    precision.validate(config.precision)
+    backend.validate(config)
     synthesis.validate(config.synthesis)
     optim.validate(config.kd.optimizer, "kd.optimizer")
     data.get_info(config.dataset.name)  # an unknown dataset names the known ones
@@ -69,10 +83,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Steps:
-    """The run's compiled steps and their compile seconds."""
+    """The run's compiled steps and their compile seconds.
+
+    `kd` runs `kd_steps_per_call` student steps per call:
+    `(state, teacher_vars, kd_key, first_step) -> (state, metrics summed over the steps)`.
+    """
 
     synthesis: Callable
     kd: Callable
+    kd_steps_per_call: int
     synthesis_compile_seconds: float
     kd_compile_seconds: float
 
@@ -80,22 +99,29 @@ class Steps:
 def compile_steps(
     parts: components.Components, state: DFKDState, keys: dict[str, jax.Array]
 ) -> Steps:
-    """Both steps compiled once, up front, on the run's mesh (the compilation timed on its own)."""
-    synth_fn, synth_seconds = parts.synthesizer.compile_call(
-        state,
-        parts.teacher_vars,
-        keys["synthesis"],
-        components.adv_array(parts.config.synthesis.adv),
-        mesh=parts.mesh,
-    )
-    kd_fn, kd_seconds = distill.compile_kd_step(
-        state,
-        parts.teacher_vars,
-        keys["kd"],
-        mesh=parts.mesh,
-        **components.kd_step_options(parts),
-    )
-    return Steps(synth_fn, kd_fn, synth_seconds, kd_seconds)
+    """Both steps compiled once, up front, on the run's mesh (the compilation timed on its own),
+    under the config's precision policy.
+    """
+    config = parts.config
+    per_call = config.kd.steps_per_call
+    with compilation.precision_scope(config.precision):
+        synth_fn, synth_seconds = parts.synthesizer.compile_call(
+            state,
+            parts.teacher_vars,
+            keys["synthesis"],
+            components.adv_array(config.synthesis.adv),
+            mesh=parts.mesh,
+        )
+        kd_fn, kd_seconds = distill.compile_kd_steps(
+            state,
+            parts.teacher_vars,
+            keys["kd"],
+            mesh=parts.mesh,
+            num_steps=per_call,
+            unroll=backend.platform_of(parts.mesh) == backend.CPU,
+            **components.kd_step_options(parts),
+        )
+    return Steps(synth_fn, kd_fn, per_call, synth_seconds, kd_seconds)
 
 
 def train_epoch(
@@ -120,12 +146,15 @@ def train_epoch(
     adv = components.adv_array(synthesizer.adv_weight(epoch))
     synth_mean, kd_mean = metrics.Mean(), metrics.Mean()
     rounds = synthesizer.rounds_per_epoch
+    per_call = steps.kd_steps_per_call
 
     def kd_steps(state, first):
-        for i in range(config.kd.steps):
-            rng = jax.random.fold_in(keys["kd"], first + i)
-            state, step_metrics = steps.kd(state, parts.teacher_vars, rng)
-            kd_mean.add(step_metrics)
+        # Step `first + i` uses fold_in(kd key, first + i), however many steps a call runs.
+        for i in range(0, config.kd.steps, per_call):
+            state, step_metrics = steps.kd(
+                state, parts.teacher_vars, keys["kd"], np.int32(first + i)
+            )
+            kd_mean.add(step_metrics, count=per_call)
         return state
 
     images = None
@@ -156,84 +185,131 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs data-free distillation as `config` says; returns the summary written to `workdir`."""
     run_start = time.perf_counter()
     validate(config)
+    if config.compilation_cache:
+        cache_dir = compilation.use_persistent_cache(config.compilation_cache_dir)
+        logging.info("Persistent compilation cache: %s", cache_dir)
+    # The test split loads (from disk, or scikit-learn's import) while the steps compile.
+    loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    test_future = loader.submit(
+        data.load_split, config.dataset.name, "test", config.dataset.data_dir or None
+    )
     parts = components.build(config)
+    logging.info(
+        "Precision %s; backend %s chose %s",
+        config.precision,
+        backend.platform_of(parts.mesh),
+        parts.backend_choices,
+    )
     keys = components.run_keys(config.seed)
+    init_start = time.perf_counter()
     state = components.init_state(parts, keys)
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
-    state, restored = checkpoint.restore_latest(manager, state)
-    start_epoch = int(state.epoch)
-    writer = metrics.create_writer(workdir, start_epoch)
-    if restored is not None:
-        logging.info("Resumed from epoch %d.", start_epoch)
-    steps = compile_steps(parts, state, keys)
+    writer = background = None
+    try:
+        state, restored = checkpoint.restore_latest(manager, state)
+        jax.block_until_ready(state)
+        init_seconds = time.perf_counter() - init_start
+        start_epoch = int(state.epoch)
+        writer = metrics.create_writer(workdir, start_epoch)
+        background = reporting.BackgroundWriter()
+        if restored is not None:
+            logging.info("Resumed from epoch %d.", start_epoch)
+        # The main thread's CPU seconds of compiling: tracing and lowering are single-threaded
+        # Python, so on a loaded machine this is what the compilation would take on a quiet one.
+        compile_cpu_seconds = -time.thread_time()
+        steps = compile_steps(parts, state, keys)
+        compile_cpu_seconds += time.thread_time()
 
-    test = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)
-    info, mesh = parts.info, parts.mesh
-    evaluate_teacher = make_evaluator(
-        parts.teacher, info.mean, info.std, mesh, config.eval_batch_size
-    )
-    evaluate_student = make_evaluator(
-        parts.student, info.mean, info.std, mesh, config.eval_batch_size
-    )
-    teacher_accuracy = evaluate_teacher(parts.teacher_vars, test)
-    logging.info("Teacher test accuracy: %.4f", teacher_accuracy)
+        info, mesh = parts.info, parts.mesh
+        test = evaluate.put_split(test_future.result(), mesh, config.eval_batch_size)
+        evaluate_teacher = evaluate.Evaluator(parts.teacher, info.mean, info.std, mesh)
+        evaluate_student = evaluate.Evaluator(parts.student, info.mean, info.std, mesh)
+        compile_cpu_seconds -= time.thread_time()
+        with compilation.precision_scope(config.precision):
+            eval_compile_seconds = evaluate_teacher.compile(parts.teacher_vars, test)
+            eval_compile_seconds += evaluate_student.compile(state.student.variables, test)
+        compile_cpu_seconds += time.thread_time()
+        teacher_accuracy = evaluate_teacher(parts.teacher_vars, test)
+        logging.info("Teacher test accuracy: %.4f", teacher_accuracy)
 
-    # Timings accumulate across resumes: continue from the last epoch logged before the restart.
-    logged = metrics.read_metrics(workdir) if restored is not None else []
-    timer = timing.PhaseTimer(
-        {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")} if logged else None
-    )
-    student_accuracy = float("nan")
-    bar = tqdm(
-        range(start_epoch, config.epochs),
-        initial=start_epoch,
-        total=config.epochs,
-        disable=not reporting.is_primary() or not config.progress_bar,
-        desc=config.method,
-    )
-    for epoch in bar:
-        state, images, record = train_epoch(parts, steps, state, keys, epoch, timer)
-        done = epoch + 1
-        last = done == config.epochs
-        record = dict(epoch=done, **record)
-        if done % config.eval_every_epochs == 0 or last:
-            student_accuracy = timer("eval", evaluate_student, state.student.variables, test)
-            record["student_test_accuracy"] = student_accuracy
-            bar.set_postfix(student=f"{student_accuracy:.4f}")
-        record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
-        writer.write_scalars(done, record)
-        if config.sample_every_epochs and (done % config.sample_every_epochs == 0 or last):
-            reporting.save_image_grid(
-                os.path.join(workdir, f"samples_{done:04d}.png"),
-                sharding.to_host(images)[: config.sample_grid_size],  # gathered across hosts
-                upscale=config.sample_upscale,
-            )
-        if done % config.checkpoint.every_epochs == 0 or last:
-            writer.flush()
-            checkpoint.save(manager, done, state)
+        # Timings accumulate across resumes: continue from the last epoch logged before the restart.
+        logged = metrics.read_metrics(workdir) if restored is not None else []
+        timer = timing.PhaseTimer(
+            {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")} if logged else None
+        )
+        student_accuracy = float("nan")
+        bar = tqdm(
+            range(start_epoch, config.epochs),
+            initial=start_epoch,
+            total=config.epochs,
+            disable=not reporting.is_primary() or not config.progress_bar,
+            desc=config.method,
+        )
+        for epoch in bar:
+            state, images, record = train_epoch(parts, steps, state, keys, epoch, timer)
+            done = epoch + 1
+            last = done == config.epochs
+            record = dict(epoch=done, **record)
+            if done % config.eval_every_epochs == 0 or last:
+                student_accuracy = timer("eval", evaluate_student, state.student.variables, test)
+                record["student_test_accuracy"] = student_accuracy
+                bar.set_postfix(student=f"{student_accuracy:.4f}")
+            record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
+            background.submit(writer.write_scalars, done, record)
+            if config.sample_every_epochs and (done % config.sample_every_epochs == 0 or last):
+                background.submit(
+                    reporting.save_image_grid,
+                    os.path.join(workdir, f"samples_{done:04d}.png"),
+                    sharding.to_host(images)[: config.sample_grid_size],  # gathered across hosts
+                    upscale=config.sample_upscale,
+                )
+            if done % config.checkpoint.every_epochs == 0 or last:
+                background.submit(writer.flush)
+                checkpoint.save(manager, done, state)
 
-    if start_epoch >= config.epochs:
-        student_accuracy = evaluate_student(state.student.variables, test)
-    s = config.synthesis
-    summary = dict(
-        method=config.method,
-        synthesis_method=s.method,
-        g_steps=s.g_steps,
-        meta_gradient=parts.synthesizer.meta_gradient_label,
-        teacher_test_accuracy=teacher_accuracy,
-        student_test_accuracy=student_accuracy,
-        synthesis_seconds=timer.get("synthesis"),
-        synthesis_calls=config.epochs * parts.synthesizer.rounds_per_epoch,
-        compile_seconds=steps.synthesis_compile_seconds + steps.kd_compile_seconds,
-        synthesis_compile_seconds=steps.synthesis_compile_seconds,
-        kd_compile_seconds=steps.kd_compile_seconds,
-        kd_seconds=timer.get("kd"),
-        eval_seconds=timer.get("eval"),
-        total_seconds=time.perf_counter() - run_start,
-        resumed_from_epoch=start_epoch if restored is not None else None,
-        config=config.to_dict(),
-    )
-    reporting.write_summary(workdir, summary)
-    writer.close()
-    manager.close()
-    return summary
+        if start_epoch >= config.epochs:
+            student_accuracy = evaluate_student(state.student.variables, test)
+        background.wait()
+        checkpoint.wait(manager)
+        s = config.synthesis
+        compile_seconds = (
+            steps.synthesis_compile_seconds + steps.kd_compile_seconds + eval_compile_seconds
+        )
+        total = time.perf_counter() - run_start
+        phases = timer.get("synthesis") + timer.get("kd") + timer.get("eval")
+        summary = dict(
+            method=config.method,
+            synthesis_method=s.method,
+            g_steps=s.g_steps,
+            meta_gradient=parts.synthesizer.meta_gradient_label,
+            precision=config.precision,
+            backend=backend.platform_of(parts.mesh),
+            backend_choices=parts.backend_choices,
+            teacher_test_accuracy=teacher_accuracy,
+            student_test_accuracy=student_accuracy,
+            synthesis_seconds=timer.get("synthesis"),
+            synthesis_calls=config.epochs * parts.synthesizer.rounds_per_epoch,
+            compile_seconds=compile_seconds,
+            synthesis_compile_seconds=steps.synthesis_compile_seconds,
+            kd_compile_seconds=steps.kd_compile_seconds,
+            eval_compile_seconds=eval_compile_seconds,
+            compile_cpu_seconds=compile_cpu_seconds,
+            kd_seconds=timer.get("kd"),
+            eval_seconds=timer.get("eval"),
+            init_seconds=init_seconds,
+            total_seconds=total,
+            # Everything else: set-up (teacher, state, restore), checkpoints, metrics, images.
+            other_seconds=total - phases - compile_seconds,
+            resumed_from_epoch=start_epoch if restored is not None else None,
+            config=config.to_dict(),
+        )
+        reporting.write_summary(workdir, summary)
+        return summary
+    finally:
+        # Also on errors (a NaN stop, an interrupt): finish the writes and checkpoints begun.
+        loader.shutdown(wait=False)
+        if background is not None:
+            background.close()
+        if writer is not None:
+            writer.close()
+        manager.close()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared set-up for scripts/demo.sh and scripts/test.sh: creates or reuses .venv, installs the
-# package with its dev extra, and installs Debian's Fashion-MNIST files and R's earth (the MARS
-# reference) when running as root.
+# package with its dev extra at the exact versions of constraints.txt (the reproducible CPU
+# environment), and installs Debian's Fashion-MNIST files and R's earth (the MARS reference) when
+# running as root.
 # Source it from the repository root: `source scripts/setup_env.sh`.
 set -euo pipefail
 : "${PYTHON:=python3}"
@@ -11,9 +12,10 @@ fi
 # Reinstall only when the package metadata or the requested extras changed since the last install.
 extras="dev${FASTDFKD_EXTRAS:+,$FASTDFKD_EXTRAS}"
 stamp=".venv/.fastdfkd_installed_${extras//,/_}"
-if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+    || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[$extras]"
   touch "$stamp"
 fi
 fmnist_dir=/usr/share/datasets/fashion-mnist

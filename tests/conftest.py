@@ -1,8 +1,16 @@
 """Test session set-up and the fixtures shared by the test modules.
 
-8 simulated CPU devices for the sharding tests: XLA reads the flag once, at backend
-initialization, so it is set before anything imports jax. Tests that do not shard run on the
-first device as usual.
+The suite passes unchanged on a CPU and on a GPU:
+- 8 simulated CPU devices for the sharding tests: XLA reads the flag once, at backend
+  initialization, so it is set before anything imports jax. The sharding tests build their meshes
+  from `jax.devices('cpu')` explicitly (a GPU machine's default backend has one device); tests
+  that do not shard run on the default backend's first device as usual.
+- Float32 matmuls and convolutions at full precision (`highest`) for everything a test compiles
+  itself, so comparisons with known values or references do not depend on the backend (a GPU
+  would otherwise use TF32). Jobs run from configs (`main.run`) compile under the config's
+  `precision`, as users' runs do; their tests compare runs with each other.
+- JAX's persistent compilation cache of the jobs goes to a temporary directory of the session
+  ($FASTDFKD_CACHE_DIR), not to the user's cache.
 """
 
 import os
@@ -14,11 +22,26 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from fastdfkd_jax import checkpoint, config_blocks, data, models  # noqa: E402
+from fastdfkd_jax import checkpoint, compilation, config_blocks, data, models  # noqa: E402
 from fastdfkd_jax.synthesis import baseline_losses  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache_dir(tmp_path_factory):
+    """The jobs' persistent compilation cache, in a directory of this test session."""
+    path = str(tmp_path_factory.mktemp("xla_cache"))
+    previous = os.environ.get(compilation.CACHE_ENV)
+    os.environ[compilation.CACHE_ENV] = path
+    yield path
+    if previous is None:
+        os.environ.pop(compilation.CACHE_ENV, None)
+    else:
+        os.environ[compilation.CACHE_ENV] = previous
 
 
 def load_config(spec: str):

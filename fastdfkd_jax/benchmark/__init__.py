@@ -129,9 +129,10 @@ def run_benchmark(bench: ml_collections.ConfigDict, workdir: str) -> dict:
     teacher_dir = os.path.abspath(runs.ensure_teacher(bench, workdir))
     method_configs = {}
     for method in bench.methods:
-        config = configs.method_config(bench, method)
+        config = configs.copy(configs.resolved(configs.method_config(bench, method)))
         config.teacher.checkpoint = teacher_dir
         config.progress_bar = bench.progress_bar
+        config.compilation_cache = bench.compilation_cache  # the benchmark's cache, or none
         method_configs[method] = config
 
     # 1. The runs (accuracy and the run's own synthesis time).

@@ -13,7 +13,7 @@ from typing import Any
 
 import ml_collections
 
-from fastdfkd_jax import config_blocks
+from fastdfkd_jax import backend, config_blocks
 
 # Keys that do not change what a run computes: a finished run that differs only in them is reused.
 DISPLAY_ONLY_KEYS = ("progress_bar",)
@@ -57,6 +57,18 @@ def method_config(bench: ml_collections.ConfigDict, method: str) -> ml_collectio
     return config
 
 
+def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` with its 'auto' keys resolved for this process's default backend (the benchmark
+    times and runs every method on it).
+    """
+    return backend.resolve(config, backend.platform_of())
+
+
+def chunk_steps(config: ml_collections.ConfigDict) -> int:
+    """DeepInversion's steps per host-driven chunk in `config` (0: one scan), 'auto' resolved."""
+    return backend.choices(config, backend.platform_of())["synthesis.chunk_steps"]
+
+
 def with_fast_steps(
     config: ml_collections.ConfigDict, g_steps: int, meta_gradient: str, remat: bool
 ) -> ml_collections.ConfigDict:
@@ -78,7 +90,7 @@ def shorter_deepinv_config(
     """
     if epochs < 1 or epochs > config.epochs:
         raise ValueError(f"deepinv_epochs must be in [1, epochs={config.epochs}], got {epochs}.")
-    chunk = config.synthesis.chunk_steps
+    chunk = chunk_steps(config)
     if steps < 1 or (chunk and steps % chunk):
         raise ValueError(
             f"deepinv_steps={steps} must be >= 1 and a multiple of chunk_steps={chunk}."
@@ -106,7 +118,7 @@ def describe_shorter_run(full: ml_collections.ConfigDict, short: ml_collections.
 
 def deepinv_per_batch_scale(config: ml_collections.ConfigDict, timing_chunks: int) -> tuple:
     """`(timed steps, scale)`: a timed call of `timed steps` steps times `scale` is one batch."""
-    chunk = config.synthesis.chunk_steps or config.synthesis.g_steps
+    chunk = chunk_steps(config) or config.synthesis.g_steps
     timed = min(config.synthesis.g_steps, chunk * timing_chunks)
     return timed, config.synthesis.g_steps / timed
 

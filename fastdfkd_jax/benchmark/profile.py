@@ -1,17 +1,27 @@
-"""Where the time goes: the exact meta-gradient's cost, and a profile of one run's epoch."""
+"""Where the time goes: the exact meta-gradient's cost, a profile of one run's epoch, and the
+slowest operations of a compiled step (`op_profile`).
+"""
 
+import collections
+import glob
+import gzip
+import json
 import math
+import os
+import re
 import statistics
+import tempfile
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from fastdfkd_jax import compilation, components, data, distill, timing
+from fastdfkd_jax import compilation, components, data, distill, evaluate, timing
 from fastdfkd_jax.benchmark.configs import with_fast_steps
 from fastdfkd_jax.benchmark.timers import SynthesisTimer, make_setup, time_round_robin
-from fastdfkd_jax.evaluate import make_evaluator
 from fastdfkd_jax.synthesis import pool as pool_lib
 
 # Variants of the meta-gradient cost table: (label, meta_gradient, remat).
@@ -105,10 +115,12 @@ def profile_run(
             kd_state.pool, jnp.full((synthesizer.batch_size, *parts.info.image_shape), 0.5)
         )
     )
-    test = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)
-    evaluate = make_evaluator(
-        parts.student, parts.info.mean, parts.info.std, parts.mesh, config.eval_batch_size
+    test = evaluate.put_split(
+        data.load_split(config.dataset.name, "test", config.dataset.data_dir or None),
+        parts.mesh,
+        config.eval_batch_size,
     )
+    evaluator = evaluate.Evaluator(parts.student, parts.info.mean, parts.info.std, parts.mesh)
     pieces = {
         name: [] for name in ("inner_steps", "synthesis_call", "kd_step", "evaluation", "transfer")
     }
@@ -117,7 +129,7 @@ def profile_run(
         t_inner, _ = timing.timed(inner_fn, state.synthesizer.params)
         t_synth = synth.once()
         t_kd, (kd_state, _) = timing.timed(kd_fn, kd_state, parts.teacher_vars, step_rng)
-        t_eval, _ = timing.timed(evaluate, kd_state.student.variables, test)
+        t_eval, _ = timing.timed(evaluator, kd_state.student.variables, test)
         _, (synth.state, images, metrics) = timing.timed(
             synth.call, synth.state, parts.teacher_vars, step_rng, adv
         )
@@ -163,3 +175,40 @@ def profile_run(
         projected_seconds=projected,
         run_measured_seconds=measured,
     )
+
+
+def op_profile(
+    compiled: Any, call: Callable[[], Any], repeats: int, top: int = 15
+) -> list[dict[str, Any]]:
+    """Where a compiled step spends its time: its `top` slowest XLA operations.
+
+    Runs `call` (which calls `compiled`) `repeats` times under `jax.profiler.trace` and reads the
+    trace's per-operation events (XLA:CPU and GPU executables emit one per operation). Each row:
+    the operation's name in the optimized HLO, its milliseconds per call, its share of the
+    operations' total, and its HLO instruction (shapes, convolution dimensions) from
+    `compiled.as_text()`.
+    """
+    jax.block_until_ready(call())  # warm
+    with tempfile.TemporaryDirectory() as directory:
+        with jax.profiler.trace(directory, create_perfetto_trace=True):
+            for _ in range(repeats):
+                jax.block_until_ready(call())
+        (path,) = glob.glob(os.path.join(directory, "**", "*.trace.json.gz"), recursive=True)
+        with gzip.open(path) as f:
+            trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    hlo = {}
+    for line in compiled.as_text().splitlines():
+        match = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (.*)", line)
+        if match:
+            hlo[match.group(1)] = match.group(2).strip()
+    seconds: dict[str, float] = collections.defaultdict(float)
+    for event in events:
+        if event.get("ph") == "X" and event.get("name") in hlo:
+            seconds[event["name"]] += event.get("dur", 0) / 1e6
+    total = sum(seconds.values()) or 1.0
+    rows = sorted(seconds.items(), key=lambda item: -item[1])[:top]
+    return [
+        dict(op=name, ms_per_call=1e3 * s / repeats, share=s / total, hlo=hlo[name][:240])
+        for name, s in rows
+    ]

@@ -72,23 +72,33 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
 MODELS: dict[str, Callable[..., nn.Module]] = {**CLASSIFIERS, **SEGMENTATION_MODELS, **GENERATORS}
 
 
-def create_model(name: str, num_classes: int | None = None, **overrides) -> nn.Module:
+def create_model(
+    name: str, num_classes: int | None = None, dtype: Any = None, **overrides
+) -> nn.Module:
     """Build the model registered as ``name``.
 
     Args:
       name: a key of ``MODELS``.
       num_classes: number of logits (per pixel for segmentation models); required for classifiers
         and segmentation models, must be None for generators.
+      dtype: the computation dtype (e.g. ``jnp.bfloat16``, see :mod:`fastdfkd_jax.precision`);
+        None leaves the model's default (the dtype of its inputs and parameters, float32).
       **overrides: module fields to set, e.g. ``img_size=28, nc=1`` for the generator or
         ``depth=10`` for a WRN.
 
     Raises:
       ValueError: for an unknown name (listing the choices), a missing ``num_classes`` for a
-        classifier or segmentation model, or a ``num_classes`` given to a generator.
+        classifier or segmentation model, a ``num_classes`` given to a generator, or a ``dtype``
+        for a model without a ``dtype`` field.
 
     """
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choices: {', '.join(sorted(MODELS))}")
+    if dtype is not None:
+        module_class = getattr(MODELS[name], "func", MODELS[name])  # a class or a partial of one
+        if "dtype" not in getattr(module_class, "__dataclass_fields__", {}):
+            raise ValueError(f"Model {name!r} has no dtype field: it cannot compute in {dtype}.")
+        overrides["dtype"] = dtype
     if name in GENERATORS:
         if num_classes is not None:
             raise ValueError(f"Generator {name!r} takes no num_classes (got {num_classes})")

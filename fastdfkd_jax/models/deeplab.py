@@ -22,6 +22,7 @@ Input: normalized images ``[N, H, W, C]``; output: logits ``[N, H, W, num_classe
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -42,10 +43,12 @@ BACKBONES = ("resnet50", "mobilenetv2")
 head_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
-def conv_bn_relu(features: int, kernel_size: int = 1, dilation: int = 1, *, name: str):
+def conv_bn_relu(
+    features: int, kernel_size: int = 1, dilation: int = 1, *, dtype: Any, name: str
+) -> layers.ConvBNAct:
     """Conv (no bias, the head's initialization) -> BN -> ReLU, children ``conv`` and ``bn``."""
     return layers.ConvBNAct(
-        features, kernel_size, dilation=dilation, kernel_init=head_init, name=name
+        features, kernel_size, dilation=dilation, kernel_init=head_init, dtype=dtype, name=name
     )
 
 
@@ -59,22 +62,26 @@ class ASPP(nn.Module):
     Attributes:
       rates: three atrous rates.
       features: width of each branch and of the output.
+      dtype: the computation dtype (None: that of the inputs and parameters).
 
     """
 
     rates: Sequence[int]
     features: int = ASPP_WIDTH
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         """``[N, H, W, C_in] -> [N, H, W, features]``."""
-        branches = [conv_bn_relu(self.features, 1, name="convs_0")(x, train=train)]
+        dt = self.dtype
+        branches = [conv_bn_relu(self.features, 1, dtype=dt, name="convs_0")(x, train=train)]
         for i, rate in enumerate(self.rates, start=1):
-            branches.append(conv_bn_relu(self.features, 3, rate, name=f"convs_{i}")(x, train=train))
+            branch = conv_bn_relu(self.features, 3, rate, dtype=dt, name=f"convs_{i}")
+            branches.append(branch(x, train=train))
         pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
-        pooled = conv_bn_relu(self.features, 1, name="pooling")(pooled, train=train)
+        pooled = conv_bn_relu(self.features, 1, dtype=dt, name="pooling")(pooled, train=train)
         branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
-        return conv_bn_relu(self.features, 1, name="project")(
+        return conv_bn_relu(self.features, 1, dtype=dt, name="project")(
             jnp.concatenate(branches, axis=-1), train=train
         )
 
@@ -88,22 +95,28 @@ class DeepLabHead(nn.Module):
     Attributes:
       num_classes: output channels.
       rates: the ASPP's atrous rates.
+      dtype: the computation dtype (None: that of the inputs and parameters).
 
     """
 
     num_classes: int
     rates: Sequence[int]
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         """``[N, h, w, C] -> [N, h, w, num_classes]``."""
-        x = ASPP(self.rates, name="aspp")(x, train=train)
-        x = layers.conv(ASPP_WIDTH, 3, kernel_init=head_init, name="conv")(x)
-        x = nn.relu(layers.batch_norm(train=train, name="bn")(x))
-        return layers.conv(self.num_classes, 1, use_bias=True, kernel_init=head_init, name="out")(x)
+        dt = self.dtype
+        x = ASPP(self.rates, dtype=dt, name="aspp")(x, train=train)
+        x = layers.conv(ASPP_WIDTH, 3, kernel_init=head_init, dtype=dt, name="conv")(x)
+        x = nn.relu(layers.batch_norm(train=train, name="bn", dtype=dt)(x))
+        out = layers.conv(
+            self.num_classes, 1, use_bias=True, kernel_init=head_init, dtype=dt, name="out"
+        )
+        return out(x)
 
 
-def _backbone(name: str, output_stride: int) -> nn.Module:
+def _backbone(name: str, output_stride: int, dtype: Any) -> nn.Module:
     """The feature extractor ``backbone`` for a DeepLabV3 (see the module docstring)."""
     if name == "resnet50":
         return ImageNetResNet(
@@ -111,10 +124,15 @@ def _backbone(name: str, output_stride: int) -> nn.Module:
             bottleneck=True,
             replace_stride_with_dilation=RESNET_DILATION[output_stride],
             include_head=False,
+            dtype=dtype,
             name="backbone",
         )
     return MobileNetV2(
-        output_stride=output_stride, padding="datafree", include_head=False, name="backbone"
+        output_stride=output_stride,
+        padding="datafree",
+        include_head=False,
+        dtype=dtype,
+        name="backbone",
     )
 
 
@@ -125,12 +143,15 @@ class DeepLabV3(nn.Module):
       num_classes: number of classes (13 for NYUv2).
       backbone: ``'resnet50'`` or ``'mobilenetv2'``.
       output_stride: 8 or 16, the backbone's total stride.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32.
 
     """
 
     num_classes: int = 21
     backbone: str = "resnet50"
     output_stride: int = 8
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -141,8 +162,9 @@ class DeepLabV3(nn.Module):
             raise ValueError(
                 f"output_stride must be one of {sorted(ATROUS_RATES)}, got {self.output_stride}"
             )
-        features = _backbone(self.backbone, self.output_stride)(x, train=train)
-        logits = DeepLabHead(self.num_classes, ATROUS_RATES[self.output_stride], name="classifier")(
-            features, train=train
+        features = _backbone(self.backbone, self.output_stride, self.dtype)(x, train=train)
+        head = DeepLabHead(
+            self.num_classes, ATROUS_RATES[self.output_stride], self.dtype, name="classifier"
         )
+        logits = head(features, train=train)
         return layers.resize_bilinear(logits, x.shape[1:3])

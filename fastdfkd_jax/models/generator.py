@@ -6,6 +6,8 @@ original never switches them to eval mode. Call them as
 statistics. Output images are in ``[0, 1]`` (sigmoid); normalization belongs to the augmentation.
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -15,9 +17,9 @@ from fastdfkd_jax.models import layers
 LEAKY_SLOPE = 0.2
 
 
-def _batch_stats_norm(name: str) -> nn.BatchNorm:
+def _batch_stats_norm(name: str, dtype: Any) -> nn.BatchNorm:
     """Return a BatchNorm that always uses (and records) batch statistics."""
-    return layers.batch_norm(train=True, name=name)
+    return layers.batch_norm(train=True, name=name, dtype=dtype)
 
 
 class Generator(nn.Module):
@@ -32,6 +34,8 @@ class Generator(nn.Module):
       ngf: base width (the convolutions have 2*ngf then ngf channels).
       img_size: output side; must be divisible by 4 (8, 28 and 32 are).
       nc: output channels.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32; the images come out in it.
 
     """
 
@@ -39,6 +43,7 @@ class Generator(nn.Module):
     ngf: int = 64
     img_size: int = 32
     nc: int = 3
+    dtype: Any = None
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -57,19 +62,17 @@ class Generator(nn.Module):
             raise ValueError(f"img_size must be divisible by 4, got {self.img_size}")
         if z.ndim != 2 or z.shape[-1] != self.nz:
             raise ValueError(f"z must have shape [B, {self.nz}], got {z.shape}")
-        s = self.img_size // 4
-        x = nn.Dense(2 * self.ngf * s * s, kernel_init=layers.torch_default, name="l1")(z)
+        s, dt, init = self.img_size // 4, self.dtype, layers.torch_default
+        x = nn.Dense(2 * self.ngf * s * s, kernel_init=init, dtype=dt, name="l1")(z)
         x = x.reshape(z.shape[0], s, s, 2 * self.ngf)
-        x = _batch_stats_norm("bn0")(x)
+        x = _batch_stats_norm("bn0", dt)(x)
         x = layers.upsample_nearest_2x(x)
-        x = layers.conv(2 * self.ngf, 3, kernel_init=layers.torch_default, name="conv1")(x)
-        x = nn.leaky_relu(_batch_stats_norm("bn1")(x), LEAKY_SLOPE)
+        x = layers.conv(2 * self.ngf, 3, kernel_init=init, dtype=dt, name="conv1")(x)
+        x = nn.leaky_relu(_batch_stats_norm("bn1", dt)(x), LEAKY_SLOPE)
         x = layers.upsample_nearest_2x(x)
-        x = layers.conv(self.ngf, 3, kernel_init=layers.torch_default, name="conv2")(x)
-        x = nn.leaky_relu(_batch_stats_norm("bn2")(x), LEAKY_SLOPE)
-        x = layers.conv(
-            self.nc, 3, use_bias=True, kernel_init=layers.torch_default, name="conv_out"
-        )(x)
+        x = layers.conv(self.ngf, 3, kernel_init=init, dtype=dt, name="conv2")(x)
+        x = nn.leaky_relu(_batch_stats_norm("bn2", dt)(x), LEAKY_SLOPE)
+        x = layers.conv(self.nc, 3, use_bias=True, kernel_init=init, dtype=dt, name="conv_out")(x)
         return nn.sigmoid(x)
 
 
@@ -86,6 +89,8 @@ class DeepGenerator(nn.Module):
       ngf: base width.
       latent_size: side of the spatial latent (14 for 224x224 images; smaller in tests).
       nc: output channels.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32; the images come out in it.
 
     """
 
@@ -93,6 +98,7 @@ class DeepGenerator(nn.Module):
     ngf: int = 64
     latent_size: int = 14
     nc: int = 3
+    dtype: Any = None
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -113,13 +119,12 @@ class DeepGenerator(nn.Module):
         del train
         if z.shape[1:] != self.latent_shape:
             raise ValueError(f"z must have shape [B, *{self.latent_shape}], got {z.shape}")
-        x = layers.conv(2 * self.ngf, 3, kernel_init=layers.torch_default, name="conv0")(z)
-        x = nn.leaky_relu(_batch_stats_norm("bn0")(x), LEAKY_SLOPE)
+        dt, init = self.dtype, layers.torch_default
+        x = layers.conv(2 * self.ngf, 3, kernel_init=init, dtype=dt, name="conv0")(z)
+        x = nn.leaky_relu(_batch_stats_norm("bn0", dt)(x), LEAKY_SLOPE)
         for i, width in enumerate((2 * self.ngf, self.ngf, self.ngf, self.ngf), start=1):
             x = layers.upsample_nearest_2x(x)
-            x = layers.conv(width, 3, kernel_init=layers.torch_default, name=f"conv{i}")(x)
-            x = nn.leaky_relu(_batch_stats_norm(f"bn{i}")(x), LEAKY_SLOPE)
-        x = layers.conv(
-            self.nc, 3, use_bias=True, kernel_init=layers.torch_default, name="conv_out"
-        )(x)
+            x = layers.conv(width, 3, kernel_init=init, dtype=dt, name=f"conv{i}")(x)
+            x = nn.leaky_relu(_batch_stats_norm(f"bn{i}", dt)(x), LEAKY_SLOPE)
+        x = layers.conv(self.nc, 3, use_bias=True, kernel_init=init, dtype=dt, name="conv_out")(x)
         return nn.sigmoid(x)

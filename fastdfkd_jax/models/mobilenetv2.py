@@ -17,6 +17,8 @@ The classifier's Dropout(0.2) is left out: it is the identity in eval mode, and 
 interface passes no dropout RNG.
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -63,6 +65,7 @@ class InvertedResidual(nn.Module):
       expand_ratio: hidden width / input width.
       padding: ``'torchvision'`` (the depthwise conv pads) or ``'datafree'`` (the block's input
         is padded before the expansion; see the module docstring).
+      dtype: the computation dtype (None: that of the inputs and parameters).
 
     """
 
@@ -71,6 +74,7 @@ class InvertedResidual(nn.Module):
     dilation: int
     expand_ratio: int
     padding: str = "torchvision"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -86,7 +90,7 @@ class InvertedResidual(nn.Module):
             depthwise_padding = 0
         index = 0
         if self.expand_ratio != 1:
-            x = conv_bn_relu6(hidden, 1, name=f"conv_{index}")(x, train=train)
+            x = conv_bn_relu6(hidden, 1, dtype=self.dtype, name=f"conv_{index}")(x, train=train)
             index += 1
         x = conv_bn_relu6(
             hidden,
@@ -95,10 +99,11 @@ class InvertedResidual(nn.Module):
             dilation=self.dilation,
             groups=hidden,
             padding=depthwise_padding,
+            dtype=self.dtype,
             name=f"conv_{index}",
         )(x, train=train)
-        x = layers.conv(self.features, 1, name=f"conv_{index + 1}")(x)
-        x = layers.batch_norm(train=train, name=f"conv_{index + 2}")(x)
+        x = layers.conv(self.features, 1, dtype=self.dtype, name=f"conv_{index + 1}")(x)
+        x = layers.batch_norm(train=train, name=f"conv_{index + 2}", dtype=self.dtype)(x)
         if self.stride == 1 and in_features == self.features:
             x = block_input + x
         return x
@@ -135,6 +140,8 @@ class MobileNetV2(nn.Module):
         1x1 conv as the original does).
       features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
         of the logits; the other parameters keep their names, the head's are not created.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32.
 
     """
 
@@ -143,6 +150,7 @@ class MobileNetV2(nn.Module):
     padding: str = "torchvision"
     include_head: bool = True
     features_only: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -156,7 +164,12 @@ class MobileNetV2(nn.Module):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
         stem_padding = 0 if self.padding == "datafree" else None
         x = conv_bn_relu6(
-            STEM_WIDTH, 3, stride=STEM_STRIDE, padding=stem_padding, name="features_0"
+            STEM_WIDTH,
+            3,
+            stride=STEM_STRIDE,
+            padding=stem_padding,
+            dtype=self.dtype,
+            name="features_0",
         )(x, train=train)
         index = 1
         plan = stage_strides_and_dilations(self.output_stride)
@@ -170,17 +183,19 @@ class MobileNetV2(nn.Module):
                     first_dilation if j == 0 else dilation,
                     t,
                     self.padding,
+                    self.dtype,
                     name=f"features_{index}",
                 )(x, train=train)
                 index += 1
         if not self.include_head:
             return x
-        x = conv_bn_relu6(LAST_WIDTH, 1, name=f"features_{index}")(x, train=train)
+        x = conv_bn_relu6(LAST_WIDTH, 1, dtype=self.dtype, name=f"features_{index}")(x, train=train)
         x = layers.global_avg_pool(x)
         if self.features_only:
             return x
         return nn.Dense(
             self.num_classes,
             kernel_init=nn.initializers.normal(CLASSIFIER_INIT_STD),
+            dtype=self.dtype,
             name="classifier",
         )(x)

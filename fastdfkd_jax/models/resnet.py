@@ -8,6 +8,7 @@ and also works on 28x28 or 8x8 inputs. Submodule names mirror the PyTorch state-
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -22,27 +23,36 @@ class BasicBlock(nn.Module):
       features: output channels.
       stride: stride of the first convolution and of the projection shortcut.
       kernel_init: convolution weight initializer.
+      dtype: the computation dtype (None: that of the inputs and parameters).
 
     """
 
     features: int
     stride: int = 1
     kernel_init: nn.initializers.Initializer = layers.kaiming_fan_out
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         """``[N, H, W, C_in] -> [N, H / stride, W / stride, features]``."""
-        init = self.kernel_init
-        out = layers.conv(self.features, 3, stride=self.stride, kernel_init=init, name="conv1")(x)
-        out = nn.relu(layers.batch_norm(train=train, name="bn1")(out))
-        out = layers.conv(self.features, 3, kernel_init=init, name="conv2")(out)
-        out = layers.batch_norm(train=train, name="bn2")(out)
+        init, dt = self.kernel_init, self.dtype
+        out = layers.conv(
+            self.features, 3, stride=self.stride, kernel_init=init, dtype=dt, name="conv1"
+        )(x)
+        out = nn.relu(layers.batch_norm(train=train, name="bn1", dtype=dt)(out))
+        out = layers.conv(self.features, 3, kernel_init=init, dtype=dt, name="conv2")(out)
+        out = layers.batch_norm(train=train, name="bn2", dtype=dt)(out)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.features:
             shortcut = layers.conv(
-                self.features, 1, stride=self.stride, kernel_init=init, name="shortcut_conv"
+                self.features,
+                1,
+                stride=self.stride,
+                kernel_init=init,
+                dtype=dt,
+                name="shortcut_conv",
             )(x)
-            shortcut = layers.batch_norm(train=train, name="shortcut_bn")(shortcut)
+            shortcut = layers.batch_norm(train=train, name="shortcut_bn", dtype=dt)(shortcut)
         return nn.relu(out + shortcut)
 
 
@@ -57,6 +67,8 @@ class ResNet(nn.Module):
       widths: channels per stage.
       features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
         of the logits; the other parameters keep their names, the head's are not created.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32.
 
     """
 
@@ -64,22 +76,23 @@ class ResNet(nn.Module):
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     widths: Sequence[int] = (64, 128, 256, 512)
     features_only: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         """Map normalized images ``[N, H, W, C]`` to logits ``[N, num_classes]``."""
         # The original leaves PyTorch's default initialization on this family.
-        init = layers.torch_default
-        x = layers.conv(self.widths[0], 3, kernel_init=init, name="conv1")(x)
-        x = nn.relu(layers.batch_norm(train=train, name="bn1")(x))
+        init, dt = layers.torch_default, self.dtype
+        x = layers.conv(self.widths[0], 3, kernel_init=init, dtype=dt, name="conv1")(x)
+        x = nn.relu(layers.batch_norm(train=train, name="bn1", dtype=dt)(x))
         for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
             for j in range(blocks):
                 stride = 2 if i > 0 and j == 0 else 1
-                x = BasicBlock(width, stride, init, name=f"layer{i + 1}_{j}")(x, train=train)
+                x = BasicBlock(width, stride, init, dt, name=f"layer{i + 1}_{j}")(x, train=train)
         x = layers.global_avg_pool(x)
         if self.features_only:
             return x
-        return layers.dense_torch_default(self.num_classes, name="linear")(x)
+        return layers.dense_torch_default(self.num_classes, dtype=dt, name="linear")(x)
 
 
 class ResNetTiny(nn.Module):
@@ -93,6 +106,8 @@ class ResNetTiny(nn.Module):
       widths: stem width then the three stage widths.
       features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
         of the logits; the other parameters keep their names, the head's are not created.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32.
 
     """
 
@@ -100,6 +115,7 @@ class ResNetTiny(nn.Module):
     depth: int = 8
     widths: Sequence[int] = (16, 16, 32, 64)
     features_only: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -107,13 +123,14 @@ class ResNetTiny(nn.Module):
         if (self.depth - 2) % 6:
             raise ValueError(f"ResNetTiny depth must be 6n + 2, got {self.depth}")
         n = (self.depth - 2) // 6
-        x = layers.conv(self.widths[0], 3, name="conv1")(x)
-        x = nn.relu(layers.batch_norm(train=train, name="bn1")(x))
+        dt = self.dtype
+        x = layers.conv(self.widths[0], 3, dtype=dt, name="conv1")(x)
+        x = nn.relu(layers.batch_norm(train=train, name="bn1", dtype=dt)(x))
         for i, width in enumerate(self.widths[1:]):
             for j in range(n):
                 stride = 2 if i > 0 and j == 0 else 1
-                x = BasicBlock(width, stride, name=f"layer{i + 1}_{j}")(x, train=train)
+                x = BasicBlock(width, stride, dtype=dt, name=f"layer{i + 1}_{j}")(x, train=train)
         x = layers.global_avg_pool(x)
         if self.features_only:
             return x
-        return layers.dense_torch_default(self.num_classes, name="fc")(x)
+        return layers.dense_torch_default(self.num_classes, dtype=dt, name="fc")(x)

@@ -13,6 +13,7 @@ Submodules are named ``conv1``, ``bn1``, ``layer{stage}_{block}`` and ``fc`` (Py
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -38,29 +39,34 @@ class Bottleneck(nn.Module):
       features: width of the 3x3 convolution; the block outputs ``4 * features`` channels.
       stride: stride of the 3x3 convolution and of the projection shortcut.
       dilation: dilation (and padding) of the 3x3 convolution.
+      dtype: the computation dtype (None: that of the inputs and parameters).
 
     """
 
     features: int
     stride: int = 1
     dilation: int = 1
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         """``[N, H, W, C_in] -> [N, H / stride, W / stride, 4 * features]``."""
         out_features = self.features * BOTTLENECK_EXPANSION
-        out = layers.conv(self.features, 1, name="conv1")(x)
-        out = nn.relu(layers.batch_norm(train=train, name="bn1")(out))
+        dt = self.dtype
+        out = layers.conv(self.features, 1, dtype=dt, name="conv1")(x)
+        out = nn.relu(layers.batch_norm(train=train, name="bn1", dtype=dt)(out))
         out = layers.conv(
-            self.features, 3, stride=self.stride, dilation=self.dilation, name="conv2"
+            self.features, 3, stride=self.stride, dilation=self.dilation, dtype=dt, name="conv2"
         )(out)
-        out = nn.relu(layers.batch_norm(train=train, name="bn2")(out))
-        out = layers.conv(out_features, 1, name="conv3")(out)
-        out = layers.batch_norm(train=train, name="bn3")(out)
+        out = nn.relu(layers.batch_norm(train=train, name="bn2", dtype=dt)(out))
+        out = layers.conv(out_features, 1, dtype=dt, name="conv3")(out)
+        out = layers.batch_norm(train=train, name="bn3", dtype=dt)(out)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != out_features:
-            shortcut = layers.conv(out_features, 1, stride=self.stride, name="shortcut_conv")(x)
-            shortcut = layers.batch_norm(train=train, name="shortcut_bn")(shortcut)
+            shortcut = layers.conv(
+                out_features, 1, stride=self.stride, dtype=dt, name="shortcut_conv"
+            )(x)
+            shortcut = layers.batch_norm(train=train, name="shortcut_bn", dtype=dt)(shortcut)
         return nn.relu(out + shortcut)
 
 
@@ -77,6 +83,8 @@ class ImageNetResNet(nn.Module):
       include_head: end with GAP + fc (logits); False returns the last stage's feature map.
       features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
         of the logits; the other parameters keep their names, the head's are not created.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32.
 
     """
 
@@ -86,6 +94,7 @@ class ImageNetResNet(nn.Module):
     replace_stride_with_dilation: Sequence[bool] = (False, False, False)
     include_head: bool = True
     features_only: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -101,8 +110,9 @@ class ImageNetResNet(nn.Module):
             )
         if any(dilate) and not self.bottleneck:
             raise ValueError("Dilation needs Bottleneck blocks (as in torchvision)")
-        x = layers.conv(STEM_WIDTH, STEM_KERNEL, stride=STEM_STRIDE, name="conv1")(x)
-        x = nn.relu(layers.batch_norm(train=train, name="bn1")(x))
+        dt = self.dtype
+        x = layers.conv(STEM_WIDTH, STEM_KERNEL, stride=STEM_STRIDE, dtype=dt, name="conv1")(x)
+        x = nn.relu(layers.batch_norm(train=train, name="bn1", dtype=dt)(x))
         x = layers.max_pool_3x3_stride2(x)
         dilation = 1
         for i, (blocks, width) in enumerate(zip(self.stage_sizes, STAGE_WIDTHS, strict=True)):
@@ -118,9 +128,11 @@ class ImageNetResNet(nn.Module):
                 block_stride = stride if j == 0 else 1
                 if self.bottleneck:
                     block_dilation = previous_dilation if j == 0 else dilation
-                    x = Bottleneck(width, block_stride, block_dilation, name=name)(x, train=train)
+                    x = Bottleneck(width, block_stride, block_dilation, dt, name=name)(
+                        x, train=train
+                    )
                 else:
-                    x = BasicBlock(width, block_stride, layers.kaiming_fan_out, name=name)(
+                    x = BasicBlock(width, block_stride, layers.kaiming_fan_out, dt, name=name)(
                         x, train=train
                     )
         if not self.include_head:
@@ -128,4 +140,4 @@ class ImageNetResNet(nn.Module):
         x = layers.global_avg_pool(x)
         if self.features_only:
             return x
-        return layers.dense_torch_default(self.num_classes, name="fc")(x)
+        return layers.dense_torch_default(self.num_classes, dtype=dt, name="fc")(x)

@@ -7,6 +7,7 @@ network takes any input size and any number of channels.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -25,12 +26,15 @@ class SmallCNN(nn.Module):
         between consecutive stages.
       features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
         of the logits; the other parameters keep their names, the head's are not created.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32.
 
     """
 
     num_classes: int = 10
     stages: Sequence[Sequence[int]] = ((32, 32), (64, 64), (128,))
     features_only: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -39,13 +43,13 @@ class SmallCNN(nn.Module):
             if i > 0:
                 x = layers.max_pool_2x2(x)
             for j, width in enumerate(widths):
-                x = layers.conv(width, 3, name=f"stage{i}_conv{j}")(x)
-                x = layers.batch_norm(train=train, name=f"stage{i}_bn{j}")(x)
+                x = layers.conv(width, 3, dtype=self.dtype, name=f"stage{i}_conv{j}")(x)
+                x = layers.batch_norm(train=train, name=f"stage{i}_bn{j}", dtype=self.dtype)(x)
                 x = nn.relu(x)
         x = layers.global_avg_pool(x)
         if self.features_only:
             return x
-        return nn.Dense(self.num_classes, name="head")(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
 
 
 # Digits (8x8x1): 8 -> 4 -> 2 pixels over the stages.

@@ -7,6 +7,7 @@ and one linear layer. Submodule names are ``block{i}_conv{j}``, ``block{i}_bn{j}
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -27,12 +28,15 @@ class VGG(nn.Module):
       cfg: conv widths per block (five blocks).
       features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
         of the logits; the other parameters keep their names, the head's are not created.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32.
 
     """
 
     num_classes: int = 10
     cfg: Sequence[Sequence[int]] = VGG11_CFG
     features_only: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -40,8 +44,11 @@ class VGG(nn.Module):
         height = x.shape[1]
         for i, widths in enumerate(self.cfg):
             for j, width in enumerate(widths):
-                x = layers.conv(width, 3, use_bias=True, name=f"block{i}_conv{j}")(x)
-                x = nn.relu(layers.batch_norm(train=train, name=f"block{i}_bn{j}")(x))
+                x = layers.conv(
+                    width, 3, use_bias=True, dtype=self.dtype, name=f"block{i}_conv{j}"
+                )(x)
+                bn = layers.batch_norm(train=train, name=f"block{i}_bn{j}", dtype=self.dtype)
+                x = nn.relu(bn(x))
             if i < 3 or (i == 3 and height == POOL3_INPUT_HEIGHT):
                 x = layers.max_pool_2x2(x)
         x = layers.global_avg_pool(x)
@@ -50,5 +57,6 @@ class VGG(nn.Module):
         return nn.Dense(
             self.num_classes,
             kernel_init=nn.initializers.normal(stddev=0.01),
+            dtype=self.dtype,
             name="classifier",
         )(x)

@@ -5,6 +5,8 @@ Depth 6n + 4: a 3x3 stem, three stages of n pre-activation blocks with widths 16
 state-dict keys (``block{stage}_{index}`` for ``block{stage}.layer.{index}``).
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -25,28 +27,31 @@ class WideBasicBlock(nn.Module):
       stride: stride of the first convolution and the shortcut.
       dropout_rate: dropout between the convolutions (0 in the original's FastDFKD models; a
         positive rate needs a 'dropout' rng when ``train=True``).
+      dtype: the computation dtype (None: that of the inputs and parameters).
 
     """
 
     features: int
     stride: int = 1
     dropout_rate: float = 0.0
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         """``[N, H, W, C_in] -> [N, H / stride, W / stride, features]``."""
         equal_in_out = x.shape[-1] == self.features
-        act = nn.relu(layers.batch_norm(train=train, name="bn1")(x))
-        out = layers.conv(self.features, 3, stride=self.stride, name="conv1")(act)
-        out = nn.relu(layers.batch_norm(train=train, name="bn2")(out))
+        dt = self.dtype
+        act = nn.relu(layers.batch_norm(train=train, name="bn1", dtype=dt)(x))
+        out = layers.conv(self.features, 3, stride=self.stride, dtype=dt, name="conv1")(act)
+        out = nn.relu(layers.batch_norm(train=train, name="bn2", dtype=dt)(out))
         if self.dropout_rate > 0:
             out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
-        out = layers.conv(self.features, 3, name="conv2")(out)
+        out = layers.conv(self.features, 3, dtype=dt, name="conv2")(out)
         if equal_in_out:
             shortcut = x
         else:
             shortcut = layers.conv(
-                self.features, 1, stride=self.stride, padding=0, name="conv_shortcut"
+                self.features, 1, stride=self.stride, padding=0, dtype=dt, name="conv_shortcut"
             )(act)
         return out + shortcut
 
@@ -61,6 +66,8 @@ class WideResNet(nn.Module):
       dropout_rate: see :class:`WideBasicBlock`.
       features_only: return the head's input ``[N, D]`` (the globally pooled features) instead
         of the logits; the other parameters keep their names, the head's are not created.
+      dtype: the computation dtype, e.g. bfloat16 (None: that of the inputs and parameters);
+        parameters stay float32.
 
     """
 
@@ -69,6 +76,7 @@ class WideResNet(nn.Module):
     widen_factor: int = 1
     dropout_rate: float = 0.0
     features_only: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -77,13 +85,15 @@ class WideResNet(nn.Module):
             raise ValueError(f"WideResNet depth must be 6n + 4, got {self.depth}")
         n = (self.depth - 4) // 6
         widths = [BASE_WIDTH * self.widen_factor * 2**i for i in range(3)]
-        x = layers.conv(BASE_WIDTH, 3, name="conv1")(x)
+        x = layers.conv(BASE_WIDTH, 3, dtype=self.dtype, name="conv1")(x)
         for i, width in enumerate(widths):
             for j in range(n):
                 stride = 2 if i > 0 and j == 0 else 1
-                block = WideBasicBlock(width, stride, self.dropout_rate, name=f"block{i + 1}_{j}")
+                block = WideBasicBlock(
+                    width, stride, self.dropout_rate, self.dtype, name=f"block{i + 1}_{j}"
+                )
                 x = block(x, train=train)
-        x = nn.relu(layers.batch_norm(train=train, name="bn1")(x))
+        x = nn.relu(layers.batch_norm(train=train, name="bn1", dtype=self.dtype)(x))
         x = layers.global_avg_pool(x)
         if self.features_only:
             return x
@@ -91,5 +101,6 @@ class WideResNet(nn.Module):
             self.num_classes,
             kernel_init=layers.torch_default,
             bias_init=nn.initializers.zeros,
+            dtype=self.dtype,
             name="fc",
         )(x)

@@ -22,7 +22,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from fastdfkd_jax import sharding
+from fastdfkd_jax import backend, compilation, sharding
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis import pool as pool_lib
@@ -234,7 +234,7 @@ class DeepInversionSynthesizer(PoolSynthesis):
                 state, teacher_vars, rng, adv_weight, mesh=mesh, donate=donate
             )
         start = time.perf_counter()
-        begin = jax.jit(self.begin).lower(rng, teacher_vars).compile()
+        begin = compilation.compile_jitted(jax.jit(self.begin), rng, teacher_vars)
         carry = jax.eval_shape(self.begin, rng, teacher_vars)
 
         def advance_fn(carry, bn_memory, teacher_vars, student_vars, adv, first_step):
@@ -243,10 +243,14 @@ class DeepInversionSynthesizer(PoolSynthesis):
             )
 
         student_vars = state.student.variables
-        advance = (
-            jax.jit(advance_fn, donate_argnums=0)
-            .lower(carry, state.bn_memory, teacher_vars, student_vars, adv_weight, jnp.int32(0))
-            .compile()
+        advance = compilation.compile_jitted(
+            jax.jit(advance_fn, donate_argnums=0),
+            carry,
+            state.bn_memory,
+            teacher_vars,
+            student_vars,
+            adv_weight,
+            jnp.int32(0),
         )
 
         def finish_fn(state, carry):
@@ -258,14 +262,14 @@ class DeepInversionSynthesizer(PoolSynthesis):
             )
             return state, images, metrics
 
-        finish = (
+        finish = compilation.compile_jitted(
             jax.jit(
                 finish_fn,
                 out_shardings=synthesis_out_shardings(state, mesh),
                 donate_argnums=0 if donate else (),
-            )
-            .lower(state, carry)
-            .compile()
+            ),
+            state,
+            carry,
         )
         seconds = time.perf_counter() - start
 
@@ -287,6 +291,10 @@ class DeepInversionSynthesizer(PoolSynthesis):
 
 def check_chunk_steps(chunk_steps: int, steps: int) -> None:
     """Raises a ValueError unless `chunk_steps` is 0 or a positive divisor of `steps`."""
+    if not isinstance(chunk_steps, int):
+        raise ValueError(
+            f"chunk_steps must be an int, got {chunk_steps!r} (components.build resolves 'auto')."
+        )
     if chunk_steps < 0 or (chunk_steps and steps % chunk_steps):
         raise ValueError(
             f"synthesis.chunk_steps={chunk_steps} must be >= 0 and divide g_steps={steps}."
@@ -294,8 +302,10 @@ def check_chunk_steps(chunk_steps: int, steps: int) -> None:
 
 
 def validate(s: ml_collections.ConfigDict) -> None:
-    """Checks the `synthesis` block for DeepInversion (before any compute)."""
-    check_chunk_steps(s.chunk_steps, s.g_steps)
+    """Checks the `synthesis` block for DeepInversion (before any compute; 'auto' always fits)."""
+    chunk = backend.parse_count(s.chunk_steps, "synthesis.chunk_steps", 0)
+    if chunk is not None:
+        check_chunk_steps(chunk, s.g_steps)
 
 
 def build(
@@ -305,7 +315,9 @@ def build(
     student: nn.Module,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> DeepInversionSynthesizer:
-    """The DeepInversionSynthesizer of a distillation run's config."""
+    """The DeepInversionSynthesizer of a distillation run's config (`chunk_steps` resolved:
+    `backend.resolve`).
+    """
     s = config.synthesis
     return DeepInversionSynthesizer(
         objective=objective_from_config(s, info, teacher, student),

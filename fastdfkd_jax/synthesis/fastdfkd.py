@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fastdfkd_jax import models, sharding
+from fastdfkd_jax import models, precision, sharding
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis.base import PoolSynthesis
 from fastdfkd_jax.synthesis.objective import Objective, objective_from_config
@@ -109,6 +109,10 @@ class FastSynthesizer(PoolSynthesis):
         if self.meta_gradient not in META_GRADIENTS:
             raise ValueError(
                 f"Unknown meta_gradient {self.meta_gradient!r}; choose one of {META_GRADIENTS}."
+            )
+        if not isinstance(self.unroll, bool):
+            raise ValueError(
+                f"unroll must be a bool, got {self.unroll!r} (components.build resolves 'auto')."
             )
 
     @property
@@ -349,13 +353,20 @@ def build(
     student: nn.Module,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> FastSynthesizer:
-    """The FastSynthesizer of a distillation run's config (`config.synthesis`, `config.warmup`)."""
+    """The FastSynthesizer of a distillation run's config (`config.synthesis`, `config.warmup`;
+    `unroll` resolved: `backend.resolve`), its generator computing in the run's precision.
+    """
     s = config.synthesis
     height, width, channels = info.image_shape
     if height != width:
         raise ValueError(f"The generator makes square images; {info.name} has {info.image_shape}.")
     generator = models.create_model(
-        s.generator.arch, nz=s.generator.nz, ngf=s.generator.ngf, img_size=height, nc=channels
+        s.generator.arch,
+        nz=s.generator.nz,
+        ngf=s.generator.ngf,
+        img_size=height,
+        nc=channels,
+        dtype=precision.compute_dtype(config.precision),
     )
     return FastSynthesizer(
         generator=generator,

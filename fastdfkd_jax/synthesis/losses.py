@@ -6,6 +6,9 @@
   FastDFKD (`bn_momentum`), whose stored statistics are explicit state (`BNMemory`).
 - `one_hot_loss`, `adversarial_loss`, `kd_loss`: cross-entropy on sampled targets, the masked
   disagreement term, and the distillation KL at temperature T.
+
+Models may compute in bfloat16 (the `bfloat16` precision policy); every loss promotes its inputs
+to float32 first (`at_least_float32`), so softmaxes, logs and sums are float32 under every policy.
 """
 
 from typing import Any, NamedTuple
@@ -49,8 +52,17 @@ class BNMemory(NamedTuple):
     ready: jax.Array
 
 
+def at_least_float32(x: jax.Array) -> jax.Array:
+    """`x` promoted to float32 when narrower (bfloat16 logits or activations), else unchanged."""
+    x = jnp.asarray(x)
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def batch_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-channel mean and biased variance of `x` [..., C] over every axis but the last."""
+    """Per-channel mean and biased variance, float32 [C], of `x` [..., C] over all but the last
+    axis.
+    """
+    x = at_least_float32(x)
     axes = tuple(range(x.ndim - 1))
     mean = jnp.mean(x, axis=axes)
     var = jnp.mean(jnp.square(x - mean), axis=axes)
@@ -150,13 +162,17 @@ def update_bn_memory(memory: BNMemory, means: tuple, variances: tuple, momentum:
 
 def one_hot_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean cross-entropy of `logits` [B, K] against integer `targets` [B]."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(at_least_float32(logits), targets).mean()
 
 
 def kl_per_sample(
     student_logits: jax.Array, teacher_logits: jax.Array, temperature: float
 ) -> jax.Array:
     """KL(teacher_T || student_T) per sample, [B], softmaxes at `temperature` (no T^2 factor)."""
+    student_logits, teacher_logits = (
+        at_least_float32(student_logits),
+        at_least_float32(teacher_logits),
+    )
     log_student = jax.nn.log_softmax(student_logits / temperature, axis=-1)
     teacher = jax.nn.softmax(teacher_logits / temperature, axis=-1)
     return optax.losses.kl_divergence(log_student, teacher)

@@ -82,8 +82,8 @@ class Objective:
 
 def js_divergence(logits_a: jax.Array, logits_b: jax.Array, temperature: float) -> jax.Array:
     """Mean over the batch of the Jensen-Shannon divergence of two [B, K] softmaxes at T."""
-    log_p = jax.nn.log_softmax(logits_a / temperature, -1)
-    log_q = jax.nn.log_softmax(logits_b / temperature, -1)
+    log_p = jax.nn.log_softmax(losses.at_least_float32(logits_a) / temperature, -1)
+    log_q = jax.nn.log_softmax(losses.at_least_float32(logits_b) / temperature, -1)
     log_m = jnp.log(0.5 * (jnp.exp(log_p) + jnp.exp(log_q)))
     kl_pm = jnp.sum(jnp.exp(log_p) * (log_p - log_m), -1)
     kl_qm = jnp.sum(jnp.exp(log_q) * (log_q - log_m), -1)

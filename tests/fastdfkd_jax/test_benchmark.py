@@ -1,7 +1,10 @@
 """The acceleration benchmark: its arithmetic, its outputs on a tiny config, the CIFAR smoke preset."""
 
+import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import ml_collections
 import pytest
@@ -10,7 +13,8 @@ import tensorflow_datasets as tfds
 from fastdfkd_jax import benchmark, train
 from fastdfkd_jax.benchmark import configs as bench_configs
 from fastdfkd_jax.benchmark import report, runs
-from tests.conftest import load_config, save_random_teacher
+from fastdfkd_jax.benchmark import steps as benchmark_steps
+from tests.conftest import REPO, load_config, save_random_teacher
 
 
 def tiny_bench(teacher_dir, methods=("deepinv2k", "fast2", "fast5_exact")):
@@ -58,10 +62,11 @@ def test_speedup_arithmetic():
 
 def test_deepinv_extrapolation_arithmetic():
     config = load_config("dfkd_digits.py:deepinv2k")
-    assert config.synthesis.g_steps == 2000 and config.synthesis.chunk_steps == 10
+    assert config.synthesis.g_steps == 2000 and config.synthesis.chunk_steps == "auto"
+    config.synthesis.chunk_steps = "10"  # what 'auto' gives on a CPU
     # Two timed chunks of 10 steps stand for a batch of 2000 steps: x100.
     assert bench_configs.deepinv_per_batch_scale(config, 2) == (20, 100.0)
-    config.synthesis.chunk_steps = 0  # one scan: time the whole batch
+    config.synthesis.chunk_steps = "0"  # one scan (accelerators): time the whole batch
     assert bench_configs.deepinv_per_batch_scale(config, 2) == (2000, 1.0)
 
 
@@ -286,3 +291,50 @@ def test_cifar_runlocal_on_mock_data(name, tmp_path):
     assert [r["method"] for r in result["rows"]] == ["deepinv2k", "fast2"]
     assert result["rows"][0]["extrapolated"]
     assert os.path.exists(os.path.join(workdir, "acceleration.png"))
+
+
+# -- compiled step timings and the accelerator check ---------------------------------------------
+ACCEL_CHECK = os.path.join(REPO, "scripts", "accelerator_check.py")
+
+
+def test_peak_table():
+    assert benchmark_steps.peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4e12
+    assert benchmark_steps.peak_flops("NVIDIA H100 PCIe", "tensorfloat32") == 378e12
+    assert benchmark_steps.peak_flops("NVIDIA H200", "highest") == 67e12
+    assert benchmark_steps.peak_flops("cpu", "highest") is None
+
+
+def test_accelerator_check_timings_and_report_at_tiny_shapes(tmp_path):
+    """The timing and report parts of scripts/accelerator_check.sh, tiny models on this CPU."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    common = [sys.executable, ACCEL_CHECK, f"--out={tmp_path}"]
+    subprocess.run(
+        [*common, "--part=timings", "--small", "--repeats=1", "--policies=highest,bfloat16"],
+        check=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    subprocess.run([*common, "--part=report"], check=True, cwd=REPO, env=env, timeout=120)
+    with open(tmp_path / "timings.json") as f:
+        timings = json.load(f)
+    assert timings["platform"] == "cpu" and timings["small"]
+    rows = {(r["step"], r["policy"]): r for r in timings["rows"]}
+    assert sorted(rows) == sorted(
+        (s, p) for s in benchmark_steps.STEPS for p in ("highest", "bfloat16")
+    )
+    for row in rows.values():
+        assert row["median_s"] > 0 and row["gflop"] > 0 and row["tflops_achieved"] > 0
+        assert row["peak_fraction"] is None  # no peak for a CPU
+    with open(tmp_path / "accelerator_check.json") as f:
+        assert json.load(f)["tests"] == "not run"
+    table = (tmp_path / "accelerator_check.md").read_text()
+    assert "| synthesis | bfloat16 | 4 |" in table
+
+
+def test_accelerator_check_names_missing_modules(monkeypatch):
+    spec = importlib.util.spec_from_file_location("accelerator_check", ACCEL_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(module.REQUIRED, "no_such_module_xyz", "no-such-package")
+    assert module.missing_modules() == ["no_such_module_xyz (no-such-package)"]

@@ -208,8 +208,32 @@ def test_metric_writers_jsonl_tensorboard_and_epoch_mean(tmp_path):
     for loss in (1.0, 2.0, 6.0):
         mean.add({"loss": jnp.float32(loss)})
     assert mean.result() == {"loss": pytest.approx(3.0)}
+    # A call of several steps adds their sum: (1 + 2 + 6 + (3 + 5 + 7)) / 6 steps.
+    mean.add({"loss": jnp.float32(15.0)}, count=3)
+    assert mean.result() == {"loss": pytest.approx(4.0)}
     with pytest.raises(FloatingPointError, match="distillation kd_loss became nan at epoch 3"):
         metrics.check_finite({"kd_loss": float("nan")}, 3, "distillation")
+
+
+def test_background_writer_keeps_order_and_reraises(tmp_path):
+    path = tmp_path / "log.txt"
+    background = reporting.BackgroundWriter()
+
+    def append(text):
+        with open(path, "a") as f:
+            f.write(text)
+
+    for i in range(20):
+        background.submit(append, f"{i},")
+    background.wait()
+    assert path.read_text() == "".join(f"{i}," for i in range(20))
+
+    def fail():
+        raise OSError("disk full")
+
+    background.submit(fail)
+    with pytest.raises(OSError, match="disk full"):
+        background.close()
 
 
 def test_markdown_table():

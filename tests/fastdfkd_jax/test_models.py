@@ -1,5 +1,6 @@
 """Tests of the model zoo: registry, parameter counts, shapes, BatchNorm modes, generators."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -304,3 +305,98 @@ def test_depth_validation():
         abstract_init(create_model("wrn16_1", num_classes=10, depth=15), (1, 8, 8, 1))
     with pytest.raises(ValueError, match="6n \\+ 2"):
         abstract_init(create_model("resnet8", num_classes=10, depth=9), (1, 8, 8, 1))
+
+
+# -- compute dtype (the `bfloat16` precision policy) ----------------------------------------------
+def small_instance(name, dtype):
+    """`name` built with `dtype`, and an input of the smallest size it is meant for."""
+    if name in GENERATORS:
+        overrides = {"latent_size": 2, "nz": 8} if name == "generator_imagenet" else {"nz": 8}
+        model = create_model(name, dtype=dtype, **overrides)
+        return model, jnp.zeros((2, *model.latent_shape))
+    model = create_model(name, num_classes=5, dtype=dtype)
+    if name in SEGMENTATION_MODELS or name.endswith("_imagenet"):
+        return model, jnp.zeros((2, 64, 64, 3))
+    return model, jnp.zeros(input_shape(name))
+
+
+def heavy_ops(jaxpr):
+    """Every convolution and dot in `jaxpr`, its sub-jaxprs included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in ("conv_general_dilated", "dot_general"):
+            found.append(eqn)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, tuple | list) else (param,):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    found += heavy_ops(sub.jaxpr)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    found += heavy_ops(sub)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_computes_in_its_dtype_with_float32_parameters(name):
+    model, x = small_instance(name, jnp.bfloat16)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+
+    def forward(v, x):
+        return model.apply(v, x, train=True, mutable=["batch_stats"])
+
+    closed = jax.make_jaxpr(forward)(variables, x)
+    ops = heavy_ops(closed.jaxpr)
+    assert ops, name
+    operand_dtypes = {str(v.aval.dtype) for eqn in ops for v in eqn.invars}
+    assert operand_dtypes == {"bfloat16"}, (name, operand_dtypes)
+    out, updates = jax.eval_shape(forward, variables, x)
+    assert out.dtype == jnp.bfloat16
+    # Running statistics stay float32 (Flax reduces BatchNorm statistics in float32).
+    assert {leaf.dtype for leaf in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
+
+
+@pytest.mark.parametrize("name", ["wrn16_1", "digits_cnn_small", "generator"])
+def test_bfloat16_model_is_close_to_float32(name):
+    """Same parameters, bfloat16 computation: outputs within bfloat16's rounding (8-bit mantissa)."""
+    model32, x = small_instance(name, jnp.float32)
+    model16, _ = small_instance(name, jnp.bfloat16)
+    if name in GENERATORS:
+        x = jax.random.normal(jax.random.key(1), (8, *x.shape[1:]))
+    else:
+        x = jax.random.normal(jax.random.key(1), x.shape)
+    variables = model32.init(jax.random.key(0), x, train=False)
+    out32, _ = model32.apply(variables, x, train=True, mutable=["batch_stats"])
+    out16, _ = model16.apply(variables, x, train=True, mutable=["batch_stats"])
+    scale = float(jnp.abs(out32).max())
+    np.testing.assert_allclose(np.float32(out16), out32, atol=0.05 * scale)
+    assert not np.array_equal(np.float32(out16), out32)  # it did compute in bfloat16
+
+
+def test_dtype_needs_a_dtype_field(monkeypatch):
+    class NoDtype(nn.Module):
+        num_classes: int = 10
+
+    monkeypatch.setitem(MODELS, "no_dtype", NoDtype)
+    assert create_model("no_dtype", num_classes=3).num_classes == 3  # None: the model's default
+    with pytest.raises(ValueError, match="'no_dtype' has no dtype field"):
+        create_model("no_dtype", num_classes=3, dtype=jnp.bfloat16)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8, 4), (2, 7, 9, 3)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool_2x2_equals_reduce_window_and_its_gradient(shape, ties):
+    """The written-out pool: reduce_window's values and gradient, ties included (the first
+    maximum of a window gets the gradient, as select-and-scatter and torch give it); odd sizes
+    floor, as torch."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    if ties:  # few distinct values, many of them equal within a window
+        x = jnp.round(jnp.maximum(x, 0.0))
+
+    def reference(x):
+        return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+    np.testing.assert_array_equal(layers.max_pool_2x2(x), reference(x))
+    cotangent = jax.random.normal(jax.random.key(1), reference(x).shape)
+    grad = jax.grad(lambda x: jnp.vdot(layers.max_pool_2x2(x), cotangent))(x)
+    want = jax.grad(lambda x: jnp.vdot(reference(x), cotangent))(x)
+    np.testing.assert_array_equal(grad, want)

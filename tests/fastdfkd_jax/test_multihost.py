@@ -108,7 +108,7 @@ def test_two_processes_hold_the_same_state(workers):
 def test_two_processes_equal_one_process_on_four_devices(workers):
     out, results = workers
     # The same steps on 4 devices of this one process.
-    mesh = sharding.make_mesh(sharding.mesh_config(data=NUM_PROCESSES * DEVICES_PER_PROCESS))
+    mesh = ts.mesh_of(NUM_PROCESSES * DEVICES_PER_PROCESS)  # simulated CPU devices
     previous = jax.config.values["jax_disable_most_optimizations"]
     jax.config.update("jax_disable_most_optimizations", True)
     try:

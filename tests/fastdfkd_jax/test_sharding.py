@@ -1,6 +1,8 @@
 """Sharded runs equal single-device runs; placement errors; checkpoints across device counts.
 
-The session has 8 simulated CPU devices (tests/conftest.py). Each test compiles the real step
+The session has 8 simulated CPU devices (tests/conftest.py); the meshes are built from them
+explicitly, so the tests run the same on a machine whose default backend is a GPU. Each test
+compiles the real step
 (`Synthesizer.compile_call`, `distill.compile_kd_step`, `teacher.compile_train_step`: the jobs'
 own compile functions, with the shardings the jobs use), on a
 mesh of 8 devices and on a mesh of 1, and compares the results. Sharded reductions add in another
@@ -28,8 +30,9 @@ MEAN, STD = (0.5,), (0.25,)
 RTOL, ATOL = 1e-4, 1e-5
 
 
-def mesh_of(n):
-    return sharding.make_mesh(sharding.mesh_config(data=n))
+def mesh_of(n, devices=None):
+    """A mesh of `n` of the simulated CPU devices (whatever the default backend is)."""
+    return sharding.make_mesh(sharding.mesh_config(data=n), devices=devices or jax.devices("cpu"))
 
 
 @functools.cache
@@ -157,7 +160,11 @@ def test_synthesis_call_on_8_devices_equals_1(method, meta_gradient, fast_compil
         # turns rounding noise into +-lr steps that change nothing downstream.
         z = jax.random.normal(jax.random.PRNGKey(3), synth1.latent_shape())
         gen = jax.jit(synth1.generate)
-        g8 = gen(*jax.device_get((state8.synthesizer.params, state8.synthesizer.batch_stats)), z)
+        on_one = jax.device_put(
+            (state8.synthesizer.params, state8.synthesizer.batch_stats, z),
+            sharding.replicated(mesh_of(1)),
+        )
+        g8 = gen(*on_one)
         g1 = gen(state1.synthesizer.params, state1.synthesizer.batch_stats, z)
         np.testing.assert_allclose(g8, g1, rtol=RTOL, atol=ATOL)
     # Data-parallel, not replicated: each device computes about 1/8 of the work.
@@ -220,7 +227,8 @@ def test_random_draws_do_not_depend_on_sharding():
     mesh = mesh_of(8)
     draw = functools.partial(jax.random.normal, shape=(BATCH, 3))
     sharded = jax.jit(draw, out_shardings=sharding.batch_sharding(mesh))(jax.random.PRNGKey(0))
-    np.testing.assert_array_equal(sharded, draw(jax.random.PRNGKey(0)))
+    whole = jax.jit(draw, out_shardings=sharding.replicated(mesh_of(1)))(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(sharded, whole)
 
 
 # -- checkpoints across device counts -------------------------------------------------------------
@@ -249,7 +257,9 @@ def test_mesh_larger_than_the_devices_present_names_both_numbers():
         mesh_of(16)
     with pytest.raises(ValueError, match="mesh.data must be -1 or >= 1, got 0"):
         mesh_of(0)
-    assert sharding.data_size(sharding.make_mesh(sharding.mesh_config())) == 8
+    assert sharding.data_size(mesh_of(-1)) == 8
+    # The default: every device of the default backend.
+    assert sharding.data_size(sharding.make_mesh(sharding.mesh_config())) == jax.device_count()
 
 
 def test_batch_that_does_not_divide_names_both_numbers():

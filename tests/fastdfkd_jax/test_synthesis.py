@@ -147,7 +147,9 @@ def test_pool_rejects_bad_input():
 
 
 # -- FastDFKD -------------------------------------------------------------------------------------
-def make_synth(meta_gradient, g_steps=3, meta=True, dtype=jnp.float32, bn_momentum=0.0):
+def make_synth(
+    meta_gradient, g_steps=3, meta=True, dtype=jnp.float32, bn_momentum=0.0, unroll=True
+):
     teacher, teacher_vars, student, student_vars = tiny.make_models(jax.random.PRNGKey(0), dtype)
     synth = tiny.make_fast_synthesizer(
         teacher,
@@ -157,6 +159,7 @@ def make_synth(meta_gradient, g_steps=3, meta=True, dtype=jnp.float32, bn_moment
         batch_size=4,
         meta=meta,
         bn_momentum=bn_momentum,
+        unroll=unroll,
     )
     memory = init_bn_memory(synth.objective, teacher_vars, tiny.IMAGE_SHAPE)
     return synth, teacher_vars, student_vars, memory
@@ -195,10 +198,12 @@ def held_constant_objective(synth, params, batch_stats, z0, targets, rng, tv, sv
 
 # Three inner steps: the first Adam step is nearly lr * sign(g), whose derivative is ~0, so with
 # two steps the second-order terms of the summed objective would be tiny.
+# The unrolled inner steps (CPU) and the lax.scan (accelerators: `synthesis.unroll` 'auto').
 @pytest.mark.parametrize("remat", [False, True])
-def test_exact_meta_gradient_matches_finite_differences(remat):
+@pytest.mark.parametrize("unroll", [True, False], ids=["unrolled", "scan"])
+def test_exact_meta_gradient_matches_finite_differences(remat, unroll):
     with jax.enable_x64(True):
-        synth, tv, sv, memory = make_synth("exact", g_steps=3, dtype=jnp.float64)
+        synth, tv, sv, memory = make_synth("exact", g_steps=3, dtype=jnp.float64, unroll=unroll)
         synth = dataclasses.replace(synth, remat=remat)
         tv, sv = jax.tree.map(lambda x: x.astype(jnp.float64), (tv, sv))
         state = synth.init(jax.random.PRNGKey(1))
@@ -241,6 +246,34 @@ def test_exact_meta_gradient_matches_finite_differences(remat):
         # gradients): the two meta-gradients share one objective.
         _, aux = jax.jit(synth.inner_run)(params, *args)
         np.testing.assert_allclose(along(aux["grad_sum"]), first_order, rtol=1e-8)
+
+
+@pytest.mark.parametrize("meta_gradient", ["exact", "first_order"])
+def test_scan_equals_unrolled_steps(meta_gradient):
+    """One synthesis call with the inner steps as a lax.scan leaves the state that the unrolled
+    steps leave (to float32 rounding: XLA fuses a loop body and straight-line code differently)."""
+    results = []
+    for unroll in (True, False):
+        synth, tv, sv, memory = make_synth(meta_gradient, g_steps=2, bn_momentum=0.9, unroll=unroll)
+        state = synth.init(jax.random.PRNGKey(1))
+        results.append(jax.jit(synth.synthesize)(state, memory, tv, sv, jax.random.PRNGKey(2), 0.5))
+    (state_u, memory_u, images_u, metrics_u), (state_s, memory_s, images_s, metrics_s) = results
+    np.testing.assert_allclose(images_s, images_u, rtol=1e-5, atol=1e-6)
+    for got, want in zip(
+        jax.tree.leaves((memory_s, metrics_s)), jax.tree.leaves((memory_u, metrics_u))
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # The meta generators compared by what they compute: biases right before a BatchNorm get a
+    # gradient that is zero up to rounding, which Adam's first step turns into +-lr moves that
+    # change nothing downstream (as in test_sharding.py).
+    z = jax.random.normal(jax.random.PRNGKey(3), synth.latent_shape())
+    generate = jax.jit(synth.generate)
+    np.testing.assert_allclose(
+        generate(state_s.params, state_s.batch_stats, z),
+        generate(state_u.params, state_u.batch_stats, z),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def manual_inner(synth, params, batch_stats, z0, targets, rng, tv, sv, memory, adv, num_steps=None):

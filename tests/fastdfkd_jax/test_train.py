@@ -13,7 +13,19 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from fastdfkd_jax import checkpoint, components, data, distill, main, metrics, models, synthesis
+from fastdfkd_jax import (
+    backend,
+    checkpoint,
+    compilation,
+    components,
+    data,
+    distill,
+    main,
+    metrics,
+    models,
+    sharding,
+    synthesis,
+)
 from fastdfkd_jax.synthesis import base as synthesis_base
 from fastdfkd_jax.synthesis.objective import init_bn_memory, objective_from_config
 from tests.conftest import load_config
@@ -66,12 +78,26 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
         "compile_seconds",
         "kd_seconds",
         "total_seconds",
+        "other_seconds",
+        "init_seconds",
+        "eval_compile_seconds",
+        "compile_cpu_seconds",
         "method",
         "g_steps",
         "meta_gradient",
     ):
         assert key in summary, key
     assert summary["method"] == "fast2" and summary["g_steps"] == 2
+    # The backend's choices for the 'auto' keys, and the policy, are recorded.
+    assert summary["precision"] == "tensorfloat32"
+    assert summary["backend_choices"] == backend.choices(config, jax.default_backend())
+    phases = sum(summary[f"{k}_seconds"] for k in ("synthesis", "kd", "eval", "compile", "other"))
+    assert phases == pytest.approx(summary["total_seconds"])
+    # Every compilation went to the persistent cache ...
+    cache = jax.config.jax_compilation_cache_dir
+    assert cache and cache.startswith(os.environ[compilation.CACHE_ENV])
+    entries = set(os.listdir(cache))
+    assert entries
     assert summary["meta_gradient"] == "first_order"
     assert summary["teacher_test_accuracy"] > 0.7  # the fixture's least-squares head: 76%
     assert summary["synthesis_seconds"] > 0 and summary["compile_seconds"] > 0
@@ -99,6 +125,8 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
         main.run(config, killed_dir)
     monkeypatch.undo()
     resumed = main.run(config, killed_dir)
+    # ... and the runs of the same config after the first one compiled nothing new.
+    assert set(os.listdir(cache)) == entries
     assert resumed["resumed_from_epoch"] == 2
     assert [r["epoch"] for r in metrics.read_metrics(killed_dir)] == [1, 2, 3]
     step_a, state_a = final_state(full_dir, config)
@@ -137,7 +165,7 @@ def test_deepinversion_chunked_equals_one_function(teacher_dir):
     """The host-driven unrolled chunks compute what the single scanned function computes."""
     config = tiny_config(teacher_dir, "deepinv2k")
     config.synthesis.g_steps = 4
-    config.synthesis.chunk_steps = 2
+    config.synthesis.chunk_steps = "2"
     info = data.get_info("digits")
     teacher, tv = components.load_teacher(config, info)
     student = models.create_model("digits_cnn_tiny", num_classes=10)
@@ -194,8 +222,13 @@ class CifarOnly(nn.Module):
         ),
         (dict(method="magic"), "Unknown synthesis method 'magic'"),
         (dict(mesh=64), "mesh.data=64 asks for more devices than the"),
-        (dict(batch=12), "synthesis.batch_size=12 does not divide by the data axis size 8"),
         (dict(eval_every=0), "eval_every_epochs must be >= 1, got 0"),
+        (
+            dict(precision="fp16"),
+            "Unknown precision 'fp16'; choose one of highest, tensorfloat32, bfloat16",
+        ),
+        (dict(unroll="maybe"), "synthesis.unroll='maybe' must be 'auto', 'true' or 'false'"),
+        (dict(per_call="3"), "kd.steps_per_call=3 must divide kd.steps=2"),
     ],
 )
 def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message, monkeypatch):
@@ -218,12 +251,56 @@ def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message
         config.mesh.data = override["mesh"]
     if "eval_every" in override:
         config.eval_every_epochs = override["eval_every"]
-    if "batch" in override:
-        config.mesh.data = 8
-        config.synthesis.batch_size = override["batch"]
+    if "precision" in override:
+        config.precision = override["precision"]
+    if "unroll" in override:
+        config.synthesis.unroll = override["unroll"]
+    if "per_call" in override:
+        config.kd.steps_per_call = override["per_call"]
     with pytest.raises(ValueError, match=message):
         main.run(config, str(tmp_path))
     assert not os.path.exists(os.path.join(tmp_path, "metrics.jsonl"))
+
+
+def test_batch_that_does_not_divide_the_mesh_fails_before_compute(teacher_dir):
+    config = tiny_config(teacher_dir)
+    config.mesh.data, config.synthesis.batch_size = 8, 12
+    mesh = sharding.make_mesh(config.mesh, devices=jax.devices("cpu"))  # 8 simulated devices
+    with pytest.raises(
+        ValueError, match="synthesis.batch_size=12 does not divide by the data axis"
+    ):
+        components.build(config, mesh)
+
+
+def test_several_kd_steps_per_call_equal_one_per_call(teacher_dir):
+    """4 steps in one compiled call (unrolled: CPU; lax.scan: accelerators) leave the state that
+    4 calls of one step leave: the same keys, the same arithmetic, up to XLA's fusion choices."""
+    config = tiny_config(teacher_dir)
+    parts = components.build(config)
+    keys = components.run_keys(config.seed)
+    pool_images = jax.random.uniform(jax.random.PRNGKey(5), (64, *parts.info.image_shape))
+    results = {}
+    for label, num_steps, unroll in (("one", 1, True), ("unrolled", 4, True), ("scan", 4, False)):
+        state = components.init_state(parts, keys, pool_images=pool_images)
+        fn, _ = distill.compile_kd_steps(
+            state,
+            parts.teacher_vars,
+            keys["kd"],
+            mesh=parts.mesh,
+            num_steps=num_steps,
+            unroll=unroll,
+            donate=False,
+            **components.kd_step_options(parts),
+        )
+        loss = 0.0
+        for first in range(0, 4, num_steps):
+            state, m = fn(state, parts.teacher_vars, keys["kd"], np.int32(first))
+            loss += float(m["kd_loss"])
+        results[label] = (jax.device_get(state.student), loss)
+    for label in ("unrolled", "scan"):
+        for a, b in zip(leaves(results[label][0]), leaves(results["one"][0]), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert results[label][1] == pytest.approx(results["one"][1], rel=1e-5)
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(teacher_dir, tmp_path):

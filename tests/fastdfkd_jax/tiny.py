@@ -73,6 +73,7 @@ def make_fast_synthesizer(
     meta=True,
     bn_momentum=0.0,
     batch_sharding=None,
+    unroll=True,
 ):
     """A FastSynthesizer over the tiny models with the tests' shared hyperparameters."""
     from fastdfkd_jax.synthesis import fastdfkd
@@ -94,4 +95,5 @@ def make_fast_synthesizer(
         meta=meta,
         remat=False,
         batch_sharding=batch_sharding,
+        unroll=unroll,
     )

@@ -1,0 +1,210 @@
+"""Compiled step timings at a distillation config's shapes, with XLA's FLOP count and peak fraction.
+
+`time_steps(spec, policy=...)` builds the parts of a distillation config (randomly initialized
+teacher: speed does not depend on the weights), compiles under the precision policy and times, warm
+and with compilation apart, the FastDFKD synthesis call (`synthesis`), one student step (`kd_step`,
+on a full pool) and one DeepInversion step (`deepinversion_step`: loss, gradient, Adam update and
+clip of the pixels). Each row gives the median of `repeats` calls (each ended by
+`block_until_ready()`, after one warm-up call), XLA's FLOP count of one call
+(`compilation.flops`), the achieved FLOP/s and, for a device of `PEAK_TFLOPS`, that as a
+fraction of the device's dense peak for the policy's arithmetic. XLA counts every floating-point
+operation (elementwise ones too), so the fraction slightly overstates the matmul units' use.
+"""
+
+import functools
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from fastdfkd_jax import (
+    compilation,
+    components,
+    config_blocks,
+    data,
+    distill,
+    models,
+    precision,
+    timing,
+)
+
+# Dense (no sparsity) peak TFLOP/s per policy, by a substring of `device.device_kind`; the first
+# match wins. Sources: the NVIDIA H100 Tensor Core GPU datasheet (SXM5: FP32 67, TF32 494.7,
+# BF16 989.4; PCIe: 51, 378, 756), the NVIDIA H200 datasheet (SXM: the H100 SXM5's), the NVIDIA
+# A100 datasheet (19.5, 156, 312); the datasheets' tensor figures with sparsity are twice these.
+PEAK_TFLOPS = (
+    ("H100 PCIe", {"highest": 51.0, "tensorfloat32": 378.0, "bfloat16": 756.0}),
+    ("H100", {"highest": 67.0, "tensorfloat32": 494.7, "bfloat16": 989.4}),
+    ("H200", {"highest": 67.0, "tensorfloat32": 494.7, "bfloat16": 989.4}),
+    ("A100", {"highest": 19.5, "tensorfloat32": 156.0, "bfloat16": 312.0}),
+)
+STEPS = ("synthesis", "kd_step", "deepinversion_step")
+# The KD step samples a pool holding this many synthesis batches.
+POOL_BATCHES = 4
+
+
+def peak_flops(device_kind: str, policy: str) -> float | None:
+    """The device's dense peak FLOP/s for `policy`'s arithmetic, or None when not in the table."""
+    for key, peaks in PEAK_TFLOPS:
+        if key in device_kind:
+            return peaks[policy] * 1e12
+    return None
+
+
+def shrink(config: ml_collections.ConfigDict, arch: str, batch: int) -> None:
+    """Tiny models and batches at the config's image shape (the tests' quick form)."""
+    config.teacher.arch = config.student.arch = arch
+    config.synthesis.batch_size = config.kd.batch_size = batch
+    config.synthesis.generator.nz, config.synthesis.generator.ngf = 8, 4
+
+
+def build(
+    spec: str,
+    policy: str,
+    small: bool,
+    batch_size: int = 0,
+    small_arch: str = "digits_cnn_tiny",
+    small_batch: int = 4,
+) -> tuple[components.Components, object]:
+    """The parts and a state (pool full of noise) of the config `spec` under `policy`."""
+    config = config_blocks.load_config(spec)
+    config.precision = policy
+    config.mesh.data = 1
+    if batch_size:
+        config.synthesis.batch_size = config.kd.batch_size = batch_size
+    if small:
+        shrink(config, small_arch, small_batch)
+    config.pool.capacity = config.synthesis.batch_size * POOL_BATCHES
+    info = data.get_info(config.dataset.name)
+    teacher = models.create_model(
+        config.teacher.arch,
+        num_classes=info.num_classes,
+        dtype=precision.compute_dtype(policy),
+    )
+    teacher_vars = teacher.init(
+        jax.random.PRNGKey(1), jnp.zeros((1, *info.image_shape)), train=False
+    )
+    parts = components.build(config, teacher=(teacher, teacher_vars))
+    pool = jax.random.uniform(jax.random.PRNGKey(2), (config.pool.capacity, *info.image_shape))
+    state = components.init_state(parts, components.run_keys(config.seed), pool_images=pool)
+    return parts, state
+
+
+def _row(name, compiled, compile_s, call, repeats, batch, device_kind, policy) -> dict:
+    stats = timing.time_calls(call, repeats)
+    flops = compilation.flops(compiled) if compiled is not None else float("nan")
+    achieved = flops / stats["median_s"]
+    peak = peak_flops(device_kind, policy)
+    return dict(
+        step=name,
+        policy=policy,
+        batch=batch,
+        compile_s=compile_s,
+        gflop=flops / 1e9,
+        tflops_achieved=achieved / 1e12,
+        peak_fraction=achieved / peak if peak else None,
+        **stats,
+    )
+
+
+def time_steps(
+    fast_spec: str,
+    deepinv_spec: str,
+    *,
+    policy: str,
+    repeats: int,
+    small: bool = False,
+    batch_size: int = 0,
+    steps: tuple[str, ...] = STEPS,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Rows of `STEPS` (those in `steps`) for the configs `fast_spec` and `deepinv_spec`;
+    `on_row` is called with each row as soon as it is measured.
+    """
+    device_kind = jax.devices()[0].device_kind
+    rows = _Rows(on_row)
+    parts, state = build(fast_spec, policy, small, batch_size)
+    adv = components.adv_array(parts.config.synthesis.adv)
+    rng = jax.random.PRNGKey(3)
+    with compilation.precision_scope(policy):
+        if "synthesis" in steps:
+            call, seconds = parts.synthesizer.compile_call(
+                state, parts.teacher_vars, rng, adv, mesh=parts.mesh, donate=False
+            )
+            rows.append(
+                _row(
+                    "synthesis",
+                    call,
+                    seconds,
+                    lambda: call(state, parts.teacher_vars, rng, adv),
+                    repeats,
+                    parts.config.synthesis.batch_size,
+                    device_kind,
+                    policy,
+                )
+            )
+        if "kd_step" in steps:
+            kd, seconds = distill.compile_kd_step(
+                state,
+                parts.teacher_vars,
+                rng,
+                mesh=parts.mesh,
+                donate=False,
+                **components.kd_step_options(parts),
+            )
+            rows.append(
+                _row(
+                    "kd_step",
+                    kd,
+                    seconds,
+                    lambda: kd(state, parts.teacher_vars, rng),
+                    repeats,
+                    parts.config.kd.batch_size,
+                    device_kind,
+                    policy,
+                )
+            )
+    if "deepinversion_step" in steps:
+        rows.append(deepinversion_step(deepinv_spec, policy, small, batch_size, repeats))
+    return list(rows)
+
+
+class _Rows(list):
+    """A list that also hands each appended row to a callback."""
+
+    def __init__(self, on_row: Callable[[dict], None] | None):
+        super().__init__()
+        self.on_row = on_row
+
+    def append(self, row: dict) -> None:
+        super().append(row)
+        if self.on_row is not None:
+            self.on_row(row)
+
+
+def deepinversion_step(spec, policy, small, batch_size, repeats) -> dict:
+    """One DeepInversion step (`DeepInversionSynthesizer.advance` of one step), timed."""
+    parts, state = build(spec, policy, small, batch_size)
+    synth = parts.synthesizer
+    tv, sv = parts.teacher_vars, state.student.variables
+    adv = components.adv_array(parts.config.synthesis.adv)
+    carry = jax.jit(synth.begin)(jax.random.PRNGKey(4), tv)
+    advance = functools.partial(synth.advance, num_steps=1, unroll=True)
+    start = time.perf_counter()
+    with compilation.precision_scope(policy):
+        compiled = compilation.compile_jitted(
+            jax.jit(advance), carry, state.bn_memory, tv, sv, adv, jnp.int32(0)
+        )
+    seconds = time.perf_counter() - start
+    return _row(
+        "deepinversion_step",
+        compiled,
+        seconds,
+        lambda: compiled(carry, state.bn_memory, tv, sv, adv, jnp.int32(0)),
+        repeats,
+        parts.config.synthesis.batch_size,
+        jax.devices()[0].device_kind,
+        policy,
+    )

@@ -1,0 +1,135 @@
+"""The precision policy: names, backend checks, how lowering changes, CPU equality, bfloat16 runs."""
+
+import re
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fastdfkd_jax import compilation, components, distill, main, precision, sharding
+from tests.conftest import load_config
+from tests.fastdfkd_jax import test_sharding as ts
+
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
+def fake_gpu(capability, kind="NVIDIA H100 80GB HBM3"):
+    return types.SimpleNamespace(platform="gpu", compute_capability=capability, device_kind=kind)
+
+
+def test_policies_and_unknown_names():
+    assert precision.POLICIES == ("highest", "tensorfloat32", "bfloat16")
+    assert precision.DEFAULT_POLICY == "tensorfloat32"
+    assert precision.compute_dtype("bfloat16") == jnp.bfloat16
+    assert precision.compute_dtype("highest") is None  # float32, from the inputs and parameters
+    assert precision.get("tensorfloat32").matmul_precision == "tensorfloat32"
+    with pytest.raises(ValueError, match="Unknown precision 'fp16'; choose one of highest, "):
+        precision.validate("fp16")
+
+
+def test_bfloat16_needs_ampere_or_newer_gpus():
+    precision.check_backend("bfloat16", [fake_gpu("9.0")])
+    precision.check_backend("bfloat16", jax.devices("cpu"))  # XLA:CPU computes it via float32
+    precision.check_backend("bfloat16", [types.SimpleNamespace(platform="tpu")])
+    precision.check_backend("tensorfloat32", [fake_gpu("7.0", "Tesla V100")])
+    with pytest.raises(ValueError, match=r"Tesla V100 \(compute capability 7.0\) has no bfloat16"):
+        precision.check_backend("bfloat16", [fake_gpu("7.0", "Tesla V100")])
+
+
+def test_bfloat16_on_an_old_gpu_fails_before_compiling(teacher_dir, monkeypatch):
+    config = load_config("dfkd_digits.py:fast2,runlocal")
+    config.teacher.checkpoint = teacher_dir
+    config.precision = "bfloat16"
+    monkeypatch.setattr(
+        precision, "bfloat16_unsupported_reason", lambda device: "a test GPU has none"
+    )
+    compiled = []
+    monkeypatch.setattr(compilation, "compile_jitted", lambda *a, **k: compiled.append(a))
+    with pytest.raises(ValueError, match="precision='bfloat16' is not supported here: a test"):
+        components.build(config)
+    assert not compiled
+
+
+def matmul_precisions(text):
+    """The precision attributes of the dots and convolutions of a lowered module."""
+    found = re.findall(r"precision = \[(\w+), (\w+)\]", text)
+    found += re.findall(r"#stablehlo<precision (\w+)>", text)
+    return {name for match in found for name in (match if isinstance(match, tuple) else (match,))}
+
+
+def test_scope_sets_the_lowered_precision():
+    def f(x, w):
+        conv = jax.lax.conv_general_dilated(x[None, :, :, None], w[:3, :3, None, None], (1, 1), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+        return jnp.dot(x, w) + conv[0, :, :, 0]
+
+    x = jnp.ones((4, 4))
+    seen = {}
+    for name in precision.POLICIES:
+        with compilation.precision_scope(name):
+            seen[name] = matmul_precisions(jax.jit(f).lower(x, x).as_text())
+    assert seen == {"highest": {"HIGHEST"}, "tensorfloat32": {"HIGH"}, "bfloat16": {"HIGH"}}
+    # aot_compile takes the policy itself, whatever the enclosing scope says.
+    mesh = ts.mesh_of(1)
+    with compilation.precision_scope("highest"):
+        compiled, _ = compilation.aot_compile(
+            f, x, x, mesh=mesh, out_shardings=None, donate_argnums=(), precision="tensorfloat32"
+        )
+    assert compiled.as_text()  # compiles
+
+
+def kd_and_synthesis_outputs(policy):
+    """A compiled KD step and synthesis call of the tiny models under `policy`, on CPU."""
+    mesh = ts.mesh_of(1)
+    synthesizer = ts.make_synthesizer(mesh)
+    with compilation.precision_scope(policy):
+        synth_fn, state, tv = ts.compile_synthesis(
+            mesh, synthesizer, ts.make_state(synthesizer, ts.student_tx())
+        )
+        kd_fn, _, _ = ts.compile_kd(mesh, state, synthesizer)
+    state, images, synth_metrics = synth_fn(state, tv, jax.random.PRNGKey(1), jnp.float32(0.5))
+    state, kd_metrics = kd_fn(state, tv, jax.random.PRNGKey(2))
+    return jax.device_get((state, images, synth_metrics, kd_metrics))
+
+
+def test_tensorfloat32_equals_highest_bit_for_bit_on_cpu():
+    """XLA:CPU ignores the requested precision: on a CPU the two policies are the same numbers
+    (so runs need not be repeated per policy there)."""
+    highest = kd_and_synthesis_outputs("highest")
+    tf32 = kd_and_synthesis_outputs("tensorfloat32")
+    for a, b in zip(jax.tree.leaves(highest), jax.tree.leaves(tf32), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bfloat16_run_end_to_end(teacher_dir, tmp_path):
+    config = load_config("dfkd_digits.py:fast2,runlocal")
+    config.teacher.checkpoint = teacher_dir
+    config.precision = "bfloat16"
+    summary = main.run(config, str(tmp_path))
+    assert summary["precision"] == "bfloat16"
+    assert 0.0 <= summary["student_test_accuracy"] <= 1.0
+    parts = components.build(config)
+    assert parts.student.dtype == parts.teacher.dtype == jnp.bfloat16
+    assert parts.synthesizer.generator.dtype == jnp.bfloat16
+    # Master weights, optimizer state and the pool stay float32 (uint8 pool) in the checkpoint.
+    state = components.init_state(parts, components.run_keys(0))
+    leaves = jax.tree.leaves(state)
+    dtypes = {leaf.dtype for leaf in leaves if jnp.issubdtype(leaf.dtype, jnp.floating)}
+    assert dtypes == {jnp.dtype(jnp.float32)}
+    # The compiled KD step computes in bfloat16 and returns a float32 loss.
+    fn, _ = distill.compile_kd_steps(
+        state,
+        parts.teacher_vars,
+        jax.random.PRNGKey(0),
+        mesh=parts.mesh,
+        num_steps=1,
+        unroll=True,
+        donate=False,
+        **components.kd_step_options(parts),
+    )
+    assert "bf16" in fn.as_text()
+    _, metrics = fn(state, parts.teacher_vars, jax.random.PRNGKey(0), np.int32(0))
+    assert metrics["kd_loss"].dtype == jnp.float32 and np.isfinite(metrics["kd_loss"])
+    assert sharding.data_size(parts.mesh) == 1
