@@ -147,7 +147,7 @@ def test_pool_rejects_bad_input():
 
 
 # -- FastDFKD -------------------------------------------------------------------------------------
-def make_synth(meta_gradient, g_steps=3, meta=True, dtype=jnp.float32, bn_momentum=0.0):
+def make_synth(meta_gradient, g_steps=3, strategy="meta", dtype=jnp.float32, bn_momentum=0.0):
     teacher, teacher_vars, student, student_vars = tiny.make_models(jax.random.PRNGKey(0), dtype)
     synth = tiny.make_fast_synthesizer(
         teacher,
@@ -155,7 +155,7 @@ def make_synth(meta_gradient, g_steps=3, meta=True, dtype=jnp.float32, bn_moment
         meta_gradient=meta_gradient,
         g_steps=g_steps,
         batch_size=4,
-        meta=meta,
+        strategy=strategy,
         bn_momentum=bn_momentum,
     )
     memory = init_bn_memory(synth.objective, teacher_vars, tiny.IMAGE_SHAPE)
@@ -351,8 +351,8 @@ def test_best_iterate_images_are_the_lowest_loss_ones():
     np.testing.assert_allclose(aux["best_loss"], aux["losses"][best])
 
 
-def test_nometa_leaves_the_generator_unchanged():
-    synth, tv, sv, memory = make_synth("first_order", meta=False)
+def test_independent_strategy_leaves_the_generator_unchanged():
+    synth, tv, sv, memory = make_synth("first_order", strategy="independent")
     state = synth.init(jax.random.PRNGKey(1))
     rng = jax.random.PRNGKey(2)
     new_state, _, images, metrics = jax.jit(synth.synthesize)(state, memory, tv, sv, rng, 0.0)

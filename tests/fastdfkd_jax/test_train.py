@@ -146,7 +146,7 @@ def test_deepinversion_chunked_equals_one_function(teacher_dir):
     memory = init_bn_memory(synth.objective, tv, info.image_shape)
     rng, adv = jax.random.PRNGKey(2), jnp.float32(1.0)
     _, _, images, metrics = jax.jit(synth.synthesize)({}, memory, tv, sv, rng, adv)
-    carry = synth.begin(rng, tv)
+    carry = synth.begin({}, rng, tv)
     for first in (0, 2):
         carry = synth.advance(carry, memory, tv, sv, adv, first, 2, unroll=True)
     _, _, images2, metrics2 = synth.finish({}, carry, memory)

@@ -70,7 +70,7 @@ def make_fast_synthesizer(
     meta_gradient,
     g_steps,
     batch_size,
-    meta=True,
+    strategy="meta",
     bn_momentum=0.0,
     batch_sharding=None,
 ):
@@ -91,7 +91,7 @@ def make_fast_synthesizer(
         inner_eps_root=1e-8,
         meta_gradient=meta_gradient,
         reptile_factor=3.0,
-        meta=meta,
+        strategy=strategy,
         remat=False,
         batch_sharding=batch_sharding,
     )
