@@ -480,7 +480,11 @@ def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collection
     config.synthesis.batch_size = 16
     config.synthesis.generator.nz, config.synthesis.generator.ngf = 8, 4
     config.pool.capacity = 64
+    config.synthesis.cmi.bank_size, config.synthesis.cmi.n_neg = 64, 32
+    config.synthesis.cmi.head_dim = 8
     config.kd.steps, config.kd.batch_size = 2, 16
+    if config.synthesis.kd_steps_per_round:  # generative methods: two rounds of one KD step
+        config.synthesis.kd_steps_per_round = 1
     config.checkpoint.every_epochs = 1
     config.sample_every_epochs = 2
     config.progress_bar = False

@@ -16,7 +16,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from fastdfkd_jax import sharding
-from fastdfkd_jax.synthesis import deepinversion, fastdfkd, losses
+from fastdfkd_jax.synthesis import contrastive, deepinversion, fastdfkd, generative, losses
 from fastdfkd_jax.synthesis.base import (
     ADV_STARTS,
     ChunkedSynthesis,
@@ -37,6 +37,8 @@ class Method(NamedTuple):
 SYNTHESIZERS: dict[str, Method] = {
     "fast": Method(fastdfkd.build, fastdfkd.validate),
     "deepinversion": Method(deepinversion.build, deepinversion.validate),
+    "cmi": Method(contrastive.build, contrastive.validate),
+    "generative": Method(generative.build, generative.validate),
 }
 
 
