@@ -32,11 +32,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     run.epochs = 40
     run.warmup = 5
     run.kd = ml_collections.ConfigDict(dict(steps=50))
-    config.deepinv_epochs = 3  # 6000 DeepInversion steps: about 15 minutes here
+    config.short_methods = ()  # every method in full, DeepInv-2k and CMI-500 included
     if a.quick or a.runlocal:
         run.epochs, run.warmup, run.kd.steps = 4, 1, 10
         config.timing_repeats = 3
-        config.deepinv_epochs, config.deepinv_steps = 2, 100
+        config.short_methods = ("deepinv2k", "cmi500")
+        config.short_epochs, config.short_steps = 2, 100
         config.cost_g_steps = ()  # --config.cost_g_steps='(2,)' adds it (about 45 s)
         config.teacher.train_epochs = 10  # about 99% test accuracy
     if a.runlocal:
@@ -47,8 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         blocks.bench_runlocal(
             config,
             ("deepinv2k", "fast2", "fast5_exact"),
-            deepinv_epochs=2,
-            deepinv_steps=4,
+            short_epochs=2,
+            short_steps=4,
             cost_g_steps=(2,),
         )
     return config

@@ -27,17 +27,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     run.epochs = 150
     run.warmup = 10
     run.kd = ml_collections.ConfigDict(dict(steps=80))
-    config.deepinv_epochs = 6
+    config.short_epochs = 6
     config.cost_g_steps = (2, 5)
     if a.quick:
         run.epochs, run.warmup, run.kd.steps = 6, 1, 10
         config.timing_repeats = 3
-        config.deepinv_epochs, config.deepinv_steps = 2, 100
+        config.short_epochs, config.short_steps = 2, 100
         config.cost_g_steps = ()
     if a.runlocal:
         config.dfkd_arg = "{method},runlocal"
         config.run = ml_collections.ConfigDict(
             dict(sample_every_epochs=0, synthesis=dict(chunk_steps="2"))
         )
-        blocks.bench_runlocal(config, ("deepinv2k", "fast2"), deepinv_epochs=2, deepinv_steps=4)
+        blocks.bench_runlocal(config, ("deepinv2k", "fast2"), short_epochs=2, short_steps=4)
     return config

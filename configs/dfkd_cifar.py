@@ -36,6 +36,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = blocks.dfkd_config(a.dataset, teacher, student)
     config.synthesis.adv, config.synthesis.oh = blocks.CIFAR_PAIRS[a.pair]
     blocks.apply_method(config, a.method)
+    if a.method in blocks.BASELINE_METHODS:  # the student schedule of their original scripts
+        blocks.baseline_cifar_protocol(config)
     if a.runlocal:
         blocks.dfkd_runlocal(config, "resnet8")
         config.eval_batch_size = 16

@@ -182,6 +182,7 @@ def kd_step_options(parts: Components) -> dict[str, Any]:
         aug=config.kd.augment,
         mean=tuple(parts.info.mean),
         std=tuple(parts.info.std),
+        at_weight=config.kd.at_weight,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import ml_collections
 
 from fastdfkd_jax import backend, optim, precision, sharding
+from fastdfkd_jax.synthesis import baseline_losses
 
 # -- the config argument ------------------------------------------------------------------------
 
@@ -232,10 +233,19 @@ def dfkd_config(
     s.lr_x = 0.1  # DeepInversion's pixel learning rate
     s.inner_betas = (0.5, 0.999)
     s.meta_betas = (0.5, 0.999)
-    s.inner_eps_root = 1e-8
+    # The inner optimizer of FastDFKD: 'adam' (the original) or 'nsgd' (normalized gradient
+    # descent: each step moves a parameter group by lr * sqrt(size) * g / ||g||, the RMS step of
+    # Adam's, but a smooth function of the gradient; a research option for the exact
+    # meta-gradient, see fastdfkd.inner_optimizer).
+    s.inner_optimizer = "adam"
+    s.inner_eps_root = 1e-8  # Adam's eps_root for the exact meta-gradient only (original: none)
     s.meta_gradient = "first_order"  # 'exact' | 'first_order' | 'reptile'
     s.reptile_factor = 67.0  # the original's hard-coded Reptile scale
-    s.meta = True  # False: the non-meta ablation (generator re-initialized every call)
+    # How each batch's generator starts (the paper's three strategies): 'meta' (FastDFKD: from the
+    # meta-learned generator, which a meta step then updates), 'sequential' (the original's
+    # synthesis/fast.py: one generator trained in place from batch to batch, no meta step) or
+    # 'independent' (a freshly initialized generator for every batch).
+    s.strategy = "meta"
     s.remat = False  # jax.checkpoint the inner steps of the exact meta-gradient
     # How the inner steps run, by backend when 'auto' (fastdfkd_jax/backend.py): 'true' unrolls
     # them at trace time (~8x faster than lax.scan on XLA:CPU), 'false' is one lax.scan (compiles
@@ -248,13 +258,62 @@ def dfkd_config(
     s.oh = 0.4
     s.adv = 1.1
     s.bn_momentum = 0.9
-    s.adversarial = "kl"  # 'kl' (FastDFKD) | 'js' (DeepInversion)
+    # When the adversarial term switches on: 'before_kd' (epoch warmup - 1: the original FastDFKD,
+    # whose `ep >= warmup` counts calls from 1, so the term starts one call before the student's
+    # first KD step), 'first_call' (epoch 0: the original DeepInversion, CMI, DAFL, ZSKT, DFQ never
+    # gate it) or 'with_kd' (epoch warmup, with the first KD step).
+    s.adv_start = "before_kd"
+    # 'kl' (FastDFKD and CMI: -KL(teacher || student) on samples where both agree), 'jsdiv_clamped'
+    # (the original DeepInversion's `jsdiv`: probabilities clamped to [0.01, 0.99], KL from the
+    # mixture; baseline_losses.jsdiv_clamped) or 'js' (the exact Jensen-Shannon divergence), the
+    # last two at js_temperature. Generative methods always use the unmasked KL (their original).
+    s.adversarial = "kl"
     s.js_temperature = 3.0
+    # DeepInversion: the loss subtracts bn * student_bn * (the student's own BN-statistics loss);
+    # the original's 0.001 (baseline_losses.deepinversion_bn_loss). 0: no student BN term.
+    s.student_bn = 0.0
+    # DeepInversion: 'best' returns each batch's lowest-loss iterate (a fix: the original means to
+    # but its best_inputs aliases the live pixels) or 'last', what the original returns: the
+    # pixels after the last update and clip.
+    s.return_iterate = "best"
+    # Generative methods (DAFL, ZSKT, DFQ): the student whose disagreement the generator maximizes.
+    # 'student' (a fix) or 'teacher' (the original builds them with student=teacher, which makes
+    # the adversarial term identically zero).
+    s.adversary = "student"
+    s.act = 0.0  # DAFL's activation loss weight (-mean |penultimate teacher features|)
+    s.balance = 0.0  # DAFL / DFQ information-entropy weight (class balance of the batch)
+    # Student steps after each synthesis call: 0 = all of the epoch's kd.steps after one call (pool
+    # methods); k > 0 = kd.steps / k rounds of (one synthesis call, k student steps) per epoch (the
+    # original's kd_steps of the generative methods: DAFL, ZSKT 5, DFQ 10).
+    s.kd_steps_per_round = 0
     s.generator = ml_collections.ConfigDict(dict(arch="generator", nz=256, ngf=64))
-    s.augment = ml_collections.ConfigDict(dict(kind="crop", padding=4, flip=True, jitter=4))
-    s.reset_l0_epoch = 140  # 120 + warmup in the original; -1: never
+    # flip_whole_batch (kind 'jitter'): one coin flip for the whole batch, as the original
+    # DeepInversion; False flips each image independently.
+    s.augment = ml_collections.ConfigDict(
+        dict(kind="crop", padding=4, flip=True, jitter=4, flip_whole_batch=False)
+    )
+    # FastDFKD's reset_l0: the 0-based epoch before whose synthesis call the generator layers
+    # `reset_layers` are re-initialized (-1: never). The original fires at its call
+    # `ep == 120 + warmup` with ep counted from 1: 0-based epoch 120 + warmup - 1 = 139.
+    s.reset_l0_epoch = 139
     s.reset_layers = ("l1", "bn0")
     s.reset_std = 0.02
+    # Mean of the re-drawn BatchNorm scales: 1.0 (a fix: N(1, reset_std), the usual BN init) or 0.0
+    # (the original: N(0, reset_std), which nearly silences the layer).
+    s.reset_bn_scale_mean = 1.0
+    # CMI (contrastive model inversion), the original's cmi_cifar.sh: contrastive weight and
+    # temperature, projection head width, memory bank rows, negatives drawn per step, the local
+    # view's crop area fraction.
+    s.cmi = ml_collections.ConfigDict(
+        dict(
+            cr=0.8,
+            temperature=0.2,
+            head_dim=256,
+            bank_size=40960,
+            n_neg=4096,
+            local_scale=(0.25, 1.0),
+        )
+    )
 
     config.pool = ml_collections.ConfigDict(dict(capacity=256 * 220, dtype="uint8"))
 
@@ -274,6 +333,10 @@ def dfkd_config(
         end_learning_rate=2e-4,
     )
     kd.augment = ml_collections.ConfigDict(dict(padding=4, flip=True))
+    # ZSKT's attention transfer (its paper: 250; the original repository's ZSKT: none): the
+    # student loss adds at_weight * baseline_losses.attention_transfer_loss of the inputs of each
+    # network's last BatchNorm at every spatial resolution (a WRN's block-group outputs).
+    kd.at_weight = 0.0
     config.mars_head = mars_head()
     return config
 
@@ -320,28 +383,103 @@ def fast(config: ml_collections.ConfigDict, g_steps: int) -> ml_collections.Conf
 FAST_LEARNING_RATES = {2: (0.015, 5e-3), 5: (0.01, 3e-3), 10: (0.01, 2e-3)}
 
 
-def nometa(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The non-meta ablation of the current Fast-k config."""
-    config.synthesis.meta = False
-    config.method = f"{config.method}_nometa"
+def strategy(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """The paper's ablations of the current Fast-k config: 'sequential' (one generator trained in
+    place across batches, the original's synthesis/fast.py: no meta step, no reset_l0) or
+    'independent' (a fresh generator for every batch).
+    """
+    config.synthesis.strategy = name
+    config.synthesis.reset_l0_epoch = -1  # neither has a meta generator to reset
+    config.method = f"{config.method}_{name}"
     return config
 
 
 def deepinv(config: ml_collections.ConfigDict, steps: int = 2000) -> ml_collections.ConfigDict:
-    """DeepInv-2k: pixels optimized from noise, Adam(0.1, betas 0.5/0.99), jitter + flip."""
+    """DeepInv-2k as the original's DeepInvSyntheiszer: pixels optimized from noise with
+    Adam(lr 0.1, betas 0.5/0.99), one roll jitter and one flip for the whole batch, loss
+    10 * (L_bn(teacher) - 0.001 L_bn(student)) + CE - jsdiv_clamped(T=3), the adversarial term on
+    from the first batch. Differs from the original only by returning each batch's lowest-loss
+    iterate (`return_iterate`). The paper's row has 2000 steps (deepinv_cifar.sh: 1000).
+    """
     s = config.synthesis
     s.method, s.g_steps, s.lr_x, s.inner_betas = "deepinversion", steps, 0.1, (0.5, 0.99)
-    s.bn, s.oh, s.adv, s.adversarial, s.bn_momentum = 10.0, 1.0, 1.0, "js", 0.0
+    s.bn, s.oh, s.adv, s.adversarial, s.bn_momentum = 10.0, 1.0, 1.0, "jsdiv_clamped", 0.0
+    s.student_bn = baseline_losses.DEEPINV_STUDENT_BN
+    s.adv_start = "first_call"
     s.augment.kind = "jitter"
+    s.augment.flip_whole_batch = True
     s.reset_l0_epoch = -1
     config.method = f"deepinv{steps // 1000}k" if steps % 1000 == 0 else f"deepinv{steps}"
     return config
 
 
+def cmi(config: ml_collections.ConfigDict, steps: int = 500) -> ml_collections.ConfigDict:
+    """CMI-500 with the values of the original's cmi_cifar.sh: a generator re-initialized for every
+    batch and trained `steps` steps (with z) by Adam(1e-3, betas 0.5/0.999); loss BN + CE + 0.5
+    masked KL (from the first batch) + 0.8 contrastive loss (head 256, temperature 0.2, bank of
+    40960 feature pairs, 4096 negatives). The script has 200 steps; the paper's row 500.
+    """
+    s = config.synthesis
+    s.method, s.g_steps, s.lr_g, s.lr_z = "cmi", steps, 1e-3, 1e-3
+    s.bn, s.oh, s.adv, s.adversarial, s.bn_momentum = 1.0, 1.0, 0.5, "kl", 0.0
+    s.adv_start = "first_call"
+    s.reset_l0_epoch = -1
+    config.method = f"cmi{steps}"
+    return config
+
+
+# The generative baselines' weights in the original's scripts (dafl/zskt/dfq_cifar.sh):
+# name -> (adv, bn, oh, act, balance, student steps per generator step).
+GENERATIVE = {
+    "dafl": (0.0, 0.0, 1.0, 0.001, 20.0, 5),
+    "zskt": (1.0, 0.0, 0.0, 0.0, 0.0, 5),
+    "dfq": (1.0, 1.0, 1.0, 0.0, 20.0, 10),
+}
+# The original's DAFL generator has twice the latent size of the others' (512 against 256).
+DAFL_LATENT_FACTOR = 2
+
+
+def generative(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """DAFL, ZSKT or DFQ as the original's GenerativeSynthesizer: one persistent generator trained
+    continuously by Adam(1e-3, betas 0.5/0.999), one generator step per round, then
+    `kd_steps_per_round` student steps, each on a fresh batch of the generator (no augmentation).
+    The generator's loss: adv * (-KL(teacher || student), unmasked) + bn * L_bn + oh * CE(teacher,
+    its own argmax) + act * (-mean |features|) + balance * (negative entropy of the batch's mean
+    prediction). The adversary is the student (`adversary`: the original's is the teacher itself,
+    which zeroes the term).
+    """
+    adv, bn, oh, act, balance, kd_per_round = GENERATIVE[name]
+    s = config.synthesis
+    s.method, s.g_steps, s.lr_g = "generative", 1, 1e-3
+    s.adv, s.bn, s.oh, s.act, s.balance, s.bn_momentum = adv, bn, oh, act, balance, 0.0
+    s.kd_steps_per_round = kd_per_round
+    s.adv_start = "first_call"
+    s.reset_l0_epoch = -1
+    if name == "dafl":
+        s.generator.nz *= DAFL_LATENT_FACTOR
+    config.kd.augment.padding, config.kd.augment.flip = 0, False
+    config.method = name
+    return config
+
+
 def exact(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The exact (second-order) meta-gradient instead of the original's first-order sum."""
+    """The exact (second-order) meta-gradient of the summed inner losses instead of the original's
+    first-order approximation of it (their difference: the second-order terms). Measured worse
+    than first-order with Adam inner steps (docs/benchmarks.md): the research option, not the
+    paper's method.
+    """
     config.synthesis.meta_gradient = "exact"
     config.method = f"{config.method}_exact"
+    return config
+
+
+def baseline_cifar_protocol(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The student schedule of the original's deepinv/cmi/dafl/zskt/dfq_cifar.sh: 200 epochs, no
+    warmup, SGD at 0.1 (FastDFKD's fast_cifar.sh: 220 epochs, warmup 20, 0.2).
+    """
+    config.epochs, config.warmup = 200, 0
+    config.kd.optimizer.learning_rate = 0.1
+    config.pool.capacity = config.synthesis.batch_size * config.epochs
     return config
 
 
@@ -351,9 +489,16 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], ml_collections.ConfigDi
     "fast5": lambda c: fast(c, 5),
     "fast10": lambda c: fast(c, 10),
     "fast5_exact": lambda c: exact(fast(c, 5)),
-    "fast5_nometa": lambda c: nometa(fast(c, 5)),
+    "fast5_sequential": lambda c: strategy(fast(c, 5), "sequential"),
+    "fast5_independent": lambda c: strategy(fast(c, 5), "independent"),
     "deepinv2k": lambda c: deepinv(c, 2000),
+    "cmi500": lambda c: cmi(c, 500),
+    "dafl": lambda c: generative(c, "dafl"),
+    "zskt": lambda c: generative(c, "zskt"),
+    "dfq": lambda c: generative(c, "dfq"),
 }
+# The methods the original runs with the student schedule of its baseline scripts.
+BASELINE_METHODS = ("deepinv2k", "cmi500", "dafl", "zskt", "dfq")
 
 
 def apply_method(config: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
@@ -375,7 +520,11 @@ def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collection
     config.synthesis.batch_size = 16
     config.synthesis.generator.nz, config.synthesis.generator.ngf = 8, 4
     config.pool.capacity = 64
+    config.synthesis.cmi.bank_size, config.synthesis.cmi.n_neg = 64, 32
+    config.synthesis.cmi.head_dim = 8
     config.kd.steps, config.kd.batch_size = 2, 16
+    if config.synthesis.kd_steps_per_round:  # generative methods: two rounds of one KD step
+        config.synthesis.kd_steps_per_round = 1
     config.checkpoint.every_epochs = 1
     config.sample_every_epochs = 2
     config.progress_bar = False
@@ -385,7 +534,19 @@ def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collection
 
 # -- the acceleration benchmark -------------------------------------------------------------------
 
-BENCH_METHODS = ("deepinv2k", "fast2", "fast5", "fast10", "fast5_exact", "fast5_nometa")
+BENCH_METHODS = (
+    "deepinv2k",
+    "cmi500",
+    "dafl",
+    "zskt",
+    "dfq",
+    "fast2",
+    "fast5",
+    "fast10",
+    "fast5_exact",
+    "fast5_sequential",
+    "fast5_independent",
+)
 
 
 def bench_config(dfkd_config_file: str, dfkd_arg: str = "{method}") -> ml_collections.ConfigDict:
@@ -403,13 +564,16 @@ def bench_config(dfkd_config_file: str, dfkd_arg: str = "{method}") -> ml_collec
     config.run = ml_collections.ConfigDict()
     config.methods = BENCH_METHODS
     config.timing_repeats = 5  # timed synthesis calls per method (medians reported)
-    # DeepInv-2k: run in full, or take its accuracy from a shorter run (deepinv_epochs batches of
-    # deepinv_steps steps, same total KD steps) and extrapolate its total synthesis time from the
-    # measured per-batch time (marked "extrapolated" in every output).
-    config.deepinv_full = False
-    config.deepinv_epochs = 4
-    config.deepinv_steps = 2000
-    config.deepinv_timing_chunks = 2  # host-driven chunks per timed DeepInversion call
+    # Methods too slow to run in full here (DeepInv-2k, CMI-500): their accuracy from a shorter run
+    # (short_epochs batches of their own g_steps, or short_steps when > 0, with the same total KD
+    # steps and schedule length) and their total synthesis time extrapolated from the measured
+    # per-batch time (marked "extrapolated" in every output).
+    config.short_methods = ("deepinv2k", "cmi500")
+    config.short_epochs = 4
+    config.short_steps = 0
+    # Methods whose steps run as host-driven chunks (DeepInversion, CMI): a timed call runs this
+    # many chunks, scaled to g_steps.
+    config.timing_chunks = 2
     # Exact vs first-order meta-gradient cost (time, compiled memory, +-remat) for these g_steps.
     config.cost_g_steps = (2, 5, 10)
     # Skip the runs: per-batch times and extrapolated totals only (no accuracies).
@@ -425,15 +589,15 @@ def bench_config(dfkd_config_file: str, dfkd_arg: str = "{method}") -> ml_collec
 def bench_runlocal(
     config: ml_collections.ConfigDict,
     methods: tuple[str, ...],
-    deepinv_epochs: int,
-    deepinv_steps: int,
+    short_epochs: int,
+    short_steps: int,
     cost_g_steps: tuple[int, ...] = (),
 ) -> None:
     """A benchmark of seconds per method (tests, smoke runs): few methods and timed calls, Fast-2
     profiled, no progress bar, no compilation cache.
     """
     config.methods = methods
-    config.deepinv_epochs, config.deepinv_steps = deepinv_epochs, deepinv_steps
+    config.short_epochs, config.short_steps = short_epochs, short_steps
     config.timing_repeats = 2
     config.cost_g_steps = cost_g_steps
     config.profile_method = "fast2"

@@ -2,9 +2,10 @@
 
 The student's batch comes from the synthesizer (`Synthesizer.kd_images`: the pool, or fresh
 generator samples), is cropped, flipped and normalized, and the loss is
-KL(teacher_T || student_T) * T^2 against teacher logits only (no labels). `kd_steps` runs several
-steps in one compiled call (unrolled or as a `lax.scan`, the pool sampling inside), each step's
-key folded from the run's KD key and the step's index exactly as one step per call does.
+KL(teacher_T || student_T) * T^2 against teacher logits only (no labels), plus, with
+`at_weight > 0`, ZSKT's attention-transfer term on the two networks' stage activations. `kd_steps`
+runs several steps in one compiled call (unrolled or as a `lax.scan`, the pool sampling inside),
+each step's key folded from the run's KD key and the step's index exactly as one step per call does.
 """
 
 import functools
@@ -21,7 +22,7 @@ from jax.sharding import Mesh
 from fastdfkd_jax import compilation, sharding
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.state import ClassifierState, DFKDState
-from fastdfkd_jax.synthesis import losses
+from fastdfkd_jax.synthesis import baseline_losses, losses
 from fastdfkd_jax.synthesis.steps import run_steps
 
 
@@ -38,28 +39,38 @@ def student_step(
     aug: ml_collections.ConfigDict,
     mean: Sequence[float],
     std: Sequence[float],
+    at_weight: float = 0.0,
 ) -> tuple[ClassifierState, dict]:
     """One KD step on `images` [B, H, W, C] in [0, 1], augmented with `rng`.
 
     Returns:
-      (new student state, {'kd_loss'}).
+      (new student state, {'kd_loss'} and, with `at_weight > 0`, 'at_loss').
 
     """
     inputs = augment.augment(rng, images, padding=aug.padding, flip=aug.flip, mean=mean, std=std)
-    teacher_logits = teacher.apply(teacher_vars, inputs, train=False)
+    if at_weight > 0:
+        teacher_logits, teacher_maps = baseline_losses.capture_stage_activations(
+            teacher, teacher_vars, inputs, train=False
+        )
+    else:
+        teacher_logits = teacher.apply(teacher_vars, inputs, train=False)
 
     def loss_fn(params):
-        logits, updates = student.apply(
-            {"params": params, "batch_stats": state.batch_stats},
-            inputs,
-            train=True,
-            mutable=["batch_stats"],
-        )
-        return losses.kd_loss(logits, teacher_logits, temperature), updates["batch_stats"]
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        if at_weight > 0:
+            (logits, updates), student_maps = baseline_losses.capture_stage_activations(
+                student, variables, inputs, train=True, mutable=["batch_stats"]
+            )
+            at = baseline_losses.attention_transfer_loss(student_maps, teacher_maps)
+        else:
+            logits, updates = student.apply(variables, inputs, train=True, mutable=["batch_stats"])
+            at = jnp.zeros(())
+        kd = losses.kd_loss(logits, teacher_logits, temperature)
+        return kd + at_weight * at, (updates["batch_stats"], kd, at)
 
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (batch_stats, kd, at)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads, batch_stats, tx)
-    return state, {"kd_loss": loss}
+    return state, ({"kd_loss": kd, "at_loss": at} if at_weight > 0 else {"kd_loss": kd})
 
 
 def kd_step(

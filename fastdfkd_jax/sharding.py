@@ -222,7 +222,11 @@ def distributed_config(**overrides) -> ml_collections.ConfigDict:
 # Placement rules for run states: (regex over the '/'-joined pytree path, PartitionSpec); the first
 # match wins, anything unmatched is replicated. The pool's images are the only large batch-like
 # array in a state: shard them along `data`.
-STATE_RULES = ((r"(^|/)pool/images$", P(DATA_AXIS)),)
+STATE_RULES = (
+    (r"(^|/)pool/images$", P(DATA_AXIS)),
+    # A generative method's KD batches of the round: [steps, batch, H, W, C].
+    (r"(^|/)synthesizer/kd_batches$", P(None, DATA_AXIS)),
+)
 
 
 def _path_name(path) -> str:

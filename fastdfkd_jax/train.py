@@ -1,15 +1,17 @@
 """The data-free distillation job: synthesis rounds, student steps, evaluation, checkpoints.
 
-Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (FastDFKD and
-DeepInversion: one) of one synthesis call (one compiled function: inner steps, best iterate, meta
-update, BN memory update, pool insert) followed, after `warmup` epochs, by `kd.steps` student steps
-on batches from the synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is
-used in one place only: the student's (and once the teacher's) accuracy on the test split, kept
-on device, every `eval_every_epochs` epochs. Everything the run needs to continue is in
-`DFKDState`, saved (asynchronously) every `checkpoint.every_epochs` epochs; all randomness derives
-from `config.seed` and the epoch, so a resumed run replays exactly what an uninterrupted one does.
+Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (pool methods:
+one; generative methods: `kd.steps / synthesis.kd_steps_per_round`) of one synthesis call (one
+compiled function: inner steps, best iterate, meta update, BN memory update, pool insert)
+followed, after `warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on batches from
+the synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is used in one
+place only: the student's (and once the teacher's) accuracy on the test split, kept on device,
+every `eval_every_epochs` epochs. Everything the run needs to continue is in `DFKDState`, saved
+(asynchronously) every `checkpoint.every_epochs` epochs; all randomness derives from
+`config.seed` and the epoch, so a resumed run replays exactly what an uninterrupted one does.
 Metrics per epoch (averaged over its steps) go to `metrics.jsonl` and TensorBoard, the summary to
-`summary.json`.
+`summary.json`: the final student accuracy and the best over the evaluated epochs
+(`student_best_test_accuracy`, what the original reports).
 
 A run's time is its compute: every step is compiled up front under the config's precision policy
 (`config.precision`) with JAX's persistent compilation cache on (`config.compilation_cache`), the
@@ -58,6 +60,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"warmup must be in [0, epochs={config.epochs}), got {config.warmup}.")
     if config.kd.steps < 1:
         raise ValueError(f"kd.steps must be >= 1, got {config.kd.steps}.")
+    per_round = config.synthesis.kd_steps_per_round
+    if per_round and config.kd.steps % per_round:
+        raise ValueError(
+            f"kd.steps={config.kd.steps} must be a multiple of synthesis.kd_steps_per_round="
+            f"{per_round} (the student steps after each synthesis call)."
+        )
     every = {
         "eval_every_epochs": config.eval_every_epochs,
         "checkpoint.every_epochs": config.checkpoint.every_epochs,
@@ -146,11 +154,12 @@ def train_epoch(
     adv = components.adv_array(synthesizer.adv_weight(epoch))
     synth_mean, kd_mean = metrics.Mean(), metrics.Mean()
     rounds = synthesizer.rounds_per_epoch
+    steps_per_round = config.kd.steps // rounds
     per_call = steps.kd_steps_per_call
 
     def kd_steps(state, first):
         # Step `first + i` uses fold_in(kd key, first + i), however many steps a call runs.
-        for i in range(0, config.kd.steps, per_call):
+        for i in range(0, steps_per_round, per_call):
             state, step_metrics = steps.kd(
                 state, parts.teacher_vars, keys["kd"], np.int32(first + i)
             )
@@ -171,7 +180,7 @@ def train_epoch(
         synth_mean.add(synth_metrics)
         metrics.check_finite(jax.device_get(synth_metrics), epoch + 1, "synthesis")
         if epoch >= config.warmup:
-            state = timer("kd", kd_steps, state, call * config.kd.steps)
+            state = timer("kd", kd_steps, state, call * steps_per_round)
     record = synth_mean.result()
     if epoch >= config.warmup:
         kd_record = kd_mean.result()
@@ -238,6 +247,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")} if logged else None
         )
         student_accuracy = float("nan")
+        best = max(
+            (
+                (r["student_test_accuracy"], r["epoch"])
+                for r in logged
+                if "student_test_accuracy" in r
+            ),
+            default=(float("-inf"), 0),
+        )
         bar = tqdm(
             range(start_epoch, config.epochs),
             initial=start_epoch,
@@ -253,6 +270,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if done % config.eval_every_epochs == 0 or last:
                 student_accuracy = timer("eval", evaluate_student, state.student.variables, test)
                 record["student_test_accuracy"] = student_accuracy
+                best = max(best, (student_accuracy, done))
                 bar.set_postfix(student=f"{student_accuracy:.4f}")
             record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
             background.submit(writer.write_scalars, done, record)
@@ -287,6 +305,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             backend_choices=parts.backend_choices,
             teacher_test_accuracy=teacher_accuracy,
             student_test_accuracy=student_accuracy,
+            student_best_test_accuracy=best[0],  # every run evaluates its last epoch
+            student_best_epoch=best[1],
             synthesis_seconds=timer.get("synthesis"),
             synthesis_calls=config.epochs * parts.synthesizer.rounds_per_epoch,
             compile_seconds=compile_seconds,

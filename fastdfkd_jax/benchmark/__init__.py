@@ -1,4 +1,4 @@
-"""The acceleration benchmark: DeepInv-2k against Fast-2/5/10 on one teacher, side by side.
+"""The acceleration benchmark: the paper's methods on one teacher, side by side.
 
 `run_benchmark(bench, workdir)` (the `benchmark` job: `fastdfkd --config=configs/bench_<data>.py`;
 `scripts/bench_acceleration.py` is the same):
@@ -7,20 +7,23 @@
    `teacher.train_config` trained first into `workdir/teacher_run/teacher`.
 2. Runs (`runs.run_method`): every method of `methods` is one data-free run in
    `workdir/<method>/`, its config `configs.method_config` (same teacher, student and KD schedule
-   for all). A finished run is reused, an interrupted one resumes. With `deepinv_full=False`,
-   DeepInversion's accuracy comes from a stated shorter run (`configs.shorter_deepinv_config`) and
-   its total synthesis time is extrapolated from its per-batch time (marked in every output).
+   for all). A finished run is reused, an interrupted one resumes. The methods of
+   `short_methods` (too slow to run in full) get their accuracy from a stated shorter run
+   (`configs.shorter_config`) and their total synthesis time extrapolated from their per-batch
+   time (marked in every output).
 3. Timing pass (`timers`): each method's synthesis call compiled once, one warm-up call, then
    `timing_repeats` calls round-robin over the methods (so load on a shared machine hits them
-   alike), each ended by `block_until_ready()`; medians are reported. DeepInversion's per-batch
-   time is the median of a call of `deepinv_timing_chunks` host-driven chunks, times
-   `g_steps / (chunks * chunk_steps)`.
+   alike), each ended by `block_until_ready()`; medians are reported. The per-batch time of a
+   chunked method (DeepInversion, CMI) is the median of a call of `timing_chunks` host-driven
+   chunks, times `g_steps / (chunks * chunk_steps)`. A generative method's call is one round (its
+   generator step and the round's fresh KD batches); per epoch it makes `calls_per_epoch`.
 4. The cost of the exact meta-gradient (time, compiled memory) with and without `remat`, and a
    profile of a run's time (`profile`).
 5. `acceleration.json`, `acceleration.md` and `acceleration.png` in `workdir` (`report`).
 
-Speed-up = DeepInv total synthesis seconds / the method's total synthesis seconds, both for
-`epochs` synthesized batches; `speedup_per_batch` is the same ratio of the timing pass medians.
+Speed-up = DeepInv total synthesis seconds / the method's total synthesis seconds, both for the
+same schedule of `epochs` epochs; `speedup_per_batch` is the same ratio of the timing pass medians
+(per epoch: a call's median times its calls per epoch).
 """
 
 import os
@@ -41,10 +44,11 @@ def _row(method, config, summary, timer, scale, note) -> dict:
     """One table row from a method's run summary and its timing pass."""
     stats = timing.summarize(timer.seconds, scale)
     extrapolated = note is not None
+    calls = configs.calls_per_epoch(config)
     if extrapolated:
-        total = stats["median_s"] * config.epochs
+        total = stats["median_s"] * calls * config.epochs
     else:
-        total = summary["synthesis_seconds"] * config.epochs / summary["synthesis_calls"]
+        total = summary["synthesis_seconds"]
     return dict(
         method=method,
         label=report.method_label(method),
@@ -52,8 +56,10 @@ def _row(method, config, summary, timer, scale, note) -> dict:
         g_steps=config.synthesis.g_steps,
         meta_gradient=summary["meta_gradient"],
         student_accuracy=summary["student_test_accuracy"],
+        student_best_accuracy=summary.get("student_best_test_accuracy"),
         teacher_accuracy=summary["teacher_test_accuracy"],
         batches=config.epochs,
+        calls_per_epoch=calls,
         synthesis_seconds=total,
         run_synthesis_seconds=summary["synthesis_seconds"],
         run_synthesis_calls=summary["synthesis_calls"],
@@ -75,8 +81,8 @@ def _timers(bench, method_configs, teacher_cache) -> tuple[dict, dict]:
     timers, scales = {}, {}
     for method, config in method_configs.items():
         timed_config, scale = config, 1.0
-        if config.synthesis.method == "deepinversion":
-            steps, scale = configs.deepinv_per_batch_scale(config, bench.deepinv_timing_chunks)
+        if configs.is_chunked(config):
+            steps, scale = configs.chunked_per_batch_scale(config, bench.timing_chunks)
             timed_config = configs.copy(config)
             timed_config.synthesis.g_steps = steps
         timers[method] = SynthesisTimer(make_setup(timed_config, teacher_cache))
@@ -87,7 +93,7 @@ def _timers(bench, method_configs, teacher_cache) -> tuple[dict, dict]:
 
 def _described(bench, base, method_configs, teacher_dir, rows) -> dict:
     """The result dict around the rows: the run's setting and how it was timed."""
-    has_deepinv = any(c.synthesis.method == "deepinversion" for c in method_configs.values())
+    chunked = any(configs.is_chunked(c) for c in method_configs.values())
     return dict(
         dataset=base.dataset.name,
         teacher=dict(arch=base.teacher.arch, checkpoint=teacher_dir),
@@ -107,15 +113,16 @@ def _described(bench, base, method_configs, teacher_dir, rows) -> dict:
                 "call), one warm-up call, then medians of repeated calls interleaved across "
                 "methods, each ended by block_until_ready()"
             ),
-            deepinv=(
-                f"median of a call of {bench.deepinv_timing_chunks} host-driven chunk(s) of "
-                f"{base.synthesis.chunk_steps or 'all'} steps, scaled to g_steps"
-                if has_deepinv
+            chunked=(
+                f"median of a call of {bench.timing_chunks} host-driven chunk(s) of chunk_steps "
+                "steps, scaled to g_steps"
+                if chunked
                 else None
             ),
         ),
         rows=rows,
         target=report.target_check(rows),
+        targets=report.targets(rows),
     )
 
 
@@ -139,10 +146,8 @@ def run_benchmark(bench: ml_collections.ConfigDict, workdir: str) -> dict:
     summaries, notes = {}, {}
     for method, config in method_configs.items():
         run_config = config
-        if config.synthesis.method == "deepinversion" and not bench.deepinv_full:
-            run_config = configs.shorter_deepinv_config(
-                config, bench.deepinv_epochs, bench.deepinv_steps
-            )
+        if method in bench.short_methods:
+            run_config = configs.shorter_config(config, bench.short_epochs, bench.short_steps)
             notes[method] = configs.describe_shorter_run(config, run_config)
         if bench.timing_only:
             notes[method] = "not run (timing_only): synthesis time extrapolated, no accuracy"

@@ -65,7 +65,7 @@ def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def chunk_steps(config: ml_collections.ConfigDict) -> int:
-    """DeepInversion's steps per host-driven chunk in `config` (0: one scan), 'auto' resolved."""
+    """A chunked method's steps per host-driven chunk in `config` (0: one scan), 'auto' resolved."""
     return backend.choices(config, backend.platform_of())["synthesis.chunk_steps"]
 
 
@@ -79,22 +79,22 @@ def with_fast_steps(
     return config
 
 
-def shorter_deepinv_config(
-    config: ml_collections.ConfigDict, epochs: int, steps: int
+def shorter_config(
+    config: ml_collections.ConfigDict, epochs: int, steps: int = 0
 ) -> ml_collections.ConfigDict:
-    """DeepInversion on `epochs` batches of `steps` steps, with the same student training budget.
+    """`config` on `epochs` batches (of `steps` steps; 0: its own g_steps), with the same student
+    training budget.
 
     Warmup shrinks in proportion to the epochs (at least 0, below `epochs`); `kd.steps` grows so
     that the student takes at least as many KD steps in total as in the full run, with the same
     cosine schedule length in steps.
     """
     if epochs < 1 or epochs > config.epochs:
-        raise ValueError(f"deepinv_epochs must be in [1, epochs={config.epochs}], got {epochs}.")
+        raise ValueError(f"short_epochs must be in [1, epochs={config.epochs}], got {epochs}.")
+    steps = steps or config.synthesis.g_steps
     chunk = chunk_steps(config)
     if steps < 1 or (chunk and steps % chunk):
-        raise ValueError(
-            f"deepinv_steps={steps} must be >= 1 and a multiple of chunk_steps={chunk}."
-        )
+        raise ValueError(f"short_steps={steps} must be >= 1 and a multiple of chunk_steps={chunk}.")
     short = copy(config)
     full_kd_epochs = config.epochs - config.warmup
     warmup = min(epochs - 1, int(round(config.warmup * epochs / config.epochs)))
@@ -107,20 +107,35 @@ def shorter_deepinv_config(
 
 
 def describe_shorter_run(full: ml_collections.ConfigDict, short: ml_collections.ConfigDict) -> str:
-    """One sentence saying exactly what the shorter DeepInversion run was."""
+    """One sentence saying exactly what the shorter run was."""
     return (
-        f"DeepInversion with {short.synthesis.g_steps} steps per batch on {short.epochs} batches "
+        f"{full.method} with {short.synthesis.g_steps} steps per batch on {short.epochs} batches "
         f"(instead of {full.synthesis.g_steps} steps on {full.epochs}), warmup {short.warmup}, "
         f"{short.kd.steps} KD steps per epoch ({(short.epochs - short.warmup) * short.kd.steps} "
         f"in all, the full schedule has {(full.epochs - full.warmup) * full.kd.steps})"
     )
 
 
-def deepinv_per_batch_scale(config: ml_collections.ConfigDict, timing_chunks: int) -> tuple:
+def is_chunked(config: ml_collections.ConfigDict) -> bool:
+    """Whether the method's steps run as host-driven chunks (DeepInversion, CMI)."""
+    return config.synthesis.method in CHUNKED_METHODS
+
+
+# Synthesis methods with many steps per call, run as host-driven chunks (`ChunkedSynthesis`).
+CHUNKED_METHODS = ("deepinversion", "cmi")
+
+
+def chunked_per_batch_scale(config: ml_collections.ConfigDict, timing_chunks: int) -> tuple:
     """`(timed steps, scale)`: a timed call of `timed steps` steps times `scale` is one batch."""
     chunk = chunk_steps(config) or config.synthesis.g_steps
     timed = min(config.synthesis.g_steps, chunk * timing_chunks)
     return timed, config.synthesis.g_steps / timed
+
+
+def calls_per_epoch(config: ml_collections.ConfigDict) -> int:
+    """Synthesis calls per epoch: 1, or kd.steps / kd_steps_per_round for generative methods."""
+    per_round = config.synthesis.kd_steps_per_round
+    return config.kd.steps // per_round if per_round else 1
 
 
 def comparable_config(config: dict) -> dict:

@@ -24,44 +24,58 @@ from fastdfkd_jax.benchmark.configs import with_fast_steps
 from fastdfkd_jax.benchmark.timers import SynthesisTimer, make_setup, time_round_robin
 from fastdfkd_jax.synthesis import pool as pool_lib
 
-# Variants of the meta-gradient cost table: (label, meta_gradient, remat).
+# Variants of the meta-gradient cost table: (label, meta_gradient, remat, unroll, timed). The
+# lax.scan variants (unroll False: the accelerator setting) are compiled for their memory only:
+# XLA:CPU runs scanned convolutions ~8x slower, so their times would say nothing about a GPU.
 COST_VARIANTS = (
-    ("first_order", "first_order", False),
-    ("exact", "exact", False),
-    ("exact+remat", "exact", True),
+    ("first_order", "first_order", False, True, True),
+    ("exact", "exact", False, True, True),
+    ("exact+remat", "exact", True, True, True),
+    ("first_order/scan", "first_order", False, False, False),
+    ("exact/scan", "exact", False, False, False),
+    ("exact+remat/scan", "exact", True, False, False),
 )
 
 
 def measure_cost(
     bench: ml_collections.ConfigDict, base_config: ml_collections.ConfigDict, teacher_cache: dict
 ) -> list[dict]:
-    """Time and compiled memory of one Fast-k synthesis call per meta-gradient variant."""
-    timers, meta = {}, {}
+    """Time and compiled memory of one Fast-k synthesis call per meta-gradient variant.
+
+    Unrolled variants are timed (medians, interleaved); scan variants only compiled, for their
+    memory (`median_s` None). Ratios are against first-order with the same unroll setting.
+    """
+    timers, meta, untimed = {}, {}, {}
     for g_steps in bench.cost_g_steps:
-        for label, meta_gradient, remat in COST_VARIANTS:
+        for label, meta_gradient, remat, unroll, timed in COST_VARIANTS:
             config = with_fast_steps(base_config, g_steps, meta_gradient, remat)
+            config.synthesis.unroll = unroll
             timer = SynthesisTimer(make_setup(config, teacher_cache))
             name = f"{label}/g{g_steps}"
-            timers[name] = timer
+            (timers if timed else untimed)[name] = timer
             meta[name] = dict(
                 variant=label,
                 g_steps=g_steps,
                 remat=remat,
+                unroll=unroll,
+                compile_seconds=timer.compile_seconds,
                 **compilation.memory_bytes(timer.compiled),
             )
             logging.info("cost %s: compiled in %.1f s", name, timer.compile_seconds)
     time_round_robin(timers, bench.timing_repeats)
-    rows = []
-    for name, timer in timers.items():
-        row = dict(
-            meta[name], compile_seconds=timer.compile_seconds, **timing.summarize(timer.seconds)
-        )
-        rows.append(row)
+    rows = [dict(meta[name], **timing.summarize(timer.seconds)) for name, timer in timers.items()]
+    rows += [dict(meta[name], median_s=None) for name in untimed]
     for row in rows:
         ref = next(
-            r for r in rows if r["g_steps"] == row["g_steps"] and r["variant"] == "first_order"
+            r
+            for r in rows
+            if r["g_steps"] == row["g_steps"]
+            and r["unroll"] == row["unroll"]
+            and r["variant"].split("/")[0] == "first_order"
         )
-        row["time_vs_first_order"] = row["median_s"] / ref["median_s"]
+        row["time_vs_first_order"] = (
+            row["median_s"] / ref["median_s"] if row["median_s"] is not None else None
+        )
         row["memory_vs_first_order"] = row["peak_bytes"] / ref["peak_bytes"]
         row["temp_vs_first_order"] = row["temp_bytes"] / max(ref["temp_bytes"], 1)
     return rows

@@ -190,7 +190,7 @@ def deepinversion_step(spec, policy, small, batch_size, repeats) -> dict:
     synth = parts.synthesizer
     tv, sv = parts.teacher_vars, state.student.variables
     adv = components.adv_array(parts.config.synthesis.adv)
-    carry = jax.jit(synth.begin)(jax.random.PRNGKey(4), tv)
+    carry = jax.jit(synth.begin)(state.synthesizer, jax.random.PRNGKey(4), tv)
     advance = functools.partial(synth.advance, num_steps=1, unroll=True)
     start = time.perf_counter()
     with compilation.precision_scope(policy):

@@ -10,12 +10,20 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
 from fastdfkd_jax import sharding
-from fastdfkd_jax.synthesis import deepinversion, fastdfkd
-from fastdfkd_jax.synthesis.base import PoolSynthesis, Synthesizer, synthesis_call
+from fastdfkd_jax.synthesis import contrastive, deepinversion, fastdfkd, generative, losses
+from fastdfkd_jax.synthesis.base import (
+    ADV_STARTS,
+    ChunkedSynthesis,
+    PoolSynthesis,
+    Synthesizer,
+    synthesis_call,
+)
 from fastdfkd_jax.synthesis.objective import ADVERSARIAL, SYNTHESIS_AUGMENTS
 
 
@@ -29,6 +37,8 @@ class Method(NamedTuple):
 SYNTHESIZERS: dict[str, Method] = {
     "fast": Method(fastdfkd.build, fastdfkd.validate),
     "deepinversion": Method(deepinversion.build, deepinversion.validate),
+    "cmi": Method(contrastive.build, contrastive.validate),
+    "generative": Method(generative.build, generative.validate),
 }
 
 
@@ -46,8 +56,14 @@ def validate(s: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"Unknown synthesis augment {s.augment.kind!r}; choose one of {SYNTHESIS_AUGMENTS}."
         )
+    if s.adv_start not in ADV_STARTS:
+        raise ValueError(
+            f"Unknown synthesis.adv_start {s.adv_start!r}; choose one of {ADV_STARTS}."
+        )
     if s.g_steps < 1:
         raise ValueError(f"synthesis.g_steps must be >= 1, got {s.g_steps}.")
+    if s.kd_steps_per_round < 0:
+        raise ValueError(f"synthesis.kd_steps_per_round must be >= 0, got {s.kd_steps_per_round}.")
     SYNTHESIZERS[s.method].validate(s)
 
 
@@ -60,15 +76,47 @@ def build_synthesizer(
 ) -> Synthesizer:
     """The synthesizer that `config.synthesis` describes, its batches split over `mesh`'s `data`."""
     validate(config.synthesis)
+    check_teacher_has_batchnorm(config, info, teacher)
     batch_sharding = sharding.batch_sharding(mesh) if mesh is not None else None
     return SYNTHESIZERS[config.synthesis.method].build(
         config, info, teacher, student, batch_sharding
     )
 
 
+def needs_batchnorm(s: ml_collections.ConfigDict) -> bool:
+    """Whether the method reads the teacher's BatchNorm layers: a BN-statistics loss, or CMI's
+    features (the inputs of the teacher's BatchNorms).
+    """
+    return s.bn > 0 or s.method == "cmi"
+
+
+def check_teacher_has_batchnorm(
+    config: ml_collections.ConfigDict, info: Any, teacher: nn.Module
+) -> None:
+    """Raises a ValueError naming the method and the teacher when the method needs the teacher's
+    BatchNorm layers and it has none (checked on shapes only: no compute).
+    """
+    s = config.synthesis
+    if not needs_batchnorm(s):
+        return
+
+    def count(x):
+        variables = teacher.init(jax.random.PRNGKey(0), x, train=False)
+        return len(losses.capture_bn_inputs(teacher, variables, x, train=False)[1])
+
+    found = []
+    jax.eval_shape(lambda x: found.append(count(x)), jnp.zeros((2, *info.image_shape)))
+    if not found[0]:
+        raise ValueError(
+            f"Method {config.method!r} (synthesis.method={s.method!r}, bn={s.bn}) needs the "
+            f"teacher's BatchNorm layers, but the teacher {config.teacher.arch!r} has none."
+        )
+
+
 __all__ = [
     "SYNTHESIZERS",
     "Method",
+    "ChunkedSynthesis",
     "PoolSynthesis",
     "Synthesizer",
     "build_synthesizer",

@@ -16,21 +16,46 @@ trainer (`fastdfkd_jax.train`) talks to it only through `Synthesizer`:
 - `meta_gradient_label`: what the run summary and the benchmark call its meta-gradient.
 
 `PoolSynthesis` implements all but `init` and `synthesize` for methods that put each batch in the
-pool and train the student on draws from it (FastDFKD, DeepInversion); a generative method
-overrides `kd_images` to sample its generator instead.
+pool and train the student on draws from it (FastDFKD, DeepInversion, CMI); a generative method
+overrides `kd_images` to sample its generator instead. `ChunkedSynthesis` compiles a call whose
+many steps run as host-driven chunks (DeepInversion, CMI: `begin` / `advance` / `finish`).
+
+`adv_start_epoch` turns the config's `adv_start` into the first epoch with the adversarial term.
 """
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from fastdfkd_jax import compilation, sharding
+from fastdfkd_jax import backend, compilation, sharding
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import Objective
+
+# When the adversarial term switches on (the config's `synthesis.adv_start`; see config_blocks).
+ADV_STARTS = ("before_kd", "first_call", "with_kd")
+
+
+def adv_start_epoch(adv_start: str, warmup: int) -> int:
+    """The first 0-based epoch with the adversarial term on.
+
+    'first_call': 0 (the original's DeepInversion, CMI and generative methods never gate it);
+    'before_kd': warmup - 1, at least 0 (the original FastDFKD's `ep >= warmup` with `ep` counted
+    from 1: one call before the first KD step); 'with_kd': warmup.
+    """
+    if adv_start == "first_call":
+        return 0
+    if adv_start == "before_kd":
+        return max(warmup - 1, 0)
+    if adv_start == "with_kd":
+        return warmup
+    raise ValueError(f"Unknown synthesis.adv_start {adv_start!r}; choose one of {ADV_STARTS}.")
+
 
 # `(state, teacher_vars, rng, adv_weight) -> (state, images [B, H, W, C], metrics)`.
 SynthesisCall = Callable[[Any, dict, jax.Array, jax.Array], tuple[Any, jax.Array, dict]]
@@ -110,12 +135,12 @@ def synthesis_out_shardings(state: Any, mesh: Mesh) -> tuple:
 class PoolSynthesis:
     """Defaults for synthesizers that fill the pool (mixed into their dataclasses).
 
-    The dataclass provides `adv` (the adversarial weight) and `adv_warmup` (epochs before the
-    adversarial term switches on).
+    The dataclass provides `adv` (the adversarial weight) and `adv_start_epoch` (the first epoch
+    with the adversarial term on, `adv_start_epoch(...)`).
     """
 
     adv: float
-    adv_warmup: int
+    adv_start_epoch: int
     rounds_per_epoch: int = 1
 
     def kd_images(self, state: Any, rng: jax.Array, batch_size: int) -> jax.Array:
@@ -123,7 +148,7 @@ class PoolSynthesis:
         return pool_lib.sample(state.pool, rng, batch_size)
 
     def adv_weight(self, epoch: int) -> float:
-        return self.adv if epoch >= self.adv_warmup else 0.0
+        return self.adv if epoch >= self.adv_start_epoch else 0.0
 
     def start_epoch(self, state: Any, epoch: int, rng: jax.Array) -> Any:
         del epoch, rng
@@ -154,3 +179,135 @@ class PoolSynthesis:
     @property
     def meta_gradient_label(self) -> str:
         return "none"
+
+
+class ChunkedSynthesis(PoolSynthesis):
+    """A pool method whose call runs many steps, as host-driven chunks on CPU (mixed in).
+
+    The dataclass provides `steps`, `chunk_steps` (0: one compiled function) and the pieces
+    `begin(synth_state, rng, teacher_vars) -> carry`, `advance(carry, bn_memory, teacher_vars,
+    student_vars, adv_weight, first_step, num_steps, unroll=False) -> carry` and
+    `finish(synth_state, carry, bn_memory) -> (synth_state, bn_memory, images, metrics)`;
+    `synthesize` is the three in one function (a `lax.scan` over the steps).
+    """
+
+    steps: int
+    chunk_steps: int
+
+    def synthesize(
+        self,
+        state: Any,
+        bn_memory: losses.BNMemory,
+        teacher_vars: dict,
+        student_vars: dict,
+        rng: jax.Array,
+        adv_weight: jax.Array,
+    ) -> tuple[Any, losses.BNMemory, jax.Array, dict]:
+        """One batch in one function (the steps as one `lax.scan`).
+
+        Returns:
+          (state, BN memory, images [B, H, W, C] in [0, 1], metrics). On CPU, where a scan is
+          slow, `compile_call` drives `begin`, `advance` (unrolled chunks) and `finish` instead.
+        """
+        carry = self.begin(state, rng, teacher_vars)
+        carry = self.advance(
+            carry, bn_memory, teacher_vars, student_vars, adv_weight, 0, self.steps
+        )
+        return self.finish(state, carry, bn_memory)
+
+    def compile_call(
+        self,
+        state: Any,
+        teacher_vars: dict,
+        rng: jax.Array,
+        adv_weight: jax.Array,
+        *,
+        mesh: Mesh,
+        donate: bool = True,
+    ) -> tuple[SynthesisCall, float]:
+        """The synthesis call on `mesh`: one compiled function, or host-driven chunks.
+
+        With `chunk_steps > 0` the steps run as `steps / chunk_steps` calls of one compiled,
+        unrolled chunk driven from the host (XLA:CPU runs scans slowly; see synthesis/steps.py),
+        between a compiled `begin` and `finish` (pool insert included). Returns
+        `(call, compile_seconds)`; `call` has the signature of `synthesis_call`.
+        """
+        chunk = self.chunk_steps
+        if chunk == 0:
+            return super().compile_call(
+                state, teacher_vars, rng, adv_weight, mesh=mesh, donate=donate
+            )
+        start = time.perf_counter()
+        begin = compilation.compile_jitted(
+            jax.jit(self.begin), state.synthesizer, rng, teacher_vars
+        )
+        carry = jax.eval_shape(self.begin, state.synthesizer, rng, teacher_vars)
+
+        def advance_fn(carry, bn_memory, teacher_vars, student_vars, adv, first_step):
+            return self.advance(
+                carry, bn_memory, teacher_vars, student_vars, adv, first_step, chunk, unroll=True
+            )
+
+        advance = compilation.compile_jitted(
+            jax.jit(advance_fn, donate_argnums=0),
+            carry,
+            state.bn_memory,
+            teacher_vars,
+            state.student.variables,
+            adv_weight,
+            jnp.int32(0),
+        )
+
+        def finish_fn(state, carry):
+            synth, bn_memory, images, metrics = self.finish(
+                state.synthesizer, carry, state.bn_memory
+            )
+            state = state.replace(
+                synthesizer=synth, bn_memory=bn_memory, pool=pool_lib.add(state.pool, images)
+            )
+            return state, images, metrics
+
+        finish = compilation.compile_jitted(
+            jax.jit(
+                finish_fn,
+                out_shardings=synthesis_out_shardings(state, mesh),
+                donate_argnums=0 if donate else (),
+            ),
+            state,
+            carry,
+        )
+        seconds = time.perf_counter() - start
+
+        def call(state, teacher_vars, rng, adv):
+            carry = begin(state.synthesizer, rng, teacher_vars)
+            for first in range(0, self.steps, chunk):
+                carry = advance(
+                    carry,
+                    state.bn_memory,
+                    teacher_vars,
+                    state.student.variables,
+                    adv,
+                    jnp.int32(first),
+                )
+            return finish(state, carry)
+
+        return call, seconds
+
+
+def check_chunk_steps(chunk_steps: int, steps: int) -> None:
+    """Raises a ValueError unless `chunk_steps` is 0 or a positive divisor of `steps`."""
+    if not isinstance(chunk_steps, int):
+        raise ValueError(
+            f"chunk_steps must be an int, got {chunk_steps!r} (components.build resolves 'auto')."
+        )
+    if chunk_steps < 0 or (chunk_steps and steps % chunk_steps):
+        raise ValueError(
+            f"synthesis.chunk_steps={chunk_steps} must be >= 0 and divide g_steps={steps}."
+        )
+
+
+def validate_chunk_steps(s: Any) -> None:
+    """Checks a `synthesis` block's `chunk_steps` against `g_steps` ('auto' always fits)."""
+    chunk = backend.parse_count(s.chunk_steps, "synthesis.chunk_steps", 0)
+    if chunk is not None:
+        check_chunk_steps(chunk, s.g_steps)

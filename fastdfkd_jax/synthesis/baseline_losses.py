@@ -15,7 +15,8 @@ Pure functions, shapes in the docstrings. Each one is the formula of the origina
 - `capture_dense_inputs`: the input of every `nn.Dense` a model calls (the last one's input is the
   penultimate feature vector that DAFL's activation loss uses).
 - `attention_map`, `attention_transfer_loss`: ZSKT's attention-transfer term (from the ZSKT paper;
-  the FastDFKD repository's ZSKT has none).
+  the FastDFKD repository's ZSKT has none), and `capture_stage_activations`, the activations it
+  compares (the input of each network's last BatchNorm at every spatial resolution).
 """
 
 from collections.abc import Sequence
@@ -205,3 +206,41 @@ def attention_transfer_loss(
     for s, t in zip(student_activations, teacher_activations, strict=True):
         total = total + jnp.mean(jnp.square(attention_map(s) - attention_map(t)))
     return total
+
+
+def capture_stage_activations(
+    model: nn.Module, variables: Any, x: jax.Array, **kwargs
+) -> tuple[Any, list[jax.Array]]:
+    """Applies `model`; returns (output, one activation [B, H_l, W_l, C_l] per spatial resolution).
+
+    Per resolution (in the order first seen), the input of the LAST `nn.BatchNorm` called at that
+    resolution: for a pre-activation WRN the output of each block group (what ZSKT's attention
+    transfer compares: the next group's first BatchNorm, or the final one, reads it), for a plain
+    CNN the last convolution's output of each stage. Only 4-D BatchNorm inputs count.
+
+    Args:
+      model: a Flax module with `nn.BatchNorm` layers.
+      variables: its variables.
+      x: its input batch [B, H, W, C].
+      **kwargs: passed to `model.apply` (e.g. `train=True, mutable=['batch_stats']`).
+
+    Returns:
+      (whatever `model.apply` returns, list of activations, one per resolution).
+
+    """
+    by_size: dict[tuple[int, int], jax.Array] = {}
+
+    def interceptor(next_fun, args, call_kwargs, context):
+        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
+            a = args[0]
+            if a.ndim == 4:
+                by_size[a.shape[1:3]] = a  # dicts keep first-seen order; the last call wins
+        return next_fun(*args, **call_kwargs)
+
+    with nn.intercept_methods(interceptor):
+        out = model.apply(variables, x, **kwargs)
+    if not by_size:
+        raise ValueError(
+            f"{type(model).__name__} has no 4-D BatchNorm input to take attention from."
+        )
+    return out, list(by_size.values())

@@ -1,17 +1,18 @@
 """DeepInversion: optimize the pixels of each batch from noise, no generator (the baseline).
 
-Pixels live in normalized space (u = (x - mean) / std, initialized N(0, 1)) and are optimized with
-Adam for `steps` steps (2000 for DeepInv-2k); after every step they are clipped so that x stays in
-[0, 1]. The lowest-loss iterate is returned. `synthesize` runs all steps as one `lax.scan`; with
-`chunk_steps > 0`, `compile_call` instead drives the pieces `begin` / `advance` / `finish` from the
-host, the steps in jitted, unrolled chunks, which is much faster on XLA:CPU (see `steps.py`). The
-objective's augmentation provides the random roll jitter and flip. `synthesize` has the signature
-of `FastSynthesizer.synthesize`, with an empty synthesizer state. `build` makes the synthesizer
-from a run config.
+As the original's DeepInvSyntheiszer: pixels live in normalized space (u = (x - mean) / std,
+initialized N(0, 1)) and are optimized with Adam for `steps` steps (2000 for DeepInv-2k); after
+every step they are clipped so that x stays in [0, 1]. `return_iterate` 'best' returns the
+lowest-loss iterate (the original intends it, but its `best_inputs` aliases the live tensor, so it
+returns 'last': the pixels after the final update and clip). `synthesize` runs all steps as one
+`lax.scan`; with `chunk_steps > 0`, `compile_call` instead drives the pieces `begin` / `advance` /
+`finish` from the host, the steps in jitted, unrolled chunks, which is much faster on XLA:CPU (see
+`steps.py`, `base.ChunkedSynthesis`). The objective provides the jitter and flip and the loss
+(with the student's BN term and the clamped `jsdiv`). The synthesizer state is empty. `build` makes
+the synthesizer from a run config.
 """
 
 import dataclasses
-import time
 from typing import Any
 
 import flax.linen as nn
@@ -20,15 +21,20 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from jax.sharding import Mesh
 
-from fastdfkd_jax import backend, compilation, sharding
+from fastdfkd_jax import sharding
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import losses
-from fastdfkd_jax.synthesis import pool as pool_lib
-from fastdfkd_jax.synthesis.base import PoolSynthesis, SynthesisCall, synthesis_out_shardings
+from fastdfkd_jax.synthesis.base import (
+    ChunkedSynthesis,
+    adv_start_epoch,
+    check_chunk_steps,
+    validate_chunk_steps,
+)
 from fastdfkd_jax.synthesis.objective import Objective, init_bn_memory, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
+
+RETURN_ITERATES = ("best", "last")
 
 
 @flax.struct.dataclass
@@ -57,7 +63,7 @@ class DeepInversionCarry:
 
 
 @dataclasses.dataclass(frozen=True)
-class DeepInversionSynthesizer(PoolSynthesis):
+class DeepInversionSynthesizer(ChunkedSynthesis):
     """Attributes:
     objective: the inversion objective (its augmentation: jitter and flip).
     num_classes: K, for the random targets.
@@ -68,9 +74,10 @@ class DeepInversionSynthesizer(PoolSynthesis):
     betas: Adam (b1, b2).
     mean, std: the dataset normalization (C floats each).
     batch_sharding: how to split the pixels, targets and images over devices (None: XLA decides).
-    adv, adv_warmup: the adversarial weight, from epoch `adv_warmup` on (0 before).
+    adv, adv_start_epoch: the adversarial weight, from epoch `adv_start_epoch` on (0 before).
     chunk_steps: 0 compiles a call as one function; > 0 runs the steps as host-driven, unrolled
       chunks of this many steps (it must divide `steps`).
+    return_iterate: 'best' (the lowest-loss iterate, a fix) or 'last' (the original's result).
     """
 
     objective: Objective
@@ -84,20 +91,23 @@ class DeepInversionSynthesizer(PoolSynthesis):
     std: tuple[float, ...]
     batch_sharding: jax.sharding.Sharding | None = None
     adv: float = 0.0
-    adv_warmup: int = 0
+    adv_start_epoch: int = 0
     chunk_steps: int = 0
+    return_iterate: str = "best"
 
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"g_steps (DeepInversion steps) must be >= 1, got {self.steps}.")
         check_chunk_steps(self.chunk_steps, self.steps)
+        check_return_iterate(self.return_iterate)
 
     def init(self, rng: jax.Array) -> dict:
         del rng
         return {}
 
-    def begin(self, rng: jax.Array, teacher_vars: dict) -> DeepInversionCarry:
+    def begin(self, state: dict, rng: jax.Array, teacher_vars: dict) -> DeepInversionCarry:
         """Noise pixels and random targets for one batch: the carry before step 0."""
+        del state
         u_rng, y_rng, step_rng = jax.random.split(rng, 3)
         # Made inside the call: split along the batch explicitly (see FastSynthesizer.synthesize).
         u0 = sharding.constrain_batch(
@@ -177,7 +187,7 @@ class DeepInversionSynthesizer(PoolSynthesis):
     def finish(
         self, state: dict, carry: DeepInversionCarry, bn_memory: losses.BNMemory
     ) -> tuple[dict, losses.BNMemory, jax.Array, dict]:
-        """The best images, the BN memory update and the metrics of a finished batch."""
+        """The returned images, the BN memory update and the metrics of a finished batch."""
         if self.objective.bn_momentum > 0:
             bn_memory = losses.update_bn_memory(
                 bn_memory, *carry.last_stats, self.objective.bn_momentum
@@ -188,124 +198,24 @@ class DeepInversionSynthesizer(PoolSynthesis):
             synth_best_loss=carry.best_loss,
             **{f"synth_{k}": v for k, v in carry.last_parts.items()},
         )
-        return state, bn_memory, jnp.clip(carry.best_images, 0.0, 1.0), metrics
-
-    def synthesize(
-        self,
-        state: dict,
-        bn_memory: losses.BNMemory,
-        teacher_vars: dict,
-        student_vars: dict,
-        rng: jax.Array,
-        adv_weight: jax.Array,
-    ) -> tuple[dict, losses.BNMemory, jax.Array, dict]:
-        """One batch from noise in one function (a `lax.scan` over all steps).
-
-        Returns:
-          (state, BN memory, best images [B, H, W, C] in [0, 1], metrics). On CPU, where a scan
-          is slow, the run loop calls `begin`, `advance` (unrolled chunks) and `finish` instead.
-        """
-        carry = self.begin(rng, teacher_vars)
-        carry = self.advance(
-            carry, bn_memory, teacher_vars, student_vars, adv_weight, 0, self.steps
-        )
-        return self.finish(state, carry, bn_memory)
-
-    def compile_call(
-        self,
-        state: Any,
-        teacher_vars: dict,
-        rng: jax.Array,
-        adv_weight: jax.Array,
-        *,
-        mesh: Mesh,
-        donate: bool = True,
-    ) -> tuple[SynthesisCall, float]:
-        """The synthesis call on `mesh`: one compiled function, or host-driven chunks.
-
-        With `chunk_steps > 0` the steps run as `steps / chunk_steps` calls of one compiled,
-        unrolled chunk driven from the host (XLA:CPU runs scans slowly; see synthesis/steps.py),
-        between a compiled `begin` and `finish` (pool insert included). Returns
-        `(call, compile_seconds)`; `call` has the signature of `base.synthesis_call`.
-        """
-        chunk = self.chunk_steps
-        if chunk == 0:
-            return super().compile_call(
-                state, teacher_vars, rng, adv_weight, mesh=mesh, donate=donate
-            )
-        start = time.perf_counter()
-        begin = compilation.compile_jitted(jax.jit(self.begin), rng, teacher_vars)
-        carry = jax.eval_shape(self.begin, rng, teacher_vars)
-
-        def advance_fn(carry, bn_memory, teacher_vars, student_vars, adv, first_step):
-            return self.advance(
-                carry, bn_memory, teacher_vars, student_vars, adv, first_step, chunk, unroll=True
-            )
-
-        student_vars = state.student.variables
-        advance = compilation.compile_jitted(
-            jax.jit(advance_fn, donate_argnums=0),
-            carry,
-            state.bn_memory,
-            teacher_vars,
-            student_vars,
-            adv_weight,
-            jnp.int32(0),
-        )
-
-        def finish_fn(state, carry):
-            synth, bn_memory, images, metrics = self.finish(
-                state.synthesizer, carry, state.bn_memory
-            )
-            state = state.replace(
-                synthesizer=synth, bn_memory=bn_memory, pool=pool_lib.add(state.pool, images)
-            )
-            return state, images, metrics
-
-        finish = compilation.compile_jitted(
-            jax.jit(
-                finish_fn,
-                out_shardings=synthesis_out_shardings(state, mesh),
-                donate_argnums=0 if donate else (),
-            ),
-            state,
-            carry,
-        )
-        seconds = time.perf_counter() - start
-
-        def call(state, teacher_vars, rng, adv):
-            carry = begin(rng, teacher_vars)
-            for first in range(0, self.steps, chunk):
-                carry = advance(
-                    carry,
-                    state.bn_memory,
-                    teacher_vars,
-                    state.student.variables,
-                    adv,
-                    jnp.int32(first),
-                )
-            return finish(state, carry)
-
-        return call, seconds
+        if self.return_iterate == "best":
+            images = carry.best_images
+        else:  # the pixels after the last update and clip, never evaluated by the loss
+            images = augment.denormalize(carry.u, self.mean, self.std)
+        return state, bn_memory, jnp.clip(images, 0.0, 1.0), metrics
 
 
-def check_chunk_steps(chunk_steps: int, steps: int) -> None:
-    """Raises a ValueError unless `chunk_steps` is 0 or a positive divisor of `steps`."""
-    if not isinstance(chunk_steps, int):
+def check_return_iterate(value: str) -> None:
+    if value not in RETURN_ITERATES:
         raise ValueError(
-            f"chunk_steps must be an int, got {chunk_steps!r} (components.build resolves 'auto')."
-        )
-    if chunk_steps < 0 or (chunk_steps and steps % chunk_steps):
-        raise ValueError(
-            f"synthesis.chunk_steps={chunk_steps} must be >= 0 and divide g_steps={steps}."
+            f"Unknown synthesis.return_iterate {value!r}; choose one of {RETURN_ITERATES}."
         )
 
 
 def validate(s: ml_collections.ConfigDict) -> None:
     """Checks the `synthesis` block for DeepInversion (before any compute; 'auto' always fits)."""
-    chunk = backend.parse_count(s.chunk_steps, "synthesis.chunk_steps", 0)
-    if chunk is not None:
-        check_chunk_steps(chunk, s.g_steps)
+    validate_chunk_steps(s)
+    check_return_iterate(s.return_iterate)
 
 
 def build(
@@ -331,6 +241,7 @@ def build(
         std=tuple(info.std),
         batch_sharding=batch_sharding,
         adv=s.adv,
-        adv_warmup=config.warmup,
+        adv_start_epoch=adv_start_epoch(s.adv_start, config.warmup),
         chunk_steps=s.chunk_steps,
+        return_iterate=s.return_iterate,
     )

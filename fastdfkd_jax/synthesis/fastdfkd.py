@@ -16,9 +16,13 @@ One synthesis call (`FastSynthesizer.synthesize`, jittable, pure):
      by the second-order terms;
    - `reptile`: `reptile_factor * (G - G'_K)`;
 5. the BN momentum statistics are updated from the last inner step.
-With `meta=False` (the ablation) G is re-initialized every call and never meta-updated.
-At epoch `reset_epoch` the run re-initializes the generator layers `reset_layers` (the original's
-`reset_l0`, via `start_epoch`). `build` makes the synthesizer from a run config.
+`strategy` names the paper's three ways to start a batch's generator: 'meta' (the above),
+'sequential' (the original's synthesis/fast.py: the inner loop starts from the one persistent
+generator and its result G'_K replaces it; no meta step) and 'independent' (a freshly initialized
+generator every call; the state never changes).
+Before epoch `reset_epoch` the run re-initializes the generator layers `reset_layers` (the
+original's `reset_l0`, via `start_epoch`; 'meta' only, as the original). `build` makes the
+synthesizer from a run config.
 """
 
 import dataclasses
@@ -35,16 +39,22 @@ import optax
 
 from fastdfkd_jax import models, precision, sharding
 from fastdfkd_jax.synthesis import losses
-from fastdfkd_jax.synthesis.base import PoolSynthesis
+from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch
 from fastdfkd_jax.synthesis.objective import Objective, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
 
 META_GRADIENTS = ("exact", "first_order", "reptile")
+STRATEGIES = ("meta", "sequential", "independent")
+INNER_OPTIMIZERS = ("adam", "nsgd")
+# Guards the RMS in the normalized update of a tensor whose gradient is exactly zero.
+NSGD_EPS = 1e-12
 
 
 @flax.struct.dataclass
 class GeneratorState:
-    """The meta generator: parameters, (unused) BN running statistics, meta-optimizer state."""
+    """The generator: parameters, (unused) BN running statistics, meta-optimizer state (empty
+    for the 'sequential' and 'independent' strategies).
+    """
 
     params: Any
     batch_stats: Any
@@ -69,14 +79,16 @@ class FastSynthesizer(PoolSynthesis):
         whose inner gradient is exactly zero (e.g. a Dense bias before a BatchNorm).
       meta_gradient: one of `META_GRADIENTS`.
       reptile_factor: scale of the Reptile meta-gradient.
-      meta: False for the non-meta ablation.
+      strategy: one of `STRATEGIES` (see the module docstring).
+      inner_optimizer: 'adam' (the original) or 'nsgd' (see `inner_optimizer`).
       remat: rematerialize the inner steps in the exact meta-gradient.
       unroll: trace the inner steps as a Python loop (fast on CPU) instead of a `lax.scan`.
       batch_sharding: how to split batch-leading arrays made inside the call (z, targets, images)
         over devices, e.g. `sharding.batch_sharding(mesh)`; None leaves placement to XLA.
-      adv, adv_warmup: the adversarial weight, from epoch `adv_warmup` on (0 before).
+      adv, adv_start_epoch: the adversarial weight, from epoch `adv_start_epoch` on (0 before).
       reset_epoch: the epoch whose start re-initializes `reset_layers` (-1: never).
       reset_layers, reset_std: the generator layers to reset and their noise scale.
+      reset_bn_scale_mean: the mean of the re-drawn BatchNorm scales (1.0; the original's 0.0).
 
     """
 
@@ -93,38 +105,52 @@ class FastSynthesizer(PoolSynthesis):
     inner_eps_root: float
     meta_gradient: str
     reptile_factor: float
-    meta: bool
+    strategy: str
     remat: bool
     batch_sharding: jax.sharding.Sharding | None = None
     unroll: bool = True
     adv: float = 0.0
-    adv_warmup: int = 0
+    adv_start_epoch: int = 0
     reset_epoch: int = -1
     reset_layers: tuple[str, ...] = ()
     reset_std: float = 0.02
+    reset_bn_scale_mean: float = 1.0
+    inner_optimizer_name: str = "adam"
 
     def __post_init__(self):
         if self.g_steps < 1:
             raise ValueError(f"g_steps must be >= 1, got {self.g_steps}.")
-        if self.meta_gradient not in META_GRADIENTS:
-            raise ValueError(
-                f"Unknown meta_gradient {self.meta_gradient!r}; choose one of {META_GRADIENTS}."
-            )
+        check_choice("meta_gradient", self.meta_gradient, META_GRADIENTS)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("inner_optimizer", self.inner_optimizer_name, INNER_OPTIMIZERS)
         if not isinstance(self.unroll, bool):
             raise ValueError(
                 f"unroll must be a bool, got {self.unroll!r} (components.build resolves 'auto')."
             )
 
     @property
+    def meta(self) -> bool:
+        """Whether a meta step updates the generator (the 'meta' strategy)."""
+        return self.strategy == "meta"
+
+    @property
     def meta_gradient_label(self) -> str:
         return self.meta_gradient if self.meta else "none"
 
     def start_epoch(self, state: GeneratorState, epoch: int, rng: jax.Array) -> GeneratorState:
-        """At `reset_epoch`, the generator layers `reset_layers` re-initialized (`reset_layers`)."""
-        if epoch != self.reset_epoch:
+        """Before `reset_epoch`'s call, the layers `reset_layers` re-initialized ('meta' only).
+
+        The meta optimizer's moments are kept, as the original keeps them.
+        """
+        if epoch != self.reset_epoch or not self.meta:
             return state
         reset = jax.jit(
-            functools.partial(reset_layers, layer_names=self.reset_layers, std=self.reset_std)
+            functools.partial(
+                reset_layers,
+                layer_names=self.reset_layers,
+                std=self.reset_std,
+                scale_mean=self.reset_bn_scale_mean,
+            )
         )
         return state.replace(params=reset(state.params, rng))
 
@@ -133,17 +159,29 @@ class FastSynthesizer(PoolSynthesis):
         return optax.adam(self.meta_lr, b1=self.meta_betas[0], b2=self.meta_betas[1])
 
     def inner_optimizer(self) -> optax.GradientTransformation:
+        """The inner optimizer over {'g': generator params, 'z': latents}, rates lr_g and lr_z.
+
+        'adam': the original's Adam (inner_betas; eps_root only for the exact meta-gradient).
+        'nsgd': normalized gradient descent, each tensor moved by -lr * g / rms(g): Adam's step
+        length (its first step moves every coordinate by lr) but a smooth function of the
+        gradient, whose derivative is bounded by 1 / rms(g) of the whole tensor, where Adam's
+        per-coordinate normalization has derivatives ~ lr / |g_i| that dominate the exact
+        meta-gradient (docs/benchmarks.md).
+        """
         b1, b2 = self.inner_betas
+        exact = self.meta_gradient == "exact" and self.meta
 
         # eps_root keeps d sqrt(v) / dv finite where an inner gradient is exactly zero; only the
         # exact meta-gradient differentiates through it. The original's Adam has none.
-        eps_root = self.inner_eps_root if self.meta_gradient == "exact" else 0.0
+        eps_root = self.inner_eps_root if exact else 0.0
 
-        def adam(lr):
+        def make(lr):
+            if self.inner_optimizer_name == "nsgd":
+                return normalized_sgd(lr)
             return optax.adam(lr, b1=b1, b2=b2, eps_root=eps_root)
 
         return optax.multi_transform(
-            {"g": adam(self.lr_g), "z": adam(self.lr_z)},
+            {"g": make(self.lr_g), "z": make(self.lr_z)},
             lambda inner: {"g": jax.tree.map(lambda _: "g", inner["g"]), "z": "z"},
         )
 
@@ -157,7 +195,8 @@ class FastSynthesizer(PoolSynthesis):
 
     def init(self, rng: jax.Array) -> GeneratorState:
         params, batch_stats = self.init_generator(rng)
-        return GeneratorState(params, batch_stats, self.meta_optimizer().init(params))
+        opt_state = self.meta_optimizer().init(params) if self.meta else ()
+        return GeneratorState(params, batch_stats, opt_state)
 
     # -- the inner loop -------------------------------------------------------------------------
     def generate(self, params: Any, batch_stats: Any, z: jax.Array) -> jax.Array:
@@ -190,7 +229,7 @@ class FastSynthesizer(PoolSynthesis):
 
         """
         tx = self.inner_optimizer()
-        exact = self.meta_gradient == "exact"
+        exact = self.meta_gradient == "exact" and self.meta
 
         def inner_loss(inner, step_rng):
             images = self.generate(inner["g"], batch_stats, inner["z"])
@@ -276,10 +315,10 @@ class FastSynthesizer(PoolSynthesis):
         targets = sharding.constrain_batch(
             jax.random.randint(y_rng, (self.batch_size,), 0, self.num_classes), self.batch_sharding
         )
-        if self.meta:
-            start_params = state.params
-        else:
+        if self.strategy == "independent":
             start_params, _ = self.init_generator(init_rng)
+        else:
+            start_params = state.params
         args = (state.batch_stats, z0, targets, inner_rng, teacher_vars, student_vars, bn_memory)
         if self.meta and self.meta_gradient == "exact":
             (objective, aux), meta_grad = jax.value_and_grad(self.inner_run, has_aux=True)(
@@ -287,8 +326,8 @@ class FastSynthesizer(PoolSynthesis):
             )
         else:
             objective, aux = self.inner_run(start_params, *args, adv_weight)
-            if self.meta_gradient == "first_order":
-                meta_grad = aux["grad_sum"]
+            if self.meta_gradient == "first_order" or not self.meta:
+                meta_grad = aux["grad_sum"]  # reported only, when not meta
             else:
                 meta_grad = jax.tree.map(
                     lambda g, a: self.reptile_factor * (g - a), start_params, aux["adapted"]
@@ -300,6 +339,8 @@ class FastSynthesizer(PoolSynthesis):
             state = state.replace(
                 params=optax.apply_updates(state.params, updates), opt_state=opt_state
             )
+        elif self.strategy == "sequential":  # trained in place: the next batch starts here
+            state = state.replace(params=aux["adapted"])
         if self.objective.bn_momentum > 0:
             bn_memory = losses.update_bn_memory(
                 bn_memory, *aux["stats"], self.objective.bn_momentum
@@ -315,11 +356,37 @@ class FastSynthesizer(PoolSynthesis):
         return state, bn_memory, aux["best_images"], metrics
 
 
-def reset_layers(params: Any, rng: jax.Array, layer_names: Sequence[str], std: float) -> Any:
-    """Re-initializes the named generator layers (FastDFKD's `reset_l0`), as the original meant.
+def normalized_sgd(learning_rate: float) -> optax.GradientTransformation:
+    """Per tensor, the update -learning_rate * g / rms(g) (stateless; rms over the tensor).
 
-    Kernels ~ N(0, std), biases 0, BatchNorm scales ~ N(1, std). (The original's condition is always
-    true and sets BatchNorm scales to ~N(0, std), which nearly zeroes the layer: not reproduced.)
+    Every tensor moves by `learning_rate` per coordinate in RMS, as Adam's first step does, and
+    the update is a smooth function of the gradient (`NSGD_EPS` guards g = 0).
+    """
+
+    def update_fn(updates, state, params=None):
+        del params
+
+        def step(g):
+            rms = jnp.sqrt(jnp.mean(jnp.square(g)) + NSGD_EPS**2)
+            return -learning_rate * g / rms
+
+        return jax.tree.map(step, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def reset_layers(
+    params: Any,
+    rng: jax.Array,
+    layer_names: Sequence[str],
+    std: float,
+    scale_mean: float = 1.0,
+) -> Any:
+    """Re-initializes the named generator layers (FastDFKD's `reset_l0`; CMI's `reset_model`).
+
+    Kernels ~ N(0, std), biases 0, BatchNorm scales ~ N(scale_mean, std). `scale_mean` 1.0 is the
+    usual BatchNorm start (CMI's reset_model); the original's reset_l0 draws them around 0.0
+    (its condition treats the BatchNorm like the Linear layer), which nearly zeroes the layer.
     """
     params = dict(params)
     for i, name in enumerate(layer_names):
@@ -331,19 +398,24 @@ def reset_layers(params: Any, rng: jax.Array, layer_names: Sequence[str], std: f
             if leaf == "kernel":
                 layer[leaf] = noise
             elif leaf == "scale":
-                layer[leaf] = 1.0 + noise
+                layer[leaf] = scale_mean + noise
             else:
                 layer[leaf] = jnp.zeros_like(value)
         params[name] = layer
     return params
 
 
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raises a ValueError naming `synthesis.<key>` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"Unknown synthesis.{key} {value!r}; choose one of {choices}.")
+
+
 def validate(s: ml_collections.ConfigDict) -> None:
     """Checks the `synthesis` block for FastDFKD (before any compute)."""
-    if s.meta_gradient not in META_GRADIENTS:
-        raise ValueError(
-            f"Unknown meta_gradient {s.meta_gradient!r}; choose one of {META_GRADIENTS}."
-        )
+    check_choice("meta_gradient", s.meta_gradient, META_GRADIENTS)
+    check_choice("strategy", s.strategy, STRATEGIES)
+    check_choice("inner_optimizer", s.inner_optimizer, INNER_OPTIMIZERS)
 
 
 def build(
@@ -382,13 +454,15 @@ def build(
         inner_eps_root=s.inner_eps_root,
         meta_gradient=s.meta_gradient,
         reptile_factor=s.reptile_factor,
-        meta=s.meta,
+        strategy=s.strategy,
         remat=s.remat,
         unroll=s.unroll,
         batch_sharding=batch_sharding,
         adv=s.adv,
-        adv_warmup=config.warmup,
+        adv_start_epoch=adv_start_epoch(s.adv_start, config.warmup),
         reset_epoch=s.reset_l0_epoch,
         reset_layers=tuple(s.reset_layers),
         reset_std=s.reset_std,
+        reset_bn_scale_mean=s.reset_bn_scale_mean,
+        inner_optimizer_name=s.inner_optimizer,
     )

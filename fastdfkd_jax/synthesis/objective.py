@@ -1,8 +1,11 @@
-"""The inversion objective shared by DeepInversion and FastDFKD.
+"""The inversion objective shared by DeepInversion, FastDFKD and CMI.
 
-loss = bn * L_bn + oh * L_oh + adv_weight * L_adv on augmented synthetic images, the teacher in
-eval mode (its BatchNorm inputs captured), the student in eval mode. `adv_weight` is an argument,
-not a constant, so switching the adversarial term on after warmup does not recompile.
+loss = bn * (L_bn(teacher) - student_bn * L_bn(student)) + oh * L_oh + adv_weight * L_adv on
+augmented synthetic images, the teacher in eval mode (its BatchNorm inputs captured), the student
+in eval mode. `adv_weight` is an argument, not a constant, so switching the adversarial term on
+after warmup does not recompile. The student's BN term (`student_bn` > 0) is the original
+DeepInversion's: it is subtracted, pushing the student's batch statistics away from its running
+ones.
 """
 
 import dataclasses
@@ -16,10 +19,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from fastdfkd_jax.data import augment as augment_lib
-from fastdfkd_jax.synthesis import losses
+from fastdfkd_jax.synthesis import baseline_augment, baseline_losses, losses
 
 SYNTHESIS_AUGMENTS = ("crop", "jitter")
-ADVERSARIAL = ("kl", "js")
+ADVERSARIAL = ("kl", "jsdiv_clamped", "js")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +36,12 @@ class Objective:
       bn: weight of the BN-statistics loss.
       oh: weight of the one-hot loss.
       bn_momentum: FastDFKD's momentum blend of BN statistics (0 disables it).
-      adversarial: 'kl' (FastDFKD's masked KL) or 'js' (DeepInversion's Jensen-Shannon at
-        `js_temperature`).
-      js_temperature: temperature of the JS term.
+      adversarial: 'kl' (FastDFKD's and CMI's masked KL at T = 1), 'jsdiv_clamped' (the original
+        DeepInversion's clamped `jsdiv`) or 'js' (the exact Jensen-Shannon divergence), the last
+        two at `js_temperature`.
+      js_temperature: temperature of the JS terms.
+      student_bn: weight of the student's BN-statistics loss, subtracted inside the BN term
+        (DeepInversion: 0.001; 0 skips the student's BN capture).
 
     """
 
@@ -47,6 +53,7 @@ class Objective:
     bn_momentum: float
     adversarial: str = "kl"
     js_temperature: float = 3.0
+    student_bn: float = 0.0
 
     def __call__(
         self,
@@ -70,14 +77,32 @@ class Objective:
         )
         loss_bn = losses.bn_statistics_loss(records, bn_memory, self.bn_momentum)
         loss_oh = losses.one_hot_loss(teacher_logits, targets)
-        student_logits = self.student.apply(student_vars, inputs, train=False)
-        if self.adversarial == "kl":
-            loss_adv = losses.adversarial_loss(student_logits, teacher_logits)
+        if self.student_bn > 0:
+            student_logits, student_records = losses.capture_bn_inputs(
+                self.student, student_vars, inputs, train=False
+            )
+            loss_bn = loss_bn - self.student_bn * losses.bn_statistics_loss(student_records)
         else:
-            loss_adv = -js_divergence(student_logits, teacher_logits, self.js_temperature)
+            student_logits = self.student.apply(student_vars, inputs, train=False)
+        loss_adv = adversarial_term(
+            self.adversarial, student_logits, teacher_logits, self.js_temperature
+        )
         loss = self.bn * loss_bn + self.oh * loss_oh + adv_weight * loss_adv
         parts = {"loss_bn": loss_bn, "loss_oh": loss_oh, "loss_adv": loss_adv}
         return loss, (records, parts)
+
+
+def adversarial_term(
+    kind: str, student_logits: jax.Array, teacher_logits: jax.Array, temperature: float
+) -> jax.Array:
+    """The adversarial loss `kind` (one of `ADVERSARIAL`) of [B, K] logits: a scalar to minimize."""
+    if kind == "kl":
+        return losses.adversarial_loss(student_logits, teacher_logits)
+    if kind == "jsdiv_clamped":
+        return -baseline_losses.jsdiv_clamped(student_logits, teacher_logits, temperature)
+    if kind == "js":
+        return -js_divergence(student_logits, teacher_logits, temperature)
+    raise ValueError(f"Unknown adversarial loss {kind!r}; choose one of {ADVERSARIAL}.")
 
 
 def js_divergence(logits_a: jax.Array, logits_b: jax.Array, temperature: float) -> jax.Array:
@@ -107,7 +132,9 @@ def make_synthesis_augment(
     """`(rng, images in [0,1]) -> normalized inputs` for the synthesis loss, from `cfg`.
 
     `cfg.kind`: 'crop' (pad by `padding` and crop, optional flip: FastDFKD) or 'jitter' (random
-    roll by up to `jitter` pixels, optional flip: DeepInversion).
+    roll by up to `jitter` pixels, optional flip: DeepInversion; with `flip_whole_batch` one roll
+    and one coin flip for the whole batch, as the original's `jitter_and_flip`, else the flip per
+    image).
     """
     if cfg.kind not in SYNTHESIS_AUGMENTS:
         raise ValueError(
@@ -119,6 +146,14 @@ def make_synthesis_augment(
         return functools.partial(
             augment_lib.augment, padding=cfg.padding, flip=cfg.flip, mean=mean, std=std
         )
+
+    if cfg.flip_whole_batch:
+
+        def jitter_whole_batch(rng, images):
+            images = baseline_augment.jitter_and_flip(rng, images, cfg.jitter, cfg.flip)
+            return augment_lib.normalize(images, mean, std)
+
+        return jitter_whole_batch
 
     def jitter(rng, images):
         roll_rng, flip_rng = jax.random.split(rng)
@@ -143,4 +178,5 @@ def objective_from_config(
         bn_momentum=s.bn_momentum,
         adversarial=s.adversarial,
         js_temperature=s.js_temperature,
+        student_bn=s.student_bn,
     )

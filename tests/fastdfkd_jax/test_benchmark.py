@@ -56,32 +56,44 @@ def test_speedup_arithmetic():
     assert target["baseline_extrapolated"]
     # No baseline: no speed-up.
     assert report.speedups([row("fast5", 2.0, 40, 0.05)])[0]["speedup"] is None
+    # A generative method calls its synthesis 10 times per epoch: per epoch it costs 10 calls.
+    gen = dict(row("dafl", 8.0, 40, 0.02, 0.9), calls_per_epoch=10)
+    by = {r["method"]: r for r in report.speedups([rows[0], gen])}
+    assert by["dafl"]["speedup"] == pytest.approx(50.0)
+    assert by["dafl"]["speedup_per_batch"] == pytest.approx(10.0 / 0.2)
     rows[1]["student_accuracy"] = 0.92
     assert not report.target_check(rows)["met"]
 
 
-def test_deepinv_extrapolation_arithmetic():
+def test_chunked_extrapolation_arithmetic():
     config = load_config("dfkd_digits.py:deepinv2k")
     assert config.synthesis.g_steps == 2000 and config.synthesis.chunk_steps == "auto"
     config.synthesis.chunk_steps = "10"  # what 'auto' gives on a CPU
     # Two timed chunks of 10 steps stand for a batch of 2000 steps: x100.
-    assert bench_configs.deepinv_per_batch_scale(config, 2) == (20, 100.0)
+    assert bench_configs.chunked_per_batch_scale(config, 2) == (20, 100.0)
     config.synthesis.chunk_steps = "0"  # one scan (accelerators): time the whole batch
-    assert bench_configs.deepinv_per_batch_scale(config, 2) == (2000, 1.0)
+    assert bench_configs.chunked_per_batch_scale(config, 2) == (2000, 1.0)
+    cmi = load_config("dfkd_digits.py:cmi500")
+    assert bench_configs.is_chunked(cmi)
+    assert not bench_configs.is_chunked(load_config("dfkd_digits.py:fast5"))
+    assert bench_configs.chunked_per_batch_scale(cmi, 2) == (20, 25.0)
+    assert bench_configs.calls_per_epoch(load_config("dfkd_digits.py:dfq")) == 5  # 50 / 10
+    assert bench_configs.calls_per_epoch(cmi) == 1
 
 
-def test_shorter_deepinv_run_keeps_the_kd_budget():
+def test_shorter_run_keeps_the_kd_budget():
     config = load_config("dfkd_digits.py:deepinv2k")  # 40 epochs, warmup 5, 50 KD steps
-    short = bench_configs.shorter_deepinv_config(config, epochs=8, steps=2000)
+    short = bench_configs.shorter_config(config, epochs=8)
     assert (short.epochs, short.warmup, short.synthesis.g_steps) == (8, 1, 2000)
     assert (short.epochs - short.warmup) * short.kd.steps >= 35 * 50
     assert short.kd.steps == 250
     text = bench_configs.describe_shorter_run(config, short)
-    assert "2000 steps per batch on 8 batches" in text and "1750 in all" in text
-    with pytest.raises(ValueError, match="deepinv_steps"):
-        bench_configs.shorter_deepinv_config(config, epochs=8, steps=15)
-    with pytest.raises(ValueError, match="deepinv_epochs"):
-        bench_configs.shorter_deepinv_config(config, epochs=0, steps=20)
+    assert "deepinv2k with 2000 steps per batch on 8 batches" in text and "1750 in all" in text
+    assert bench_configs.shorter_config(config, epochs=8, steps=20).synthesis.g_steps == 20
+    with pytest.raises(ValueError, match="short_steps"):
+        bench_configs.shorter_config(config, epochs=8, steps=15)
+    with pytest.raises(ValueError, match="short_epochs"):
+        bench_configs.shorter_config(config, epochs=0, steps=20)
 
 
 def test_finished_run_is_reused_despite_path_spelling_and_progress_bar(tmp_path, monkeypatch):
@@ -115,8 +127,12 @@ def test_presets_build_every_method():
         for preset in presets:
             config = load_config(f"{name}:{preset}" if preset else name)
             configs = [bench_configs.method_config(config, m) for m in config.methods]
-            # Same teacher, student and KD schedule for every method.
-            for key in ("teacher.arch", "student.arch", "epochs", "warmup", "kd.steps"):
+            # Same teacher, student and KD schedule for every method (on CIFAR each method keeps
+            # its original script's epochs and warmup, as in the paper's table).
+            keys = ("teacher.arch", "student.arch", "kd.steps")
+            if name != "bench_cifar.py" or "runlocal" in preset:
+                keys += ("epochs", "warmup")
+            for key in keys:
                 values = {
                     str(c[key.split(".")[0]][key.split(".")[1]]) if "." in key else str(c[key])
                     for c in configs
@@ -131,7 +147,7 @@ def test_presets_build_every_method():
 
 
 def test_benchmark_outputs_on_a_tiny_config(teacher_dir, tmp_path):
-    config = tiny_bench(teacher_dir, methods=("deepinv2k", "fast2"))
+    config = tiny_bench(teacher_dir, methods=("deepinv2k", "fast2", "dfq"))
     config.cost_g_steps, config.profile_method = (), ""
     workdir = str(tmp_path / "bench")
     result = benchmark.run_benchmark(config, workdir)
@@ -139,11 +155,12 @@ def test_benchmark_outputs_on_a_tiny_config(teacher_dir, tmp_path):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     with open(os.path.join(workdir, "acceleration.json")) as f:
         saved = json.load(f)
-    assert [r["method"] for r in saved["rows"]] == ["deepinv2k", "fast2"]
+    assert [r["method"] for r in saved["rows"]] == ["deepinv2k", "fast2", "dfq"]
     by = {r["method"]: r for r in saved["rows"]}
     deepinv = by["deepinv2k"]
     # Extrapolated: 2000-step batches timed on 2 chunks of 2 steps (x500), 3 batches.
     assert deepinv["extrapolated"] and deepinv["timing_scale"] == pytest.approx(500.0)
+    assert deepinv["calls_per_epoch"] == 1
     assert deepinv["synthesis_seconds"] == pytest.approx(3 * deepinv["seconds_per_batch"])
     assert deepinv["run_synthesis_calls"] == 2
     assert "4 steps per batch on 2 batches" in deepinv["accuracy_from"]
@@ -152,15 +169,25 @@ def test_benchmark_outputs_on_a_tiny_config(teacher_dir, tmp_path):
         assert r["seconds_per_batch"] > 0 and r["compile_seconds"] > 0
         assert r["timing_calls"] == 2 and 0.0 <= r["student_accuracy"] <= 1.0
         assert r["speedup"] == pytest.approx(deepinv["synthesis_seconds"] / r["synthesis_seconds"])
+    # The generative method: kd.steps (2) / kd_steps_per_round (1 in runlocal) calls per epoch,
+    # its total the run's measured synthesis time.
+    dfq = by["dfq"]
+    assert dfq["calls_per_epoch"] == 2 and dfq["run_synthesis_calls"] == 6
+    assert dfq["synthesis_seconds"] == pytest.approx(dfq["run_synthesis_seconds"])
+    assert dfq["speedup_per_batch"] == pytest.approx(
+        deepinv["seconds_per_batch"] / (2 * dfq["seconds_per_batch"])
+    )
+    assert dfq["student_best_accuracy"] >= dfq["student_accuracy"]
     fast2 = by["fast2"]
     assert not fast2["extrapolated"] and fast2["run_synthesis_calls"] == 3
     assert fast2["synthesis_seconds"] == pytest.approx(fast2["run_synthesis_seconds"])
     assert fast2["speedup"] > 1.0  # 2 steps against 2000
     assert saved["target"] is None  # no fast5 row
+    assert saved["targets"]["generative/student_accuracy"] is None
     assert "meta_gradient_cost" not in saved and "profile" not in saved
     text = open(os.path.join(workdir, "acceleration.md")).read()
     assert "| DeepInv-2k | 2000 |" in text and "EXTRAPOLATED" in text
-    assert "| Fast-2 | 2 | first_order |" in text
+    assert "| Fast-2 | 2 | first_order |" in text and "| DFQ | 1 | none |" in text
     assert result["rows"][1]["student_accuracy"] == fast2["student_accuracy"]
 
 
@@ -169,10 +196,12 @@ def fake_result():
         [
             dict(row("deepinv2k", 400.0, 40, 10.0, 0.95, True), label="DeepInv-2k", g_steps=2000),
             dict(row("fast5", 2.0, 40, 0.05, 0.94), label="Fast-5", g_steps=5),
+            dict(row("dafl", 8.0, 40, 0.02, 0.93), label="DAFL", g_steps=1, calls_per_epoch=10),
         ]
     )
     for r in rows:
         r.update(
+            student_best_accuracy=r["student_accuracy"] + 0.01,
             meta_gradient="first_order" if r["g_steps"] == 5 else "none",
             teacher_accuracy=1.0,
             compile_seconds=3.0,
@@ -212,9 +241,10 @@ def fake_result():
             epochs=40, warmup=5, kd_steps=50, kd_batch_size=128, synthesis_batch_size=128
         ),
         device="cpu",
-        timing=dict(repeats=5, method="medians", deepinv="2 chunks"),
+        timing=dict(repeats=5, method="medians", chunked="2 chunks"),
         rows=rows,
         target=report.target_check(rows),
+        targets=report.targets(rows),
         meta_gradient_cost=cost,
         profile=profile,
     )
@@ -223,20 +253,33 @@ def fake_result():
 def test_markdown_marks_extrapolation_and_has_every_table(tmp_path):
     result = fake_result()
     text = report.markdown(result)
-    assert "| DeepInv-2k | 2000 | none | 95.00 * | 400.0 * | 10.0000 | 3.0 | 1.0x | 1.0x |" in text
-    assert "| Fast-5 | 5 | first_order | 94.00 | 2.0 | 0.0500 | 3.0 | 200.0x | 200.0x |" in text
+    assert (
+        "| DeepInv-2k | 2000 | none | 95.00 * | 96.00 * | 400.0 * | 10.0000 | 1 | 3.0 | 1.0x | "
+        "1.0x |" in text
+    )
+    assert "| Fast-5 | 5 | first_order | 94.00 | 95.00 | 2.0 | 0.0500 | 1 | 3.0 | 200.0x |" in text
+    assert "| DAFL | 1 | none | 93.00 | 94.00 | 8.0 | 0.0200 | 10 | 3.0 | 50.0x | 50.0x |" in text
     assert "EXTRAPOLATED" in text and "a stated shorter run" in text
     assert "gap 1.00 points at 200.0x -> MET (DeepInv-2k extrapolated)" in text
+    assert "Same target on the best over epochs accuracy: gap 1.00 points -> MET." in text
+    assert "DAFL +1.00 points at 0.25x its synthesis time -> MET" in text
     assert "| 2 | exact | 0.2500 | 2.50 | 5.00 |" in text and "memory_analysis()" in text
     assert "| student (KD) steps | 90.0 | 90.0% |" in text
     # timing_only: no accuracies, every total extrapolated, no target.
     for r in result["rows"]:
-        r.update(student_accuracy=None, teacher_accuracy=None, extrapolated=True)
+        r.update(
+            student_accuracy=None,
+            student_best_accuracy=None,
+            teacher_accuracy=None,
+            extrapolated=True,
+        )
     assert report.target_check(result["rows"]) is None
     result["target"] = None
+    result["targets"] = report.targets(result["rows"])
     text = report.markdown(result)
-    assert "| Fast-5 | 5 | first_order | n/a * | 2.0 * |" in text
-    assert "DeepInv-2k, Fast-5: EXTRAPOLATED, not run (timing_only)" in text
+    assert "| Fast-5 | 5 | first_order | n/a * | n/a * | 2.0 * |" in text
+    assert "DeepInv-2k, Fast-5, DAFL: EXTRAPOLATED, not run (timing_only)" in text
+    assert "-> MET" not in text and "-> NOT MET" not in text
     report.write_outputs(result, str(tmp_path))
     assert json.load(open(tmp_path / "acceleration.json"))["rows"][0]["extrapolated"]
     assert (tmp_path / "acceleration.png").stat().st_size > 0
@@ -250,9 +293,13 @@ def test_benchmark_cost_profile_and_reuse(teacher_dir, tmp_path):
     by = {r["method"]: r for r in result["rows"]}
     assert by["fast5_exact"]["meta_gradient"] == "exact"
     cost = {(c["variant"], c["g_steps"]): c for c in result["meta_gradient_cost"]}
-    assert set(cost) == {("first_order", 2), ("exact", 2), ("exact+remat", 2)}
+    variants = ("first_order", "exact", "exact+remat")
+    assert set(cost) == {(v + scan, 2) for v in variants for scan in ("", "/scan")}
     assert cost[("first_order", 2)]["time_vs_first_order"] == pytest.approx(1.0)
     assert cost[("exact", 2)]["peak_bytes"] > cost[("first_order", 2)]["peak_bytes"]
+    # The scan variants: compiled for memory only, against first-order with a scan.
+    assert cost[("exact/scan", 2)]["median_s"] is None
+    assert cost[("first_order/scan", 2)]["memory_vs_first_order"] == pytest.approx(1.0)
     profile = result["profile"]
     assert profile["method"] == "fast2"
     assert set(profile["per_call_median_s"]) == {

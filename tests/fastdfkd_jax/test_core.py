@@ -81,7 +81,7 @@ def test_teacher_directory_round_trip_and_errors(tmp_path):
 
 
 def test_every_method_config_is_complete():
-    for method in ("fast2", "fast5", "fast10", "fast5_exact", "fast5_nometa", "deepinv2k"):
+    for method in config_blocks.METHODS:
         config = load_config(f"dfkd_digits.py:{method}")
         assert config.method == method
     fast10 = load_config("dfkd_digits.py:fast10").synthesis
@@ -91,8 +91,11 @@ def test_every_method_config_is_complete():
     assert (cifar.synthesis.adv, cifar.synthesis.oh, cifar.dataset.name) == (1.33, 0.5, "cifar100")
     with pytest.raises(ValueError, match="Unknown config argument 'resnet18-resnet34'"):
         load_config("dfkd_cifar.py:cifar10,fast5,resnet18-resnet34")
-    with pytest.raises(ValueError, match="Unknown method 'fast3'"):
+    # An unknown method name lists the valid ones.
+    with pytest.raises(ValueError, match="Unknown method 'fast3'; choose one of .*'cmi500'.*'dfq'"):
         config_blocks.apply_method(load_config("dfkd_digits.py"), "fast3")
+    with pytest.raises(ValueError, match="Unknown config argument 'fast3'; .*dafl, zskt, dfq"):
+        load_config("dfkd_digits.py:fast3")
 
 
 def test_config_argument_parsing():

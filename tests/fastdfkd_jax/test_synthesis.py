@@ -8,7 +8,16 @@ import numpy as np
 import optax
 import pytest
 
-from fastdfkd_jax.synthesis import deepinversion, fastdfkd, losses
+from fastdfkd_jax.data import augment
+from fastdfkd_jax.synthesis import (
+    base,
+    baseline_augment,
+    baseline_losses,
+    deepinversion,
+    fastdfkd,
+    losses,
+    objective,
+)
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import init_bn_memory, js_divergence
 from tests.fastdfkd_jax import tiny
@@ -148,7 +157,7 @@ def test_pool_rejects_bad_input():
 
 # -- FastDFKD -------------------------------------------------------------------------------------
 def make_synth(
-    meta_gradient, g_steps=3, meta=True, dtype=jnp.float32, bn_momentum=0.0, unroll=True
+    meta_gradient, g_steps=3, strategy="meta", dtype=jnp.float32, bn_momentum=0.0, unroll=True
 ):
     teacher, teacher_vars, student, student_vars = tiny.make_models(jax.random.PRNGKey(0), dtype)
     synth = tiny.make_fast_synthesizer(
@@ -157,7 +166,7 @@ def make_synth(
         meta_gradient=meta_gradient,
         g_steps=g_steps,
         batch_size=4,
-        meta=meta,
+        strategy=strategy,
         bn_momentum=bn_momentum,
         unroll=unroll,
     )
@@ -199,12 +208,12 @@ def held_constant_objective(synth, params, batch_stats, z0, targets, rng, tv, sv
 # Three inner steps: the first Adam step is nearly lr * sign(g), whose derivative is ~0, so with
 # two steps the second-order terms of the summed objective would be tiny.
 # The unrolled inner steps (CPU) and the lax.scan (accelerators: `synthesis.unroll` 'auto').
-@pytest.mark.parametrize("remat", [False, True])
+@pytest.mark.parametrize("remat, inner", [(False, "adam"), (True, "adam"), (False, "nsgd")])
 @pytest.mark.parametrize("unroll", [True, False], ids=["unrolled", "scan"])
-def test_exact_meta_gradient_matches_finite_differences(remat, unroll):
+def test_exact_meta_gradient_matches_finite_differences(remat, inner, unroll):
     with jax.enable_x64(True):
         synth, tv, sv, memory = make_synth("exact", g_steps=3, dtype=jnp.float64, unroll=unroll)
-        synth = dataclasses.replace(synth, remat=remat)
+        synth = dataclasses.replace(synth, remat=remat, inner_optimizer_name=inner)
         tv, sv = jax.tree.map(lambda x: x.astype(jnp.float64), (tv, sv))
         state = synth.init(jax.random.PRNGKey(1))
         params = jax.tree.map(lambda x: x.astype(jnp.float64), state.params)
@@ -384,8 +393,8 @@ def test_best_iterate_images_are_the_lowest_loss_ones():
     np.testing.assert_allclose(aux["best_loss"], aux["losses"][best])
 
 
-def test_nometa_leaves_the_generator_unchanged():
-    synth, tv, sv, memory = make_synth("first_order", meta=False)
+def test_independent_strategy_leaves_the_generator_unchanged():
+    synth, tv, sv, memory = make_synth("first_order", strategy="independent")
     state = synth.init(jax.random.PRNGKey(1))
     rng = jax.random.PRNGKey(2)
     new_state, _, images, metrics = jax.jit(synth.synthesize)(state, memory, tv, sv, rng, 0.0)
@@ -497,3 +506,163 @@ def test_synthesis_compiles_once_across_calls():
 
     for i in range(3):  # adversarial weight switched on after "warmup": no retrace
         state, memory, _, _ = call(state, memory, jax.random.PRNGKey(i), jnp.float32(0.5 * (i > 0)))
+
+
+# -- the original's behaviour, wired ---------------------------------------------------------------
+def test_adv_start_epochs():
+    # FastDFKD's `ep >= warmup` with ep counted from 1: one call before KD (epoch warmup - 1).
+    assert base.adv_start_epoch("before_kd", 20) == 19
+    assert base.adv_start_epoch("before_kd", 0) == 0
+    assert base.adv_start_epoch("first_call", 20) == 0
+    assert base.adv_start_epoch("with_kd", 20) == 20
+    with pytest.raises(ValueError, match="Unknown synthesis.adv_start 'never'"):
+        base.adv_start_epoch("never", 20)
+    synth, *_ = make_synth("first_order")
+    synth = dataclasses.replace(synth, adv=1.1, adv_start_epoch=4)
+    assert [synth.adv_weight(e) for e in (3, 4, 5)] == [0.0, 1.1, 1.1]
+
+
+def test_objective_student_bn_and_clamped_jsdiv_are_the_originals():
+    """DeepInversion's loss: bn * (L_bn(teacher) - 0.001 L_bn(student)) + oh CE - jsdiv_clamped,
+    the terms computed here from the phase-1 functions (tested against the original's formulas)."""
+    teacher, tv, student, sv = tiny.make_models(jax.random.PRNGKey(0))
+    sv = tiny.randomize_batch_stats(sv, jax.random.PRNGKey(5))
+    obj = dataclasses.replace(
+        tiny.make_objective(teacher, student),
+        bn=10.0,
+        oh=1.0,
+        adversarial="jsdiv_clamped",
+        student_bn=baseline_losses.DEEPINV_STUDENT_BN,
+    )
+    images = jax.random.uniform(jax.random.PRNGKey(1), (6, *tiny.IMAGE_SHAPE))
+    targets = jnp.array([0, 1, 2, 0, 1, 2])
+    memory = init_bn_memory(obj, tv, tiny.IMAGE_SHAPE)
+    loss, (_, parts) = obj(images, targets, jax.random.PRNGKey(2), tv, sv, memory, 0.7)
+    t_logits, t_records = losses.capture_bn_inputs(teacher, tv, images, train=False)
+    s_logits, s_records = losses.capture_bn_inputs(student, sv, images, train=False)
+    want_bn = baseline_losses.deepinversion_bn_loss(t_records, s_records, 0.001)
+    want_adv = -baseline_losses.jsdiv_clamped(s_logits, t_logits, 3.0)
+    want = 10.0 * want_bn + losses.one_hot_loss(t_logits, targets) + 0.7 * want_adv
+    np.testing.assert_allclose(parts["loss_bn"], want_bn, rtol=1e-6)
+    np.testing.assert_allclose(parts["loss_adv"], want_adv, rtol=1e-6)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    # The student's term is there (and subtracted): without it the BN loss is larger.
+    plain = dataclasses.replace(obj, student_bn=0.0)
+    _, (_, plain_parts) = plain(images, targets, jax.random.PRNGKey(2), tv, sv, memory, 0.7)
+    assert float(plain_parts["loss_bn"]) > float(parts["loss_bn"]) + 1e-4
+    with pytest.raises(ValueError, match="Unknown adversarial loss 'l1'"):
+        objective.adversarial_term("l1", s_logits, t_logits, 1.0)
+
+
+def test_whole_batch_flip_is_wired_into_the_jitter_augment():
+    cfg = dict(kind="jitter", padding=1, flip=True, jitter=1, flip_whole_batch=True)
+    images = jax.random.uniform(jax.random.PRNGKey(0), (16, 4, 4, 1))
+    make = objective.make_synthesis_augment
+    import ml_collections
+
+    whole = make(ml_collections.ConfigDict(cfg), (0.5,), (0.25,))
+    per_sample = make(ml_collections.ConfigDict(dict(cfg, flip_whole_batch=False)), (0.5,), (0.25,))
+    flipped_some = False
+    for seed in range(6):
+        rng = jax.random.PRNGKey(seed)
+        want = augment.normalize(
+            baseline_augment.jitter_and_flip(rng, images, 1, True), (0.5,), (0.25,)
+        )
+        np.testing.assert_allclose(whole(rng, images), want, rtol=1e-6)
+        # Per-sample flips (the other setting) mix flipped and unflipped images in one batch.
+        got = per_sample(rng, images)
+        flipped_some |= not np.allclose(got, want)
+    assert flipped_some
+
+
+def make_deepinv(return_iterate, steps=6):
+    teacher, tv, student, sv = tiny.make_models(jax.random.PRNGKey(0))
+    synth = deepinversion.DeepInversionSynthesizer(
+        objective=tiny.make_objective(teacher, student),
+        num_classes=tiny.NUM_CLASSES,
+        batch_size=8,
+        image_shape=tiny.IMAGE_SHAPE,
+        steps=steps,
+        lr=0.1,
+        betas=(0.5, 0.99),
+        mean=(0.5,),
+        std=(0.25,),
+        return_iterate=return_iterate,
+    )
+    return synth, tv, sv, init_bn_memory(synth.objective, tv, tiny.IMAGE_SHAPE)
+
+
+def test_deepinversion_returns_the_last_or_the_best_iterate():
+    """'last' (the original) is the pixels after the final update and clip; 'best' the
+    lowest-loss iterate (evaluated before its update)."""
+    rng, adv = jax.random.PRNGKey(1), jnp.float32(0.0)
+    results = {}
+    for which in ("best", "last"):
+        synth, tv, sv, memory = make_deepinv(which)
+        _, _, images, metrics = jax.jit(synth.synthesize)({}, memory, tv, sv, rng, adv)
+        results[which] = images
+    carry = synth.begin({}, rng, tv)
+    carry = jax.jit(synth.advance, static_argnums=(6,))(carry, memory, tv, sv, adv, 0, synth.steps)
+    last = jnp.clip(augment.denormalize(carry.u, (0.5,), (0.25,)), 0.0, 1.0)
+    np.testing.assert_allclose(results["last"], last, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results["best"], carry.best_images, rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(results["best"] - results["last"]).max()) > 1e-3
+    with pytest.raises(ValueError, match="return_iterate 'worst'"):
+        make_deepinv("worst")
+
+
+def test_sequential_strategy_trains_one_generator_in_place():
+    """The original's fast.py: the inner loop starts from the persistent generator, and its result
+    G'_K (not the best iterate's) is the next batch's start; no meta step, no meta state."""
+    synth, tv, sv, memory = make_synth("first_order", strategy="sequential")
+    state = synth.init(jax.random.PRNGKey(1))
+    assert state.opt_state == ()
+    rng, adv = jax.random.PRNGKey(2), jnp.asarray(0.5)
+    new_state, _, _, _ = jax.jit(synth.synthesize)(state, memory, tv, sv, rng, adv)
+    z0, targets, inner_rng = inner_args(synth, rng)
+    _, aux = jax.jit(synth.inner_run)(
+        state.params, state.batch_stats, z0, targets, inner_rng, tv, sv, memory, adv
+    )
+    for got, want in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(aux["adapted"])):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert synth.meta_gradient_label == "none"
+    # The meta strategy's generator after the same call is not G'_K.
+    meta, *_ = make_synth("first_order")
+    meta_state, _, _, _ = jax.jit(meta.synthesize)(
+        state.replace(opt_state=meta.init(jax.random.PRNGKey(1)).opt_state),
+        memory,
+        tv,
+        sv,
+        rng,
+        adv,
+    )
+    assert not np.allclose(meta_state.params["conv1"]["kernel"], aux["adapted"]["conv1"]["kernel"])
+
+
+def test_reset_l0_before_its_epoch_and_with_the_originals_bn_scale():
+    synth, *_ = make_synth("first_order")
+    synth = dataclasses.replace(synth, reset_epoch=3, reset_layers=("l1", "bn0"), reset_std=0.02)
+    state = synth.init(jax.random.PRNGKey(1))
+    rng = jax.random.PRNGKey(4)
+    assert synth.start_epoch(state, 2, rng) is state
+    reset = synth.start_epoch(state, 3, rng)
+    want = fastdfkd.reset_layers(state.params, rng, ("l1", "bn0"), 0.02, scale_mean=1.0)
+    for got, exp in zip(jax.tree.leaves(reset.params), jax.tree.leaves(want)):
+        np.testing.assert_allclose(got, exp, rtol=1e-6)
+    # The original's reset draws the BatchNorm scale around 0.
+    original = dataclasses.replace(synth, reset_bn_scale_mean=0.0).start_epoch(state, 3, rng)
+    np.testing.assert_allclose(
+        original.params["bn0"]["scale"], reset.params["bn0"]["scale"] - 1.0, atol=1e-6
+    )
+    # Strategies without a meta generator never reset (the original's fast.py has no reset).
+    sequential = dataclasses.replace(synth, strategy="sequential")
+    assert sequential.start_epoch(state, 3, rng) is state
+
+
+def test_normalized_sgd_moves_each_tensor_by_lr_in_rms():
+    tx = fastdfkd.normalized_sgd(0.1)
+    grads = {"a": jnp.array([3.0, -4.0]), "b": jnp.zeros(3)}
+    updates, _ = tx.update(grads, tx.init(grads))
+    rms = np.sqrt((9 + 16) / 2)
+    np.testing.assert_allclose(updates["a"], [-0.1 * 3 / rms, 0.1 * 4 / rms], rtol=1e-6)
+    np.testing.assert_array_equal(updates["b"], jnp.zeros(3))  # a zero gradient stays a zero step

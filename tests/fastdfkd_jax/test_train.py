@@ -25,10 +25,12 @@ from fastdfkd_jax import (
     models,
     sharding,
     synthesis,
+    timing,
+    train,
 )
 from fastdfkd_jax.synthesis import base as synthesis_base
 from fastdfkd_jax.synthesis.objective import init_bn_memory, objective_from_config
-from tests.conftest import load_config
+from tests.conftest import load_config, save_random_teacher
 
 # Tiny models: compile time dominates, so compile without most optimizations (conftest.py).
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -135,6 +137,11 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     for a, b in zip(leaves(state_a), leaves(state_b)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert resumed["student_test_accuracy"] == summary["student_test_accuracy"]
+    # Best over the evaluated epochs (the original's reported number), also after a resume.
+    accuracies = [r["student_test_accuracy"] for r in records]
+    assert summary["student_best_test_accuracy"] == max(accuracies)
+    assert summary["student_best_epoch"] == 1 + int(np.argmax(accuracies))
+    assert resumed["student_best_test_accuracy"] == summary["student_best_test_accuracy"]
     # The reported accuracy is the FINAL student's on the whole test split: recomputed here in one
     # plain forward pass from the last checkpoint (no batching, padding or sharding).
     expected = recomputed_accuracy(config, state_a["student"])
@@ -174,7 +181,7 @@ def test_deepinversion_chunked_equals_one_function(teacher_dir):
     memory = init_bn_memory(synth.objective, tv, info.image_shape)
     rng, adv = jax.random.PRNGKey(2), jnp.float32(1.0)
     _, _, images, metrics = jax.jit(synth.synthesize)({}, memory, tv, sv, rng, adv)
-    carry = synth.begin(rng, tv)
+    carry = synth.begin({}, rng, tv)
     for first in (0, 2):
         carry = synth.advance(carry, memory, tv, sv, adv, first, 2, unroll=True)
     _, _, images2, metrics2 = synth.finish({}, carry, memory)
@@ -213,14 +220,21 @@ class CifarOnly(nn.Module):
     [
         (dict(teacher_arch="digits_cnn_small"), "is a 'digits_cnn_tiny', but the config asks for"),
         (dict(g_steps=0), "g_steps must be >= 1, got 0"),
-        (dict(meta_gradient="second"), "Unknown meta_gradient 'second'"),
+        (dict(meta_gradient="second"), "Unknown synthesis.meta_gradient 'second'"),
         (dict(student_arch="cifar_only"), "does not accept images of shape"),
         (dict(student_arch="nope"), "digits_cnn_tiny"),
         (
             dict(dataset="fashion_mnist"),
             r"trained on \(8, 8, 1\) images \(digits\), but fashion_mnist",
         ),
-        (dict(method="magic"), "Unknown synthesis method 'magic'"),
+        (
+            dict(method="magic"),
+            "Unknown synthesis method 'magic'; choose one of "
+            r"\('fast', 'deepinversion', 'cmi', 'generative'\)",
+        ),
+        (dict(adv_start="later"), "Unknown synthesis.adv_start 'later'"),
+        (dict(strategy="greedy"), "Unknown synthesis.strategy 'greedy'"),
+        (dict(kd_per_round=3), "kd.steps=2 must be a multiple of synthesis.kd_steps_per_round=3"),
         (dict(mesh=64), "mesh.data=64 asks for more devices than the"),
         (dict(eval_every=0), "eval_every_epochs must be >= 1, got 0"),
         (
@@ -228,7 +242,10 @@ class CifarOnly(nn.Module):
             "Unknown precision 'fp16'; choose one of highest, tensorfloat32, bfloat16",
         ),
         (dict(unroll="maybe"), "synthesis.unroll='maybe' must be 'auto', 'true' or 'false'"),
-        (dict(per_call="3"), "kd.steps_per_call=3 must divide kd.steps=2"),
+        (
+            dict(per_call="3"),
+            r"kd.steps_per_call=3 must divide the student steps per synthesis call \(2\)",
+        ),
     ],
 )
 def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message, monkeypatch):
@@ -247,6 +264,12 @@ def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message
         config.teacher.arch = "digits_cnn_tiny"
     if "method" in override:
         config.synthesis.method = override["method"]
+    if "adv_start" in override:
+        config.synthesis.adv_start = override["adv_start"]
+    if "strategy" in override:
+        config.synthesis.strategy = override["strategy"]
+    if "kd_per_round" in override:
+        config.synthesis.kd_steps_per_round = override["kd_per_round"]
     if "mesh" in override:
         config.mesh.data = override["mesh"]
     if "eval_every" in override:
@@ -303,6 +326,63 @@ def test_several_kd_steps_per_call_equal_one_per_call(teacher_dir):
         assert results[label][1] == pytest.approx(results["one"][1], rel=1e-5)
 
 
+class NoBatchNorm(nn.Module):
+    """A digits classifier without BatchNorm (a conv and a linear head)."""
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = nn.relu(nn.Conv(4, (3, 3))(x))
+        return nn.Dense(self.num_classes)(x.mean(axis=(1, 2)))
+
+
+@pytest.mark.parametrize("method", ["fast5", "deepinv2k", "cmi500", "dfq", "dafl"])
+def test_batchnorm_methods_refuse_a_teacher_without_batchnorm(method, tmp_path, monkeypatch):
+    monkeypatch.setitem(models.MODELS, "no_bn", NoBatchNorm)
+    teacher = save_random_teacher(str(tmp_path / "teacher"), "no_bn", "digits", (8, 8, 1), 10)
+    config = tiny_config(teacher, method)
+    config.teacher.arch = "no_bn"
+    if method == "dafl":  # no BN-statistics loss: it builds (DAFL reads the teacher's Dense input)
+        assert components.build(config).synthesizer.rounds_per_epoch == 2
+        return
+    compiled = []
+    monkeypatch.setattr(
+        compilation, "aot_compile", lambda *a, **k: compiled.append(1) or (None, 0.0)
+    )
+    with pytest.raises(ValueError, match=f"Method '{method}' .* the teacher 'no_bn' has none"):
+        main.run(config, str(tmp_path / "run"))
+    assert not compiled and not os.path.exists(tmp_path / "run" / "metrics.jsonl")
+
+
+def test_epoch_hook_runs_before_the_epochs_first_synthesis_call(teacher_dir):
+    """reset_l0 at `reset_l0_epoch` E: the generator that epoch E's first call receives is the
+    reset one (the original resets before its (E+1)-th call), and no other epoch's is."""
+    config = tiny_config(teacher_dir, "fast2")
+    config.synthesis.reset_l0_epoch = 1
+    parts = components.build(config)
+    keys = components.run_keys(config.seed)
+    state = components.init_state(parts, keys)
+    seen = []
+
+    def spy(state, teacher_vars, rng, adv):
+        seen.append(state.synthesizer.params)
+        return state, jnp.zeros((config.synthesis.batch_size, 8, 8, 1)), {"x": jnp.zeros(())}
+
+    steps = train.Steps(spy, lambda s, t, k, f: (s, {"kd_loss": jnp.zeros(())}), 1, 0.0, 0.0)
+    timer = timing.PhaseTimer()
+    for epoch in range(3):
+        state, _, _ = train.train_epoch(parts, steps, state, keys, epoch, timer)
+    start = jax.random.fold_in(keys["epoch_start"], 1)
+    want = parts.synthesizer.start_epoch(
+        parts.synthesizer.init(keys["synthesizer_init"]), 1, start
+    ).params
+    np.testing.assert_array_equal(seen[1]["l1"]["kernel"], want["l1"]["kernel"])
+    np.testing.assert_array_equal(seen[1]["bn0"]["scale"], want["bn0"]["scale"])
+    assert not np.array_equal(seen[0]["l1"]["kernel"], seen[1]["l1"]["kernel"])
+    np.testing.assert_array_equal(seen[1]["l1"]["kernel"], seen[2]["l1"]["kernel"])
+
+
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(teacher_dir, tmp_path):
     config = tiny_config(teacher_dir)
     config.epochs = 4
@@ -325,7 +405,7 @@ class CountingSynthesizer(synthesis.PoolSynthesis):
     batch_size: int
     image_shape: tuple
     adv: float = 0.0
-    adv_warmup: int = 0
+    adv_start_epoch: int = 0
     rounds_per_epoch: int = 2
 
     def init(self, rng):
@@ -363,4 +443,5 @@ def test_a_registered_method_runs_in_the_trainer_unchanged(teacher_dir, tmp_path
     assert "kd_loss" not in records[0] and "kd_loss" in records[2]
     _, state = final_state(str(tmp_path), config)
     np.testing.assert_allclose(state["synthesizer"]["level"], 0.6, rtol=1e-6)
-    assert int(state["student"]["step"]) == 2 * 2 * config.kd.steps  # 2 KD epochs x 2 rounds
+    # 2 KD epochs of kd.steps student steps, split over the 2 rounds of each.
+    assert int(state["student"]["step"]) == 2 * config.kd.steps
