@@ -98,6 +98,37 @@ def create_model(name: str, num_classes: int | None = None, **overrides) -> nn.M
     return MODELS[name](num_classes=num_classes, **overrides)
 
 
+# Generators whose output side is 16x their spatial latent (four 2x upsamplings).
+SPATIAL_LATENT_UPSAMPLING = 16
+
+
+def create_generator(name: str, image_shape: tuple[int, int, int], **overrides) -> nn.Module:
+    """The generator ``name`` sized to make images of ``image_shape`` (H, W, C).
+
+    ``'generator'`` takes ``img_size=H``; ``'generator_imagenet'`` (spatial latent) takes
+    ``latent_size=H // 16``. ``overrides``: other fields, e.g. ``nz``, ``ngf``.
+
+    Raises:
+      ValueError: an unknown name, non-square images, or a side the generator cannot make.
+
+    """
+    if name not in GENERATORS:
+        raise ValueError(f"Unknown generator {name!r}; choices: {', '.join(sorted(GENERATORS))}")
+    height, width, channels = image_shape
+    if height != width:
+        raise ValueError(f"Generators make square images; got {tuple(image_shape)}.")
+    if GENERATORS[name] is DeepGenerator:
+        if height % SPATIAL_LATENT_UPSAMPLING:
+            raise ValueError(
+                f"{name!r} makes sides that are multiples of {SPATIAL_LATENT_UPSAMPLING}; "
+                f"got {height}."
+            )
+        size = dict(latent_size=height // SPATIAL_LATENT_UPSAMPLING)
+    else:
+        size = dict(img_size=height)
+    return create_model(name, **size, nc=channels, **overrides)
+
+
 def count_params(params: Any) -> int:
     """Total number of scalars in a parameter pytree (arrays or ``jax.ShapeDtypeStruct``s)."""
     return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(params)))
@@ -141,5 +172,6 @@ __all__ = [
     "WideResNet",
     "check_fits",
     "count_params",
+    "create_generator",
     "create_model",
 ]

@@ -14,7 +14,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from fastdfkd_jax import sharding
-from fastdfkd_jax.synthesis import deepinversion, fastdfkd
+from fastdfkd_jax.synthesis import deepinversion, fastdfkd, meta_latent
 from fastdfkd_jax.synthesis.base import PoolSynthesis, Synthesizer, synthesis_call
 from fastdfkd_jax.synthesis.objective import ADVERSARIAL, SYNTHESIS_AUGMENTS
 
@@ -29,6 +29,7 @@ class Method(NamedTuple):
 SYNTHESIZERS: dict[str, Method] = {
     "fast": Method(fastdfkd.build, fastdfkd.validate),
     "deepinversion": Method(deepinversion.build, deepinversion.validate),
+    "fast_meta_latent": Method(meta_latent.build, meta_latent.validate),
 }
 
 
