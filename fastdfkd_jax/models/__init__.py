@@ -25,6 +25,7 @@ from fastdfkd_jax.models.generator import DeepGenerator, Generator
 from fastdfkd_jax.models.mobilenetv2 import MobileNetV2
 from fastdfkd_jax.models.resnet import ResNet, ResNetTiny
 from fastdfkd_jax.models.resnet_imagenet import ImageNetResNet
+from fastdfkd_jax.models.seg_tiny import TinyDeepLab
 from fastdfkd_jax.models.small_cnn import SmallCNN
 from fastdfkd_jax.models.vgg import VGG, VGG11_CFG
 from fastdfkd_jax.models.wresnet import WideResNet
@@ -64,6 +65,8 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
 SEGMENTATION_MODELS: dict[str, Callable[..., nn.Module]] = {
     "deeplabv3_resnet50": _partial(DeepLabV3, backbone="resnet50"),
     "deeplabv3_mobilenet": _partial(DeepLabV3, backbone="mobilenetv2"),
+    # Smoke runs and tests of the segmentation path (any input size).
+    "deeplabv3_tiny": TinyDeepLab,
 }
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "generator": Generator,
@@ -168,6 +171,7 @@ __all__ = [
     "ResNet",
     "ResNetTiny",
     "SmallCNN",
+    "TinyDeepLab",
     "VGG",
     "WideResNet",
     "check_fits",

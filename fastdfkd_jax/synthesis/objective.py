@@ -1,4 +1,5 @@
-"""The inversion objective shared by DeepInversion and FastDFKD.
+"""The inversion objective shared by DeepInversion and FastDFKD, for classifiers and (per pixel)
+segmentation models.
 
 loss = bn * L_bn + oh * L_oh + adv_weight * L_adv on augmented synthetic images, the teacher in
 eval mode (its BatchNorm inputs captured), the student in eval mode. `adv_weight` is an argument,
@@ -69,7 +70,7 @@ class Objective:
             self.teacher, teacher_vars, inputs, train=False
         )
         loss_bn = losses.bn_statistics_loss(records, bn_memory, self.bn_momentum)
-        loss_oh = losses.one_hot_loss(teacher_logits, targets)
+        loss_oh = self.one_hot_term(teacher_logits, targets)
         student_logits = self.student.apply(student_vars, inputs, train=False)
         if self.adversarial == "kl":
             loss_adv = losses.adversarial_loss(student_logits, teacher_logits)
@@ -78,6 +79,29 @@ class Objective:
         loss = self.bn * loss_bn + self.oh * loss_oh + adv_weight * loss_adv
         parts = {"loss_bn": loss_bn, "loss_oh": loss_oh, "loss_adv": loss_adv}
         return loss, (records, parts)
+
+    def one_hot_term(self, teacher_logits: jax.Array, targets: jax.Array) -> jax.Array:
+        """Cross-entropy of the teacher's logits [B, K] against the sampled targets [B]."""
+        return losses.one_hot_loss(teacher_logits, targets)
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseObjective(Objective):
+    """The objective for a segmentation teacher: logits [B, H, W, K], every term per pixel.
+
+    The BN-statistics term is unchanged; the adversarial term (`losses.adversarial_loss` or the
+    JS divergence) and the KD loss reduce over the last axis and average over batch and pixels,
+    so they are per pixel as they stand. The one-hot term has no sampled class map to aim at (a
+    random class per pixel is noise, one per image ignores the layout): it is the cross-entropy
+    of every pixel against the teacher's own argmax there (DAFL's one-hot loss, made per pixel),
+    which sharpens the teacher's predictions; the sampled per-image `targets` are unused.
+    """
+
+    def one_hot_term(self, teacher_logits: jax.Array, targets: jax.Array) -> jax.Array:
+        """Mean over pixels of CE(teacher [B, H, W, K], argmax of the teacher) (a constant)."""
+        del targets
+        pseudo = jax.lax.stop_gradient(jnp.argmax(teacher_logits, axis=-1))
+        return losses.one_hot_loss(teacher_logits, pseudo)
 
 
 def js_divergence(logits_a: jax.Array, logits_b: jax.Array, temperature: float) -> jax.Array:
@@ -133,8 +157,11 @@ def make_synthesis_augment(
 def objective_from_config(
     s: ml_collections.ConfigDict, info: Any, teacher: nn.Module, student: nn.Module
 ) -> Objective:
-    """The objective that the `synthesis` block `s` describes for a dataset's `info`."""
-    return Objective(
+    """The objective that the `synthesis` block `s` describes for a dataset's `info`
+    (`DenseObjective` for segmentation data sets).
+    """
+    cls = DenseObjective if info.task == "segmentation" else Objective
+    return cls(
         teacher=teacher,
         student=student,
         augment=make_synthesis_augment(s.augment, info.mean, info.std),
