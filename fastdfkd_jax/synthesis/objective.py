@@ -19,7 +19,9 @@ import ml_collections
 from fastdfkd_jax.data import augment as augment_lib
 from fastdfkd_jax.synthesis import losses
 
-SYNTHESIS_AUGMENTS = ("crop", "jitter")
+SYNTHESIS_AUGMENTS = ("crop", "jitter", "resized_crop")
+# The kinds of `make_synthesis_augment` the student's KD batches may use.
+KD_AUGMENTS = ("crop", "resized_crop")
 ADVERSARIAL = ("kl", "js")
 
 
@@ -128,10 +130,12 @@ def init_bn_memory(
 def make_synthesis_augment(
     cfg: ml_collections.ConfigDict, mean: Sequence[float], std: Sequence[float]
 ) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """`(rng, images in [0,1]) -> normalized inputs` for the synthesis loss, from `cfg`.
+    """`(rng, images in [0,1]) -> normalized inputs` for the synthesis loss (or KD), from `cfg`.
 
-    `cfg.kind`: 'crop' (pad by `padding` and crop, optional flip: FastDFKD) or 'jitter' (random
-    roll by up to `jitter` pixels, optional flip: DeepInversion).
+    `cfg.kind`: 'crop' (pad by `padding` and crop, optional flip: FastDFKD), 'jitter' (random
+    roll by up to `jitter` pixels, optional flip: DeepInversion) or 'resized_crop' (a random
+    area fraction in `scale` resized back to the images' size, optional flip: the original's
+    ImageNet pipeline).
     """
     if cfg.kind not in SYNTHESIS_AUGMENTS:
         raise ValueError(
@@ -143,6 +147,16 @@ def make_synthesis_augment(
         return functools.partial(
             augment_lib.augment, padding=cfg.padding, flip=cfg.flip, mean=mean, std=std
         )
+    if cfg.kind == "resized_crop":
+        scale = tuple(cfg.scale)
+
+        def resized_crop(rng, images):
+            size = tuple(images.shape[1:3])
+            return augment_lib.augment_resized_crop(
+                rng, images, size=size, scale=scale, flip=cfg.flip, mean=mean, std=std
+            )
+
+        return resized_crop
 
     def jitter(rng, images):
         roll_rng, flip_rng = jax.random.split(rng)
