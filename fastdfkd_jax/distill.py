@@ -1,22 +1,21 @@
 """Student distillation on synthetic images: the pure KD step and its compilation.
 
 The student's batch comes from the synthesizer (`Synthesizer.kd_images`: the pool, or fresh
-generator samples), is cropped, flipped and normalized, and the loss is
-KL(teacher_T || student_T) * T^2 against teacher logits only (no labels).
+generator samples), is augmented and normalized (`kd.augment`: crop with padding and flip, or
+ImageNet's resized crop and flip), and the loss is KL(teacher_T || student_T) * T^2 against
+teacher logits only (no labels), per pixel for segmentation models (logits [B, H, W, K]).
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
-import ml_collections
 import optax
 from jax.sharding import Mesh
 
 from fastdfkd_jax import compilation, sharding
-from fastdfkd_jax.data import augment
 from fastdfkd_jax.state import ClassifierState, DFKDState
 from fastdfkd_jax.synthesis import losses
 
@@ -31,17 +30,18 @@ def student_step(
     teacher: nn.Module,
     tx: optax.GradientTransformation,
     temperature: float,
-    aug: ml_collections.ConfigDict,
-    mean: Sequence[float],
-    std: Sequence[float],
+    augment: Callable[[jax.Array, jax.Array], jax.Array],
 ) -> tuple[ClassifierState, dict]:
     """One KD step on `images` [B, H, W, C] in [0, 1], augmented with `rng`.
+
+    `augment`: `(rng, images) -> normalized inputs` (`objective.make_synthesis_augment` of the
+    config's `kd.augment`).
 
     Returns:
       (new student state, {'kd_loss'}).
 
     """
-    inputs = augment.augment(rng, images, padding=aug.padding, flip=aug.flip, mean=mean, std=std)
+    inputs = augment(rng, images)
     teacher_logits = teacher.apply(teacher_vars, inputs, train=False)
 
     def loss_fn(params):

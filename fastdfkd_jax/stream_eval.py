@@ -28,6 +28,8 @@ from jax.sharding import Mesh
 from fastdfkd_jax import eval_metrics, sharding
 from fastdfkd_jax.data import augment, base, streaming
 
+# Metric name -> value, as every evaluator of a run returns them.
+Scores = dict[str, float]
 # The metrics each task reports, the first one the run's headline number.
 METRICS = {
     "classification": ("accuracy",),

@@ -4,7 +4,9 @@ Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds
 DeepInversion: one) of one synthesis call (one compiled function: inner steps, best iterate, meta
 update, BN memory update, pool insert) followed, after `warmup` epochs, by `kd.steps` student steps
 on batches from the synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is
-used in one place only: the student's (and once the teacher's) accuracy on the test split.
+used in one place only: the student's (and once the teacher's) score on the test split, accuracy
+(or mean IoU and pixel accuracy for segmentation; `stream_eval.METRICS`), the split opened and
+checked before training (`run_data`; streamed for ImageNet and NYUv2, generated for a smoke test).
 Everything the run needs to continue is in `DFKDState`, saved every `checkpoint.every_epochs`
 epochs; all randomness derives from `config.seed` and the epoch, so a resumed run replays exactly
 what an uninterrupted one does. Metrics per epoch (averaged over its steps) go to `metrics.jsonl`
@@ -12,6 +14,7 @@ and TensorBoard, the summary to `summary.json`.
 """
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -29,13 +32,18 @@ from fastdfkd_jax import (
     metrics,
     optim,
     reporting,
+    run_data,
     sharding,
+    smoke,
+    stream_eval,
     synthesis,
     timing,
 )
+from fastdfkd_jax.data.streaming import ArraySource
 from fastdfkd_jax.evaluate import make_evaluator
 from fastdfkd_jax.state import DFKDState
 from fastdfkd_jax.synthesis import pool as pool_lib
+from fastdfkd_jax.synthesis.objective import KD_AUGMENTS
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -64,7 +72,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     synthesis.validate(config.synthesis)
     optim.validate(config.kd.optimizer, "kd.optimizer")
-    data.get_info(config.dataset.name)  # an unknown dataset names the known ones
+    if config.kd.augment.kind not in KD_AUGMENTS:
+        raise ValueError(
+            f"Unknown kd.augment.kind {config.kd.augment.kind!r}; choose one of {KD_AUGMENTS}."
+        )
+    # An unknown dataset names the known ones; an image size it cannot take says so.
+    info = run_data.dataset_info(config)
+    if config.smoke_test and info.name not in smoke.MOCKED:
+        raise ValueError(
+            f"smoke_test (generated data, a random teacher) exists for {smoke.MOCKED}, "
+            f"not {info.name!r}."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +114,36 @@ def compile_steps(
         **components.kd_step_options(parts),
     )
     return Steps(synth_fn, kd_fn, synth_seconds, kd_seconds)
+
+
+def make_test_evaluators(
+    parts: components.Components, workdir: str
+) -> tuple[Callable[[dict], stream_eval.Scores], Callable[[dict], stream_eval.Scores]]:
+    """`(evaluate_teacher, evaluate_student)`: variables -> {metric: value} on the test split.
+
+    The split is opened and checked here, before any training (`run_data`). Streamed datasets
+    (ImageNet, NYUv2) and smoke tests are read example by example (`stream_eval`); in-memory ones
+    are evaluated whole (`evaluate.make_evaluator`).
+    """
+    config, info, mesh = parts.config, parts.info, parts.mesh
+    if run_data.streamed(config.dataset.name) or config.smoke_test:
+        source = run_data.open_test_split(config, info, workdir)
+        run_data.check_test_split(source, info)
+        return tuple(
+            functools.partial(
+                stream_eval.StreamEvaluator(model, info, mesh, config.eval_batch_size),
+                source=source,
+            )
+            for model in (parts.teacher, parts.student)
+        )
+    test = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)
+    run_data.check_test_split(ArraySource(test), info)
+
+    def accuracy(model):
+        evaluate = make_evaluator(model, info.mean, info.std, mesh, config.eval_batch_size)
+        return lambda variables: {"accuracy": evaluate(variables, test)}
+
+    return accuracy(parts.teacher), accuracy(parts.student)
 
 
 def train_epoch(
@@ -156,7 +204,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs data-free distillation as `config` says; returns the summary written to `workdir`."""
     run_start = time.perf_counter()
     validate(config)
-    parts = components.build(config)
+    teacher = None
+    if config.smoke_test:  # a randomly initialized teacher, saved once in the work directory
+        info = run_data.dataset_info(config)
+        directory = smoke.init_teacher(config.teacher.arch, info, workdir, config.seed)
+        teacher = components.load_teacher(config, info, directory)
+    parts = components.build(config, teacher=teacher)
+    # The test split is opened and checked before any compute: a bad data set fails here.
+    evaluate_teacher, evaluate_student = make_test_evaluators(parts, workdir)
+    metric_names = stream_eval.METRICS[parts.info.task]
     keys = components.run_keys(config.seed)
     state = components.init_state(parts, keys)
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
@@ -167,23 +223,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("Resumed from epoch %d.", start_epoch)
     steps = compile_steps(parts, state, keys)
 
-    test = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)
-    info, mesh = parts.info, parts.mesh
-    evaluate_teacher = make_evaluator(
-        parts.teacher, info.mean, info.std, mesh, config.eval_batch_size
-    )
-    evaluate_student = make_evaluator(
-        parts.student, info.mean, info.std, mesh, config.eval_batch_size
-    )
-    teacher_accuracy = evaluate_teacher(parts.teacher_vars, test)
-    logging.info("Teacher test accuracy: %.4f", teacher_accuracy)
+    teacher_scores = evaluate_teacher(parts.teacher_vars)
+    logging.info("Teacher test scores: %s", teacher_scores)
 
     # Timings accumulate across resumes: continue from the last epoch logged before the restart.
     logged = metrics.read_metrics(workdir) if restored is not None else []
     timer = timing.PhaseTimer(
         {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")} if logged else None
     )
-    student_accuracy = float("nan")
+    student_scores = {name: float("nan") for name in metric_names}
     bar = tqdm(
         range(start_epoch, config.epochs),
         initial=start_epoch,
@@ -197,9 +245,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         last = done == config.epochs
         record = dict(epoch=done, **record)
         if done % config.eval_every_epochs == 0 or last:
-            student_accuracy = timer("eval", evaluate_student, state.student.variables, test)
-            record["student_test_accuracy"] = student_accuracy
-            bar.set_postfix(student=f"{student_accuracy:.4f}")
+            student_scores = timer("eval", evaluate_student, state.student.variables)
+            record.update({f"student_test_{k}": v for k, v in student_scores.items()})
+            bar.set_postfix(student=f"{student_scores[metric_names[0]]:.4f}")
         record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
         writer.write_scalars(done, record)
         if config.sample_every_epochs and (done % config.sample_every_epochs == 0 or last):
@@ -213,15 +261,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             checkpoint.save(manager, done, state)
 
     if start_epoch >= config.epochs:
-        student_accuracy = evaluate_student(state.student.variables, test)
+        student_scores = evaluate_student(state.student.variables)
     s = config.synthesis
     summary = dict(
         method=config.method,
         synthesis_method=s.method,
         g_steps=s.g_steps,
         meta_gradient=parts.synthesizer.meta_gradient_label,
-        teacher_test_accuracy=teacher_accuracy,
-        student_test_accuracy=student_accuracy,
+        **{f"teacher_test_{k}": v for k, v in teacher_scores.items()},
+        **{f"student_test_{k}": v for k, v in student_scores.items()},
+        smoke_test=config.smoke_test,
         synthesis_seconds=timer.get("synthesis"),
         synthesis_calls=config.epochs * parts.synthesizer.rounds_per_epoch,
         compile_seconds=steps.synthesis_compile_seconds + steps.kd_compile_seconds,

@@ -140,7 +140,8 @@ def count_params(params: Any) -> int:
 def check_fits(model: nn.Module, info: Any, what: str) -> None:
     """Raises a ValueError when `model` cannot map the dataset's images to its classes.
 
-    `info` is the dataset's `DatasetInfo`; `what` names the model in the message ('student').
+    `info` is the dataset's `DatasetInfo`; `what` names the model in the message ('student'). A
+    classifier must give logits [1, K], a model for a segmentation dataset [1, H, W, K].
     """
     shape = (1, *info.image_shape)
     try:
@@ -152,6 +153,14 @@ def check_fits(model: nn.Module, info: Any, what: str) -> None:
             f"The {what} {type(model).__name__} does not accept images of shape {info.image_shape} "
             f"({info.name}): {e}"
         ) from e
+    if getattr(info, "task", "classification") == "segmentation":
+        expected = (1, *info.image_shape[:2], info.num_classes)
+        if out.shape != expected:
+            raise ValueError(
+                f"The {what} {type(model).__name__} outputs {out.shape} for {info.name}, a "
+                f"segmentation dataset: expected per-pixel logits {expected}."
+            )
+        return
     if out.shape != (1, info.num_classes):
         raise ValueError(
             f"The {what} outputs {out.shape[-1]} classes but {info.name} has {info.num_classes}."

@@ -14,7 +14,7 @@ import pytest
 from fastdfkd_jax import distill, models, sharding, state
 from fastdfkd_jax.data import base
 from fastdfkd_jax.synthesis import fastdfkd, meta_latent
-from fastdfkd_jax.synthesis.objective import objective_from_config
+from fastdfkd_jax.synthesis.objective import make_synthesis_augment, objective_from_config
 from tests.fastdfkd_jax import tiny
 from tests.fastdfkd_jax.test_sharding import (
     AUG,
@@ -120,7 +120,7 @@ def test_per_pixel_kd_step_on_8_devices_equals_1():
         fn, _ = distill.compile_kd_step(
             run, tv, jax.random.PRNGKey(0), mesh=mesh, donate=False, synthesizer=synth,
             student=student, teacher=teacher, tx=student_tx(), batch_size=BATCH,
-            temperature=1.0, aug=AUG, mean=SEG_INFO.mean, std=SEG_INFO.std,
+            temperature=1.0, augment=make_synthesis_augment(AUG, SEG_INFO.mean, SEG_INFO.std),
         )  # fmt: skip
         losses = []
         for i in range(2):
