@@ -20,9 +20,10 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from fastdfkd_jax import backend, checkpoint, data, models, optim, precision, sharding
+from fastdfkd_jax import backend, checkpoint, models, optim, precision, run_data, sharding
 from fastdfkd_jax.state import DFKDState, create_dfkd_state
 from fastdfkd_jax.synthesis import Synthesizer, build_synthesizer
+from fastdfkd_jax.synthesis.objective import make_synthesis_augment
 
 # The run's named keys, split from `config.seed` in this order (resumes replay them exactly).
 RUN_KEYS = ("student", "synthesizer_init", "synthesis", "kd", "epoch_start")
@@ -55,19 +56,24 @@ class Components:
     schedule: optax.Schedule
 
 
-def load_teacher(config: ml_collections.ConfigDict, info: Any) -> tuple[nn.Module, dict]:
-    """The teacher module and variables of `config.teacher`, checked against the dataset."""
-    if not config.teacher.checkpoint:
+def load_teacher(
+    config: ml_collections.ConfigDict, info: Any, directory: str | None = None
+) -> tuple[nn.Module, dict]:
+    """The teacher module and variables of `config.teacher` (or of the teacher `directory`, e.g.
+    a smoke test's), checked against the dataset.
+    """
+    directory = directory or config.teacher.checkpoint
+    if not directory:
         raise ValueError(
             "config.teacher.checkpoint is empty: pass --config.teacher.checkpoint=DIR, a teacher "
             "directory written by teacher training (WORKDIR/teacher) or the PyTorch import."
         )
     meta, variables = checkpoint.load_teacher(
-        config.teacher.checkpoint, arch=config.teacher.arch, num_classes=info.num_classes
+        directory, arch=config.teacher.arch, num_classes=info.num_classes
     )
     if tuple(meta["image_shape"]) != tuple(info.image_shape):
         raise ValueError(
-            f"The teacher at {config.teacher.checkpoint!r} was trained on "
+            f"The teacher at {directory!r} was trained on "
             f"{tuple(meta['image_shape'])} images ({meta['dataset']}), but {info.name} has "
             f"{tuple(info.image_shape)}."
         )
@@ -84,7 +90,7 @@ def load_teacher(config: ml_collections.ConfigDict, info: Any) -> tuple[nn.Modul
     want = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), expected)
     if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
         raise ValueError(
-            f"The teacher at {config.teacher.checkpoint!r} does not match a "
+            f"The teacher at {directory!r} does not match a "
             f"{config.teacher.arch!r} "
             f"for {info.image_shape} images and {info.num_classes} classes."
         )
@@ -115,7 +121,7 @@ def build(
     precision.check_backend(config.precision, mesh.devices.flat)
     choices = backend.choices(config, backend.platform_of(mesh))
     config = backend.resolve(config, backend.platform_of(mesh))
-    info = data.get_info(config.dataset.name)
+    info = run_data.dataset_info(config)  # the dataset at the run's image size
     teacher_module, teacher_vars = teacher or load_teacher(config, info)
     student = models.create_model(
         config.student.arch,
@@ -179,9 +185,7 @@ def kd_step_options(parts: Components) -> dict[str, Any]:
         tx=parts.tx,
         batch_size=config.kd.batch_size,
         temperature=config.kd.temperature,
-        aug=config.kd.augment,
-        mean=tuple(parts.info.mean),
-        std=tuple(parts.info.std),
+        augment=make_synthesis_augment(config.kd.augment, parts.info.mean, parts.info.std),
         at_weight=config.kd.at_weight,
     )
 

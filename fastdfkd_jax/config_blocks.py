@@ -213,6 +213,12 @@ def dfkd_config(
     config = base_config("dfkd")
     config.method = "fast5"
     config.dataset = dataset(dataset_name)
+    # ImageNet's evaluation and synthesis size, NYUv2's training crop (0: the dataset's own;
+    # run_data.dataset_info).
+    config.dataset.image_size = 0
+    # True only in the runlocal variants of the ImageNet and NYUv2 configs: generated test data
+    # and a randomly initialized teacher (fastdfkd_jax.smoke), never for results.
+    config.smoke_test = False
     config.teacher = ml_collections.ConfigDict(dict(arch=teacher_arch, checkpoint=""))
     config.student = ml_collections.ConfigDict(dict(arch=student_arch))
     config.epochs = 220
@@ -287,10 +293,12 @@ def dfkd_config(
     # original's kd_steps of the generative methods: DAFL, ZSKT 5, DFQ 10).
     s.kd_steps_per_round = 0
     s.generator = ml_collections.ConfigDict(dict(arch="generator", nz=256, ngf=64))
+    # kind 'crop' (pad and crop), 'jitter' (DeepInversion's roll) or 'resized_crop' (area
+    # fraction in `scale`, the original's ImageNet synthesis: (0.75, 1)); flip with each.
     # flip_whole_batch (kind 'jitter'): one coin flip for the whole batch, as the original
     # DeepInversion; False flips each image independently.
     s.augment = ml_collections.ConfigDict(
-        dict(kind="crop", padding=4, flip=True, jitter=4, flip_whole_batch=False)
+        dict(kind="crop", padding=4, flip=True, jitter=4, scale=(0.75, 1.0), flip_whole_batch=False)
     )
     # FastDFKD's reset_l0: the 0-based epoch before whose synthesis call the generator layers
     # `reset_layers` are re-initialized (-1: never). The original fires at its call
@@ -332,7 +340,11 @@ def dfkd_config(
         schedule="cosine",
         end_learning_rate=2e-4,
     )
-    kd.augment = ml_collections.ConfigDict(dict(padding=4, flip=True))
+    # kind 'crop' or 'resized_crop' (scale: torchvision's RandomResizedCrop default, the
+    # original's ImageNet train transform on the pool).
+    kd.augment = ml_collections.ConfigDict(
+        dict(kind="crop", padding=4, flip=True, scale=(0.08, 1.0))
+    )
     # ZSKT's attention transfer (its paper: 250; the original repository's ZSKT: none): the
     # student loss adds at_weight * baseline_losses.attention_transfer_loss of the inputs of each
     # network's last BatchNorm at every spatial resolution (a WRN's block-group outputs).
@@ -529,6 +541,39 @@ def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collection
     config.sample_every_epochs = 2
     config.progress_bar = False
     config.mars_head.update(seeds=1, epochs=1, max_terms=5)
+    return config
+
+
+def meta_latent(
+    config: ml_collections.ConfigDict, *, reset_every: int, meta_lr_z: float
+) -> ml_collections.ConfigDict:
+    """FastDFKD with a meta-learned latent (the original's ImageNet synthesizer,
+    `synthesis.meta_latent`): z reset every `reset_every` calls, its meta Adam at `meta_lr_z`.
+    """
+    s = config.synthesis
+    s.method = "fast_meta_latent"
+    s.meta_latent = ml_collections.ConfigDict(dict(reset_every=reset_every, meta_lr_z=meta_lr_z))
+    return config
+
+
+def smoke_runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A run of a few minutes on one CPU device with no data and no teacher: generated test data
+    and a randomly initialized teacher (`smoke_test`), tiny batches and schedule. Its models,
+    generator and image size are the caller's (tiny ones).
+    """
+    config.smoke_test = True
+    config.teacher.checkpoint = ""
+    config.mesh.data = 1
+    config.epochs, config.warmup = 2, 1
+    config.synthesis.batch_size = 4
+    config.synthesis.g_steps = min(config.synthesis.g_steps, 2)
+    config.synthesis.generator.nz, config.synthesis.generator.ngf = 8, 4
+    config.pool.capacity = 8
+    config.kd.steps, config.kd.batch_size = 2, 4
+    config.eval_batch_size = 4
+    config.checkpoint.every_epochs = 1
+    config.sample_every_epochs = 2
+    config.progress_bar = False
     return config
 
 

@@ -1,26 +1,26 @@
 """Student distillation on synthetic images: the pure KD step, several per call, and compilation.
 
 The student's batch comes from the synthesizer (`Synthesizer.kd_images`: the pool, or fresh
-generator samples), is cropped, flipped and normalized, and the loss is
-KL(teacher_T || student_T) * T^2 against teacher logits only (no labels), plus, with
-`at_weight > 0`, ZSKT's attention-transfer term on the two networks' stage activations. `kd_steps`
-runs several steps in one compiled call (unrolled or as a `lax.scan`, the pool sampling inside),
-each step's key folded from the run's KD key and the step's index exactly as one step per call does.
+generator samples), is augmented and normalized (`kd.augment`: crop with padding and flip, or
+ImageNet's resized crop and flip), and the loss is KL(teacher_T || student_T) * T^2 against
+teacher logits only (no labels), per pixel for segmentation models (logits [B, H, W, K]), plus,
+with `at_weight > 0`, ZSKT's attention-transfer term on the two networks' stage activations.
+`kd_steps` runs several steps in one compiled call (unrolled or as a `lax.scan`, the pool sampling
+inside), each step's key folded from the run's KD key and the step's index exactly as one step per
+call does.
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from jax.sharding import Mesh
 
 from fastdfkd_jax import compilation, sharding
-from fastdfkd_jax.data import augment
 from fastdfkd_jax.state import ClassifierState, DFKDState
 from fastdfkd_jax.synthesis import baseline_losses, losses
 from fastdfkd_jax.synthesis.steps import run_steps
@@ -36,18 +36,19 @@ def student_step(
     teacher: nn.Module,
     tx: optax.GradientTransformation,
     temperature: float,
-    aug: ml_collections.ConfigDict,
-    mean: Sequence[float],
-    std: Sequence[float],
+    augment: Callable[[jax.Array, jax.Array], jax.Array],
     at_weight: float = 0.0,
 ) -> tuple[ClassifierState, dict]:
     """One KD step on `images` [B, H, W, C] in [0, 1], augmented with `rng`.
+
+    `augment`: `(rng, images) -> normalized inputs` (`objective.make_synthesis_augment` of the
+    config's `kd.augment`).
 
     Returns:
       (new student state, {'kd_loss'} and, with `at_weight > 0`, 'at_loss').
 
     """
-    inputs = augment.augment(rng, images, padding=aug.padding, flip=aug.flip, mean=mean, std=std)
+    inputs = augment(rng, images)
     if at_weight > 0:
         teacher_logits, teacher_maps = baseline_losses.capture_stage_activations(
             teacher, teacher_vars, inputs, train=False

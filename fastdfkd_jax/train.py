@@ -1,17 +1,18 @@
 """The data-free distillation job: synthesis rounds, student steps, evaluation, checkpoints.
 
-Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (pool methods:
-one; generative methods: `kd.steps / synthesis.kd_steps_per_round`) of one synthesis call (one
-compiled function: inner steps, best iterate, meta update, BN memory update, pool insert)
-followed, after `warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on batches from
-the synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is used in one
-place only: the student's (and once the teacher's) accuracy on the test split, kept on device,
-every `eval_every_epochs` epochs. Everything the run needs to continue is in `DFKDState`, saved
-(asynchronously) every `checkpoint.every_epochs` epochs; all randomness derives from
-`config.seed` and the epoch, so a resumed run replays exactly what an uninterrupted one does.
-Metrics per epoch (averaged over its steps) go to `metrics.jsonl` and TensorBoard, the summary to
-`summary.json`: the final student accuracy and the best over the evaluated epochs
-(`student_best_test_accuracy`, what the original reports).
+Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (pool methods: one;
+generative methods: `kd.steps / synthesis.kd_steps_per_round`) of one synthesis call (one compiled
+function: inner steps, best iterate, meta update, BN memory update, pool insert) followed, after
+`warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on batches from the synthesizer
+(`kd_images`: the pool, or fresh generator samples). Real data is used in one place only: the
+student's (and once the teacher's) score on the test split every `eval_every_epochs` epochs:
+accuracy, or mean IoU and pixel accuracy for segmentation (`stream_eval.METRICS`), the split opened
+and checked before training (`run_data`), kept on device (streamed for ImageNet and NYUv2, generated
+for a smoke test). Everything the run needs to continue is in `DFKDState`, saved (asynchronously)
+every `checkpoint.every_epochs` epochs; all randomness derives from `config.seed` and the epoch, so
+a resumed run replays exactly what an uninterrupted one does. Metrics per epoch (averaged over its
+steps) go to `metrics.jsonl` and TensorBoard, the summary to `summary.json`: the final student score
+and the best over the evaluated epochs (`student_best_test_accuracy`, what the original reports).
 
 A run's time is its compute: every step is compiled up front under the config's precision policy
 (`config.precision`) with JAX's persistent compilation cache on (`config.compilation_cache`), the
@@ -22,6 +23,7 @@ apart, the rest as `other_seconds`, and the values the backend chose for 'auto' 
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -44,12 +46,17 @@ from fastdfkd_jax import (
     optim,
     precision,
     reporting,
+    run_data,
     sharding,
+    smoke,
+    stream_eval,
     synthesis,
     timing,
 )
+from fastdfkd_jax.data.streaming import ArraySource
 from fastdfkd_jax.state import DFKDState
 from fastdfkd_jax.synthesis import pool as pool_lib
+from fastdfkd_jax.synthesis.objective import KD_AUGMENTS
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -86,7 +93,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     backend.validate(config)
     synthesis.validate(config.synthesis)
     optim.validate(config.kd.optimizer, "kd.optimizer")
-    data.get_info(config.dataset.name)  # an unknown dataset names the known ones
+    if config.kd.augment.kind not in KD_AUGMENTS:
+        raise ValueError(
+            f"Unknown kd.augment.kind {config.kd.augment.kind!r}; choose one of {KD_AUGMENTS}."
+        )
+    # An unknown dataset names the known ones; an image size it cannot take says so.
+    info = run_data.dataset_info(config)
+    if config.smoke_test and info.name not in smoke.MOCKED:
+        raise ValueError(
+            f"smoke_test (generated data, a random teacher) exists for {smoke.MOCKED}, "
+            f"not {info.name!r}."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +147,47 @@ def compile_steps(
             **components.kd_step_options(parts),
         )
     return Steps(synth_fn, kd_fn, per_call, synth_seconds, kd_seconds)
+
+
+class TestEvaluation:
+    """The run's test split and its evaluators: `teacher(variables)` and `student(variables)` ->
+    `{metric: value}` (`stream_eval.METRICS` of the task).
+
+    The split is opened and checked on construction, before any training (`run_data`). Streamed
+    datasets (ImageNet, NYUv2) and smoke tests are read example by example each evaluation
+    (`stream_eval`); in-memory ones are uploaded once and kept on device (`evaluate.put_split`).
+    """
+
+    def __init__(self, parts: components.Components, workdir: str):
+        config, info, mesh = parts.config, parts.info, parts.mesh
+        self.metric_names = stream_eval.METRICS[info.task]
+        if run_data.streamed(config.dataset.name) or config.smoke_test:
+            source = run_data.open_test_split(config, info, workdir)
+            run_data.check_test_split(source, info)
+            self._split = source
+            make = functools.partial(
+                stream_eval.StreamEvaluator, info=info, mesh=mesh, batch_size=config.eval_batch_size
+            )
+            self._score = dict
+        else:
+            split = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)
+            run_data.check_test_split(ArraySource(split), info)
+            self._split = evaluate.put_split(split, mesh, config.eval_batch_size)
+            make = functools.partial(evaluate.Evaluator, mean=info.mean, std=info.std, mesh=mesh)
+            self._score = lambda accuracy: {"accuracy": accuracy}
+        self._teacher, self._student = make(parts.teacher), make(parts.student)
+
+    def compile(self, teacher_vars: dict, student_vars: dict) -> float:
+        """Compiles both evaluation steps ahead of time; returns their seconds."""
+        return self._teacher.compile(teacher_vars, self._split) + self._student.compile(
+            student_vars, self._split
+        )
+
+    def teacher(self, variables: dict) -> stream_eval.Scores:
+        return self._score(self._teacher(variables, self._split))
+
+    def student(self, variables: dict) -> stream_eval.Scores:
+        return self._score(self._student(variables, self._split))
 
 
 def train_epoch(
@@ -197,18 +255,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.compilation_cache:
         cache_dir = compilation.use_persistent_cache(config.compilation_cache_dir)
         logging.info("Persistent compilation cache: %s", cache_dir)
-    # The test split loads (from disk, or scikit-learn's import) while the steps compile.
-    loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    test_future = loader.submit(
-        data.load_split, config.dataset.name, "test", config.dataset.data_dir or None
-    )
-    parts = components.build(config)
+    teacher = None
+    if config.smoke_test:  # a randomly initialized teacher, saved once in the work directory
+        info = run_data.dataset_info(config)
+        directory = smoke.init_teacher(config.teacher.arch, info, workdir, config.seed)
+        teacher = components.load_teacher(config, info, directory)
+    parts = components.build(config, teacher=teacher)
     logging.info(
         "Precision %s; backend %s chose %s",
         config.precision,
         backend.platform_of(parts.mesh),
         parts.backend_choices,
     )
+    # The test split is opened and checked before any compute (a bad data set fails here); an
+    # in-memory split is read and uploaded while the steps compile.
+    loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    test_future = loader.submit(TestEvaluation, parts, workdir)
+    if run_data.streamed(config.dataset.name) or config.smoke_test:
+        test_future.result()
     keys = components.run_keys(config.seed)
     init_start = time.perf_counter()
     state = components.init_state(parts, keys)
@@ -229,29 +293,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         steps = compile_steps(parts, state, keys)
         compile_cpu_seconds += time.thread_time()
 
-        info, mesh = parts.info, parts.mesh
-        test = evaluate.put_split(test_future.result(), mesh, config.eval_batch_size)
-        evaluate_teacher = evaluate.Evaluator(parts.teacher, info.mean, info.std, mesh)
-        evaluate_student = evaluate.Evaluator(parts.student, info.mean, info.std, mesh)
+        test = test_future.result()
         compile_cpu_seconds -= time.thread_time()
         with compilation.precision_scope(config.precision):
-            eval_compile_seconds = evaluate_teacher.compile(parts.teacher_vars, test)
-            eval_compile_seconds += evaluate_student.compile(state.student.variables, test)
+            eval_compile_seconds = test.compile(parts.teacher_vars, state.student.variables)
         compile_cpu_seconds += time.thread_time()
-        teacher_accuracy = evaluate_teacher(parts.teacher_vars, test)
-        logging.info("Teacher test accuracy: %.4f", teacher_accuracy)
+        teacher_scores = test.teacher(parts.teacher_vars)
+        logging.info("Teacher test scores: %s", teacher_scores)
+        headline = test.metric_names[0]
 
         # Timings accumulate across resumes: continue from the last epoch logged before the restart.
         logged = metrics.read_metrics(workdir) if restored is not None else []
         timer = timing.PhaseTimer(
             {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")} if logged else None
         )
-        student_accuracy = float("nan")
+        student_scores = {name: float("nan") for name in test.metric_names}
         best = max(
             (
-                (r["student_test_accuracy"], r["epoch"])
+                (r[f"student_test_{headline}"], r["epoch"])
                 for r in logged
-                if "student_test_accuracy" in r
+                if f"student_test_{headline}" in r
             ),
             default=(float("-inf"), 0),
         )
@@ -268,10 +329,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             last = done == config.epochs
             record = dict(epoch=done, **record)
             if done % config.eval_every_epochs == 0 or last:
-                student_accuracy = timer("eval", evaluate_student, state.student.variables, test)
-                record["student_test_accuracy"] = student_accuracy
-                best = max(best, (student_accuracy, done))
-                bar.set_postfix(student=f"{student_accuracy:.4f}")
+                student_scores = timer("eval", test.student, state.student.variables)
+                record.update({f"student_test_{k}": v for k, v in student_scores.items()})
+                best = max(best, (student_scores[headline], done))
+                bar.set_postfix(student=f"{student_scores[headline]:.4f}")
             record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
             background.submit(writer.write_scalars, done, record)
             if config.sample_every_epochs and (done % config.sample_every_epochs == 0 or last):
@@ -286,7 +347,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 checkpoint.save(manager, done, state)
 
         if start_epoch >= config.epochs:
-            student_accuracy = evaluate_student(state.student.variables, test)
+            student_scores = test.student(state.student.variables)
         background.wait()
         checkpoint.wait(manager)
         s = config.synthesis
@@ -303,10 +364,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             precision=config.precision,
             backend=backend.platform_of(parts.mesh),
             backend_choices=parts.backend_choices,
-            teacher_test_accuracy=teacher_accuracy,
-            student_test_accuracy=student_accuracy,
-            student_best_test_accuracy=best[0],  # every run evaluates its last epoch
+            **{f"teacher_test_{k}": v for k, v in teacher_scores.items()},
+            **{f"student_test_{k}": v for k, v in student_scores.items()},
+            # The best over the evaluated epochs (every run evaluates its last).
+            **{f"student_best_test_{headline}": best[0]},
             student_best_epoch=best[1],
+            smoke_test=config.smoke_test,
             synthesis_seconds=timer.get("synthesis"),
             synthesis_calls=config.epochs * parts.synthesizer.rounds_per_epoch,
             compile_seconds=compile_seconds,

@@ -25,6 +25,7 @@ from fastdfkd_jax.models.generator import DeepGenerator, Generator
 from fastdfkd_jax.models.mobilenetv2 import MobileNetV2
 from fastdfkd_jax.models.resnet import ResNet, ResNetTiny
 from fastdfkd_jax.models.resnet_imagenet import ImageNetResNet
+from fastdfkd_jax.models.seg_tiny import TinyDeepLab
 from fastdfkd_jax.models.small_cnn import SmallCNN
 from fastdfkd_jax.models.vgg import VGG, VGG11_CFG
 from fastdfkd_jax.models.wresnet import WideResNet
@@ -64,6 +65,8 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
 SEGMENTATION_MODELS: dict[str, Callable[..., nn.Module]] = {
     "deeplabv3_resnet50": _partial(DeepLabV3, backbone="resnet50"),
     "deeplabv3_mobilenet": _partial(DeepLabV3, backbone="mobilenetv2"),
+    # Smoke runs and tests of the segmentation path (any input size).
+    "deeplabv3_tiny": TinyDeepLab,
 }
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "generator": Generator,
@@ -108,6 +111,37 @@ def create_model(
     return MODELS[name](num_classes=num_classes, **overrides)
 
 
+# Generators whose output side is 16x their spatial latent (four 2x upsamplings).
+SPATIAL_LATENT_UPSAMPLING = 16
+
+
+def create_generator(name: str, image_shape: tuple[int, int, int], **overrides) -> nn.Module:
+    """The generator ``name`` sized to make images of ``image_shape`` (H, W, C).
+
+    ``'generator'`` takes ``img_size=H``; ``'generator_imagenet'`` (spatial latent) takes
+    ``latent_size=H // 16``. ``overrides``: other fields, e.g. ``nz``, ``ngf``.
+
+    Raises:
+      ValueError: an unknown name, non-square images, or a side the generator cannot make.
+
+    """
+    if name not in GENERATORS:
+        raise ValueError(f"Unknown generator {name!r}; choices: {', '.join(sorted(GENERATORS))}")
+    height, width, channels = image_shape
+    if height != width:
+        raise ValueError(f"Generators make square images; got {tuple(image_shape)}.")
+    if GENERATORS[name] is DeepGenerator:
+        if height % SPATIAL_LATENT_UPSAMPLING:
+            raise ValueError(
+                f"{name!r} makes sides that are multiples of {SPATIAL_LATENT_UPSAMPLING}; "
+                f"got {height}."
+            )
+        size = dict(latent_size=height // SPATIAL_LATENT_UPSAMPLING)
+    else:
+        size = dict(img_size=height)
+    return create_model(name, **size, nc=channels, **overrides)
+
+
 def count_params(params: Any) -> int:
     """Total number of scalars in a parameter pytree (arrays or ``jax.ShapeDtypeStruct``s)."""
     return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(params)))
@@ -116,7 +150,8 @@ def count_params(params: Any) -> int:
 def check_fits(model: nn.Module, info: Any, what: str) -> None:
     """Raises a ValueError when `model` cannot map the dataset's images to its classes.
 
-    `info` is the dataset's `DatasetInfo`; `what` names the model in the message ('student').
+    `info` is the dataset's `DatasetInfo`; `what` names the model in the message ('student'). A
+    classifier must give logits [1, K], a model for a segmentation dataset [1, H, W, K].
     """
     shape = (1, *info.image_shape)
     try:
@@ -128,6 +163,14 @@ def check_fits(model: nn.Module, info: Any, what: str) -> None:
             f"The {what} {type(model).__name__} does not accept images of shape {info.image_shape} "
             f"({info.name}): {e}"
         ) from e
+    if getattr(info, "task", "classification") == "segmentation":
+        expected = (1, *info.image_shape[:2], info.num_classes)
+        if out.shape != expected:
+            raise ValueError(
+                f"The {what} {type(model).__name__} outputs {out.shape} for {info.name}, a "
+                f"segmentation dataset: expected per-pixel logits {expected}."
+            )
+        return
     if out.shape != (1, info.num_classes):
         raise ValueError(
             f"The {what} outputs {out.shape[-1]} classes but {info.name} has {info.num_classes}."
@@ -147,9 +190,11 @@ __all__ = [
     "ResNet",
     "ResNetTiny",
     "SmallCNN",
+    "TinyDeepLab",
     "VGG",
     "WideResNet",
     "check_fits",
     "count_params",
+    "create_generator",
     "create_model",
 ]

@@ -16,7 +16,14 @@ import ml_collections
 from jax.sharding import Mesh
 
 from fastdfkd_jax import sharding
-from fastdfkd_jax.synthesis import contrastive, deepinversion, fastdfkd, generative, losses
+from fastdfkd_jax.synthesis import (
+    contrastive,
+    deepinversion,
+    fastdfkd,
+    generative,
+    losses,
+    meta_latent,
+)
 from fastdfkd_jax.synthesis.base import (
     ADV_STARTS,
     ChunkedSynthesis,
@@ -39,6 +46,7 @@ SYNTHESIZERS: dict[str, Method] = {
     "deepinversion": Method(deepinversion.build, deepinversion.validate),
     "cmi": Method(contrastive.build, contrastive.validate),
     "generative": Method(generative.build, generative.validate),
+    "fast_meta_latent": Method(meta_latent.build, meta_latent.validate),
 }
 
 

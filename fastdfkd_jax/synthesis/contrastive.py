@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fastdfkd_jax import models, sharding
+from fastdfkd_jax import models, precision, sharding
 from fastdfkd_jax.synthesis import baseline_augment, cmi, losses
 from fastdfkd_jax.synthesis.base import (
     ChunkedSynthesis,
@@ -395,11 +395,12 @@ def build(
 ) -> CMISynthesizer:
     """The CMISynthesizer of a distillation run's config."""
     s = config.synthesis
-    height, width, channels = info.image_shape
-    if height != width:
-        raise ValueError(f"The generator makes square images; {info.name} has {info.image_shape}.")
-    generator = models.create_model(
-        s.generator.arch, nz=s.generator.nz, ngf=s.generator.ngf, img_size=height, nc=channels
+    generator = models.create_generator(
+        s.generator.arch,
+        tuple(info.image_shape),
+        nz=s.generator.nz,
+        ngf=s.generator.ngf,
+        dtype=precision.compute_dtype(config.precision),
     )
     return CMISynthesizer(
         generator=generator,

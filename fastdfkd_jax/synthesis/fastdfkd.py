@@ -224,8 +224,9 @@ class FastSynthesizer(PoolSynthesis):
           (meta objective, aux). The meta objective is the sum of the inner losses when
           `meta_gradient == 'exact'` (it is what `jax.grad` differentiates), else the loss of the
           last inner step. aux: `best_images` [B,H,W,C], `best_loss`, `grad_sum` (sum of the inner
-          generator gradients), `adapted` (G'_K), `losses` [g_steps], `parts` (last step's loss
-          terms), `stats` (last step's BN means and variances).
+          generator gradients), `adapted` (G'_K), `grad_sum_z` and `adapted_z` (the same for the
+          latents, for a meta-learned z), `losses` [g_steps], `parts` (last step's loss terms),
+          `stats` (last step's BN means and variances).
 
         """
         tx = self.inner_optimizer()
@@ -249,7 +250,7 @@ class FastSynthesizer(PoolSynthesis):
             better = loss_sg < best_loss
             best_images = jnp.where(better, images, best_images)
             best_loss = jnp.where(better, loss_sg, best_loss)
-            grad_sum = jax.tree.map(jnp.add, grad_sum, jax.lax.stop_gradient(grads["g"]))
+            grad_sum = jax.tree.map(jnp.add, grad_sum, jax.lax.stop_gradient(grads))
             updates, opt_state = tx.update(grads, opt_state, inner)
             inner = optax.apply_updates(inner, updates)
             stats = (tuple(r.mean for r in records), tuple(r.var for r in records))
@@ -265,7 +266,7 @@ class FastSynthesizer(PoolSynthesis):
             sharding.constrain_batch(
                 jnp.zeros(image_shape.shape, image_shape.dtype), self.batch_sharding
             ),
-            jax.tree.map(jnp.zeros_like, meta_params),
+            jax.tree.map(jnp.zeros_like, inner0),
             jnp.zeros((), z0.dtype),
         )
         step = jax.checkpoint(body) if (self.remat and exact) else body
@@ -282,8 +283,10 @@ class FastSynthesizer(PoolSynthesis):
         aux = dict(
             best_images=best_images,
             best_loss=best_loss,
-            grad_sum=grad_sum,
+            grad_sum=grad_sum["g"],
             adapted=jax.lax.stop_gradient(inner["g"]),
+            grad_sum_z=grad_sum["z"],
+            adapted_z=jax.lax.stop_gradient(inner["z"]),
             losses=step_losses,
             parts=jax.tree.map(lambda x: x[-1], parts),
             stats=jax.tree.map(lambda x: x[-1], stats),
@@ -429,15 +432,11 @@ def build(
     `unroll` resolved: `backend.resolve`), its generator computing in the run's precision.
     """
     s = config.synthesis
-    height, width, channels = info.image_shape
-    if height != width:
-        raise ValueError(f"The generator makes square images; {info.name} has {info.image_shape}.")
-    generator = models.create_model(
+    generator = models.create_generator(
         s.generator.arch,
+        tuple(info.image_shape),
         nz=s.generator.nz,
         ngf=s.generator.ngf,
-        img_size=height,
-        nc=channels,
         dtype=precision.compute_dtype(config.precision),
     )
     return FastSynthesizer(

@@ -1,4 +1,5 @@
-"""The inversion objective shared by DeepInversion, FastDFKD and CMI.
+"""The inversion objective shared by DeepInversion, FastDFKD and CMI, for classifiers and (per
+pixel) segmentation models.
 
 loss = bn * (L_bn(teacher) - student_bn * L_bn(student)) + oh * L_oh + adv_weight * L_adv on
 augmented synthetic images, the teacher in eval mode (its BatchNorm inputs captured), the student
@@ -21,7 +22,9 @@ import ml_collections
 from fastdfkd_jax.data import augment as augment_lib
 from fastdfkd_jax.synthesis import baseline_augment, baseline_losses, losses
 
-SYNTHESIS_AUGMENTS = ("crop", "jitter")
+SYNTHESIS_AUGMENTS = ("crop", "jitter", "resized_crop")
+# The kinds of `make_synthesis_augment` the student's KD batches may use.
+KD_AUGMENTS = ("crop", "resized_crop")
 ADVERSARIAL = ("kl", "jsdiv_clamped", "js")
 
 
@@ -76,7 +79,7 @@ class Objective:
             self.teacher, teacher_vars, inputs, train=False
         )
         loss_bn = losses.bn_statistics_loss(records, bn_memory, self.bn_momentum)
-        loss_oh = losses.one_hot_loss(teacher_logits, targets)
+        loss_oh = self.one_hot_term(teacher_logits, targets)
         if self.student_bn > 0:
             student_logits, student_records = losses.capture_bn_inputs(
                 self.student, student_vars, inputs, train=False
@@ -91,11 +94,39 @@ class Objective:
         parts = {"loss_bn": loss_bn, "loss_oh": loss_oh, "loss_adv": loss_adv}
         return loss, (records, parts)
 
+    def one_hot_term(self, teacher_logits: jax.Array, targets: jax.Array) -> jax.Array:
+        """Cross-entropy of the teacher's logits [B, K] against the sampled targets [B]."""
+        return losses.one_hot_loss(teacher_logits, targets)
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseObjective(Objective):
+    """The objective for a segmentation teacher: logits [B, H, W, K], every term per pixel.
+
+    The BN-statistics term is unchanged; the adversarial term (`losses.adversarial_loss` or the
+    JS divergence) and the KD loss reduce over the last axis and average over batch and pixels,
+    so they are per pixel as they stand. The one-hot term has no sampled class map to aim at (a
+    random class per pixel is noise, one per image ignores the layout): it is the cross-entropy
+    of every pixel against the teacher's own argmax there (DAFL's one-hot loss, made per pixel),
+    which sharpens the teacher's predictions; the sampled per-image `targets` are unused.
+    """
+
+    def one_hot_term(self, teacher_logits: jax.Array, targets: jax.Array) -> jax.Array:
+        """Mean over pixels of CE(teacher [B, H, W, K], argmax of the teacher) (a constant)."""
+        del targets
+        pseudo = jax.lax.stop_gradient(jnp.argmax(teacher_logits, axis=-1))
+        return losses.one_hot_loss(teacher_logits, pseudo)
+
 
 def adversarial_term(
     kind: str, student_logits: jax.Array, teacher_logits: jax.Array, temperature: float
 ) -> jax.Array:
-    """The adversarial loss `kind` (one of `ADVERSARIAL`) of [B, K] logits: a scalar to minimize."""
+    """The adversarial loss `kind` (one of `ADVERSARIAL`) of [B, K] logits (or [B, H, W, K]:
+    averaged per pixel, each pixel a row): a scalar to minimize.
+    """
+    num_classes = teacher_logits.shape[-1]
+    student_logits = student_logits.reshape(-1, num_classes)
+    teacher_logits = teacher_logits.reshape(-1, num_classes)
     if kind == "kl":
         return losses.adversarial_loss(student_logits, teacher_logits)
     if kind == "jsdiv_clamped":
@@ -129,12 +160,13 @@ def init_bn_memory(
 def make_synthesis_augment(
     cfg: ml_collections.ConfigDict, mean: Sequence[float], std: Sequence[float]
 ) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """`(rng, images in [0,1]) -> normalized inputs` for the synthesis loss, from `cfg`.
+    """`(rng, images in [0,1]) -> normalized inputs` for the synthesis loss (or KD), from `cfg`.
 
-    `cfg.kind`: 'crop' (pad by `padding` and crop, optional flip: FastDFKD) or 'jitter' (random
+    `cfg.kind`: 'crop' (pad by `padding` and crop, optional flip: FastDFKD), 'jitter' (random
     roll by up to `jitter` pixels, optional flip: DeepInversion; with `flip_whole_batch` one roll
     and one coin flip for the whole batch, as the original's `jitter_and_flip`, else the flip per
-    image).
+    image) or 'resized_crop' (a random area fraction in `scale` resized back to the images' size,
+    optional flip: the original's ImageNet pipeline).
     """
     if cfg.kind not in SYNTHESIS_AUGMENTS:
         raise ValueError(
@@ -146,6 +178,16 @@ def make_synthesis_augment(
         return functools.partial(
             augment_lib.augment, padding=cfg.padding, flip=cfg.flip, mean=mean, std=std
         )
+    if cfg.kind == "resized_crop":
+        scale = tuple(cfg.scale)
+
+        def resized_crop(rng, images):
+            size = tuple(images.shape[1:3])
+            return augment_lib.augment_resized_crop(
+                rng, images, size=size, scale=scale, flip=cfg.flip, mean=mean, std=std
+            )
+
+        return resized_crop
 
     if cfg.flip_whole_batch:
 
@@ -168,8 +210,11 @@ def make_synthesis_augment(
 def objective_from_config(
     s: ml_collections.ConfigDict, info: Any, teacher: nn.Module, student: nn.Module
 ) -> Objective:
-    """The objective that the `synthesis` block `s` describes for a dataset's `info`."""
-    return Objective(
+    """The objective that the `synthesis` block `s` describes for a dataset's `info`
+    (`DenseObjective` for segmentation data sets).
+    """
+    cls = DenseObjective if info.task == "segmentation" else Objective
+    return cls(
         teacher=teacher,
         student=student,
         augment=make_synthesis_augment(s.augment, info.mean, info.std),

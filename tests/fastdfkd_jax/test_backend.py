@@ -53,5 +53,8 @@ def test_explicit_values_win_and_bad_ones_are_refused():
     assert backend.choices(config, "cpu")["synthesis.unroll"] is False
     assert backend.choices(config, "cpu")["kd.steps_per_call"] == 5
     config.kd.steps_per_call = "7"
-    with pytest.raises(ValueError, match="kd.steps_per_call=7 must divide kd.steps=50"):
+    with pytest.raises(
+        ValueError,
+        match=r"kd.steps_per_call=7 must divide the student steps per synthesis call \(50\)",
+    ):
         backend.validate(config)

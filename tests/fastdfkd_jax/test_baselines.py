@@ -297,7 +297,7 @@ def test_other_methods_run_in_the_trainer(teacher_dir, tmp_path, method):
     config = load_config(f"dfkd_digits.py:{method},runlocal")
     config.teacher.checkpoint = teacher_dir
     if method == "cmi500":
-        config.synthesis.g_steps, config.synthesis.chunk_steps = 4, 2
+        config.synthesis.g_steps, config.synthesis.chunk_steps = 4, "2"
     summary = main.run(config, str(tmp_path))
     assert summary["method"] == method
     assert 0.0 <= summary["student_test_accuracy"] <= summary["student_best_test_accuracy"] <= 1.0
@@ -321,7 +321,6 @@ def test_stage_activations_are_the_last_batchnorm_input_per_resolution():
 
 
 def test_kd_step_adds_the_attention_transfer_term():
-    import ml_collections
 
     from fastdfkd_jax import distill, models
     from fastdfkd_jax.state import init_classifier
@@ -332,10 +331,11 @@ def test_kd_step_adds_the_attention_transfer_term():
     tx = optax.sgd(0.1)
     state = init_classifier(student, tx, jax.random.PRNGKey(1), (8, 8, 1))
     images = jax.random.uniform(jax.random.PRNGKey(2), (4, 8, 8, 1))
-    aug = ml_collections.ConfigDict(dict(padding=0, flip=False))
-    opts = dict(
-        student=student, teacher=teacher, tx=tx, temperature=4.0, aug=aug, mean=MEAN, std=STD
-    )
+
+    def no_augment(rng, images):
+        return augment.normalize(images, MEAN, STD)
+
+    opts = dict(student=student, teacher=teacher, tx=tx, temperature=4.0, augment=no_augment)
     rng = jax.random.PRNGKey(3)
     with_at, m_at = distill.student_step(state, images, tv, rng, at_weight=250.0, **opts)
     without, m_plain = distill.student_step(state, images, tv, rng, **opts)

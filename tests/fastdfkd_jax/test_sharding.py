@@ -20,11 +20,12 @@ import pytest
 
 from fastdfkd_jax import checkpoint, compilation, distill, optim, sharding, state, teacher
 from fastdfkd_jax.synthesis import deepinversion
+from fastdfkd_jax.synthesis.objective import make_synthesis_augment
 from tests.fastdfkd_jax import tiny
 
 BATCH = 16  # global batch: 2 rows per device on 8 devices
 POOL = 32
-AUG = ml_collections.ConfigDict(dict(padding=1, flip=True))
+AUG = ml_collections.ConfigDict(dict(kind="crop", padding=1, flip=True))
 MEAN, STD = (0.5,), (0.25,)
 # float32 results of a sharded and an unsharded run differ only by the order of additions.
 RTOL, ATOL = 1e-4, 1e-5
@@ -113,9 +114,7 @@ def compile_kd(mesh, state, synthesizer):
         tx=student_tx(),
         batch_size=BATCH,
         temperature=4.0,
-        aug=AUG,
-        mean=MEAN,
-        std=STD,
+        augment=make_synthesis_augment(AUG, MEAN, STD),
     )
     return fn, state, tv
 
