@@ -66,10 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     kd.optimizer.end_learning_rate = 1e-4
     kd.augment.padding = CROP // SHIFT_FRACTION
 
-    if a.method == "dafl":
-        blocks.dafl(config)
-    else:
-        blocks.apply_method(config, a.method)
+    blocks.apply_method(config, a.method)
     s.augment.padding = s.augment.jitter = CROP // SHIFT_FRACTION
 
     if a.runlocal:

@@ -567,6 +567,8 @@ def smoke_runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     config.epochs, config.warmup = 2, 1
     config.synthesis.batch_size = 4
     config.synthesis.g_steps = min(config.synthesis.g_steps, 2)
+    if config.synthesis.kd_steps_per_round:  # generative methods: two rounds of one KD step
+        config.synthesis.kd_steps_per_round = 1
     config.synthesis.generator.nz, config.synthesis.generator.ngf = 8, 4
     config.pool.capacity = 8
     config.kd.steps, config.kd.batch_size = 2, 4

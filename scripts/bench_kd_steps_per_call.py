@@ -20,8 +20,6 @@ import time
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 _CONFIG = flags.DEFINE_string("config", "configs/dfkd_digits.py:fast5", "Config spec.")
 _K = flags.DEFINE_integer("k", 5, "Steps per call of the multi-step variants.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed rounds (medians reported).")

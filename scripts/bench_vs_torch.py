@@ -1,6 +1,9 @@
 r"""Our compiled steps against a plain-PyTorch re-implementation of the original code's computation.
 
-  python scripts/bench_vs_torch.py --repeats=3 --out=runs/bench_vs_torch.json [--profile]
+  python -m scripts.bench_vs_torch --repeats=3 --out=runs/bench_vs_torch.json [--profile]
+
+(run from the repository root, as a module: it imports the plain-torch reference models of
+tests/fastdfkd_jax/torch_reference.py; needs the `torch` extra).
 
 Same models and shapes on both sides: CIFAR-10 32x32x3, WRN-40-2 teacher -> WRN-16-1 student,
 batch 256, random weights (speed does not depend on them). Timed, warm (one untimed call each
@@ -43,7 +46,6 @@ import time
 from absl import app, flags, logging
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 CONFIGS = os.path.join(REPO, "configs")
 FAST_SPEC = os.path.join(CONFIGS, "dfkd_cifar.py:cifar10,fast5,wrn40_2-wrn16_1")
 DEEPINV_SPEC = os.path.join(CONFIGS, "dfkd_cifar.py:cifar10,deepinv2k,wrn40_2-wrn16_1")
@@ -297,14 +299,30 @@ def torch_deepinversion(config, side, small: bool):
     return step
 
 
+def load_package(name: str, root: str) -> None:
+    """Imports package `name` from directory `root` (without touching `sys.path`), so that
+    `from name.x import y` then finds it.
+    """
+    import importlib.util
+
+    init = os.path.join(root, name, "__init__.py")
+    if not os.path.isfile(init):
+        raise FileNotFoundError(f"--original_repo={root}: no {name}/__init__.py there.")
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[os.path.dirname(init)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
 def original_side(path: str, config):
     """`synthesize()` of the user's checkout of the original at `path` (as it runs, on CPU)."""
     import tempfile
 
     import torch
 
-    sys.path.insert(0, path)
-    import datafree  # noqa: F401 -- the user's checkout
+    load_package("datafree", path)  # the user's checkout
     from datafree.models.classifiers import wresnet
     from datafree.models.generator import Generator
     from datafree.synthesis import FastMetaSynthesizer

@@ -19,6 +19,7 @@ import optax
 from fastdfkd_jax import distill, optim
 from fastdfkd_jax.state import ClassifierState
 from fastdfkd_jax.synthesis import pool as pool_lib
+from fastdfkd_jax.synthesis.objective import make_synthesis_augment
 
 # 'head': only the head learns; 'all': head and body.
 MODES = ("head", "all")
@@ -85,9 +86,7 @@ def make_step(
             teacher=teacher,
             tx=tx,
             temperature=config.kd.temperature,
-            aug=config.kd.augment,
-            mean=tuple(info.mean),
-            std=tuple(info.std),
+            augment=make_synthesis_augment(config.kd.augment, info.mean, info.std),
         )
     )
 

@@ -1,4 +1,5 @@
-"""Conversion of PyTorch state dicts to Flax variables (every zoo model but ``generator``).
+"""Conversion of PyTorch state dicts to Flax variables (every zoo model with a PyTorch original:
+all but ``generator`` and the smoke runs' ``deeplabv3_tiny``).
 
 Sources: the original FastDFKD code's CIFAR classifiers and its ``DeepGenerator``, torchvision's
 ImageNet classifiers (``resnet18/34/50``, ``mobilenet_v2``: the ``*_imagenet`` models) and DeepLabV3

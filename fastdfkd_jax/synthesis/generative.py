@@ -90,6 +90,13 @@ class GenerativeObjective:
             s_logits = self.student.apply(student_vars, x, train=False)
         else:
             s_logits = t_logits
+        # A segmentation teacher's logits [B, H, W, K]: every pixel a row, so each term is per
+        # pixel (the information entropy is that of the mean prediction over batch and pixels).
+        num_classes = t_logits.shape[-1]
+        t_logits, s_logits = (
+            t_logits.reshape(-1, num_classes),
+            s_logits.reshape(-1, num_classes),
+        )
         parts = {
             "loss_adv": baseline_losses.generative_adversarial_loss(s_logits, t_logits),
             "loss_bn": losses.bn_statistics_loss(records),
@@ -110,13 +117,16 @@ class GenerativeObjective:
 def capture_teacher(
     teacher: nn.Module, teacher_vars: dict, x: jax.Array
 ) -> tuple[jax.Array, list[losses.BNRecord], jax.Array]:
-    """One eval-mode teacher pass: logits [B, K], its BN records, its penultimate features [B, F].
+    """One eval-mode teacher pass: logits [B, K] (or [B, H, W, K]), its BN records, its
+    penultimate features [B, F] (or [B, h, w, F]).
 
-    The features are the input of the teacher's last `nn.Dense` (its classifier), the original's
-    `teacher(x, return_features=True)[1]`.
+    The features are the input of the teacher's classifier, the original's
+    `teacher(x, return_features=True)[1]`: its last `nn.Dense`, or, for a segmentation teacher
+    (no Dense), its last `nn.Conv` (DeepLab's 1x1 classifier, before the upsampling).
     """
     records: list[losses.BNRecord] = []
     dense_inputs: list[jax.Array] = []
+    conv_inputs: list[jax.Array] = []
 
     def interceptor(next_fun, args, call_kwargs, context):
         if context.method_name == "__call__":
@@ -126,13 +136,20 @@ def capture_teacher(
                 records.append(losses.BNRecord(mean, var, stats["mean"], stats["var"]))
             elif isinstance(context.module, nn.Dense):
                 dense_inputs.append(args[0])
+            elif isinstance(context.module, nn.Conv):
+                conv_inputs.append(args[0])
         return next_fun(*args, **call_kwargs)
 
     with nn.intercept_methods(interceptor):
         logits = teacher.apply(teacher_vars, x, train=False)
-    if not dense_inputs:
-        raise ValueError(f"The teacher {type(teacher).__name__} has no nn.Dense classifier.")
-    return logits, records, dense_inputs[-1]
+    if dense_inputs:
+        return logits, records, dense_inputs[-1]
+    if logits.ndim == 4 and conv_inputs:
+        return logits, records, conv_inputs[-1]
+    raise ValueError(
+        f"The teacher {type(teacher).__name__} has no nn.Dense classifier (nor, for a "
+        "segmentation teacher, a final nn.Conv)."
+    )
 
 
 @dataclasses.dataclass(frozen=True)

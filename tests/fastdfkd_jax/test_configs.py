@@ -8,17 +8,30 @@ presets changed and why.
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import sys
 
 from fastdfkd_jax import config_blocks
 from fastdfkd_jax.benchmark import configs as bench_configs
-from tests.conftest import load_config
+from tests.conftest import CONFIGS, load_config
 
 HASHES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config_hashes.json")
 METHODS = tuple(config_blocks.METHODS)
 PAIRS = tuple(config_blocks.CIFAR_PAIRS)
+
+
+def config_module(name: str):
+    """The config file `configs/<name>` as a module (for its variant lists)."""
+    path = os.path.join(CONFIGS, name)
+    spec = importlib.util.spec_from_file_location("_preset_" + name[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+IMAGENET, NYUV2 = config_module("dfkd_imagenet.py"), config_module("dfkd_nyuv2.py")
 
 
 def presets() -> list[str]:
@@ -26,6 +39,9 @@ def presets() -> list[str]:
     specs = [f"dfkd_{d}.py:{m}" for d in ("digits", "fashion_mnist") for m in METHODS]
     specs += [f"dfkd_cifar.py:{d},{m},{p}" for d in ("cifar10", "cifar100") for m in METHODS
               for p in PAIRS]  # fmt: skip
+    specs += [f"dfkd_imagenet.py:{p},{m}{r}" for p in IMAGENET.PAIRS for m in IMAGENET.METHODS
+              for r in ("", ",runlocal")]  # fmt: skip
+    specs += [f"dfkd_nyuv2.py:{m}{r}" for m in NYUV2.METHODS for r in ("", ",runlocal")]
     specs += ["teacher_digits.py", "teacher_fashion_mnist.py"]
     specs += [f"teacher_cifar.py:{d},{a}" for d in ("cifar10", "cifar100")
               for a in ("resnet34", "vgg11_bn", "wrn40_2")]  # fmt: skip

@@ -211,3 +211,42 @@ def test_deepinversion_from_a_segmentation_teacher_stays_in_range():
     assert images.shape == (2, *SHAPE)
     assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
     assert np.isfinite(float(metrics["synth_loss_last"]))
+
+
+def test_dafl_objective_of_a_segmentation_teacher_is_per_pixel():
+    """DAFL's terms from a segmentation teacher: the features are the input of its final 1x1
+    classifier conv, and each logit term is the classification term on the pixels as a batch."""
+    from fastdfkd_jax.synthesis import baseline_losses, generative
+
+    teacher, tv, student, sv = seg_models()
+    objective = generative.GenerativeObjective(
+        teacher, student, SEG_INFO.mean, SEG_INFO.std, bn=1.0, oh=1.0, act=0.1, balance=5.0
+    )
+    images = jax.random.uniform(jax.random.PRNGKey(3), (2, *SHAPE))
+    adv = jnp.float32(0.5)
+    loss, parts = jax.jit(objective)(images, tv, sv, adv)
+    x = (images - 0.5) / 0.25
+    t_logits, _, features = generative.capture_teacher(teacher, tv, x)
+    assert t_logits.shape == (2, *SHAPE[:2], K)
+    # DeepLab's classifier input: the head's features at the backbone's resolution (stride 4).
+    assert features.shape == (2, SHAPE[0] // 4, SHAPE[1] // 4, 4)
+    s_logits = student.apply(sv, x, train=False)
+    np.testing.assert_allclose(
+        parts["loss_balance"],
+        baseline_losses.information_entropy_loss(flat(t_logits)),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        parts["loss_oh"], baseline_losses.pseudo_label_loss(flat(t_logits)), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        parts["loss_adv"],
+        baseline_losses.generative_adversarial_loss(flat(s_logits), flat(t_logits)),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(parts["loss_act"], -np.abs(np.asarray(features)).mean(), rtol=1e-5)
+    want = (
+        0.5 * parts["loss_adv"] + parts["loss_bn"] + parts["loss_oh"] + 0.1 * parts["loss_act"]
+        + 5.0 * parts["loss_balance"]
+    )  # fmt: skip
+    np.testing.assert_allclose(loss, want, rtol=1e-5)

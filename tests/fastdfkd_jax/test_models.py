@@ -57,6 +57,9 @@ TORCHVISION_PARAMS = {
 SEGMENTATION_PARAMS = {
     "deeplabv3_resnet50": (39_636_813, 39_638_869),
     "deeplabv3_mobilenet": (5_111_821, 5_113_877),
+    # Ours, for smoke runs (no reference): 3 backbone + 4 ASPP-branch + projection + head convs,
+    # each 8 wide with BatchNorm, and the 1x1 classifier.
+    "deeplabv3_tiny": (4_397, 4_469),
 }
 # Generators: (overrides, latent shape, image shape, parameters). The 32x32 and ImageNet counts are
 # those of the original's Generator(nz=256) and DeepGenerator(nz=256) (without its unused `l1`).

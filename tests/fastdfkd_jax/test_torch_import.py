@@ -88,7 +88,8 @@ def test_imagenet_twins_have_torchvision_counts(arch):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("arch", sorted(SEGMENTATION_MODELS))
+# Every segmentation model with a PyTorch original (the tiny DeepLab of smoke runs has none).
+@pytest.mark.parametrize("arch", sorted(set(SEGMENTATION_MODELS) - {"deeplabv3_tiny"}))
 def test_segmentation_maps_match_pytorch(arch):
     """DeepLabV3 logits equal the twin's at an odd size (atrous branches reach the padding)."""
     num_params, expected, logits = _twin_and_import(arch, 13, (1, 3, 35, 45))

@@ -230,7 +230,7 @@ class CifarOnly(nn.Module):
         (
             dict(method="magic"),
             "Unknown synthesis method 'magic'; choose one of "
-            r"\('fast', 'deepinversion', 'cmi', 'generative'\)",
+            r"\('fast', 'deepinversion', 'cmi', 'generative', 'fast_meta_latent'\)",
         ),
         (dict(adv_start="later"), "Unknown synthesis.adv_start 'later'"),
         (dict(strategy="greedy"), "Unknown synthesis.strategy 'greedy'"),
