@@ -351,6 +351,7 @@ def test_peak_table():
     assert benchmark_steps.peak_flops("cpu", "highest") is None
 
 
+@pytest.mark.slow  # a minute: three compiled steps under two precision policies
 def test_accelerator_check_timings_and_report_at_tiny_shapes(tmp_path):
     """The timing and report parts of scripts/accelerator_check.sh, tiny models on this CPU."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")

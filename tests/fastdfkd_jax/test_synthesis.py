@@ -208,9 +208,20 @@ def held_constant_objective(synth, params, batch_stats, z0, targets, rng, tv, sv
 # Three inner steps: the first Adam step is nearly lr * sign(g), whose derivative is ~0, so with
 # two steps the second-order terms of the summed objective would be tiny.
 # The unrolled inner steps (CPU) and the lax.scan (accelerators: `synthesis.unroll` 'auto').
-@pytest.mark.parametrize("remat, inner", [(False, "adam"), (True, "adam"), (False, "nsgd")])
-@pytest.mark.parametrize("unroll", [True, False], ids=["unrolled", "scan"])
-def test_exact_meta_gradient_matches_finite_differences(remat, inner, unroll):
+# Three combinations in the default run (each path, remat, and each inner optimizer once), the
+# other three marked slow.
+@pytest.mark.parametrize(
+    "unroll, remat, inner",
+    [
+        pytest.param(True, False, "adam", id="unrolled-adam"),
+        pytest.param(False, True, "adam", id="scan-remat-adam"),
+        pytest.param(True, False, "nsgd", id="unrolled-nsgd"),
+        pytest.param(True, True, "adam", id="unrolled-remat-adam", marks=pytest.mark.slow),
+        pytest.param(False, False, "adam", id="scan-adam", marks=pytest.mark.slow),
+        pytest.param(False, False, "nsgd", id="scan-nsgd", marks=pytest.mark.slow),
+    ],
+)
+def test_exact_meta_gradient_matches_finite_differences(unroll, remat, inner):
     with jax.enable_x64(True):
         synth, tv, sv, memory = make_synth("exact", g_steps=3, dtype=jnp.float64, unroll=unroll)
         synth = dataclasses.replace(synth, remat=remat, inner_optimizer_name=inner)
