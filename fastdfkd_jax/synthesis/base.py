@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from fastdfkd_jax import backend, compilation, sharding
+from fastdfkd_jax import backend, compilation, models, precision, sharding
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import Objective
@@ -311,3 +311,17 @@ def validate_chunk_steps(s: Any) -> None:
     chunk = backend.parse_count(s.chunk_steps, "synthesis.chunk_steps", 0)
     if chunk is not None:
         check_chunk_steps(chunk, s.g_steps)
+
+
+def generator_from_config(config: Any, info: Any) -> Any:
+    """The generator of a distillation run's `config.synthesis.generator`, sized for `info`'s
+    images and computing in the run's precision (`models.create_generator`).
+    """
+    g = config.synthesis.generator
+    return models.create_generator(
+        g.arch,
+        tuple(info.image_shape),
+        nz=g.nz,
+        ngf=g.ngf,
+        dtype=precision.compute_dtype(config.precision),
+    )

@@ -31,12 +31,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fastdfkd_jax import models, precision, sharding
+from fastdfkd_jax import sharding
 from fastdfkd_jax.synthesis import baseline_augment, cmi, losses
 from fastdfkd_jax.synthesis.base import (
     ChunkedSynthesis,
     adv_start_epoch,
     check_chunk_steps,
+    generator_from_config,
     validate_chunk_steps,
 )
 from fastdfkd_jax.synthesis.fastdfkd import reset_layers
@@ -395,13 +396,7 @@ def build(
 ) -> CMISynthesizer:
     """The CMISynthesizer of a distillation run's config."""
     s = config.synthesis
-    generator = models.create_generator(
-        s.generator.arch,
-        tuple(info.image_shape),
-        nz=s.generator.nz,
-        ngf=s.generator.ngf,
-        dtype=precision.compute_dtype(config.precision),
-    )
+    generator = generator_from_config(config, info)
     return CMISynthesizer(
         generator=generator,
         teacher=teacher,

@@ -37,9 +37,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fastdfkd_jax import models, precision, sharding
+from fastdfkd_jax import sharding
 from fastdfkd_jax.synthesis import losses
-from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch
+from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch, generator_from_config
 from fastdfkd_jax.synthesis.objective import Objective, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
 
@@ -432,13 +432,7 @@ def build(
     `unroll` resolved: `backend.resolve`), its generator computing in the run's precision.
     """
     s = config.synthesis
-    generator = models.create_generator(
-        s.generator.arch,
-        tuple(info.image_shape),
-        nz=s.generator.nz,
-        ngf=s.generator.ngf,
-        dtype=precision.compute_dtype(config.precision),
-    )
+    generator = generator_from_config(config, info)
     return FastSynthesizer(
         generator=generator,
         objective=objective_from_config(s, info, teacher, student),

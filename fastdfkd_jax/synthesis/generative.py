@@ -31,10 +31,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fastdfkd_jax import models, precision, sharding
+from fastdfkd_jax import sharding
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import baseline_losses, losses
-from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch
+from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch, generator_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
 
 ADVERSARIES = ("student", "teacher")
@@ -309,13 +309,7 @@ def build(
 ) -> GenerativeSynthesizer:
     """The GenerativeSynthesizer of a distillation run's config."""
     s = config.synthesis
-    generator = models.create_generator(
-        s.generator.arch,
-        tuple(info.image_shape),
-        nz=s.generator.nz,
-        ngf=s.generator.ngf,
-        dtype=precision.compute_dtype(config.precision),
-    )
+    generator = generator_from_config(config, info)
     objective = GenerativeObjective(
         teacher=teacher,
         student=student,
