@@ -1,14 +1,14 @@
-r"""Acceleration benchmark on digits (8x8x1): DeepInv-2k against Fast-2/5/10, one command.
+r"""Acceleration benchmark on digits (8x8x1): the paper's methods side by side, one command.
 
   python -m fastdfkd_jax.main --config=configs/bench_digits.py --workdir=runs/bench_digits
   python -m fastdfkd_jax.main --config=configs/bench_digits.py:quick \
       --workdir=runs/bench_digits_quick
 
 (`scripts/bench_acceleration.py` takes the same flags.) Variants (the argument):
-  '' (full): the 40-epoch digits schedule of configs/dfkd_digits.py for every method; DeepInv-2k's
-    accuracy from 3 batches of 2000 steps with the same total KD steps, its total time
-    extrapolated. Measured (docs/benchmarks.md): Fast-5 97.22% against DeepInv-2k 96.39% at 184x
-    less synthesis time; 39 minutes on 2 shared CPU cores.
+  '' (full): the 40-epoch digits schedule of configs/dfkd_digits.py for every method of
+    `config_blocks.BENCH_METHODS`, each in full (DeepInv-2k's 40 x 2000 steps: about 1.6 h of
+    synthesis on 2 CPU cores; `--config.short_methods='("deepinv2k",)'` takes its accuracy from a
+    stated shorter run with the same total KD steps instead, its total extrapolated).
   quick: 4 epochs, DeepInversion shortened to 2 batches of 100 steps, teacher trained 10 epochs, no
     cost table; about 5 minutes.
   runlocal: the methods' `runlocal` configs (tiny models), DeepInversion 2 batches of 4 steps; tens

@@ -1,4 +1,4 @@
-r"""Acceleration benchmark on Fashion-MNIST (28x28x1): DeepInv-2k against Fast-2/5/10.
+r"""Acceleration benchmark on Fashion-MNIST (28x28x1): the paper's methods side by side.
 
   python -m fastdfkd_jax.main --config=configs/teacher_fashion_mnist.py \
       --workdir=runs/teacher_fashion_mnist
@@ -6,9 +6,9 @@ r"""Acceleration benchmark on Fashion-MNIST (28x28x1): DeepInv-2k against Fast-2
       --workdir=runs/bench_fashion_mnist \
       --config.teacher.checkpoint=runs/teacher_fashion_mnist/teacher
 
-Variants: '' (full: the 150-epoch schedule of configs/dfkd_fashion_mnist.py for every method;
-DeepInv-2k's accuracy from 6 batches of 2000 steps, its total extrapolated; measured in
-docs/benchmarks.md: Fast-5 88.16% against DeepInv-2k 82.92% at 180x less synthesis time), `quick`
+Variants: '' (full: the 150-epoch schedule of configs/dfkd_fashion_mnist.py for every method of
+`config_blocks.BENCH_METHODS`; DeepInv-2k's and CMI-500's accuracy from the stated shorter runs of
+`short_methods`, their totals extrapolated; docs/benchmarks.md), `quick`
 (6 epochs, DeepInversion 2 batches of 100 steps, no cost table) and `runlocal` (the methods'
 `runlocal` configs: tiny models, seconds per method).
 """

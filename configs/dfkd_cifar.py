@@ -7,7 +7,7 @@ One file serves every cell of the paper's tables; the argument names dataset, me
 
 (or `:dataset=cifar10,method=fast5,pair=wrn40_2-wrn16_1`). dataset: cifar10 (default) | cifar100.
 method: fast2, fast5 (default), fast10 (first-order meta-gradient as the original), fast5_exact,
-fast5_nometa, deepinv2k. pair (adv, oh from the original's scripts/fast_cifar.sh):
+fast5_sequential, fast5_independent, deepinv2k, cmi500, dafl, zskt, dfq. pair (adv, oh from the original's scripts/fast_cifar.sh):
 resnet34-resnet18 (default; 1.33, 0.5), vgg11_bn-resnet18 (1.0, 0.5), wrn40_2-wrn16_1 /
 wrn40_2-wrn40_1 / wrn40_2-wrn16_2 (1.1, 0.4). `runlocal`: ResNet-8 teacher and student, tiny
 batches and schedule, one device (a CPU smoke run; works on TFDS mock data).

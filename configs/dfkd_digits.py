@@ -8,7 +8,8 @@ Measured (docs/results.md): Fast-5 student 97.22% from the 100% teacher, 32.3 s 
 40 batches on 2 CPU cores (`scripts/demo.sh` runs exactly this).
 
 The argument (comma-separated, `key=value` or bare words):
-  method  fast2 | fast5 (default) | fast10 | fast5_exact | fast5_nometa | deepinv2k
+  method  fast2 | fast5 (default) | fast10 | fast5_exact | fast5_sequential | fast5_independent |
+          deepinv2k | cmi500 | dafl | zskt | dfq (config_blocks.METHODS; docs/benchmarks.md)
   runlocal  tiny models and schedule, one device: a run of seconds (the tests use it).
 e.g. `:deepinv2k`, `:fast5,runlocal`, `:method=fast2,runlocal`. The paper's schedule shape (warmup,
 then one synthesis call and `kd.steps` student steps per epoch) scaled to an 8x8 problem.

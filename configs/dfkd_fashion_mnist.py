@@ -9,7 +9,8 @@ r"""Data-free distillation on Fashion-MNIST (28x28x1): fmnist_cnn_teacher -> fmn
 Measured (docs/results.md): Fast-5 student 88.16% from the 91.60% teacher in 42.8 minutes on 2 CPU
 cores (355.5 s of synthesis for 150 batches).
 
-The argument: `method` (fast2 | fast5 (default) | fast10 | fast5_exact | fast5_nometa | deepinv2k)
+The argument: `method` (fast2 | fast5 (default) | fast10 | fast5_exact | fast5_sequential |
+fast5_independent | deepinv2k | cmi500 | dafl | zskt | dfq)
 and the flag `runlocal` (tiny models and schedule, one device), e.g. `:deepinv2k` or
 `:fast5,runlocal`.
 """

@@ -1,4 +1,4 @@
-r"""The acceleration benchmark: DeepInv-2k against Fast-2/5/10, side by side, one command.
+r"""The acceleration benchmark: the paper's methods side by side, one command.
 
   python scripts/bench_acceleration.py --config=configs/bench_digits.py --workdir=runs/bench_digits
   python scripts/bench_acceleration.py --config=configs/bench_digits.py --quick \
