@@ -9,8 +9,8 @@ The suite passes unchanged on a CPU and on a GPU:
   itself, so comparisons with known values or references do not depend on the backend (a GPU
   would otherwise use TF32). Jobs run from configs (`main.run`) compile under the config's
   `precision`, as users' runs do; their tests compare runs with each other.
-- JAX's persistent compilation cache of the jobs goes to a temporary directory of the session
-  ($FASTDFKD_CACHE_DIR), not to the user's cache.
+- JAX's persistent compilation cache of the jobs and of MARS goes to a temporary directory of the
+  session ($FASTDFKD_CACHE_DIR, $SPLINE_COMPILATION_CACHE), not to the user's cache.
 """
 
 import os
@@ -24,6 +24,7 @@ import pytest  # noqa: E402
 
 from fastdfkd_jax import checkpoint, compilation, config_blocks, data, models  # noqa: E402
 from fastdfkd_jax.synthesis import baseline_losses  # noqa: E402
+from spline import forward as spline_forward  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -33,15 +34,19 @@ CONFIGS = os.path.join(REPO, "configs")
 
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache_dir(tmp_path_factory):
-    """The jobs' persistent compilation cache, in a directory of this test session."""
+    """The persistent compilation cache of the jobs and of MARS, in one directory of this test
+    session (JAX has one cache directory per process: whichever sets it first, a MARS fit or a
+    job, sets it for both)."""
     path = str(tmp_path_factory.mktemp("xla_cache"))
-    previous = os.environ.get(compilation.CACHE_ENV)
-    os.environ[compilation.CACHE_ENV] = path
+    envs = (compilation.CACHE_ENV, spline_forward.CACHE_ENV)
+    previous = {env: os.environ.get(env) for env in envs}
+    os.environ.update({env: path for env in envs})
     yield path
-    if previous is None:
-        os.environ.pop(compilation.CACHE_ENV, None)
-    else:
-        os.environ[compilation.CACHE_ENV] = previous
+    for env, value in previous.items():
+        if value is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = value
 
 
 def load_config(spec: str):
