@@ -476,7 +476,7 @@ def main(argv):
         synth = parts.synthesizer
         tv, sv = parts.teacher_vars, state.student.variables
         adv = components.adv_array(parts.config.synthesis.adv)
-        carry = jax.jit(synth.begin)(jax.random.PRNGKey(4), tv)
+        carry = jax.jit(synth.begin)(state.synthesizer, jax.random.PRNGKey(4), tv)
         start = time.perf_counter()
         with compilation.precision_scope(_POLICY.value):
             advance = compilation.compile_jitted(

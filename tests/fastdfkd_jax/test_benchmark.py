@@ -386,3 +386,25 @@ def test_accelerator_check_names_missing_modules(monkeypatch):
     spec.loader.exec_module(module)
     monkeypatch.setitem(module.REQUIRED, "no_such_module_xyz", "no-such-package")
     assert module.missing_modules() == ["no_such_module_xyz (no-such-package)"]
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_bench_vs_torch_runs_every_step_on_both_sides(tmp_path):
+    """scripts/bench_vs_torch.py at tiny shapes: each of the three steps timed on both sides."""
+    pytest.importorskip("torch")
+    out = tmp_path / "bvt.json"
+    subprocess.run(
+        [sys.executable, "-m", "scripts.bench_vs_torch", "--small", "--repeats=1", f"--out={out}"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    steps = json.loads(out.read_text())["steps"]
+    assert set(steps) == {"synthesis", "kd_step", "deepinversion_step"}
+    for row in steps.values():
+        assert row["jax"]["median_s"] > 0 and row["torch"]["median_s"] > 0
+        assert row["jax_compile_s"] > 0
+        assert row["speedup_vs"]["torch"] == pytest.approx(
+            row["torch"]["median_s"] / row["jax"]["median_s"]
+        )
