@@ -99,8 +99,8 @@ class MetaLatentSynthesizer(PoolSynthesis):
         return self.base.adv
 
     @property
-    def adv_warmup(self) -> int:
-        return self.base.adv_warmup
+    def adv_start_epoch(self) -> int:
+        return self.base.adv_start_epoch
 
     @property
     def meta_gradient_label(self) -> str:

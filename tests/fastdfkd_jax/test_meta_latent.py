@@ -178,3 +178,11 @@ def test_meta_latent_needs_the_meta_generator():
         )
     with pytest.raises(ValueError, match="reset_every"):
         meta_latent.MetaLatentSynthesizer(synth.base, meta_lr_z=0.1, reset_every=-1)
+
+
+def test_adversarial_schedule_is_the_base_synthesizers():
+    """The trainer asks the synthesizer for the adversarial weight of each epoch."""
+    synth, *_ = make("reptile")
+    base = dataclasses.replace(synth.base, adv=1.1, adv_start_epoch=2)
+    synth = dataclasses.replace(synth, base=base)
+    assert [synth.adv_weight(e) for e in range(4)] == [0.0, 0.0, 1.1, 1.1]
