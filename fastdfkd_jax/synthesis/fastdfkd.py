@@ -344,6 +344,17 @@ class FastSynthesizer(PoolSynthesis):
             )
         elif self.strategy == "sequential":  # trained in place: the next batch starts here
             state = state.replace(params=aux["adapted"])
+        bn_memory, metrics = self.call_outputs(bn_memory, objective, aux, meta_grad)
+        return state, bn_memory, aux["best_images"], metrics
+
+    def call_outputs(
+        self, bn_memory: losses.BNMemory, objective: jax.Array, aux: dict, meta_grad: Any
+    ) -> tuple[losses.BNMemory, dict]:
+        """The BN memory and metrics of a call from `inner_run`'s objective and `aux`.
+
+        The memory takes the call's batch statistics when `bn_momentum > 0`; `meta_grad` is the
+        generator's meta-gradient (its norm is reported). Shared with the meta-latent synthesizer.
+        """
         if self.objective.bn_momentum > 0:
             bn_memory = losses.update_bn_memory(
                 bn_memory, *aux["stats"], self.objective.bn_momentum
@@ -356,7 +367,7 @@ class FastSynthesizer(PoolSynthesis):
             meta_grad_norm=optax.tree.norm(meta_grad),
             **{f"synth_{k}": v for k, v in aux["parts"].items()},
         )
-        return state, bn_memory, aux["best_images"], metrics
+        return bn_memory, metrics
 
 
 def normalized_sgd(learning_rate: float) -> optax.GradientTransformation:

@@ -204,19 +204,9 @@ class MetaLatentSynthesizer(PoolSynthesis):
             z_opt_state=z_opt,
             calls=state.calls + 1,
         )
-        if base.objective.bn_momentum > 0:
-            bn_memory = losses.update_bn_memory(
-                bn_memory, *aux["stats"], base.objective.bn_momentum
-            )
-        metrics = dict(
-            synth_loss_first=aux["losses"][0],
-            synth_loss_last=aux["losses"][-1],
-            synth_best_loss=aux["best_loss"],
-            meta_objective=objective,
-            meta_grad_norm=optax.tree.norm(g_grad),
-            meta_grad_norm_z=optax.tree.norm(z_grad),
-            latent_reset=reset.astype(jnp.float32),
-            **{f"synth_{k}": v for k, v in aux["parts"].items()},
+        bn_memory, metrics = base.call_outputs(bn_memory, objective, aux, g_grad)
+        metrics.update(
+            meta_grad_norm_z=optax.tree.norm(z_grad), latent_reset=reset.astype(jnp.float32)
         )
         return state, bn_memory, aux["best_images"], metrics
 

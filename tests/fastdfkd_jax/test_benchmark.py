@@ -65,6 +65,23 @@ def test_speedup_arithmetic():
     assert not report.target_check(rows)["met"]
 
 
+def test_generative_check_compares_the_same_number_of_epochs():
+    fast5 = row("fast5", 2.0, 40, 0.05, 0.94)
+    # DAFL ran 10 epochs in 1.0 s: 4.0 s for Fast-5's 40, so Fast-5's 2.0 s is half of it.
+    dafl = dict(row("dafl", 1.0, 10, 0.02, 0.93), calls_per_epoch=10)
+    check = report.generative_check([fast5, dafl])
+    assert check["against"]["dafl"]["time_ratio"] == pytest.approx(0.5)
+    assert check["against"]["dafl"]["accuracy_points"] == pytest.approx(1.0)
+    assert check["met"]
+    # Compared raw (2.0 s against 1.0 s) Fast-5 would look twice as slow; slower it fails.
+    dafl["synthesis_seconds"] = 0.4  # 1.6 s for 40 epochs
+    assert not report.generative_check([fast5, dafl])["met"]
+    # Less accurate fails too; without a generative row there is nothing to check.
+    dafl["synthesis_seconds"], fast5["student_accuracy"] = 1.0, 0.92
+    assert not report.generative_check([fast5, dafl])["met"]
+    assert report.generative_check([fast5]) is None
+
+
 def test_chunked_extrapolation_arithmetic():
     config = load_config("dfkd_digits.py:deepinv2k")
     assert config.synthesis.g_steps == 2000 and config.synthesis.chunk_steps == "auto"
