@@ -9,7 +9,9 @@ that apply around compilation live here:
   trace context, so an executable never mixes policies); the jobs enter it around all their
   compilation, and `aot_compile(..., precision=name)` enters it itself;
 - JAX's persistent compilation cache (`use_persistent_cache`): on by default for every job, so a
-  second run of the same config loads its executables instead of compiling them.
+  second run of the same config loads its executables instead of compiling them;
+- XLA's options per backend (`compiler_options`): on CPU only dot products go to XLA's YNNPACK
+  library (`CPU_COMPILER_OPTIONS`, measured in docs/accelerators.md).
 
 `flops` and `memory_bytes` read XLA's cost and memory analyses of a compiled step.
 """
@@ -43,10 +45,37 @@ def precision_scope(name: str | None) -> Iterator[None]:
         yield
 
 
+# XLA:CPU hands dot products, convolutions, element-wise and reduce fusions to its YNNPACK library
+# by default. On this project's CPU steps the library's convolutions and element-wise fusions are
+# slower than XLA's own emitters (a CIFAR-10 KD step 2.39 s -> 1.70 s, a Fast-5 call 31.8 s ->
+# 21.4 s; docs/accelerators.md), so only dot products go to it. The option is experimental in
+# XLA: a jaxlib that does not know it compiles without it (`compile_jitted`).
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+}
+
+
+def compiler_options(platform: str) -> dict[str, str] | None:
+    """XLA's compile options for `platform` ('cpu', 'gpu', 'tpu'); None: XLA's defaults."""
+    return dict(CPU_COMPILER_OPTIONS) if platform == "cpu" else None
+
+
 def compile_jitted(jitted: Any, *args: Any, precision: str | None = None) -> jax.stages.Compiled:
-    """`jitted.lower(*args).compile()` under policy `precision` (None: the enclosing scope's)."""
+    """`jitted.lower(*args).compile()` under policy `precision` (None: the enclosing scope's),
+    with `compiler_options` of the default backend.
+    """
+    options = compiler_options(jax.default_backend())
     with precision_scope(precision):
-        return jitted.lower(*args).compile()
+        lowered = jitted.lower(*args)
+        if options is None:
+            return lowered.compile()
+        try:
+            return lowered.compile(compiler_options=options)
+        except jax.errors.JaxRuntimeError as error:
+            if not any(name in str(error) for name in options):
+                raise
+            # An XLA without these (experimental) options: its defaults, as every other backend.
+            return lowered.compile()
 
 
 def aot_compile(

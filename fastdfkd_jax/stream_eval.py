@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from fastdfkd_jax import eval_metrics, sharding
+from fastdfkd_jax import compilation, eval_metrics, sharding
 from fastdfkd_jax.data import augment, base, streaming
 
 # Metric name -> value, as every evaluator of a run returns them.
@@ -135,7 +135,7 @@ class StreamEvaluator:
         }
         counts = jax.ShapeDtypeStruct(self._zeros.shape, jnp.int32)
         start = time.perf_counter()
-        self._step = self._step.lower(variables, shapes, counts).compile()
+        self._step = compilation.compile_jitted(self._step, variables, shapes, counts)
         return time.perf_counter() - start
 
     def __call__(self, variables: dict, source: streaming.ExampleSource) -> dict[str, float]:
