@@ -6,8 +6,8 @@ r"""Data-free distillation on Fashion-MNIST (28x28x1): fmnist_cnn_teacher -> fmn
       --workdir=runs/dfkd_fashion_mnist_fast5 \
       --config.teacher.checkpoint=runs/teacher_fashion_mnist/teacher
 
-Measured (docs/accelerators.md): Fast-5 student 88.24% from the 91.7% teacher in 28.2 minutes on 2 CPU
-cores, alone on the machine (251.5 s of synthesis for 150 batches).
+Measured (docs/accelerators.md): Fast-5 student 88.10% from the 91.7% teacher in 26.1 minutes on 2 CPU
+cores, alone on the machine (208.6 s of synthesis for 150 batches).
 
 The argument: `method` (fast2 | fast5 (default) | fast10 | fast5_exact | fast5_sequential |
 fast5_independent | deepinv2k | cmi500 | dafl | zskt | dfq)
