@@ -13,7 +13,8 @@ that apply around compilation live here:
 - XLA's options per backend (`compiler_options`): on CPU only dot products go to XLA's YNNPACK
   library (`CPU_COMPILER_OPTIONS`, measured in docs/accelerators.md).
 
-`flops` and `memory_bytes` read XLA's cost and memory analyses of a compiled step.
+`flops` and `memory_bytes` read XLA's cost and memory analyses of a compiled step, `program_flops`
+the cost analysis of a step's lowered program (the same on every backend).
 """
 
 import contextlib
@@ -108,11 +109,27 @@ def aot_compile(
     return compiled, time.perf_counter() - start
 
 
-def flops(compiled: jax.stages.Compiled) -> float:
-    """Per-device floating-point operations of one call of a compiled step (XLA's cost model)."""
-    cost = compiled.cost_analysis()
+def _cost_flops(cost: Any) -> float:
     cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", float("nan")))
+    return float((cost or {}).get("flops", float("nan")))
+
+
+def flops(compiled: jax.stages.Compiled) -> float:
+    """Per-device floating-point operations of one call of a compiled step (XLA's cost model).
+
+    What the backend's program computes itself: operations it hands to a library count as zero
+    (on GPUs, convolutions become cuDNN calls), and a loop's body counts once. For the work a step
+    asks for on any backend, see `program_flops`.
+    """
+    return _cost_flops(compiled.cost_analysis())
+
+
+def program_flops(fn: Callable, *args: Any) -> float:
+    """Floating-point operations of one call of `fn(*args)`, from XLA's cost model of the program
+    as lowered, before any backend rewrites it: the same count on every backend (on CPU within 1%
+    of the compiled step's `flops`). A loop's body counts once, so give `fn` its loops unrolled.
+    """
+    return _cost_flops(jax.jit(fn).lower(*args).cost_analysis())
 
 
 def memory_bytes(compiled: jax.stages.Compiled) -> dict[str, int]:

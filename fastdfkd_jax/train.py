@@ -323,6 +323,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             disable=not reporting.is_primary() or not config.progress_bar,
             desc=config.method,
         )
+        # Set-up: everything before the first epoch but its compilations (backend start, teacher,
+        # state, restore, test split, the teacher's evaluation).
+        setup_seconds = (
+            time.perf_counter()
+            - run_start
+            - steps.synthesis_compile_seconds
+            - steps.kd_compile_seconds
+            - eval_compile_seconds
+        )
         for epoch in bar:
             state, images, record = train_epoch(parts, steps, state, keys, epoch, timer)
             done = epoch + 1
@@ -344,12 +353,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 )
             if done % config.checkpoint.every_epochs == 0 or last:
                 background.submit(writer.flush)
-                checkpoint.save(manager, done, state)
+                timer("checkpoint", checkpoint.save, manager, done, state)
 
         if start_epoch >= config.epochs:
             student_scores = test.student(state.student.variables)
-        background.wait()
-        checkpoint.wait(manager)
+        # Waiting for the background writes and checkpoints still under way.
+        timer("drain", lambda: (background.wait(), checkpoint.wait(manager)))
         s = config.synthesis
         compile_seconds = (
             steps.synthesis_compile_seconds + steps.kd_compile_seconds + eval_compile_seconds
@@ -381,8 +390,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             eval_seconds=timer.get("eval"),
             init_seconds=init_seconds,
             total_seconds=total,
-            # Everything else: set-up (teacher, state, restore), checkpoints, metrics, images.
+            # Everything else: set-up (teacher, state, restore), checkpoints, metrics, images;
+            # three parts of it apart (the rest is the epochs' host work: metrics, image grids).
             other_seconds=total - phases - compile_seconds,
+            setup_seconds=setup_seconds,
+            checkpoint_seconds=timer.get("checkpoint"),
+            drain_seconds=timer.get("drain"),
             resumed_from_epoch=start_epoch if restored is not None else None,
             config=config.to_dict(),
         )

@@ -135,13 +135,37 @@ def _read_json(path: str) -> dict | None:
         return json.load(f)
 
 
+# pytest -q progress: one character per test, then the percentage done.
+_PROGRESS = re.compile(r"^([.FEsxX]+)\s*(\[\s*\d+%\])?$")
+_FAILURE_HEADER = re.compile(r"^_{3,} (\S.*?) _{3,}$")
+
+
 def _tests_line(path: str) -> str:
-    """The last summary line of a pytest log ('5 passed, 1 failed in 80.1s'), or why none."""
+    """The last summary line of a pytest log ('5 passed, 1 failed in 80.1s'); for a log cut off
+    before its summary (the time limit), the counts its progress lines show and the failures
+    named so far; else why none.
+    """
     if not os.path.exists(path):
         return "not run"
-    lines = [line for line in open(path).read().splitlines() if line.strip()]
+    lines = [line.strip() for line in open(path).read().splitlines() if line.strip()]
     found = [line for line in lines if re.search(r"\d+ (passed|failed|error)", line)]
-    return found[-1].strip("= ") if found else (lines[-1] if lines else "no output")
+    if found:
+        return found[-1].strip("= ")
+    # Progress lines come before the first section ('=== FAILURES ===', whose "E   ..." lines
+    # would read as errors).
+    sections = [i for i, line in enumerate(lines) if line.startswith("===")]
+    progress = lines[: sections[0]] if sections else lines
+    marks = "".join(m.group(1) for m in map(_PROGRESS.match, progress) if m)
+    if not marks:
+        return lines[-1] if lines else "no output"
+    failed = [m.group(1) for m in map(_FAILURE_HEADER.match, lines) if m]
+    counts = ", ".join(
+        f"{marks.count(mark)} {name}"
+        for mark, name in ((".", "passed"), ("F", "failed"), ("E", "error"), ("s", "skipped"))
+        if marks.count(mark)
+    )
+    named = f" ({', '.join(failed)})" if failed else ""
+    return f"cut off before pytest's summary: {counts}{named}"
 
 
 def report(out: str) -> None:

@@ -44,6 +44,9 @@ _NKS = flags.DEFINE_list("nks", ["101", "201"], "earth's nk (MARS max_terms).")
 _DEGREES = flags.DEFINE_list("degrees", ["1", "2"], "Interaction degrees.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Warm fits of ours (the median is reported).")
 _EARTH_LIMIT = flags.DEFINE_integer("earth_limit", 900, "Seconds before an earth fit is killed.")
+_EARTH = flags.DEFINE_bool(
+    "earth", True, "Fit earth too; --noearth times ours alone (a GPU machine without R)."
+)
 _OURS_LIMIT = flags.DEFINE_integer("ours_limit", 3600, "Seconds before our case is killed.")
 _OUT = flags.DEFINE_string("out", "bench_mars.json", "Results (JSON), resumable.")
 _MAX_GIB = flags.DEFINE_float(
@@ -77,7 +80,11 @@ def run_ours(n: int, p: int, nk: int, degree: int, repeats: int) -> dict:
     warm = [fit()[0] for _ in range(repeats)]
     jax.clear_caches()
     cached, _ = fit()
+    device = jax.devices()[0]
+    peak_bytes = (device.memory_stats() or {}).get("peak_bytes_in_use")  # no stats on CPU
     return {
+        "device": device.device_kind,
+        "device_peak_mib": None if peak_bytes is None else peak_bytes / 2**20,
         "cold_s": cold,
         "warm_s": statistics.median(warm),
         "cached_s": cached,
@@ -89,6 +96,9 @@ def run_ours(n: int, p: int, nk: int, degree: int, repeats: int) -> dict:
 
 
 def run_earth(n: int, p: int, nk: int, degree: int, limit: int) -> dict:
+    """The earth side of one case; ``{"seconds": None, "not_run": True}`` under --noearth."""
+    if not _EARTH.value:
+        return {"seconds": None, "not_run": True}
     from spline import earth_r
 
     x, y = friedman1(n, p)
@@ -117,29 +127,35 @@ def table(results: list[dict]) -> str:
     ]
     for r in results:
         e, o = r["earth"], r["ours"]
+        if e.get("not_run"):
+            e_seconds = "not run"
+        elif e["seconds"] is None:
+            e_seconds = f"> {e['limit']}"
+        else:
+            e_seconds = f"{e['seconds']:.2f}"
         if "skipped" in o:
-            es = f"> {e['limit']}" if e["seconds"] is None else f"{e['seconds']:.2f}"
             lines.append(
-                f"| {r['n']} | {r['p']} | {r['nk']} | {r['degree']} | {es} "
+                f"| {r['n']} | {r['p']} | {r['nk']} | {r['degree']} | {e_seconds} "
                 f"| not run: {o['skipped']} | | | | | | | | {_fmt(e.get('peak_mib'), '.0f')} | |"
             )
             continue
-        if e["seconds"] is None:
-            es, speed, egcv, diff = (
-                f"> {e['limit']}",
-                f"> {e['limit'] / o['warm_s']:.0f}x",
-                "-",
-                "-",
-            )
+        es = e_seconds
+        device_mib = (
+            f" ({o['device']}: {o['device_peak_mib']:.0f})" if o.get("device_peak_mib") else ""
+        )
+        if e.get("not_run"):
+            speed, egcv, diff = "-", "-", "-"
+        elif e["seconds"] is None:
+            speed, egcv, diff = f"> {e['limit'] / o['warm_s']:.0f}x", "-", "-"
         else:
-            es, speed = f"{e['seconds']:.2f}", f"{e['seconds'] / o['warm_s']:.1f}x"
+            speed = f"{e['seconds'] / o['warm_s']:.1f}x"
             egcv = f"{e['gcv']:.6g}"
             diff = f"{abs(o['gcv'] - e['gcv']) / e['gcv']:.1e}"
         lines.append(
             f"| {r['n']} | {r['p']} | {r['nk']} | {r['degree']} | {es} | {o['warm_s']:.2f} "
             f"| {speed} | {o['cold_s']:.2f} | {o['cached_s']:.2f} | {egcv} | {o['gcv']:.6g} "
             f"| {diff} | {e.get('terms', '-')}/{o['terms']} | {_fmt(e.get('peak_mib'), '.0f')} "
-            f"| {o['peak_mib']:.0f} |"
+            f"| {o['peak_mib']:.0f}{device_mib} |"
         )
     return "\n".join(lines)
 

@@ -6,11 +6,14 @@ and with compilation apart, the FastDFKD synthesis call (`synthesis`), one stude
 on a full pool) and one DeepInversion step (`deepinversion_step`: loss, gradient, Adam update and
 clip of the pixels). Each row gives the median of `repeats` calls (each ended by
 `block_until_ready()`, after one warm-up call), XLA's FLOP count of one call
-(`compilation.flops`), the achieved FLOP/s and, for a device of `PEAK_TFLOPS`, that as a
-fraction of the device's dense peak for the policy's arithmetic. XLA counts every floating-point
-operation (elementwise ones too), so the fraction slightly overstates the matmul units' use.
+(`compilation.program_flops` of the step with its loops unrolled: the compiled step's own count
+misses what a GPU hands to cuDNN and counts a `lax.scan` body once), the achieved FLOP/s and, for a
+device of `PEAK_TFLOPS`, that as a fraction of the device's dense peak for the policy's arithmetic.
+XLA counts every floating-point operation (elementwise ones too), so the fraction slightly
+overstates the matmul units' use.
 """
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -27,8 +30,10 @@ from fastdfkd_jax import (
     distill,
     models,
     precision,
+    sharding,
     timing,
 )
+from fastdfkd_jax.synthesis import base as synthesis_base
 
 # Dense (no sparsity) peak TFLOP/s per policy, by a substring of `device.device_kind`; the first
 # match wins. Sources: the NVIDIA H100 Tensor Core GPU datasheet (SXM5: FP32 67, TF32 494.7,
@@ -92,9 +97,9 @@ def build(
     return parts, state
 
 
-def _row(name, compiled, compile_s, call, repeats, batch, device_kind, policy) -> dict:
+def _row(name, flops, compile_s, call, repeats, batch, device_kind, policy) -> dict:
+    """One timed step: `flops` per call (`compilation.program_flops`), `call()` timed."""
     stats = timing.time_calls(call, repeats)
-    flops = compilation.flops(compiled) if compiled is not None else float("nan")
     achieved = flops / stats["median_s"]
     peak = peak_flops(device_kind, policy)
     return dict(
@@ -133,10 +138,19 @@ def time_steps(
             call, seconds = parts.synthesizer.compile_call(
                 state, parts.teacher_vars, rng, adv, mesh=parts.mesh, donate=False
             )
+            # The inner steps unrolled, so that each counts (a scan's body counts once).
+            unrolled = dataclasses.replace(parts.synthesizer, unroll=True)
+            flops = compilation.program_flops(
+                functools.partial(synthesis_base.synthesis_call, synthesizer=unrolled),
+                state,
+                parts.teacher_vars,
+                rng,
+                adv,
+            )
             rows.append(
                 _row(
                     "synthesis",
-                    call,
+                    flops,
                     seconds,
                     lambda: call(state, parts.teacher_vars, rng, adv),
                     repeats,
@@ -154,10 +168,20 @@ def time_steps(
                 donate=False,
                 **components.kd_step_options(parts),
             )
+            flops = compilation.program_flops(
+                functools.partial(
+                    distill.kd_step,
+                    batch_sharding=sharding.batch_sharding(parts.mesh),
+                    **components.kd_step_options(parts),
+                ),
+                state,
+                parts.teacher_vars,
+                rng,
+            )
             rows.append(
                 _row(
                     "kd_step",
-                    kd,
+                    flops,
                     seconds,
                     lambda: kd(state, parts.teacher_vars, rng),
                     repeats,
@@ -197,10 +221,13 @@ def deepinversion_step(spec, policy, small, batch_size, repeats) -> dict:
         compiled = compilation.compile_jitted(
             jax.jit(advance), carry, state.bn_memory, tv, sv, adv, jnp.int32(0)
         )
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        flops = compilation.program_flops(
+            advance, carry, state.bn_memory, tv, sv, adv, jnp.int32(0)
+        )
     return _row(
         "deepinversion_step",
-        compiled,
+        flops,
         seconds,
         lambda: compiled(carry, state.bn_memory, tv, sv, adv, jnp.int32(0)),
         repeats,

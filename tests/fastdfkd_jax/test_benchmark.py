@@ -397,12 +397,39 @@ def test_accelerator_check_timings_and_report_at_tiny_shapes(tmp_path):
     assert "| synthesis | bfloat16 | 4 |" in table
 
 
-def test_accelerator_check_names_missing_modules(monkeypatch):
+def load_accelerator_check():
     spec = importlib.util.spec_from_file_location("accelerator_check", ACCEL_CHECK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_accelerator_check_names_missing_modules(monkeypatch):
+    module = load_accelerator_check()
     monkeypatch.setitem(module.REQUIRED, "no_such_module_xyz", "no-such-package")
     assert module.missing_modules() == ["no_such_module_xyz (no-such-package)"]
+
+
+def test_accelerator_check_reports_a_test_log_cut_off_by_its_time_limit(tmp_path):
+    tests_line = load_accelerator_check()._tests_line
+    log = tmp_path / "tests.log"
+    assert tests_line(str(log)) == "not run"
+    # What pytest -q had written when the time limit stopped it (an H200's log, shortened).
+    log.write_text(
+        "bringing up nodes...\n\n"
+        "........................................ [ 35%]\n"
+        "..........F.....s....................... [ 70%]\n"
+        "...........\n"
+        "=================================== FAILURES ===================================\n"
+        "______________ test_meta_updates[reptile] ______________\n"
+        "E           AssertionError: \n"
+        "E\n"
+    )
+    assert tests_line(str(log)) == (
+        "cut off before pytest's summary: 89 passed, 1 failed, 1 skipped (test_meta_updates[reptile])"
+    )
+    log.write_text("....F\n=== 4 passed, 1 failed in 3.1s ===\n")
+    assert tests_line(str(log)) == "4 passed, 1 failed in 3.1s"
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""`compilation.compile_jitted`: XLA's per-backend options (on CPU, only dot products go to YNNPACK)."""
+"""`compilation`: XLA's per-backend options (on CPU, only dot products go to YNNPACK); FLOP counts."""
 
 import re
 
@@ -60,3 +60,30 @@ def test_an_option_this_xla_does_not_know_falls_back_to_its_defaults(monkeypatch
     x, w = inputs()
     compiled = compilation.compile_jitted(jax.jit(conv_relu_pool), x, w)
     np.testing.assert_allclose(compiled(x, w), jax.jit(conv_relu_pool)(x, w), rtol=1e-5, atol=1e-6)
+
+
+def test_program_flops_counts_every_multiply_add_of_the_lowered_program():
+    x, w = inputs()
+    # 3x3 SAME on 16x16: 2 + 3 * 14 + 2 = 46 valid taps per row and column of outputs.
+    taps = 46 * 46
+    conv_flops = 2 * 8 * taps * 32 * 32
+    # The ReLU (one per output) and the mean (one add per output, one divide per channel).
+    outputs = 8 * 16 * 16 * 32
+    expected = conv_flops + 2 * outputs + 8 * 32
+    assert compilation.program_flops(conv_relu_pool, x, w) == pytest.approx(expected, rel=1e-3)
+    # On CPU the convolution stays an XLA convolution, so the compiled count agrees.
+    compiled = compilation.compile_jitted(jax.jit(conv_relu_pool), x, w)
+    assert compilation.flops(compiled) == pytest.approx(expected, rel=1e-2)
+
+
+def test_program_flops_counts_a_loop_body_once_and_each_unrolled_step():
+    a, b = jnp.ones((8, 16)), jnp.ones((16, 16))
+
+    def repeated(a, b, unroll):
+        return jax.lax.scan(lambda c, _: (c @ b, None), a, None, length=5, unroll=unroll)[0]
+
+    one_matmul = 2 * 8 * 16 * 16
+    unrolled = compilation.program_flops(lambda a, b: repeated(a, b, True), a, b)
+    looped = compilation.program_flops(lambda a, b: repeated(a, b, 1), a, b)
+    assert unrolled == 5 * one_matmul
+    assert looped < 1.1 * one_matmul  # the body once, plus the loop counter

@@ -364,14 +364,28 @@ def test_first_order_and_reptile_meta_updates(meta_gradient):
         meta_grad = jax.tree.map(lambda p, a: 3.0 * (p - a), state.params, aux["adapted"])
     updates, _ = optax.adam(0.01, b1=0.5, b2=0.999).update(meta_grad, state.opt_state, state.params)
     expected = optax.apply_updates(state.params, updates)
-    for got, want, g in zip(
-        jax.tree.leaves(new_state.params), jax.tree.leaves(expected), jax.tree.leaves(meta_grad)
-    ):
-        # Adam's first step is lr * sign(g): where g is rounding noise (a Dense bias followed by a
-        # BatchNorm gets an exactly-zero gradient in exact arithmetic) the sign is arbitrary.
-        meaningful = np.abs(np.asarray(g)) > 1e-5
+    # The Dense bias feeding a BatchNorm (`l1.bias`) has an exactly-zero gradient in exact
+    # arithmetic: its inner gradients are rounding noise, which the inner Adam steps turn into
+    # steps of full size (so Reptile's meta-gradient for it is not small) with signs that differ
+    # between two compiled functions on a GPU. Adam's first meta step moves it by at most lr, and
+    # by exactly lr when the meta-gradient is not tiny against Adam's epsilon (Reptile).
+    noise_only = {("l1", "bias")}
+    flat = lambda tree: {  # noqa: E731
+        tuple(k.key for k in path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
+    got_params, want_params, grads = flat(new_state.params), flat(expected), flat(meta_grad)
+    for name, got in got_params.items():
+        if name in noise_only:
+            moved = np.abs(got - flat(state.params)[name])
+            assert np.all(moved <= 0.01 * (1 + 1e-3)), moved
+            if meta_gradient == "reptile":
+                np.testing.assert_allclose(moved, 0.01, rtol=1e-3)
+            continue
+        # Elsewhere too, Adam's first step is lr * sign(g): only signs of non-noise g compare.
+        meaningful = np.abs(grads[name]) > 1e-5
         np.testing.assert_allclose(
-            np.asarray(got)[meaningful], np.asarray(want)[meaningful], rtol=1e-4, atol=1e-6
+            got[meaningful], want_params[name][meaningful], rtol=1e-4, atol=1e-6
         )
     np.testing.assert_allclose(metrics["synth_loss_first"], aux["losses"][0], rtol=1e-5)
     np.testing.assert_allclose(metrics["synth_best_loss"], aux["losses"].min(), rtol=1e-5)

@@ -95,6 +95,11 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     assert summary["backend_choices"] == backend.choices(config, jax.default_backend())
     phases = sum(summary[f"{k}_seconds"] for k in ("synthesis", "kd", "eval", "compile", "other"))
     assert phases == pytest.approx(summary["total_seconds"])
+    # "other" has three parts apart; set-up includes restoring the state (init).
+    parts_of_other = [summary[f"{k}_seconds"] for k in ("setup", "checkpoint", "drain")]
+    assert all(p > 0 for p in parts_of_other)
+    assert sum(parts_of_other) <= summary["other_seconds"]
+    assert summary["setup_seconds"] >= summary["init_seconds"]
     # Every compilation went to the persistent cache ...
     cache = jax.config.jax_compilation_cache_dir
     assert cache and cache.startswith(os.environ[compilation.CACHE_ENV])
