@@ -98,6 +98,14 @@ def kd_step(
     return state.replace(student=student), metrics
 
 
+def bound_kd_step(mesh: Mesh, **step_options: Any) -> Callable[..., tuple[DFKDState, dict]]:
+    """`kd_step` as `(state, teacher_vars, rng) -> (state, metrics)`, its batch split over `mesh`.
+
+    `step_options`: `kd_step`'s keywords (see `components.kd_step_options`).
+    """
+    return functools.partial(kd_step, batch_sharding=sharding.batch_sharding(mesh), **step_options)
+
+
 def compile_kd_step(
     state: DFKDState,
     teacher_vars: dict,
@@ -113,7 +121,7 @@ def compile_kd_step(
     `(compiled, compile_seconds)`; with `donate` the input state's buffers are reused.
     """
     return compilation.aot_compile(
-        functools.partial(kd_step, batch_sharding=sharding.batch_sharding(mesh), **step_options),
+        bound_kd_step(mesh, **step_options),
         state,
         teacher_vars,
         rng,

@@ -325,13 +325,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         )
         # Set-up: everything before the first epoch but its compilations (backend start, teacher,
         # state, restore, test split, the teacher's evaluation).
-        setup_seconds = (
-            time.perf_counter()
-            - run_start
-            - steps.synthesis_compile_seconds
-            - steps.kd_compile_seconds
-            - eval_compile_seconds
+        compile_seconds = (
+            steps.synthesis_compile_seconds + steps.kd_compile_seconds + eval_compile_seconds
         )
+        setup_seconds = time.perf_counter() - run_start - compile_seconds
         for epoch in bar:
             state, images, record = train_epoch(parts, steps, state, keys, epoch, timer)
             done = epoch + 1
@@ -360,9 +357,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         # Waiting for the background writes and checkpoints still under way.
         timer("drain", lambda: (background.wait(), checkpoint.wait(manager)))
         s = config.synthesis
-        compile_seconds = (
-            steps.synthesis_compile_seconds + steps.kd_compile_seconds + eval_compile_seconds
-        )
         total = time.perf_counter() - run_start
         phases = timer.get("synthesis") + timer.get("kd") + timer.get("eval")
         summary = dict(

@@ -146,7 +146,6 @@ def table(results: list[dict]) -> str:
                 f"| not run: {o['skipped']} | | | | | | | | {_fmt(e.get('peak_mib'), '.0f')} | |"
             )
             continue
-        es = e_seconds
         device_mib = (
             f" ({o['device']}: {o['device_peak_mib']:.0f})" if o.get("device_peak_mib") else ""
         )
@@ -159,7 +158,7 @@ def table(results: list[dict]) -> str:
             egcv = f"{e['gcv']:.6g}"
             diff = f"{abs(o['gcv'] - e['gcv']) / e['gcv']:.1e}"
         lines.append(
-            f"| {r['n']} | {r['p']} | {r['nk']} | {r['degree']} | {es} | {o['warm_s']:.2f} "
+            f"| {r['n']} | {r['p']} | {r['nk']} | {r['degree']} | {e_seconds} | {o['warm_s']:.2f} "
             f"| {speed} | {o['cold_s']:.2f} | {_fmt(o['cached_s'])} | {egcv} | {o['gcv']:.6g} "
             f"| {diff} | {e.get('terms', '-')}/{o['terms']} | {_fmt(e.get('peak_mib'), '.0f')} "
             f"| {o['peak_mib']:.0f}{device_mib} |"

@@ -30,7 +30,6 @@ from fastdfkd_jax import (
     distill,
     models,
     precision,
-    sharding,
     timing,
 )
 from fastdfkd_jax.synthesis import base as synthesis_base
@@ -169,11 +168,7 @@ def time_steps(
                 **components.kd_step_options(parts),
             )
             flops = compilation.program_flops(
-                functools.partial(
-                    distill.kd_step,
-                    batch_sharding=sharding.batch_sharding(parts.mesh),
-                    **components.kd_step_options(parts),
-                ),
+                distill.bound_kd_step(parts.mesh, **components.kd_step_options(parts)),
                 state,
                 parts.teacher_vars,
                 rng,
