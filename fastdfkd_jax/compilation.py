@@ -168,12 +168,14 @@ def enable_persistent_cache(path: str) -> str:
     at its first compilation; the decision is reset here). Returns the absolute path.
     """
     path = os.path.abspath(path)
-    if jax.config.jax_compilation_cache_dir == path:
-        return path
-    jax.config.update("jax_compilation_cache_dir", path)
+    # The thresholds are set even when `path` is already the cache (set by the user, or by
+    # `spline`, which keeps JAX's defaults): with JAX's 1 s minimum, whether a short compile is
+    # cached depended on the machine's load.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    compilation_cache.reset_cache()
+    if jax.config.jax_compilation_cache_dir != path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        compilation_cache.reset_cache()
     return path
 
 

@@ -1,6 +1,9 @@
-"""`compilation`: XLA's per-backend options (on CPU, only dot products go to YNNPACK); FLOP counts."""
+"""`compilation`: XLA's per-backend options (on CPU, only dot products go to YNNPACK); FLOP counts;
+the persistent cache."""
 
+import os
 import re
+import time
 
 import jax
 import jax.numpy as jnp
@@ -87,3 +90,31 @@ def test_program_flops_counts_a_loop_body_once_and_each_unrolled_step():
     looped = compilation.program_flops(lambda a, b: repeated(a, b, 1), a, b)
     assert unrolled == 5 * one_matmul
     assert looped < 1.1 * one_matmul  # the body once, plus the loop counter
+
+
+def cache_entries(path: str) -> set[str]:
+    """The persistent cache's entries (JAX creates the directory at its first write)."""
+    return set(os.listdir(path)) if os.path.isdir(path) else set()
+
+
+def test_a_cache_directory_set_elsewhere_still_caches_every_compile():
+    # The directory is already JAX's cache, set by someone else (the user, or `spline`) who
+    # kept JAX's 1 s minimum compile time: a short compile must still be written, else whether
+    # it is cached depends on the machine's load.
+    path = compilation.use_persistent_cache("")
+    assert jax.config.jax_compilation_cache_dir == path
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)  # JAX's default
+    try:
+        assert compilation.enable_persistent_cache(path) == path
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+        before = cache_entries(path)
+        offset = float(time.perf_counter_ns() % 1000)  # a program no earlier run has cached
+
+        def tiny_program_to_cache(x):
+            return x + offset
+
+        jax.block_until_ready(jax.jit(tiny_program_to_cache)(jnp.ones(3)))
+        added = cache_entries(path) - before
+        assert [name.split("-")[0] for name in added].count("jit_tiny_program_to_cache") == 1
+    finally:
+        compilation.enable_persistent_cache(path)
