@@ -452,3 +452,26 @@ def test_bench_vs_torch_runs_every_step_on_both_sides(tmp_path):
         assert row["speedup_vs"]["torch"] == pytest.approx(
             row["torch"]["median_s"] / row["jax"]["median_s"]
         )
+
+
+def test_bench_vs_torch_times_each_call_alone_after_the_idle_gap(monkeypatch):
+    """`side_by_side` idles before each timed call and leaves the idle out of the times."""
+    from scripts import bench_vs_torch
+
+    clock = [0.0]
+    monkeypatch.setattr(bench_vs_torch.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench_vs_torch.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    starts = []
+
+    def call(seconds):
+        def fn():
+            starts.append(clock[0])
+            clock[0] += seconds
+
+        return fn
+
+    row = bench_vs_torch.side_by_side(dict(a=call(2.0), b=call(3.0)), repeats=3, idle_s=0.5)
+    assert row["a"]["median_s"] == 2.0 and row["b"]["median_s"] == 3.0
+    assert row["a"]["n"] == row["b"]["n"] == 3
+    # The warm-up calls back to back, then every timed call 0.5 s after the previous one ended.
+    assert starts == [0.0, 2.0, 5.5, 8.0, 11.5, 14.0, 17.5, 20.0]
