@@ -17,6 +17,9 @@ hits both alike, each call after `--idle_s` of idle (see `side_by_side`); median
   T=20, SGD with momentum and weight decay);
 - `deepinversion_step`: one DeepInversion step on 256 images (jitter + flip, teacher with BN
   statistics, one-hot, Jensen-Shannon adversarial term, Adam on the pixels, clip).
+- `kd_parts` (opt-in, `--steps=kd_parts`): the KD step's two networks apart, on a fixed batch:
+  `teacher_forward` (eval mode) and `student_forward_backward` (train mode, the KD loss against
+  fixed teacher logits, gradients of the weights).
 
 The PyTorch side is OUR re-implementation of the computation of github:zju-vipa/Fast-Datafree
 (`datafree/synthesis/fast_meta.py`, `deepinversion.py`, `datafree_kd.py`), in plain PyTorch with the
@@ -362,6 +365,89 @@ def original_side(path: str, config):
     return synthesizer.synthesize
 
 
+def kd_parts(parts, state, side, policy: str, repeats: int, idle_s: float) -> dict:
+    """Rows `teacher_forward` and `student_forward_backward` of the KD step's networks, both sides.
+
+    One fixed batch of standard-normal images [B, H, W, C] (NCHW for PyTorch), B the KD batch;
+    the student's loss is the KD loss at the config's temperature against the teacher's logits.
+    """
+    import jax
+    import numpy as np
+    import torch
+
+    from fastdfkd_jax import compilation
+    from fastdfkd_jax.synthesis import losses
+
+    temperature = parts.config.kd.temperature
+    images = np.random.default_rng(0).standard_normal(
+        (parts.config.kd.batch_size, *parts.info.image_shape), np.float32
+    )
+    x, x_torch = jax.numpy.asarray(images), torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    student = state.student
+
+    def teacher_forward(teacher_vars, x):
+        return parts.teacher.apply(teacher_vars, x, train=False)
+
+    def student_gradients(params, batch_stats, x, teacher_logits):
+        def loss_fn(params):
+            logits, updates = parts.student.apply(
+                {"params": params, "batch_stats": batch_stats},
+                x,
+                train=True,
+                mutable=["batch_stats"],
+            )
+            return losses.kd_loss(logits, teacher_logits, temperature), updates
+
+        return jax.grad(loss_fn, has_aux=True)(params)
+
+    with compilation.precision_scope(policy):
+        teacher = compilation.compile_jitted(jax.jit(teacher_forward), parts.teacher_vars, x)
+        logits = teacher(parts.teacher_vars, x)
+        grads = compilation.compile_jitted(
+            jax.jit(student_gradients), student.params, student.batch_stats, x, logits
+        )
+
+    side["hooks_on"](False)
+    side["freeze"](False)
+    for p in side["teacher"].parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        logits_torch = side["teacher"](x_torch)
+
+    def torch_teacher():
+        with torch.no_grad():
+            side["teacher"](x_torch)
+
+    def torch_student():
+        side["student"].train()
+        side["student"].zero_grad()
+        out = side["student"](x_torch)
+        (side["kl"](out, logits_torch, temperature).mean() * temperature**2).backward()
+
+    rows = dict(
+        teacher_forward=side_by_side(
+            dict(
+                jax=lambda: jax.block_until_ready(teacher(parts.teacher_vars, x)),
+                torch=torch_teacher,
+            ),
+            repeats,
+            idle_s,
+        ),
+        student_forward_backward=side_by_side(
+            dict(
+                jax=lambda: jax.block_until_ready(
+                    grads(student.params, student.batch_stats, x, logits)
+                ),
+                torch=torch_student,
+            ),
+            repeats,
+            idle_s,
+        ),
+    )
+    side["hooks_on"](True)
+    return rows
+
+
 # -- the sides side by side -----------------------------------------------------------------------
 def timed(fn) -> float:
     start = time.perf_counter()
@@ -420,7 +506,7 @@ def main(argv):
     fast_config.synthesis.batch_size = fast_config.kd.batch_size = results["batch"]
     side = torch_side(fast_config, _SMALL.value)
     rng = jax.random.PRNGKey(0)
-    if "synthesis" in _STEPS.value or "kd_step" in _STEPS.value:
+    if {"synthesis", "kd_step", "kd_parts"} & set(_STEPS.value):
         parts, state = ours(FAST_SPEC)
         adv = components.adv_array(parts.config.synthesis.adv)
         with compilation.precision_scope(_POLICY.value):
@@ -479,6 +565,10 @@ def main(argv):
             if _PROFILE.value:
                 row["jax_profile"] = profile.op_profile(kd, jax_kd, 3)
             results["steps"]["kd_step"] = row
+        if "kd_parts" in _STEPS.value:
+            results["steps"].update(
+                kd_parts(parts, state, side, _POLICY.value, _REPEATS.value, _IDLE.value)
+            )
         del parts, state, synth, kd
     if "deepinversion_step" in _STEPS.value:
         deepinv_config = config_blocks.load_config(DEEPINV_SPEC)

@@ -435,20 +435,36 @@ def test_accelerator_check_reports_a_test_log_cut_off_by_its_time_limit(tmp_path
 @pytest.mark.slow
 @pytest.mark.torch
 def test_bench_vs_torch_runs_every_step_on_both_sides(tmp_path):
-    """scripts/bench_vs_torch.py at tiny shapes: each of the three steps timed on both sides."""
+    """scripts/bench_vs_torch.py at tiny shapes: each of the three steps, and the KD step's two
+    networks apart, timed on both sides."""
     pytest.importorskip("torch")
     out = tmp_path / "bvt.json"
     subprocess.run(
-        [sys.executable, "-m", "scripts.bench_vs_torch", "--small", "--repeats=1", f"--out={out}"],
+        [
+            sys.executable,
+            "-m",
+            "scripts.bench_vs_torch",
+            "--small",
+            "--repeats=1",
+            "--idle_s=0",
+            "--steps=synthesis,kd_step,deepinversion_step,kd_parts",
+            f"--out={out}",
+        ],
         cwd=REPO,
         check=True,
         capture_output=True,
     )
     steps = json.loads(out.read_text())["steps"]
-    assert set(steps) == {"synthesis", "kd_step", "deepinversion_step"}
-    for row in steps.values():
+    assert set(steps) == {
+        "synthesis",
+        "kd_step",
+        "deepinversion_step",
+        "teacher_forward",
+        "student_forward_backward",
+    }
+    for name, row in steps.items():
         assert row["jax"]["median_s"] > 0 and row["torch"]["median_s"] > 0
-        assert row["jax_compile_s"] > 0
+        assert name in ("teacher_forward", "student_forward_backward") or row["jax_compile_s"] > 0
         assert row["speedup_vs"]["torch"] == pytest.approx(
             row["torch"]["median_s"] / row["jax"]["median_s"]
         )
