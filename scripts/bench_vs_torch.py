@@ -368,8 +368,9 @@ def original_side(path: str, config):
 def kd_parts(parts, state, side, policy: str, repeats: int, idle_s: float) -> dict:
     """Rows `teacher_forward` and `student_forward_backward` of the KD step's networks, both sides.
 
-    One fixed batch of standard-normal images [B, H, W, C] (NCHW for PyTorch), B the KD batch;
-    the student's loss is the KD loss at the config's temperature against the teacher's logits.
+    One fixed batch [B, H, W, C] (NCHW for PyTorch), B the KD batch, of uniform images normalized
+    as the KD step's inputs are; the student's loss is the KD loss at the config's temperature
+    against the teacher's logits.
     """
     import jax
     import numpy as np
@@ -379,9 +380,11 @@ def kd_parts(parts, state, side, policy: str, repeats: int, idle_s: float) -> di
     from fastdfkd_jax.synthesis import losses
 
     temperature = parts.config.kd.temperature
-    images = np.random.default_rng(0).standard_normal(
-        (parts.config.kd.batch_size, *parts.info.image_shape), np.float32
+    mean, std = (side[k].numpy().transpose(0, 2, 3, 1) for k in ("mean", "std"))
+    uniform = np.random.default_rng(0).uniform(
+        size=(parts.config.kd.batch_size, *parts.info.image_shape)
     )
+    images = ((uniform - mean) / std).astype(np.float32)
     x, x_torch = jax.numpy.asarray(images), torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
     student = state.student
 
