@@ -511,28 +511,16 @@ def main(argv):
     rng = jax.random.PRNGKey(0)
     if {"synthesis", "kd_step", "kd_parts"} & set(_STEPS.value):
         parts, state = ours(FAST_SPEC)
-        adv = components.adv_array(parts.config.synthesis.adv)
-        with compilation.precision_scope(_POLICY.value):
-            synth, synth_compile = parts.synthesizer.compile_call(
-                state, parts.teacher_vars, rng, adv, mesh=parts.mesh, donate=False
-            )
-            kd, kd_compile = distill.compile_kd_step(
-                state,
-                parts.teacher_vars,
-                rng,
-                mesh=parts.mesh,
-                donate=False,
-                **components.kd_step_options(parts),
-            )
-        logging.info("compiled: synthesis %.1f s, KD step %.1f s", synth_compile, kd_compile)
-
-        def jax_synthesis():
-            jax.block_until_ready(synth(state, parts.teacher_vars, rng, adv))
-
-        def jax_kd():
-            jax.block_until_ready(kd(state, parts.teacher_vars, rng))
-
         if "synthesis" in _STEPS.value:
+            adv = components.adv_array(parts.config.synthesis.adv)
+            with compilation.precision_scope(_POLICY.value):
+                synth, synth_compile = parts.synthesizer.compile_call(
+                    state, parts.teacher_vars, rng, adv, mesh=parts.mesh, donate=False
+                )
+            logging.info("compiled: synthesis %.1f s", synth_compile)
+
+            def jax_synthesis():
+                jax.block_until_ready(synth(state, parts.teacher_vars, rng, adv))
 
             def torch_frozen():
                 side["freeze"](True)
@@ -547,7 +535,22 @@ def main(argv):
             if _PROFILE.value:
                 row["jax_profile"] = profile.op_profile(synth, jax_synthesis, 1)
             results["steps"]["synthesis"] = row
+            del synth
         if "kd_step" in _STEPS.value:
+            with compilation.precision_scope(_POLICY.value):
+                kd, kd_compile = distill.compile_kd_step(
+                    state,
+                    parts.teacher_vars,
+                    rng,
+                    mesh=parts.mesh,
+                    donate=False,
+                    **components.kd_step_options(parts),
+                )
+            logging.info("compiled: KD step %.1f s", kd_compile)
+
+            def jax_kd():
+                jax.block_until_ready(kd(state, parts.teacher_vars, rng))
+
             side["freeze"](False)
             for p in side["teacher"].parameters():
                 p.requires_grad_(False)
@@ -568,11 +571,12 @@ def main(argv):
             if _PROFILE.value:
                 row["jax_profile"] = profile.op_profile(kd, jax_kd, 3)
             results["steps"]["kd_step"] = row
+            del kd
         if "kd_parts" in _STEPS.value:
             results["steps"].update(
                 kd_parts(parts, state, side, _POLICY.value, _REPEATS.value, _IDLE.value)
             )
-        del parts, state, synth, kd
+        del parts, state
     if "deepinversion_step" in _STEPS.value:
         deepinv_config = config_blocks.load_config(DEEPINV_SPEC)
         deepinv_config.synthesis.batch_size = results["batch"]
