@@ -461,9 +461,9 @@ def timed(fn) -> float:
 def side_by_side(calls: dict, repeats: int, idle_s: float) -> dict:
     """One warm-up call each, then `repeats` rounds calling each once in turn; medians.
 
-    Each timed call starts after `idle_s` seconds of idle: XLA's worker threads keep spinning
-    for a while after a call, and a PyTorch call started at once was slowed by them (a KD step
-    1.56 s against 1.34 s after 0.5 s idle; ours was not slowed by PyTorch's).
+    Each timed call starts after `idle_s` seconds of idle, so that neither side starts while the
+    other's worker threads may still be spinning (one measurement showed a PyTorch KD step slowed
+    that way, 1.56 s against 1.34 s; repeats did not confirm it: docs/accelerators.md).
     """
     for fn in calls.values():
         fn()
