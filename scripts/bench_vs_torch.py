@@ -63,7 +63,7 @@ _PROFILE = flags.DEFINE_bool("profile", False, "Also list the slowest XLA operat
 _SMALL = flags.DEFINE_bool("small", False, "Tiny models and batches (a check of the script).")
 _OUT = flags.DEFINE_string("out", "", "Write the JSON results here.")
 _IDLE = flags.DEFINE_float(
-    "idle_s", 0.5, "Idle seconds before each timed call (the other side's threads stop spinning)."
+    "idle_s", 0.5, "Idle seconds before each timed call (the other side's threads may still spin)."
 )
 _ORIGINAL = flags.DEFINE_string("original_repo", "", "A checkout of the original code to time.")
 
@@ -462,8 +462,8 @@ def side_by_side(calls: dict, repeats: int, idle_s: float) -> dict:
     """One warm-up call each, then `repeats` rounds calling each once in turn; medians.
 
     Each timed call starts after `idle_s` seconds of idle, so that neither side starts while the
-    other's worker threads may still be spinning (one measurement showed a PyTorch KD step slowed
-    that way, 1.56 s against 1.34 s; repeats did not confirm it: docs/accelerators.md).
+    other's worker threads may still be spinning (an effect one measurement suggested and
+    repeats did not confirm: docs/accelerators.md).
     """
     for fn in calls.values():
         fn()
