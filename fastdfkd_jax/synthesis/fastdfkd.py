@@ -82,7 +82,8 @@ class FastSynthesizer(PoolSynthesis):
       strategy: one of `STRATEGIES` (see the module docstring).
       inner_optimizer: 'adam' (the original) or 'nsgd' (see `inner_optimizer`).
       remat: rematerialize the inner steps in the exact meta-gradient.
-      unroll: trace the inner steps as a Python loop (fast on CPU) instead of a `lax.scan`.
+      unroll: run the inner steps unrolled, with no loop (fast on CPU), or as a rolled `lax.scan`
+        (`steps.run_steps`).
       batch_sharding: how to split batch-leading arrays made inside the call (z, targets, images)
         over devices, e.g. `sharding.batch_sharding(mesh)`; None leaves placement to XLA.
       adv, adv_start_epoch: the adversarial weight, from epoch `adv_start_epoch` on (0 before).

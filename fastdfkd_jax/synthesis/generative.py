@@ -167,7 +167,7 @@ class GenerativeSynthesizer(PoolSynthesis):
       rounds_per_epoch: calls per epoch (`kd.steps / kd_steps_per_round`).
       batch_sharding: how to split batch-leading arrays made inside the call over devices.
       adv, adv_start_epoch: the adversarial weight, from epoch `adv_start_epoch` on (0 before).
-      unroll: trace the generator steps as a Python loop instead of a `lax.scan`.
+      unroll: run the generator steps unrolled or as a rolled `lax.scan` (`steps.run_steps`).
     """
 
     generator: nn.Module

@@ -20,6 +20,7 @@ from fastdfkd_jax.synthesis import (
 )
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import init_bn_memory, js_divergence
+from fastdfkd_jax.synthesis.steps import run_steps
 from tests.fastdfkd_jax import tiny
 
 # Tiny models: compile time dominates, so compile without most optimizations (conftest.py).
@@ -153,6 +154,68 @@ def test_pool_rejects_bad_input():
         pool_lib.init_pool(3, (1, 1, 1), "float16")
     with pytest.raises(ValueError, match="Cannot add 4 images to a pool of capacity 3"):
         pool_lib.add(pool_lib.init_pool(3, (1, 1, 1)), jnp.zeros((4, 1, 1, 1)))
+
+
+# -- run_steps -----------------------------------------------------------------------------------
+def _conv_step(carry, k):
+    """A step with a convolution and a step-dependent update (the shape of an inner step)."""
+    kernel, x = carry
+    y = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    return (kernel * 0.9 + 0.01 * k, jnp.tanh(y)), jnp.sum(y * y)
+
+
+def _conv_carry():
+    keys = jax.random.split(jax.random.PRNGKey(0))
+    return (
+        0.3 * jax.random.normal(keys[0], (3, 3, 2, 2)),
+        jax.random.normal(keys[1], (2, 5, 5, 2)),
+    )
+
+
+@pytest.mark.parametrize("unroll", [True, False])
+def test_run_steps_matches_a_python_loop_and_its_gradient(unroll):
+    carry = _conv_carry()
+
+    def by_loop(carry, first_step):
+        outputs = []
+        for k in range(4):
+            carry, out = _conv_step(carry, first_step + k)
+            outputs.append(out)
+        return carry, jnp.stack(outputs)
+
+    def by_run_steps(carry, first_step):
+        return run_steps(_conv_step, carry, 4, unroll=unroll, first_step=first_step)
+
+    got = jax.jit(by_run_steps)(carry, 3)
+    want = jax.jit(by_loop)(carry, 3)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    # The gradient through the steps (what the exact meta-gradient takes).
+    grad = lambda f: jax.jit(jax.grad(lambda c: jnp.sum(f(c, 0)[1])))(carry)  # noqa: E731
+    for g, w in zip(jax.tree.leaves(grad(by_run_steps)), jax.tree.leaves(grad(by_loop))):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_unrolled_steps_trace_the_body_once_and_compile_without_a_loop():
+    """What makes `unroll=True` the CPU choice: no while loop in the program (XLA:CPU runs
+    convolutions in a loop body slowly), and one trace of the body whatever the step count
+    (a Python loop traces it once per step: the cost of a warm-cache compilation)."""
+    for unroll, num_steps, loops in ((True, 6, 0), (True, 1, 0), (False, 6, 1)):
+        traces = []
+
+        def counted(carry, k, traces=traces):  # a new function: JAX caches traces per function
+            traces.append(k)
+            return _conv_step(carry, k)
+
+        lowered = jax.jit(
+            lambda c, u=unroll, n=num_steps: run_steps(counted, c, n, unroll=u)
+        ).lower(_conv_carry())
+        assert len(traces) == 1, (unroll, num_steps, len(traces))
+        # In the program XLA receives: XLA removes a loop that runs once only after it has chosen
+        # how to compute the convolutions inside.
+        assert lowered.as_text().count("stablehlo.while") == loops, (unroll, num_steps)
 
 
 # -- FastDFKD -------------------------------------------------------------------------------------
