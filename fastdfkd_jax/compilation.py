@@ -13,12 +13,16 @@ that apply around compilation live here:
 - XLA's options per backend (`compiler_options`): on CPU only dot products go to XLA's YNNPACK
   library (`CPU_COMPILER_OPTIONS`, measured in docs/accelerators.md).
 
+`compile_seconds_in` sums the compilation JAX reports inside a block (for work compiled on first
+call rather than by `aot_compile`, such as a run's state initialization).
+
 `flops` and `memory_bytes` read XLA's cost and memory analyses of a compiled step, `program_flops`
 the cost analysis of a step's lowered program (the same on every backend).
 """
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -107,6 +111,34 @@ def aot_compile(
     )
     compiled = compile_jitted(jitted, *args, precision=precision)
     return compiled, time.perf_counter() - start
+
+
+# The durations JAX reports (`jax.monitoring`) for one compilation: tracing, lowering, and the
+# backend's compile or its retrieval from the persistent cache.
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+@contextlib.contextmanager
+def compile_seconds_in() -> Iterator[Callable[[], float]]:
+    """Yields a function returning the seconds this thread has spent compiling since the block
+    began (the sum of JAX's `COMPILE_EVENTS` durations; other threads' compilations not counted).
+    """
+    thread = threading.get_ident()
+    total = [0.0]
+
+    def listener(event: str, seconds: float, **_: Any) -> None:
+        if event in COMPILE_EVENTS and threading.get_ident() == thread:
+            total[0] += seconds
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield lambda: total[0]
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def _cost_flops(cost: Any) -> float:

@@ -3,6 +3,7 @@ the persistent cache."""
 
 import os
 import re
+import threading
 import time
 
 import jax
@@ -118,3 +119,32 @@ def test_a_cache_directory_set_elsewhere_still_caches_every_compile():
         assert [name.split("-")[0] for name in added].count("jit_tiny_program_to_cache") == 1
     finally:
         compilation.enable_persistent_cache(path)
+
+
+def test_compile_seconds_in_counts_this_threads_compilations_only():
+    offset = float(time.perf_counter_ns() % 1000)  # a program no earlier run has compiled
+
+    def chain(x):
+        for _ in range(40):
+            x = jnp.tanh(x @ x + offset)
+        return x
+
+    x = jnp.ones((8, 8))
+    with compilation.compile_seconds_in() as seconds:
+        start = time.perf_counter()
+        jax.block_until_ready(jax.jit(chain)(x))  # traced, lowered and compiled on first call
+        first_call = time.perf_counter() - start
+        compiled = seconds()
+        jax.block_until_ready(jax.jit(chain)(x))  # JAX's in-memory cache: no compilation
+        assert seconds() == compiled
+        # A compilation on another thread is not this thread's.
+        worker = threading.Thread(target=lambda: jax.jit(lambda y: y * offset - 1.0)(x))
+        worker.start()
+        worker.join()
+        assert seconds() == compiled
+    # Most of a first call is compiling; none of the compilation is counted twice.
+    assert 0.5 * first_call < compiled <= first_call
+    with compilation.compile_seconds_in() as after:
+        pass
+    jax.block_until_ready(jax.jit(lambda y: y + offset + 1.0)(x))
+    assert after() == 0.0  # the listener is gone once the block ends
