@@ -6,15 +6,17 @@ r"""Acceleration benchmark on digits (8x8x1): the paper's methods side by side, 
 
 (`scripts/bench_acceleration.py` takes the same flags.) Variants (the argument):
   '' (full): the 40-epoch digits schedule of configs/dfkd_digits.py for every method of
-    `config_blocks.BENCH_METHODS`, each in full (DeepInv-2k's 40 x 2000 steps: about 1.6 h of
-    synthesis on 2 CPU cores; `--config.short_methods='("deepinv2k",)'` takes its accuracy from a
-    stated shorter run with the same total KD steps instead, its total extrapolated).
+    `config_blocks.BENCH_METHODS`, each in full (DeepInv-2k's 40 x 2000 steps: about 32 min on 2
+    CPU cores; `--config.short_methods='("deepinv2k",)'` takes its accuracy from a stated shorter
+    run with the same total KD steps instead, its total extrapolated), seeds 0, 1, 2 (DeepInv-2k
+    and CMI-500: seed 0), from the teacher in results/teachers/digits; every finished run is stored
+    in results/bench_digits/<backend>/<method>/seed<k> and reused from there.
   quick: 4 epochs, DeepInversion shortened to 2 batches of 100 steps, teacher trained 10 epochs, no
     cost table; about 5 minutes.
   runlocal: the methods' `runlocal` configs (tiny models), DeepInversion 2 batches of 4 steps; tens
     of seconds (the tests).
-With `teacher.checkpoint` empty, the teacher of configs/teacher_digits.py is trained first into
-WORKDIR/teacher_run/teacher.
+With `teacher.checkpoint` empty (quick, runlocal), the teacher of configs/teacher_digits.py is
+trained first into WORKDIR/teacher_run/teacher.
 """
 
 import ml_collections
@@ -33,7 +35,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     run.warmup = 5
     run.kd = ml_collections.ConfigDict(dict(steps=50))
     config.short_methods = ()  # every method in full, DeepInv-2k and CMI-500 included
+    # Three seeds a method (DeepInv-2k and CMI-500: one), from the teacher kept in the repository;
+    # each finished run is stored in results/bench_digits/<backend> and reused from there.
+    config.seeds = (0, 1, 2)
+    config.teacher.checkpoint = blocks.repo_path(__file__, "results/teachers/digits")
+    config.results_dir = blocks.repo_path(__file__, "results/bench_digits/{backend}")
     if a.quick or a.runlocal:
+        config.seeds = (0,)
+        config.teacher.checkpoint = config.results_dir = ""
         run.epochs, run.warmup, run.kd.steps = 4, 1, 10
         config.timing_repeats = 3
         config.short_methods = ("deepinv2k", "cmi500")

@@ -30,6 +30,12 @@ def make_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(directory, options=options)
 
 
+def has_checkpoints(workdir: str) -> bool:
+    """Whether `workdir/checkpoints` holds a checkpoint (without opening a manager)."""
+    directory = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
     """Starts saving `state` as checkpoint `step` and returns once the arrays are copied off the
     device; orbax writes the files in the background (`wait` blocks until they are complete).

@@ -111,6 +111,14 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     return module.get_config(arg) if arg else module.get_config()
 
 
+def repo_path(config_file: str, relative: str) -> str:
+    """The absolute path of `relative` to the repository root, from a config file's `__file__`
+    (config files live in `<root>/configs/`).
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(config_file)))
+    return os.path.join(root, relative)
+
+
 def sibling(config_file: str, name: str) -> str:
     """The absolute path of config file `name` in the folder of `config_file` (a `__file__`)."""
     return os.path.join(os.path.dirname(os.path.abspath(config_file)), name)
@@ -307,9 +315,11 @@ def dfkd_config(
     s.reset_l0_epoch = 139
     s.reset_layers = ("l1", "bn0")
     s.reset_std = 0.02
-    # Mean of the re-drawn BatchNorm scales: 1.0 (a fix: N(1, reset_std), the usual BN init) or 0.0
-    # (the original: N(0, reset_std), which nearly silences the layer).
-    s.reset_bn_scale_mean = 1.0
+    # Mean of the re-drawn BatchNorm scales: 0.0, the original (its reset_l0 draws the first
+    # BatchNorm's scale like the Linear kernel, N(0, reset_std)), or 1.0 (N(1, reset_std), the usual
+    # BatchNorm start; a research option: the original's draw is deliberate or not, it is not a bug
+    # that breaks the method).
+    s.reset_bn_scale_mean = 0.0
     # CMI (contrastive model inversion), the original's cmi_cifar.sh: contrastive weight and
     # temperature, projection head width, memory bank rows, negatives drawn per step, the local
     # view's crop area fraction.
@@ -321,6 +331,11 @@ def dfkd_config(
             bank_size=40960,
             n_neg=4096,
             local_scale=(0.25, 1.0),
+            # Whose inputs give the instance features (cmi.FEATURE_LAYERS): 'batchnorm' (every
+            # BatchNorm's), 'stages' (each ResNet stage's first block's: the inputs of the
+            # original's layer1..layer4), or 'auto', the original's rule: 'stages' for a resnet34
+            # teacher, 'batchnorm' for every other.
+            feature_layers="auto",
         )
     )
 
@@ -450,6 +465,9 @@ GENERATIVE = {
 }
 # The original's DAFL generator has twice the latent size of the others' (512 against 256).
 DAFL_LATENT_FACTOR = 2
+# The KD temperature of the generative baselines: the original's datafree_kd.py replaces the KD
+# criterion of DAFL, ZSKT and DFQ by `KLDiv()` (T = 1), so their scripts' `--T 20` never applies.
+GENERATIVE_KD_TEMPERATURE = 1.0
 
 
 def generative(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
@@ -459,7 +477,8 @@ def generative(config: ml_collections.ConfigDict, name: str) -> ml_collections.C
     The generator's loss: adv * (-KL(teacher || student), unmasked) + bn * L_bn + oh * CE(teacher,
     its own argmax) + act * (-mean |features|) + balance * (negative entropy of the batch's mean
     prediction). The adversary is the student (`adversary`: the original's is the teacher itself,
-    which zeroes the term).
+    which zeroes the term). The student is distilled at T = 1 (`GENERATIVE_KD_TEMPERATURE`), as the
+    original's criterion for these methods.
     """
     adv, bn, oh, act, balance, kd_per_round = GENERATIVE[name]
     s = config.synthesis
@@ -471,6 +490,7 @@ def generative(config: ml_collections.ConfigDict, name: str) -> ml_collections.C
     if name == "dafl":
         s.generator.nz *= DAFL_LATENT_FACTOR
     config.kd.augment.padding, config.kd.augment.flip = 0, False
+    config.kd.temperature = GENERATIVE_KD_TEMPERATURE
     config.method = name
     return config
 
@@ -611,6 +631,16 @@ def bench_config(dfkd_config_file: str, dfkd_arg: str = "{method}") -> ml_collec
     # Applied to every method's distillation config (nested like it; unknown keys are refused).
     config.run = ml_collections.ConfigDict()
     config.methods = BENCH_METHODS
+    # Each method runs once per seed (synthesis and student; the teacher is fixed), except the
+    # `single_seed_methods` (too slow to repeat), which run with the first seed only.
+    config.seeds = (0,)
+    config.single_seed_methods = ("deepinv2k", "cmi500")
+    # A results folder (in the repository: results/bench_<data>/<backend>) where each finished
+    # run's record (summary.json, metrics.jsonl; no checkpoints) is stored per method and seed, and
+    # reused instead of running the method again ('' stores nothing).
+    config.results_dir = ""
+    # Only the runs (each stored as it finishes): no timing pass, cost table or profile.
+    config.runs_only = False
     config.timing_repeats = 5  # timed synthesis calls per method (medians reported)
     # Methods too slow to run in full here (DeepInv-2k, CMI-500): their accuracy from a shorter run
     # (short_epochs batches of their own g_steps, or short_steps when > 0, with the same total KD

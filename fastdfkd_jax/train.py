@@ -42,9 +42,11 @@ from fastdfkd_jax import (
     data,
     distill,
     evaluate,
+    fingerprint,
     metrics,
     optim,
     precision,
+    provenance,
     reporting,
     run_data,
     sharding,
@@ -147,6 +149,41 @@ def compile_steps(
             **components.kd_step_options(parts),
         )
     return Steps(synth_fn, kd_fn, per_call, synth_seconds, kd_seconds)
+
+
+def check_workdir_fingerprint(workdir: str, run_fingerprint: dict) -> None:
+    """Records `run_fingerprint` in `workdir`, or raises a ValueError when the workdir holds a run
+    of another fingerprint (another config, teacher, code version or backend): its checkpoints
+    must never be resumed as this run. A workdir with checkpoints from before fingerprints were
+    recorded is adopted with a warning.
+    """
+    stored = fingerprint.read(workdir)
+    if stored is not None:
+        if fingerprint.of_record(stored) != run_fingerprint["fingerprint"]:
+            differ = sorted(
+                k
+                for k in set(stored["settings"]) | set(run_fingerprint["settings"])
+                if stored["settings"].get(k) != run_fingerprint["settings"].get(k)
+            )
+            for key in ("teacher_digest", "code_versions", "backend"):
+                if stored.get(key) != run_fingerprint[key]:
+                    differ.append(key)
+            raise ValueError(
+                f"The workdir {workdir!r} holds another run (its {fingerprint.FILE} differs in "
+                f"{', '.join(differ[:8])}{' ...' if len(differ) > 8 else ''}): use a new workdir, "
+                "or delete that one to start over."
+            )
+        return
+    if checkpoint.has_checkpoints(workdir):
+        logging.warning(
+            "The workdir %s has checkpoints but no %s (written before runs recorded their "
+            "fingerprint): resuming them as this run.",
+            workdir,
+            fingerprint.FILE,
+        )
+    if reporting.is_primary():
+        os.makedirs(workdir, exist_ok=True)
+        fingerprint.write(workdir, run_fingerprint)
 
 
 class TestEvaluation:
@@ -273,6 +310,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     test_future = loader.submit(TestEvaluation, parts, workdir)
     if run_data.streamed(config.dataset.name) or config.smoke_test:
         test_future.result()
+    # What decides the result; a workdir holding a run of another fingerprint is refused before
+    # any compute (it would otherwise resume that run and report it as this one).
+    run_fingerprint = fingerprint.record(
+        config.to_dict(),
+        fingerprint.teacher_digest(parts.teacher_vars),
+        fingerprint.code_versions(synthesis.code_version(config.synthesis)),
+        backend.platform_of(parts.mesh),
+    )
+    check_workdir_fingerprint(workdir, run_fingerprint)
     keys = components.run_keys(config.seed)
     init_start = time.perf_counter()
     # The state is made by one jitted function, compiled on its first call: its compilation
@@ -399,6 +445,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             checkpoint_seconds=timer.get("checkpoint"),
             drain_seconds=timer.get("drain"),
             resumed_from_epoch=start_epoch if restored is not None else None,
+            fingerprint=run_fingerprint["fingerprint"],
+            fingerprint_record=run_fingerprint,
+            environment=provenance.environment(),
             config=config.to_dict(),
         )
         reporting.write_summary(workdir, summary)

@@ -57,6 +57,11 @@ def _row(method, config, summary, timer, scale, note) -> dict:
         meta_gradient=summary["meta_gradient"],
         student_accuracy=summary["student_test_accuracy"],
         student_best_accuracy=summary.get("student_best_test_accuracy"),
+        seeds=summary.get("seeds"),
+        student_accuracy_min=summary.get("student_test_accuracy_min"),
+        student_accuracy_max=summary.get("student_test_accuracy_max"),
+        student_best_accuracy_min=summary.get("student_best_test_accuracy_min"),
+        student_best_accuracy_max=summary.get("student_best_test_accuracy_max"),
         teacher_accuracy=summary["teacher_test_accuracy"],
         batches=config.epochs,
         calls_per_epoch=calls,
@@ -134,6 +139,8 @@ def run_benchmark(bench: ml_collections.ConfigDict, workdir: str) -> dict:
     if bench.compilation_cache:
         compilation.enable_persistent_cache(os.path.join(workdir, CACHE_DIR))
     teacher_dir = os.path.abspath(runs.ensure_teacher(bench, workdir))
+    bench = configs.copy(bench)
+    bench.results_dir = configs.results_dir(bench)
     method_configs = {}
     for method in bench.methods:
         config = configs.copy(configs.resolved(configs.method_config(bench, method)))
@@ -142,8 +149,9 @@ def run_benchmark(bench: ml_collections.ConfigDict, workdir: str) -> dict:
         config.compilation_cache = bench.compilation_cache  # the benchmark's cache, or none
         method_configs[method] = config
 
-    # 1. The runs (accuracy and the run's own synthesis time).
+    # 1. The runs (accuracy and the run's own synthesis time), one per seed.
     summaries, notes = {}, {}
+    digest = None if bench.timing_only else runs.teacher_digest(teacher_dir)
     for method, config in method_configs.items():
         run_config = config
         if method in bench.short_methods:
@@ -152,8 +160,23 @@ def run_benchmark(bench: ml_collections.ConfigDict, workdir: str) -> dict:
         if bench.timing_only:
             notes[method] = "not run (timing_only): synthesis time extrapolated, no accuracy"
             continue
-        logging.info("Run %s%s", method, f" ({notes[method]})" if method in notes else "")
-        summaries[method] = runs.run_method(run_config, os.path.join(workdir, method))
+        per_seed = []
+        for seed in configs.seeds_of(bench, method):
+            seeded = configs.copy(run_config)
+            seeded.seed = seed
+            logging.info(
+                "Run %s, seed %d%s", method, seed, f" ({notes[method]})" if method in notes else ""
+            )
+            record_dir = (
+                runs.run_dir_of(bench.results_dir, method, seed) if bench.results_dir else ""
+            )
+            per_seed.append(
+                runs.run_method(seeded, runs.run_dir_of(workdir, method, seed), digest, record_dir)
+            )
+        summaries[method] = runs.aggregate(per_seed)
+    if bench.runs_only:
+        logging.info("runs_only: every run finished; no timing pass.")
+        return {"runs": summaries}
 
     # 2. The timing pass: compile once each, warm up, then interleaved repeats.
     teacher_cache: dict = {}

@@ -25,8 +25,22 @@ def validate(bench: ml_collections.ConfigDict) -> None:
         raise ValueError("bench methods is empty.")
     if bench.timing_repeats < 1:
         raise ValueError(f"timing_repeats must be >= 1, got {bench.timing_repeats}.")
+    if not bench.seeds or len(set(bench.seeds)) != len(bench.seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {bench.seeds}.")
     for method in bench.methods:
         method_config(bench, method)
+
+
+def seeds_of(bench: ml_collections.ConfigDict, method: str) -> tuple[int, ...]:
+    """The seeds `method` runs with: `seeds`, or its first only for `single_seed_methods`."""
+    return tuple(bench.seeds[:1]) if method in bench.single_seed_methods else tuple(bench.seeds)
+
+
+def results_dir(bench: ml_collections.ConfigDict) -> str:
+    """`results_dir` with its `{backend}` (cpu, gpu, tpu: records of one kind of device apart)
+    filled in for this process's default backend.
+    """
+    return bench.results_dir.format(backend=backend.platform_of()) if bench.results_dir else ""
 
 
 def copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -2,12 +2,10 @@
 
 import json
 import os
-import platform
 
-import jax
 from absl import logging
 
-from fastdfkd_jax import reporting
+from fastdfkd_jax import provenance, reporting
 
 BASELINE = "deepinv2k"
 MIB = 2**20
@@ -139,13 +137,7 @@ def targets(rows: list[dict]) -> dict:
     }
 
 
-def device_description() -> str:
-    device = jax.devices()[0]
-    return (
-        f"{jax.device_count()} x {device.platform} ({device.device_kind}), "
-        f"{os.cpu_count()} host CPU cores, {platform.processor() or platform.machine()}, "
-        f"jax {jax.__version__}"
-    )
+device_description = provenance.device_description
 
 
 def _percent(value: float | None) -> str:

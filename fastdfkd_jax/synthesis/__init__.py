@@ -35,10 +35,16 @@ from fastdfkd_jax.synthesis.objective import ADVERSARIAL, SYNTHESIS_AUGMENTS
 
 
 class Method(NamedTuple):
-    """A synthesis method of the registry."""
+    """A synthesis method of the registry.
+
+    `version`: the version of the method's code, part of a run's fingerprint
+    (`fastdfkd_jax.fingerprint`); bump it with a change that alters the method's results, so that
+    finished runs and stored records of the old code are not reused.
+    """
 
     build: Callable[..., Synthesizer]
     validate: Callable[[ml_collections.ConfigDict], None]
+    version: int = 1
 
 
 SYNTHESIZERS: dict[str, Method] = {
@@ -48,6 +54,11 @@ SYNTHESIZERS: dict[str, Method] = {
     "generative": Method(generative.build, generative.validate),
     "fast_meta_latent": Method(meta_latent.build, meta_latent.validate),
 }
+
+
+def code_version(s: ml_collections.ConfigDict) -> int:
+    """The code version of the method of a `synthesis` block (`Method.version`)."""
+    return SYNTHESIZERS[s.method].version
 
 
 def validate(s: ml_collections.ConfigDict) -> None:

@@ -12,12 +12,24 @@ Pure functions over explicit state, as the original (zju-vipa/Fast-Datafree,
 - `contrastive_loss`: the InfoNCE loss between the projections of the local and global views of
   the current batch and of the cached negatives.
 
+Which modules give the features (`FEATURE_LAYERS`, the config's `synthesis.cmi.feature_layers`):
+the original's `datafree_kd.py` hooks the input of every BatchNorm, except for a ResNet-34 teacher,
+where it hooks `layer1..layer4`: the inputs of the four stages (the stem's output and the first
+three stages' outputs). `resolve_feature_layers` is that rule; `feature_filter` the module test.
+
 The original's bank draws nothing when it has been filled exactly (`n_updates == size`: its
-pointer has wrapped to 0 but its "full" test is `n_updates > size`), and the loss of that call is
-NaN (the mean of an empty set), which poisons the head for the rest of the run. Here the bank counts
-as full from `n_updates >= size`: the documented fix.
+pointer has wrapped to 0 but its "full" test is `n_updates > size`; with CIFAR's 256 images per
+call and 40,960 rows, at call 160). The contrastive loss of every step of that call is then NaN (a
+mean over the empty slice of cached rows), but its gradient is not: the backward of a mean over an
+empty slice is empty, so the generator, z and the head still get the finite gradients of the
+other terms and nothing after that call is affected. What the NaN does break is that call's
+lowest-loss selection (`best_cost > nan` is false): the call returns its FIRST iterate's images (the
+freshly re-initialized generator's) and their features, one batch of nearly untrained images in the
+pool. Here the bank counts as full from `n_updates >= size`, so that call draws negatives like any
+other and keeps its lowest-loss iterate: the documented fix (docs/benchmarks.md, CMI-500).
 """
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +41,47 @@ import optax
 
 from fastdfkd_jax.models import layers
 
+# Which teacher modules' inputs give CMI's instance features (`synthesis.cmi.feature_layers`).
+FEATURE_LAYERS = ("auto", "batchnorm", "stages")
+# The teachers whose features the original takes from the stages (`datafree_kd.py`).
+STAGE_FEATURE_TEACHERS = ("resnet34",)
+# The first block of each ResNet stage: `layer{stage}_0` (PyTorch's `layer{stage}[0]`), whose input
+# is the input of the original's hooked `layer{stage}`.
+_STAGE_ENTRY = re.compile(r"layer\d+_0")
+
 # F.normalize's default epsilon (the head's output normalization).
 NORMALIZE_EPS = 1e-12
 # Logit of a left-out (invalid) column: finite, so no inf * 0 reaches a gradient, and far below
 # any real logit (|cos| / temperature <= 1 / temperature).
 MASKED_LOGIT = -1e9
+
+
+def resolve_feature_layers(feature_layers: str, teacher_arch: str) -> str:
+    """'batchnorm' or 'stages' for the config's `feature_layers` and the teacher's zoo name.
+
+    'auto' is the original's rule: 'stages' for a ResNet-34 teacher, 'batchnorm' for every other.
+    """
+    if feature_layers not in FEATURE_LAYERS:
+        raise ValueError(
+            f"Unknown synthesis.cmi.feature_layers {feature_layers!r}; choose one of "
+            f"{FEATURE_LAYERS}."
+        )
+    if feature_layers != "auto":
+        return feature_layers
+    return "stages" if teacher_arch in STAGE_FEATURE_TEACHERS else "batchnorm"
+
+
+def feature_filter(feature_layers: str) -> Callable[[nn.Module], bool]:
+    """The module test of 'batchnorm' (every `nn.BatchNorm`) or 'stages' (each ResNet stage's
+    first block, `layer{k}_0`: its input is the input of the original's `layer{k}`).
+    """
+    if feature_layers == "batchnorm":
+        return lambda module: isinstance(module, nn.BatchNorm)
+    if feature_layers == "stages":
+        return lambda module: bool(module.name and _STAGE_ENTRY.fullmatch(module.name))
+    raise ValueError(
+        f"feature_filter takes 'batchnorm' or 'stages' (resolved), got {feature_layers!r}."
+    )
 
 
 def capture_instance_means(
@@ -61,9 +109,7 @@ def capture_instance_means(
 
     """
     if module_filter is None:
-
-        def module_filter(module):
-            return isinstance(module, nn.BatchNorm)
+        module_filter = feature_filter("batchnorm")
 
     means: list[jax.Array] = []
 

@@ -9,8 +9,9 @@ built from the pure pieces of `cmi.py`. One synthesis call:
    - a global view (crop + flip) and a local view (random resized crop + flip) of G(z);
    - the inversion loss on the global view: bn * L_bn(teacher) + oh * CE(teacher, targets) +
      adv * masked KL (FastDFKD's term), the student in eval mode;
-   - the teacher's instance features (per-sample spatial means of every BatchNorm's input) of both
-     views; up to `n_neg` earlier [local, global] feature pairs drawn from the memory bank;
+   - the teacher's instance features (per-sample spatial means of the inputs of every BatchNorm,
+     or of each ResNet-34 stage: `cmi.resolve_feature_layers`) of both views; up to `n_neg`
+     earlier [local, global] feature pairs drawn from the memory bank;
    - the contrastive loss of the projection head on [local, cached local] against the detached
      [global, cached global]; loss = inversion + cr * contrastive;
    - one Adam step of (G, z) and one of the head (its own persistent Adam, betas 0.9/0.999);
@@ -18,7 +19,7 @@ built from the pure pieces of `cmi.py`. One synthesis call:
 3. the best images into the pool, their features into the bank.
 The head, its Adam state and the bank are the synthesizer state (`CMIState`); the generator is
 not (it is reset every call). Steps run as host-driven chunks on CPU (`ChunkedSynthesis`).
-The original's bank-full NaN (see `cmi.py`) is fixed.
+The original's exactly-full bank (see `cmi.py`) draws negatives here: a fix.
 """
 
 import dataclasses
@@ -90,25 +91,33 @@ class CMICarry:
 
 
 def capture_records_and_means(
-    model: nn.Module, variables: Any, x: jax.Array
+    model: nn.Module, variables: Any, x: jax.Array, feature_layers: str = "batchnorm"
 ) -> tuple[jax.Array, list[losses.BNRecord], jax.Array]:
     """One eval-mode pass: logits, the BN records (`losses.capture_bn_inputs`) and the instance
-    features (`cmi.capture_instance_means` of every BatchNorm's input, [B, D]) of `x`.
+    features [B, D] of `x`: the per-sample spatial means of the inputs of the modules that
+    `cmi.feature_filter(feature_layers)` selects ('batchnorm' or 'stages', resolved).
     """
     records: list[losses.BNRecord] = []
     means: list[jax.Array] = []
+    is_feature = cmi.feature_filter(feature_layers)
 
     def interceptor(next_fun, args, call_kwargs, context):
-        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
+        if context.method_name == "__call__":
             a = args[0]
-            mean, var = losses.batch_moments(a)
-            stats = context.module.variables["batch_stats"]
-            records.append(losses.BNRecord(mean, var, stats["mean"], stats["var"]))
-            means.append(jnp.mean(a, axis=tuple(range(1, a.ndim - 1))))
+            if isinstance(context.module, nn.BatchNorm):
+                mean, var = losses.batch_moments(a)
+                stats = context.module.variables["batch_stats"]
+                records.append(losses.BNRecord(mean, var, stats["mean"], stats["var"]))
+            if is_feature(context.module):
+                means.append(jnp.mean(a, axis=tuple(range(1, a.ndim - 1))))
         return next_fun(*args, **call_kwargs)
 
     with nn.intercept_methods(interceptor):
         logits = model.apply(variables, x, train=False)
+    if not means:
+        raise ValueError(
+            f"CMI's feature_layers={feature_layers!r} matched no module of {type(model).__name__}."
+        )
     return logits, records, jnp.concatenate(means, axis=-1)
 
 
@@ -129,6 +138,8 @@ class CMISynthesizer(ChunkedSynthesis):
       bank_size, n_neg: memory bank rows and negatives drawn per step.
       padding, flip, local_scale: the views (`baseline_augment.cmi_views`).
       mean, std: the dataset normalization.
+      feature_layers: whose inputs give the instance features, 'batchnorm' or 'stages'
+        (`cmi.resolve_feature_layers`).
       chunk_steps: host-driven chunks of this many steps (0: one compiled function).
       batch_sharding: how to split batch-leading arrays made inside the call over devices.
     """
@@ -159,6 +170,7 @@ class CMISynthesizer(ChunkedSynthesis):
     adv_start_epoch: int = 0
     chunk_steps: int = 0
     batch_sharding: jax.sharding.Sharding | None = None
+    feature_layers: str = "batchnorm"
 
     def __post_init__(self):
         if self.steps < 1:
@@ -175,11 +187,11 @@ class CMISynthesizer(ChunkedSynthesis):
         return TeacherOnly(self.teacher)
 
     def feature_dim(self) -> int:
-        """D, the teacher's instance-feature width (the sum of its BatchNorms' input channels)."""
+        """D, the teacher's instance-feature width (the sum of the recorded inputs' channels)."""
 
         def features(x):
             variables = self.teacher.init(jax.random.PRNGKey(0), x, train=False)
-            return capture_records_and_means(self.teacher, variables, x)[2]
+            return capture_records_and_means(self.teacher, variables, x, self.feature_layers)[2]
 
         return jax.eval_shape(features, jnp.zeros((2, *self.image_shape))).shape[-1]
 
@@ -271,13 +283,15 @@ class CMISynthesizer(ChunkedSynthesis):
             local_scale=self.local_scale,
         )
         t_logits, records, global_features = capture_records_and_means(
-            self.teacher, teacher_vars, global_view
+            self.teacher, teacher_vars, global_view, self.feature_layers
         )
         s_logits = self.student.apply(student_vars, global_view, train=False)
         loss_bn = losses.bn_statistics_loss(records)
         loss_oh = losses.one_hot_loss(t_logits, carry.targets)
         loss_adv = adversarial_term("kl", s_logits, t_logits, 1.0)
-        _, _, local_features = capture_records_and_means(self.teacher, teacher_vars, local_view)
+        _, _, local_features = capture_records_and_means(
+            self.teacher, teacher_vars, local_view, self.feature_layers
+        )
         cached, valid = cmi.bank_negatives(carry.bank, neg_rng, self.n_neg)
         dim = global_features.shape[-1]
         rows = jnp.concatenate(
@@ -376,6 +390,11 @@ def validate(s: ml_collections.ConfigDict) -> None:
     """Checks the `synthesis` block for CMI (before any compute)."""
     validate_chunk_steps(s)
     c = s.cmi
+    if c.feature_layers not in cmi.FEATURE_LAYERS:
+        raise ValueError(
+            f"Unknown synthesis.cmi.feature_layers {c.feature_layers!r}; choose one of "
+            f"{cmi.FEATURE_LAYERS}."
+        )
     if not 1 <= c.n_neg <= c.bank_size:
         raise ValueError(f"synthesis.cmi.n_neg={c.n_neg} must be in [1, bank_size={c.bank_size}].")
     if c.temperature <= 0:
@@ -424,6 +443,7 @@ def build(
         adv_start_epoch=adv_start_epoch(s.adv_start, config.warmup),
         chunk_steps=s.chunk_steps,
         batch_sharding=batch_sharding,
+        feature_layers=cmi.resolve_feature_layers(s.cmi.feature_layers, config.teacher.arch),
     )
 
 

@@ -89,7 +89,8 @@ class FastSynthesizer(PoolSynthesis):
       adv, adv_start_epoch: the adversarial weight, from epoch `adv_start_epoch` on (0 before).
       reset_epoch: the epoch whose start re-initializes `reset_layers` (-1: never).
       reset_layers, reset_std: the generator layers to reset and their noise scale.
-      reset_bn_scale_mean: the mean of the re-drawn BatchNorm scales (1.0; the original's 0.0).
+      reset_bn_scale_mean: the mean of the re-drawn BatchNorm scales (0.0, the original's; 1.0
+        the usual BatchNorm start).
 
     """
 
@@ -115,7 +116,7 @@ class FastSynthesizer(PoolSynthesis):
     reset_epoch: int = -1
     reset_layers: tuple[str, ...] = ()
     reset_std: float = 0.02
-    reset_bn_scale_mean: float = 1.0
+    reset_bn_scale_mean: float = 0.0
     inner_optimizer_name: str = "adam"
 
     def __post_init__(self):

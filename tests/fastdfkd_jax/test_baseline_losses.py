@@ -258,3 +258,28 @@ def test_jitter_and_flip_flips_the_whole_batch_or_nothing():
         }
         assert len(shifts) == 1
     assert outcomes == {True, False}  # both outcomes occur over 12 keys
+
+
+# -- the KD criterion of the generative baselines ---------------------------------------------------
+@pytest.mark.parametrize("dataset", ["digits", "fashion_mnist", "cifar"])
+def test_generative_baselines_distill_at_the_originals_temperature(dataset):
+    """datafree_kd.py replaces the KD criterion of DAFL, ZSKT and DFQ by `KLDiv()` (T = 1): their
+    KD step's loss is batchmean KL(softmax(t) || softmax(s)), no T^2 factor to speak of; every
+    other method keeps the scripts' T = 20.
+    """
+    from tests.conftest import CONFIGS, load_config
+
+    s, t = _logits(2, scale=2.0), _logits(3, scale=2.0)
+    p = np.exp(t - t.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    log_q = s - s.max(1, keepdims=True)
+    log_q -= np.log(np.exp(log_q).sum(1, keepdims=True))
+    # datafree/criterions.py kldiv at T = 1: F.kl_div(log q, p, reduction='batchmean').
+    original = float(np.sum(p * (np.log(p) - log_q)) / len(s))
+    for method in ("dafl", "zskt", "dfq", "fast5", "cmi500", "deepinv2k"):
+        config = load_config(f"{CONFIGS}/dfkd_{dataset}.py:{method}")
+        generative = method in ("dafl", "zskt", "dfq")
+        assert config.kd.temperature == (1.0 if generative else 20.0), method
+        if generative:
+            got = losses.kd_loss(jnp.asarray(s), jnp.asarray(t), config.kd.temperature)
+            np.testing.assert_allclose(got, original, rtol=1e-5)

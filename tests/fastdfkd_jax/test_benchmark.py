@@ -10,7 +10,7 @@ import ml_collections
 import pytest
 import tensorflow_datasets as tfds
 
-from fastdfkd_jax import benchmark, train
+from fastdfkd_jax import benchmark, fingerprint, train
 from fastdfkd_jax.benchmark import configs as bench_configs
 from fastdfkd_jax.benchmark import report, runs
 from fastdfkd_jax.benchmark import steps as benchmark_steps
@@ -113,25 +113,76 @@ def test_shorter_run_keeps_the_kd_budget():
         bench_configs.shorter_config(config, epochs=0, steps=20)
 
 
-def test_finished_run_is_reused_despite_path_spelling_and_progress_bar(tmp_path, monkeypatch):
+def _finished(run_dir, config, digest, accuracy):
+    """A finished run's files as `train` writes them (fingerprint.json, summary.json)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = runs.fingerprint.record(
+        config.to_dict(), digest, runs.fingerprint.code_versions(1), "cpu"
+    )
+    runs.fingerprint.write(str(run_dir), record)
+    summary = dict(
+        config=config.to_dict(),
+        student_test_accuracy=accuracy,
+        fingerprint=record["fingerprint"],
+        fingerprint_record=record,
+    )
+    (run_dir / "summary.json").write_text(json.dumps(summary, default=list))
+    (run_dir / "metrics.jsonl").write_text("{}\n")
+
+
+def test_reuse_by_fingerprint_not_by_path(tmp_path, monkeypatch):
+    """A finished run or a stored record is reused when what decides the result is the same
+    (whatever the teacher's path, progress bar or cache), and never when it differs: the settings,
+    the teacher's parameters. A run dir of another fingerprint is moved aside, not resumed.
+    """
     config = load_config("dfkd_digits.py:fast5")
-    config.teacher.checkpoint = "runs/teacher"
-    run_dir = tmp_path / "fast5"
-    run_dir.mkdir()
-    recorded = dict(config=config.to_dict(), student_test_accuracy=0.5)
-    recorded["config"]["progress_bar"] = not config.progress_bar
-    recorded["config"]["teacher"]["checkpoint"] = os.path.abspath("runs/teacher")
-    (run_dir / "summary.json").write_text(json.dumps(recorded, default=list))
+    config.teacher.checkpoint = "/one/clone/results/teachers/digits"
+    trained = []
 
-    def must_not_run(config, workdir):
-        raise AssertionError("a finished run was trained again")
+    def fake_train(config, workdir):
+        trained.append(workdir)
+        _finished(tmp_path / os.path.relpath(workdir, tmp_path), config, "T", 0.25)
+        return {"student_test_accuracy": 0.25}
 
-    monkeypatch.setattr(train, "train_and_evaluate", must_not_run)
-    assert runs.run_method(config, str(run_dir))["student_test_accuracy"] == 0.5
-    # A change that matters (the KD steps) is a different run: it trains.
-    config.kd.steps += 1
-    with pytest.raises(AssertionError, match="trained again"):
-        runs.run_method(config, str(run_dir))
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+    run_dir, record_dir = tmp_path / "run", tmp_path / "results" / "fast5" / "seed0"
+    _finished(run_dir, config, "T", 0.5)
+    # Another clone, another cache, no progress bar: the same run.
+    other = bench_configs.copy(config)
+    other.teacher.checkpoint = "/another/clone/results/teachers/digits"
+    other.progress_bar, other.compilation_cache_dir = not config.progress_bar, "/elsewhere"
+    got = runs.run_method(other, str(run_dir), "T", str(record_dir))
+    assert got["student_test_accuracy"] == 0.5 and not trained
+    # It was stored as a record; the record alone is reused (no run dir at all).
+    assert sorted(os.listdir(record_dir)) == ["metrics.jsonl", "summary.json"]
+    got = runs.run_method(other, str(tmp_path / "fresh"), "T", str(record_dir))
+    assert got["student_test_accuracy"] == 0.5 and not trained
+    # The same path but a retrained teacher (another digest): a new run; the old one moved aside.
+    got = runs.run_method(config, str(run_dir), "T2", "")
+    assert got["student_test_accuracy"] == 0.25 and trained == [str(run_dir)]
+    assert (tmp_path / "run.superseded.1" / "summary.json").exists()
+    # A setting that decides the result (the KD temperature): a new run, moved aside again.
+    changed = bench_configs.copy(config)
+    changed.kd.temperature = 1.0
+    runs.run_method(changed, str(run_dir), "T2", "")
+    assert len(trained) == 2 and (tmp_path / "run.superseded.2").exists()
+
+
+def test_fingerprint_ignores_layout_renames_and_display_keys(monkeypatch):
+    config = load_config("dfkd_digits.py:fast5").to_dict()
+    record = fingerprint.record(config, "T", fingerprint.code_versions(1), "cpu")
+    assert fingerprint.of_record(record) == record["fingerprint"]
+    assert "teacher.checkpoint" not in record["settings"]
+    # A key moved by a later config layout: a record stored before the move still matches.
+    moved = dict(config, kd=dict(config["kd"]))
+    moved["kd"]["kd_temperature"] = moved["kd"].pop("temperature")
+    monkeypatch.setattr(fingerprint, "RENAMED", {"kd.temperature": "kd.kd_temperature"})
+    new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
+    assert fingerprint.of_record(record) == new["fingerprint"]
+    # Another backend, code version or teacher: another run.
+    for args in (("T", 1, "gpu"), ("T", 2, "cpu"), ("U", 1, "cpu")):
+        other = fingerprint.record(moved, args[0], fingerprint.code_versions(args[1]), args[2])
+        assert other["fingerprint"] != new["fingerprint"], args
 
 
 def test_presets_build_every_method():

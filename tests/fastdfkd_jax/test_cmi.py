@@ -57,6 +57,69 @@ def test_instance_means_with_a_filter_and_no_match():
         cmi.capture_instance_means(teacher, tv, x, module_filter=lambda m: False, train=False)
 
 
+@pytest.mark.parametrize(
+    "arch, rule, width",
+    [
+        # The original's rule: a ResNet-34 teacher's layer1..layer4 inputs (the stem's 64, then
+        # the outputs of stages 1-3: 64, 128, 256), every other teacher's BatchNorm inputs.
+        ("resnet34", "stages", 64 + 64 + 128 + 256),
+        ("wrn40_2", "batchnorm", None),
+        ("resnet18", "batchnorm", None),
+    ],
+)
+def test_feature_layers_follow_the_originals_rule(arch, rule, width):
+    from fastdfkd_jax.models import create_model
+    from fastdfkd_jax.synthesis import contrastive
+
+    assert cmi.resolve_feature_layers("auto", arch) == rule
+    model = create_model(arch, num_classes=10)
+
+    def features(kind):
+        def f(x):
+            variables = model.init(jax.random.PRNGKey(0), x, train=False)
+            _, records, means = contrastive.capture_records_and_means(model, variables, x, kind)
+            return means, [r.mean for r in records]
+
+        return jax.eval_shape(f, jnp.zeros((2, 32, 32, 3)))
+
+    means, bn_means = features(rule)
+    # The BatchNorm records (the BN-statistics loss) do not depend on the feature rule.
+    assert len(bn_means) == len(features("batchnorm")[1])
+    if width is None:  # every BatchNorm's input: the sum of the BN widths
+        width = sum(m.shape[-1] for m in bn_means)
+    assert means.shape == (2, width)
+    with pytest.raises(ValueError, match="feature_layers"):
+        cmi.resolve_feature_layers("every_conv", arch)
+
+
+def test_stage_features_are_the_stage_inputs():
+    """'stages' records the input of each stage's first block: the previous stage's last output."""
+    from fastdfkd_jax.models import create_model
+    from fastdfkd_jax.synthesis import contrastive
+
+    model = create_model("resnet18", num_classes=10)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 3))
+    variables = model.init(jax.random.PRNGKey(0), x, train=False)
+    _, _, means = contrastive.capture_records_and_means(model, variables, x, "stages")
+    _, inter = model.apply(
+        variables,
+        x,
+        train=False,
+        capture_intermediates=lambda m, name: name == "__call__" and (m.name or "").endswith("_1"),
+        mutable=["intermediates"],
+    )
+    outs = inter["intermediates"]
+    widths = (64, 64, 128, 256)
+    chunks = np.split(np.asarray(means), np.cumsum(widths)[:-1], axis=1)
+    for stage, chunk in zip((1, 2, 3), chunks[1:]):
+        block_out = outs[f"layer{stage}_1"]["__call__"][0]
+        np.testing.assert_allclose(chunk, block_out.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="matched no module"):
+        wrn = create_model("wrn16_1", num_classes=10)
+        wrn_vars = wrn.init(jax.random.PRNGKey(0), x, train=False)
+        contrastive.capture_records_and_means(wrn, wrn_vars, x, "stages")
+
+
 # -- head -------------------------------------------------------------------------------------------
 @pytest.mark.torch
 def test_head_matches_the_original_mlp_head():

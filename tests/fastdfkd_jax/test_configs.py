@@ -15,7 +15,7 @@ import sys
 
 from fastdfkd_jax import config_blocks
 from fastdfkd_jax.benchmark import configs as bench_configs
-from tests.conftest import CONFIGS, load_config
+from tests.conftest import CONFIGS, REPO, load_config
 
 HASHES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config_hashes.json")
 METHODS = tuple(config_blocks.METHODS)
@@ -69,6 +69,10 @@ def current() -> dict[str, str]:
             # Paths depend on where the repository is: only their file names count.
             config["dfkd_config"] = os.path.basename(config["dfkd_config"])
             config["teacher"]["train_config"] = os.path.basename(config["teacher"]["train_config"])
+            for block, key in (("teacher", "checkpoint"), (None, "results_dir")):
+                holder = config[block] if block else config
+                if holder[key]:
+                    holder[key] = os.path.relpath(holder[key], REPO)
         else:
             config = config.to_dict()
         out[spec] = digest(config)

@@ -730,18 +730,22 @@ def test_sequential_strategy_trains_one_generator_in_place():
 def test_reset_l0_before_its_epoch_and_with_the_originals_bn_scale():
     synth, *_ = make_synth("first_order")
     synth = dataclasses.replace(synth, reset_epoch=3, reset_layers=("l1", "bn0"), reset_std=0.02)
+    assert synth.reset_bn_scale_mean == 0.0  # the original's draw is the default
     state = synth.init(jax.random.PRNGKey(1))
     rng = jax.random.PRNGKey(4)
     assert synth.start_epoch(state, 2, rng) is state
     reset = synth.start_epoch(state, 3, rng)
-    want = fastdfkd.reset_layers(state.params, rng, ("l1", "bn0"), 0.02, scale_mean=1.0)
+    want = fastdfkd.reset_layers(state.params, rng, ("l1", "bn0"), 0.02, scale_mean=0.0)
     for got, exp in zip(jax.tree.leaves(reset.params), jax.tree.leaves(want)):
         np.testing.assert_allclose(got, exp, rtol=1e-6)
-    # The original's reset draws the BatchNorm scale around 0.
-    original = dataclasses.replace(synth, reset_bn_scale_mean=0.0).start_epoch(state, 3, rng)
-    np.testing.assert_allclose(
-        original.params["bn0"]["scale"], reset.params["bn0"]["scale"] - 1.0, atol=1e-6
-    )
+    # The original's reset_l0 draws the BatchNorm scale like the Linear kernel: N(0, 0.02).
+    scale = np.asarray(reset.params["bn0"]["scale"])
+    draw = 0.02 * jax.random.normal(jax.random.fold_in(rng, 1), scale.shape)  # "bn0" is layer 1
+    np.testing.assert_allclose(scale, draw, rtol=1e-6)
+    np.testing.assert_array_equal(reset.params["bn0"]["bias"], 0.0)
+    # The research option 1.0 is the same draw shifted to the usual BatchNorm start.
+    usual = dataclasses.replace(synth, reset_bn_scale_mean=1.0).start_epoch(state, 3, rng)
+    np.testing.assert_allclose(usual.params["bn0"]["scale"], scale + 1.0, atol=1e-6)
     # Strategies without a meta generator never reset (the original's fast.py has no reset).
     sequential = dataclasses.replace(synth, strategy="sequential")
     assert sequential.start_epoch(state, 3, rng) is state

@@ -151,6 +151,18 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     assert summary["student_best_test_accuracy"] == max(accuracies)
     assert summary["student_best_epoch"] == 1 + int(np.argmax(accuracies))
     assert resumed["student_best_test_accuracy"] == summary["student_best_test_accuracy"]
+    # The record names what made it and its fingerprint; the resume had the same one.
+    assert resumed["fingerprint"] == summary["fingerprint"]
+    assert summary["environment"]["platform"] == jax.default_backend()
+    assert summary["environment"]["packages"]["jax"] == jax.__version__
+    # The same workdir with another setting that decides the result: refused before any compute,
+    # naming the key (it would otherwise resume the finished run and report it as this one).
+    other = load_config("dfkd_digits.py:fast2,runlocal")
+    other.teacher.checkpoint, other.kd.steps = config.teacher.checkpoint, config.kd.steps
+    monkeypatch.setattr(components, "init_state", lambda *a: pytest.fail("computed"))
+    with pytest.raises(ValueError, match=r"holds another run .*kd\.temperature"):
+        train.train_and_evaluate(other, killed_dir)
+    monkeypatch.undo()
     # The reported accuracy is the FINAL student's on the whole test split: recomputed here in one
     # plain forward pass from the last checkpoint (no batching, padding or sharding).
     expected = recomputed_accuracy(config, state_a["student"])

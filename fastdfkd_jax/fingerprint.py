@@ -1,0 +1,151 @@
+"""What decides a distillation run's result, as one hash: reuse and resume only the same run.
+
+A run's fingerprint is the SHA-256 of
+- its **settings**: the config flattened to dotted keys, without the keys that cannot change the
+  result (`IGNORED_KEYS`: paths, where caches and checkpoints go, progress bars, image grids), with
+  keys renamed by `RENAMED` (old dotted key -> today's) so that a record stored before a config
+  layout change still matches the same run today;
+- the **teacher's parameters** (`teacher_digest`: their bytes, not the directory's path, so a record
+  made in one clone matches in another and a teacher retrained at the same path does not);
+- the **code's version** of what computes it (`code_versions`: the trainer's and the synthesis
+  method's, bumped by a change that alters results);
+- the **backend** (`cpu`, `gpu`, `tpu`): the same settings give other numbers on another kind of
+  device (TF32 on GPUs), so a CPU record never stands for a GPU run.
+
+`train.train_and_evaluate` writes `fingerprint.json` into its workdir and refuses to resume a
+checkpoint of another fingerprint; the benchmark reuses a finished run or a stored record only when
+the fingerprints agree (`fastdfkd_jax.benchmark.runs`).
+"""
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+FILE = "fingerprint.json"
+
+# Keys (dotted) that do not change what a run computes.
+IGNORED_KEYS = (
+    "teacher.checkpoint",  # where the teacher is: its parameters are digested instead
+    "dataset.data_dir",
+    "progress_bar",
+    "compilation_cache",
+    "compilation_cache_dir",
+    "checkpoint.max_to_keep",
+    "checkpoint.every_epochs",  # a resume replays the run exactly (tests/fastdfkd_jax/test_train)
+    "sample_every_epochs",
+    "sample_grid_size",
+    "sample_upscale",
+    "mars_head.enabled",  # an extra phase after distillation; its own outputs
+)
+# Old dotted key -> today's, for every config key moved or renamed since records were first stored.
+RENAMED: dict[str, str] = {}
+
+# The trainer's version (KD step, epoch loop, evaluation): bump with a change that alters results.
+TRAINER_VERSION = 1
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`config` (nested dicts) as {dotted key: leaf}; tuples become lists (JSON's view)."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The flattened config that decides the result: `IGNORED_KEYS` dropped, `RENAMED` applied."""
+    flat = flatten(json.loads(json.dumps(dict(config), default=list)))
+    out = {}
+    for key, value in flat.items():
+        key = RENAMED.get(key, key)
+        if key not in IGNORED_KEYS:
+            out[key] = value
+    return dict(sorted(out.items()))
+
+
+def teacher_digest(variables: Any) -> str:
+    """SHA-256 of the teacher's variables: every leaf's path, dtype, shape and bytes, in order.
+
+    Leaves may be numpy arrays (a teacher directory's) or replicated JAX arrays (a run's, also
+    across hosts: the local copy is read).
+    """
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+        if isinstance(leaf, jax.Array):
+            leaf = leaf.addressable_data(0)
+        array = np.ascontiguousarray(np.asarray(leaf))
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(f"{array.dtype}{array.shape}".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
+def code_versions(method_version: int) -> dict[str, int]:
+    """The versions of the code that computes a run: the trainer's and its synthesis method's."""
+    return {"trainer": TRAINER_VERSION, "method": method_version}
+
+
+def fingerprint(
+    run_settings: Mapping[str, Any], teacher: str, code: Mapping[str, int], backend: str
+) -> str:
+    """SHA-256 of (settings, teacher digest, code versions, backend) as canonical JSON."""
+    payload = {
+        "settings": dict(run_settings),
+        "teacher": teacher,
+        "code": dict(code),
+        "backend": backend,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record(
+    config: Mapping[str, Any], teacher: str, code: Mapping[str, int], backend: str
+) -> dict[str, Any]:
+    """`fingerprint.json`'s content: the fingerprint and what it was computed from."""
+    run_settings = settings(config)
+    return dict(
+        fingerprint=fingerprint(run_settings, teacher, code, backend),
+        teacher_digest=teacher,
+        code_versions=dict(code),
+        backend=backend,
+        settings=run_settings,
+    )
+
+
+def of_record(stored: Mapping[str, Any]) -> str:
+    """The fingerprint of a stored record (`record`'s dict, or a summary.json holding one under
+    'fingerprint_record'), recomputed with today's `RENAMED` and `IGNORED_KEYS`.
+    """
+    stored = stored.get("fingerprint_record", stored)
+    run_settings = {}
+    for key, value in stored["settings"].items():
+        key = RENAMED.get(key, key)
+        if key not in IGNORED_KEYS:
+            run_settings[key] = value
+    return fingerprint(
+        run_settings, stored["teacher_digest"], stored["code_versions"], stored["backend"]
+    )
+
+
+def read(workdir: str) -> dict[str, Any] | None:
+    """The workdir's `fingerprint.json`, or None."""
+    path = os.path.join(workdir, FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write(workdir: str, content: Mapping[str, Any]) -> None:
+    with open(os.path.join(workdir, FILE), "w") as f:
+        json.dump(dict(content), f, indent=1, sort_keys=True)
