@@ -105,7 +105,11 @@ def kd_optimizer(
     """
     cfg = optim.scale_learning_rate(config.kd.optimizer, config.kd.batch_size)
     total_steps = (config.epochs - config.warmup) * config.kd.steps
-    return optim.make_optimizer(cfg, total_steps), optim.make_schedule(cfg, total_steps)
+    per_change = config.kd.steps if config.kd.schedule_per_epoch else 1
+    return (
+        optim.make_optimizer(cfg, total_steps, per_change),
+        optim.make_schedule(cfg, total_steps, per_change),
+    )
 
 
 def build(
@@ -168,6 +172,7 @@ def init_state(
         image_shape=parts.info.image_shape,
         pool_capacity=config.pool.capacity,
         pool_dtype=config.pool.dtype,
+        pool_quantize=config.pool.quantize,
         student_rng=keys["student"],
         synthesizer_rng=keys["synthesizer_init"],
         mesh=parts.mesh,

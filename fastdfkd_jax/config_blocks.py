@@ -247,10 +247,11 @@ def dfkd_config(
     s.lr_x = 0.1  # DeepInversion's pixel learning rate
     s.inner_betas = (0.5, 0.999)
     s.meta_betas = (0.5, 0.999)
-    # The inner optimizer of FastDFKD: 'adam' (the original) or 'nsgd' (normalized gradient
+    # The inner optimizer of FastDFKD: 'adam' (the original), 'nsgd' (normalized gradient
     # descent: each step moves a parameter group by lr * sqrt(size) * g / ||g||, the RMS step of
-    # Adam's, but a smooth function of the gradient; a research option for the exact
-    # meta-gradient, see fastdfkd.inner_optimizer).
+    # Adam's, but a smooth function of the gradient) or 'adam_held_normalizer' (Adam's values,
+    # its normalizer held constant when the exact meta-gradient differentiates the steps):
+    # research options for the exact meta-gradient (synthesis/inner_optimizers.py).
     s.inner_optimizer = "adam"
     s.inner_eps_root = 1e-8  # Adam's eps_root for the exact meta-gradient only (original: none)
     s.meta_gradient = "first_order"  # 'exact' | 'first_order' | 'reptile'
@@ -339,12 +340,19 @@ def dfkd_config(
         )
     )
 
-    config.pool = ml_collections.ConfigDict(dict(capacity=256 * 220, dtype="uint8"))
+    # dtype 'uint8' stores images as the original's 8-bit PNGs; `quantize` 'truncate' is its
+    # `(x * 255).astype(uint8)`, 'round' the nearest level.
+    config.pool = ml_collections.ConfigDict(
+        dict(capacity=256 * 220, dtype="uint8", quantize="truncate")
+    )
 
     kd = config.kd = ml_collections.ConfigDict()
     kd.steps = 400
     kd.batch_size = 256  # global: per device 256 / mesh.data; kd.optimizer's rates are for it
     kd.temperature = 20.0
+    # The original steps its cosine scheduler once per epoch (CosineAnnealingLR, T_max = the KD
+    # epochs): the rate is held for each epoch's kd.steps steps. False: a new rate every step.
+    kd.schedule_per_epoch = True
     # Student steps per compiled call ('auto': 1 on CPU, a scan of up to 10 on accelerators;
     # fastdfkd_jax/backend.py). Results equal one step per call (tests/fastdfkd_jax/test_train.py).
     kd.steps_per_call = backend.AUTO

@@ -3,8 +3,9 @@
 A run's fingerprint is the SHA-256 of
 - its **settings**: the config flattened to dotted keys, without the keys that cannot change the
   result (`IGNORED_KEYS`: paths, where caches and checkpoints go, progress bars, image grids), with
-  keys renamed by `RENAMED` (old dotted key -> today's) so that a record stored before a config
-  layout change still matches the same run today;
+  keys renamed by `RENAMED` (old dotted key -> today's) and keys added later left out at the value
+  that reproduces the older code (`ADDED`), so that a record stored before a config layout change
+  still matches the same run today;
 - the **teacher's parameters** (`teacher_digest`: their bytes, not the directory's path, so a record
   made in one clone matches in another and a teacher retrained at the same path does not);
 - the **code's version** of what computes it (`code_versions`: the trainer's and the synthesis
@@ -44,6 +45,10 @@ IGNORED_KEYS = (
 )
 # Old dotted key -> today's, for every config key moved or renamed since records were first stored.
 RENAMED: dict[str, str] = {}
+# Config keys added since records were first stored -> the value that computes what the code did
+# before the key existed. A setting at that value is left out of the fingerprint, so a record of
+# the older code still matches; any other value makes another run.
+ADDED: dict[str, Any] = {}
 
 # The trainer's version (KD step, epoch loop, evaluation): bump with a change that alters results.
 TRAINER_VERSION = 1
@@ -61,15 +66,22 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened config that decides the result: `IGNORED_KEYS` dropped, `RENAMED` applied."""
-    flat = flatten(json.loads(json.dumps(dict(config), default=list)))
+def _canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat settings under today's names: `RENAMED` applied, `IGNORED_KEYS` and keys at their
+    `ADDED` value dropped, sorted by key.
+    """
     out = {}
     for key, value in flat.items():
         key = RENAMED.get(key, key)
-        if key not in IGNORED_KEYS:
-            out[key] = value
+        if key in IGNORED_KEYS or (key in ADDED and ADDED[key] == value):
+            continue
+        out[key] = value
     return dict(sorted(out.items()))
+
+
+def settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The flattened config that decides the result, under today's names (`_canonical`)."""
+    return _canonical(flatten(json.loads(json.dumps(dict(config), default=list))))
 
 
 def teacher_digest(variables: Any) -> str:
@@ -127,11 +139,7 @@ def of_record(stored: Mapping[str, Any]) -> str:
     'fingerprint_record'), recomputed with today's `RENAMED` and `IGNORED_KEYS`.
     """
     stored = stored.get("fingerprint_record", stored)
-    run_settings = {}
-    for key, value in stored["settings"].items():
-        key = RENAMED.get(key, key)
-        if key not in IGNORED_KEYS:
-            run_settings[key] = value
+    run_settings = _canonical(stored["settings"])
     return fingerprint(
         run_settings, stored["teacher_digest"], stored["code_versions"], stored["backend"]
     )

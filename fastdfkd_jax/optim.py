@@ -26,8 +26,24 @@ def validate(cfg: ml_collections.ConfigDict, name: str) -> None:
         raise ValueError(f"Unknown lr_scaling {rule!r}; choose one of {LR_SCALINGS}.")
 
 
-def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-    """Learning rate as a function of the step, over `total_steps` steps."""
+def make_schedule(
+    cfg: ml_collections.ConfigDict, total_steps: int, steps_per_change: int = 1
+) -> optax.Schedule:
+    """Learning rate as a function of the step, over `total_steps` steps.
+
+    `steps_per_change` > 1 holds the rate for blocks of that many steps, each at the rate of its
+    first step: the per-epoch scheduler step of PyTorch code (`CosineAnnealingLR` stepped once an
+    epoch, T_max = the epochs) with `steps_per_change` = the steps of an epoch.
+    """
+    if steps_per_change < 1:
+        raise ValueError(f"steps_per_change must be >= 1, got {steps_per_change}.")
+    schedule = _per_step_schedule(cfg, total_steps)
+    if steps_per_change == 1:
+        return schedule
+    return lambda count: schedule((count // steps_per_change) * steps_per_change)
+
+
+def _per_step_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule {cfg.schedule!r}; choose one of {SCHEDULES}.")
     if total_steps < 1:
@@ -45,12 +61,14 @@ def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
 
 
 def make_optimizer(
-    cfg: ml_collections.ConfigDict, total_steps: int
+    cfg: ml_collections.ConfigDict, total_steps: int, steps_per_change: int = 1
 ) -> optax.GradientTransformation:
-    """The optimizer described by `cfg`, with its schedule over `total_steps` steps."""
+    """The optimizer described by `cfg`, with its schedule over `total_steps` steps
+    (`make_schedule`).
+    """
     if cfg.name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {cfg.name!r}; choose one of {OPTIMIZERS}.")
-    schedule = make_schedule(cfg, total_steps)
+    schedule = make_schedule(cfg, total_steps, steps_per_change)
     # PyTorch-style weight decay: added to the gradient before momentum.
     decay = [optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else []
     if cfg.name == "sgd":

@@ -99,6 +99,7 @@ def create_dfkd_state(
     image_shape: Sequence[int],
     pool_capacity: int,
     pool_dtype: str = "float32",
+    pool_quantize: str = "truncate",
     student_rng: jax.Array,
     synthesizer_rng: jax.Array,
     mesh: Mesh | None = None,
@@ -111,7 +112,7 @@ def create_dfkd_state(
       student, tx: the student module and its optimizer.
       teacher_vars: the teacher's variables (the BN memory starts from their running statistics).
       image_shape: (H, W, C).
-      pool_capacity, pool_dtype: the synthetic image pool.
+      pool_capacity, pool_dtype, pool_quantize: the synthetic image pool (`pool.init_pool`).
       student_rng, synthesizer_rng: keys of the student's and the synthesizer's initialization.
       mesh: where to place the state. Given, the state is made by one compiled function that
         writes every leaf where the sharding rules put it (no host copy, and one compilation that
@@ -120,7 +121,7 @@ def create_dfkd_state(
     """
 
     def make(teacher_vars, student_rng, synthesizer_rng, pool_images):
-        pool = pool_lib.init_pool(pool_capacity, image_shape, pool_dtype)
+        pool = pool_lib.init_pool(pool_capacity, image_shape, pool_dtype, pool_quantize)
         if pool_images is not None:
             pool = pool_lib.add(pool, pool_images)
         return DFKDState(

@@ -49,6 +49,7 @@ from fastdfkd_jax import (
     provenance,
     reporting,
     run_data,
+    samples,
     sharding,
     smoke,
     stream_eval,
@@ -90,6 +91,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.pool.dtype not in pool_lib.DTYPES:
         raise ValueError(
             f"Unknown pool dtype {config.pool.dtype!r}; choose one of {pool_lib.DTYPES}."
+        )
+    if config.pool.quantize not in pool_lib.QUANTIZE:
+        raise ValueError(
+            f"Unknown pool.quantize {config.pool.quantize!r}; choose one of {pool_lib.QUANTIZE}."
+        )
+    if not isinstance(config.kd.schedule_per_epoch, bool):
+        raise ValueError(
+            f"kd.schedule_per_epoch must be True or False, got {config.kd.schedule_per_epoch!r}."
         )
     precision.validate(config.precision)
     backend.validate(config)
@@ -149,6 +158,34 @@ def compile_steps(
             **components.kd_step_options(parts),
         )
     return Steps(synth_fn, kd_fn, per_call, synth_seconds, kd_seconds)
+
+
+def save_samples(
+    parts: components.Components,
+    labels: samples.TeacherLabels | None,
+    background: reporting.BackgroundWriter,
+    path: str,
+    images: jax.Array,
+) -> None:
+    """The epoch's synthesized batch as a PNG (written in the background): with `labels` (the
+    teacher's predictions: classifiers), one row per class the teacher predicts, each image
+    labelled with its class and probability (`samples.labelled_grid`); without (segmentation),
+    `sample_grid_size` images side by side.
+    """
+    config, info = parts.config, parts.info
+    host_images = sharding.to_host(images)  # gathered across hosts
+    if labels is None:
+        background.submit(
+            reporting.save_image_grid,
+            path,
+            host_images[: config.sample_grid_size],
+            upscale=config.sample_upscale,
+        )
+        return
+    classes, probs = labels(host_images)
+    background.submit(
+        samples.save_labelled_grid, path, host_images, classes, probs, info.num_classes
+    )
 
 
 def check_workdir_fingerprint(workdir: str, run_fingerprint: dict) -> None:
@@ -382,6 +419,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             + eval_compile_seconds
         )
         setup_seconds = time.perf_counter() - run_start - compile_seconds
+        labels = None
+        if parts.info.task == "classification":  # the sample grids' labels
+            labels = samples.TeacherLabels(
+                parts.teacher, parts.teacher_vars, parts.info.mean, parts.info.std, parts.mesh
+            )
         for epoch in bar:
             state, images, record = train_epoch(parts, steps, state, keys, epoch, timer)
             done = epoch + 1
@@ -395,11 +437,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
             background.submit(writer.write_scalars, done, record)
             if config.sample_every_epochs and (done % config.sample_every_epochs == 0 or last):
-                background.submit(
-                    reporting.save_image_grid,
+                save_samples(
+                    parts,
+                    labels,
+                    background,
                     os.path.join(workdir, f"samples_{done:04d}.png"),
-                    sharding.to_host(images)[: config.sample_grid_size],  # gathered across hosts
-                    upscale=config.sample_upscale,
+                    images,
                 )
             if done % config.checkpoint.every_epochs == 0 or last:
                 background.submit(writer.flush)

@@ -33,7 +33,7 @@ import ml_collections
 from absl import logging
 
 from fastdfkd_jax import compilation, timing
-from fastdfkd_jax.benchmark import configs, profile, report, runs
+from fastdfkd_jax.benchmark import configs, profile, records, report, runs
 from fastdfkd_jax.benchmark.configs import validate
 from fastdfkd_jax.benchmark.timers import SynthesisTimer, make_setup, time_round_robin
 
@@ -211,6 +211,8 @@ def run_benchmark(bench: ml_collections.ConfigDict, workdir: str) -> dict:
         )
     result["benchmark_seconds"] = time.perf_counter() - start
     report.write_outputs(result, workdir)
+    if bench.results_dir:  # the timing pass's medians kept beside the runs' records
+        records.write_timing(bench.results_dir, result)
     return result
 
 

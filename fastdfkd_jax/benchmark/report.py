@@ -323,36 +323,83 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, path: str) -> None:
-    """Student accuracy against total synthesis seconds (log axis); extrapolated points hollow."""
+    """Student accuracy against total synthesis seconds (log axis).
+
+    Each method: its final accuracy (filled; hollow where its time is extrapolated) with the
+    min-max over seeds as an error bar, its best-over-epochs accuracy (a cross) joined to it, and
+    its label inside the axes (left of the point in the right half of the plot).
+    """
     import matplotlib  # noqa: PLC0415 (only needed for the figure)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
     rows = result["rows"]
     timed_only = all(r["student_accuracy"] is None for r in rows)
-    for i, r in enumerate(rows):
-        if timed_only:  # no accuracies: total synthesis seconds per method
+    if timed_only:  # no accuracies: total synthesis seconds per method
+        for i, r in enumerate(rows):
             ax.barh(
                 [i], [r["synthesis_seconds"]], color="C0", alpha=0.5 if r["extrapolated"] else 1
             )
-            continue
-        if r["student_accuracy"] is None:
-            continue
-        x, y = r["synthesis_seconds"], 100 * r["student_accuracy"]
-        face = "none" if r["extrapolated"] else None
-        ax.scatter([x], [y], s=50, facecolors=face, edgecolors="C0" if face else None)
-        label = r["label"] + (" (time extrapolated)" if r["extrapolated"] else "")
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("total synthesis seconds (log)")
-    if timed_only:
         ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
+        ax.set_xscale("log")
+        ax.set_xlabel("total synthesis seconds (log)")
         ax.set_title(f"{result['dataset']}: total synthesis time (extrapolated, not run)")
-    else:
-        ax.set_ylabel("student test accuracy (%)")
-        ax.set_title(f"{result['dataset']}: accuracy against synthesis time")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return
+    shown = [r for r in rows if r["student_accuracy"] is not None]
+    xs = [r["synthesis_seconds"] for r in shown]
+    low, high = min(xs), max(xs)
+    # Log-axis room on both sides, so every label stays inside the frame.
+    ax.set_xscale("log")
+    ax.set_xlim(low / 3, high * 3)
+    middle = (low * high) ** 0.5
+    for r in shown:
+        x, y = r["synthesis_seconds"], 100 * r["student_accuracy"]
+        hollow = r["extrapolated"]
+        if r.get("student_accuracy_min") is not None and len(r.get("seeds") or []) > 1:
+            err = [[y - 100 * r["student_accuracy_min"]], [100 * r["student_accuracy_max"] - y]]
+            ax.errorbar([x], [y], yerr=err, color="C0", capsize=3, lw=1, zorder=1)
+        ax.scatter([x], [y], s=45, zorder=3, facecolors="none" if hollow else "C0", edgecolors="C0")
+        best = r.get("student_best_accuracy")
+        if best is not None:
+            ax.plot([x, x], [y, 100 * best], color="C1", lw=0.8, zorder=2)
+            ax.scatter([x], [100 * best], marker="x", color="C1", s=30, zorder=3)
+        label = r["label"] + (" (time extrapolated)" if hollow else "")
+        right_half = x > middle
+        ax.annotate(
+            label,
+            (x, y),
+            textcoords="offset points",
+            xytext=(-6 if right_half else 6, -10),
+            ha="right" if right_half else "left",
+            fontsize=7,
+            annotation_clip=True,
+        )
+    ax.scatter([], [], s=45, color="C0", label="final accuracy (mean; bar: min-max over seeds)")
+    ax.scatter([], [], marker="x", color="C1", label="best over epochs")
+    if any(r["extrapolated"] for r in shown):
+        ax.scatter([], [], s=45, facecolors="none", edgecolors="C0", label="time extrapolated")
+    ax.legend(fontsize=7, loc="lower right")
+    ys = [
+        100 * r[key]
+        for r in shown
+        for key in (
+            "student_accuracy",
+            "student_best_accuracy",
+            "student_accuracy_min",
+            "student_accuracy_max",
+        )  # fmt: skip
+        if r.get(key) is not None
+    ]
+    span = max(ys) - min(ys) + 1.0  # points; room below for the labels, above for the markers
+    ax.set_ylim(min(ys) - 0.15 * span, max(ys) + 0.08 * span)
+    ax.set_xlabel("total synthesis seconds (log)")
+    ax.set_ylabel("student test accuracy (%)")
+    ax.set_title(f"{result['dataset']}: accuracy against synthesis time")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

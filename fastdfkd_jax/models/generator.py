@@ -63,7 +63,14 @@ class Generator(nn.Module):
         if z.ndim != 2 or z.shape[-1] != self.nz:
             raise ValueError(f"z must have shape [B, {self.nz}], got {z.shape}")
         s, dt, init = self.img_size // 4, self.dtype, layers.torch_default
-        x = nn.Dense(2 * self.ngf * s * s, kernel_init=init, dtype=dt, name="l1")(z)
+        # PyTorch's default init throughout, biases too (U(+-1/sqrt(fan_in)), as the original's).
+        x = nn.Dense(
+            2 * self.ngf * s * s,
+            kernel_init=init,
+            bias_init=layers.torch_bias_init(self.nz),
+            dtype=dt,
+            name="l1",
+        )(z)
         x = x.reshape(z.shape[0], s, s, 2 * self.ngf)
         x = _batch_stats_norm("bn0", dt)(x)
         x = layers.upsample_nearest_2x(x)
@@ -72,7 +79,15 @@ class Generator(nn.Module):
         x = layers.upsample_nearest_2x(x)
         x = layers.conv(self.ngf, 3, kernel_init=init, dtype=dt, name="conv2")(x)
         x = nn.leaky_relu(_batch_stats_norm("bn2", dt)(x), LEAKY_SLOPE)
-        x = layers.conv(self.nc, 3, use_bias=True, kernel_init=init, dtype=dt, name="conv_out")(x)
+        x = layers.conv(
+            self.nc,
+            3,
+            use_bias=True,
+            kernel_init=init,
+            bias_init=layers.torch_bias_init(self.ngf * 3 * 3),
+            dtype=dt,
+            name="conv_out",
+        )(x)
         return nn.sigmoid(x)
 
 
@@ -126,5 +141,13 @@ class DeepGenerator(nn.Module):
             x = layers.upsample_nearest_2x(x)
             x = layers.conv(width, 3, kernel_init=init, dtype=dt, name=f"conv{i}")(x)
             x = nn.leaky_relu(_batch_stats_norm(f"bn{i}", dt)(x), LEAKY_SLOPE)
-        x = layers.conv(self.nc, 3, use_bias=True, kernel_init=init, dtype=dt, name="conv_out")(x)
+        x = layers.conv(
+            self.nc,
+            3,
+            use_bias=True,
+            kernel_init=init,
+            bias_init=layers.torch_bias_init(self.ngf * 3 * 3),
+            dtype=dt,
+            name="conv_out",
+        )(x)
         return nn.sigmoid(x)

@@ -15,6 +15,7 @@ BatchNorm statistics are reduced in float32.
 """
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,18 @@ kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 # PyTorch's default for Conv2d / Linear weights: ``kaiming_uniform_(a=sqrt(5))``, which is a uniform
 # distribution with variance 1 / (3 * fan_in).
 torch_default = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias_init(fan_in: int) -> nn.initializers.Initializer:
+    """PyTorch's Linear and Conv bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as a Flax
+    initializer (`fan_in`: the layer's inputs per output, in_features or in_channels * k * k).
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
 
 
 def batch_norm(*, train: bool, name: str | None = None, dtype: Any = None) -> nn.BatchNorm:
@@ -62,6 +75,7 @@ def conv(
     groups: int = 1,
     use_bias: bool = False,
     kernel_init=kaiming_fan_out,
+    bias_init=nn.initializers.zeros,
     dtype: Any = None,
     name: str | None = None,
 ) -> nn.Conv:
@@ -78,6 +92,7 @@ def conv(
         kernel is ``[k, k, in / groups, features]``, as PyTorch's ``[features, in / groups, k, k]``.
       use_bias: add a bias (off when a BatchNorm follows).
       kernel_init: weight initializer, ``(key, shape, dtype)`` protocol.
+      bias_init: the bias's initializer (with ``use_bias``), e.g. ``torch_bias_init(fan_in)``.
       dtype: the computation dtype (None: the input's and kernel's; the kernel stays float32
         and is cast).
       name: submodule name (chosen to mirror the PyTorch state-dict key).
@@ -93,6 +108,7 @@ def conv(
         feature_group_count=groups,
         use_bias=use_bias,
         kernel_init=kernel_init,
+        bias_init=bias_init,
         dtype=dtype,
         name=name,
     )

@@ -126,16 +126,6 @@ def capture_instance_means(
     return out, jnp.concatenate(means, axis=-1)
 
 
-def torch_linear_bias_init(fan_in: int):
-    """PyTorch's Linear bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as a Flax initializer."""
-    bound = 1.0 / jnp.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
 class MLPHead(nn.Module):
     """CMI's projection head: [N, D] -> Linear(D, hidden) -> ReLU -> Linear(hidden, dim) -> L2 norm.
 
@@ -156,14 +146,14 @@ class MLPHead(nn.Module):
         x = nn.Dense(
             hidden,
             kernel_init=layers.torch_default,
-            bias_init=torch_linear_bias_init(d_in),
+            bias_init=layers.torch_bias_init(d_in),
             name="fc1",
         )(x)
         x = nn.relu(x)
         x = nn.Dense(
             self.dim,
             kernel_init=layers.torch_default,
-            bias_init=torch_linear_bias_init(hidden),
+            bias_init=layers.torch_bias_init(hidden),
             name="fc2",
         )(x)
         norm = jnp.linalg.norm(x, axis=-1, keepdims=True)

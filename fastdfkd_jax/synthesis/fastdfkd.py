@@ -40,14 +40,13 @@ import optax
 from fastdfkd_jax import sharding
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch, generator_from_config
+from fastdfkd_jax.synthesis.inner_optimizers import adam_held_normalizer, normalized_sgd
 from fastdfkd_jax.synthesis.objective import Objective, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
 
 META_GRADIENTS = ("exact", "first_order", "reptile")
 STRATEGIES = ("meta", "sequential", "independent")
-INNER_OPTIMIZERS = ("adam", "nsgd")
-# Guards the RMS in the normalized update of a tensor whose gradient is exactly zero.
-NSGD_EPS = 1e-12
+INNER_OPTIMIZERS = ("adam", "nsgd", "adam_held_normalizer")
 
 
 @flax.struct.dataclass
@@ -169,6 +168,9 @@ class FastSynthesizer(PoolSynthesis):
         gradient, whose derivative is bounded by 1 / rms(g) of the whole tensor, where Adam's
         per-coordinate normalization has derivatives ~ lr / |g_i| that dominate the exact
         meta-gradient (docs/benchmarks.md).
+        'adam_held_normalizer': Adam's steps exactly, but differentiated with the normalizer
+        sqrt(v_hat) + eps held constant (`adam_held_normalizer`): each step's derivative is the
+        preconditioned second-order term instead of the sign-like one.
         """
         b1, b2 = self.inner_betas
         exact = self.meta_gradient == "exact" and self.meta
@@ -180,6 +182,8 @@ class FastSynthesizer(PoolSynthesis):
         def make(lr):
             if self.inner_optimizer_name == "nsgd":
                 return normalized_sgd(lr)
+            if self.inner_optimizer_name == "adam_held_normalizer":
+                return adam_held_normalizer(lr, b1=b1, b2=b2)
             return optax.adam(lr, b1=b1, b2=b2, eps_root=eps_root)
 
         return optax.multi_transform(
@@ -370,25 +374,6 @@ class FastSynthesizer(PoolSynthesis):
             **{f"synth_{k}": v for k, v in aux["parts"].items()},
         )
         return bn_memory, metrics
-
-
-def normalized_sgd(learning_rate: float) -> optax.GradientTransformation:
-    """Per tensor, the update -learning_rate * g / rms(g) (stateless; rms over the tensor).
-
-    Every tensor moves by `learning_rate` per coordinate in RMS, as Adam's first step does, and
-    the update is a smooth function of the gradient (`NSGD_EPS` guards g = 0).
-    """
-
-    def update_fn(updates, state, params=None):
-        del params
-
-        def step(g):
-            rms = jnp.sqrt(jnp.mean(jnp.square(g)) + NSGD_EPS**2)
-            return -learning_rate * g / rms
-
-        return jax.tree.map(step, updates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
 def reset_layers(

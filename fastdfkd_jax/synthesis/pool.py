@@ -12,6 +12,9 @@ import jax
 import jax.numpy as jnp
 
 DTYPES = ("float32", "uint8")
+# How images in [0, 1] become uint8 levels: 'truncate' (the original's `(x * 255).astype(uint8)`)
+# or 'round' (the nearest level).
+QUANTIZE = ("truncate", "round")
 _UINT8_MAX = 255.0
 
 
@@ -21,30 +24,40 @@ class Pool:
     images: [capacity, H, W, C], float32 in [0, 1] or uint8 in [0, 255].
     size: int32 scalar, how many slots hold an image (grows to capacity, then stays).
     cursor: int32 scalar, the next slot to write (wraps around: oldest images are replaced first).
+    round_levels: (static) a uint8 pool rounds to the nearest level; False truncates.
     """
 
     images: jax.Array
     size: jax.Array
     cursor: jax.Array
+    round_levels: bool = flax.struct.field(pytree_node=False, default=False)
 
 
-def init_pool(capacity: int, image_shape: Sequence[int], dtype: str = "float32") -> Pool:
-    """An empty pool of `capacity` images of `image_shape` (H, W, C)."""
+def init_pool(
+    capacity: int, image_shape: Sequence[int], dtype: str = "float32", quantize: str = "truncate"
+) -> Pool:
+    """An empty pool of `capacity` images of `image_shape` (H, W, C); a uint8 pool quantizes its
+    images as `quantize` says (`QUANTIZE`).
+    """
     if capacity < 1:
         raise ValueError(f"pool capacity must be >= 1, got {capacity}.")
     if dtype not in DTYPES:
         raise ValueError(f"Unknown pool dtype {dtype!r}; choose one of {DTYPES}.")
+    if quantize not in QUANTIZE:
+        raise ValueError(f"Unknown pool quantize {quantize!r}; choose one of {QUANTIZE}.")
     return Pool(
         images=jnp.zeros((capacity, *image_shape), dtype),
         size=jnp.zeros((), jnp.int32),
         cursor=jnp.zeros((), jnp.int32),
+        round_levels=quantize == "round",
     )
 
 
-def _encode(images: jax.Array, dtype) -> jax.Array:
+def _encode(images: jax.Array, dtype, round_levels: bool) -> jax.Array:
     images = jnp.clip(images, 0.0, 1.0)
     if dtype == jnp.uint8:
-        return jnp.round(images * _UINT8_MAX).astype(jnp.uint8)
+        levels = images * _UINT8_MAX
+        return (jnp.round(levels) if round_levels else jnp.floor(levels)).astype(jnp.uint8)
     return images.astype(dtype)
 
 
@@ -64,8 +77,8 @@ def add(pool: Pool, images: jax.Array) -> Pool:
     if batch > capacity:
         raise ValueError(f"Cannot add {batch} images to a pool of capacity {capacity}.")
     slots = (pool.cursor + jnp.arange(batch)) % capacity
-    return Pool(
-        images=pool.images.at[slots].set(_encode(images, pool.images.dtype)),
+    return pool.replace(
+        images=pool.images.at[slots].set(_encode(images, pool.images.dtype, pool.round_levels)),
         size=jnp.minimum(pool.size + batch, capacity),
         cursor=(pool.cursor + batch) % capacity,
     )

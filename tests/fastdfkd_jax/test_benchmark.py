@@ -179,6 +179,17 @@ def test_fingerprint_ignores_layout_renames_and_display_keys(monkeypatch):
     monkeypatch.setattr(fingerprint, "RENAMED", {"kd.temperature": "kd.kd_temperature"})
     new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
     assert fingerprint.of_record(record) == new["fingerprint"]
+    # A key added later: at the value that reproduces the older code it changes nothing ...
+    monkeypatch.setattr(fingerprint, "ADDED", {"kd.new_knob": False})
+    moved["kd"]["new_knob"] = False
+    new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
+    assert fingerprint.of_record(record) == new["fingerprint"]
+    # ... at any other value it is another run.
+    moved["kd"]["new_knob"] = True
+    new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
+    assert fingerprint.of_record(record) != new["fingerprint"]
+    moved["kd"]["new_knob"] = False
+    new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
     # Another backend, code version or teacher: another run.
     for args in (("T", 1, "gpu"), ("T", 2, "cpu"), ("U", 1, "cpu")):
         other = fingerprint.record(moved, args[0], fingerprint.code_versions(args[1]), args[2])

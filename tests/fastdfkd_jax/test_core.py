@@ -21,6 +21,23 @@ def test_cosine_schedule_known_values():
     np.testing.assert_allclose(schedule(100), 2e-4, rtol=1e-5)
 
 
+def test_per_epoch_cosine_is_the_originals_scheduler_stepped_once_an_epoch():
+    """CosineAnnealingLR(T_max=E, eta_min) stepped after each epoch: every step of epoch e (from
+    0) at eta_min + (lr0 - eta_min) (1 + cos(pi e / E)) / 2; the KD config holds it per epoch.
+    """
+    cfg = optim.optimizer_config(learning_rate=0.2, end_learning_rate=2e-4, schedule="cosine")
+    epochs, steps = 5, 4
+    schedule = optim.make_schedule(cfg, epochs * steps, steps_per_change=steps)
+    for step in range(epochs * steps):
+        e = step // steps
+        want = 2e-4 + (0.2 - 2e-4) * (1 + np.cos(np.pi * e / epochs)) / 2
+        np.testing.assert_allclose(schedule(step), want, rtol=1e-5)
+    config = load_config("dfkd_digits.py:fast5")
+    assert config.kd.schedule_per_epoch  # the original's, by default
+    with pytest.raises(ValueError, match="steps_per_change"):
+        optim.make_schedule(cfg, 10, steps_per_change=0)
+
+
 def test_warmup_then_constant():
     cfg = optim.optimizer_config(learning_rate=1.0, schedule="constant", warmup_steps=4)
     schedule = optim.make_schedule(cfg, 10)

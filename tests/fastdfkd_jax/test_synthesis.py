@@ -15,6 +15,7 @@ from fastdfkd_jax.synthesis import (
     baseline_losses,
     deepinversion,
     fastdfkd,
+    inner_optimizers,
     losses,
     objective,
 )
@@ -132,15 +133,17 @@ def test_pool_never_samples_empty_slots():
     np.testing.assert_array_equal(samples, 0.5)
 
 
-def test_pool_uint8_round_trip():
-    pool = pool_lib.init_pool(4, (2, 2, 1), "uint8")
+@pytest.mark.parametrize("quantize, level", [("truncate", np.floor), ("round", np.round)])
+def test_pool_uint8_round_trip(quantize, level):
+    # 'truncate' is the original's `(x * 255).astype('uint8')` of its PNG pool.
+    pool = pool_lib.init_pool(4, (2, 2, 1), "uint8", quantize)
     images = jax.random.uniform(jax.random.PRNGKey(0), (4, 2, 2, 1))
     pool = pool_lib.add(pool, images)
     decoded = pool_lib.sample(pool, jax.random.PRNGKey(1), 64)
     assert pool.images.dtype == jnp.uint8
     codes = np.asarray(pool.images).ravel()
     np.testing.assert_array_equal(
-        np.sort(codes), np.sort(np.round(np.asarray(images).ravel() * 255))
+        np.sort(codes), np.sort(level(np.asarray(images, np.float32).ravel() * np.float32(255)))
     )
     decoded_codes = np.round(np.asarray(decoded) * 255).astype(np.uint8)
     np.testing.assert_allclose(np.asarray(decoded) * 255, decoded_codes, atol=1e-4)
@@ -152,6 +155,8 @@ def test_pool_rejects_bad_input():
         pool_lib.init_pool(0, (1, 1, 1))
     with pytest.raises(ValueError, match="float16"):
         pool_lib.init_pool(3, (1, 1, 1), "float16")
+    with pytest.raises(ValueError, match="quantize"):
+        pool_lib.init_pool(3, (1, 1, 1), "uint8", "ceil")
     with pytest.raises(ValueError, match="Cannot add 4 images to a pool of capacity 3"):
         pool_lib.add(pool_lib.init_pool(3, (1, 1, 1)), jnp.zeros((4, 1, 1, 1)))
 
@@ -752,9 +757,33 @@ def test_reset_l0_before_its_epoch_and_with_the_originals_bn_scale():
 
 
 def test_normalized_sgd_moves_each_tensor_by_lr_in_rms():
-    tx = fastdfkd.normalized_sgd(0.1)
+    tx = inner_optimizers.normalized_sgd(0.1)
     grads = {"a": jnp.array([3.0, -4.0]), "b": jnp.zeros(3)}
     updates, _ = tx.update(grads, tx.init(grads))
     rms = np.sqrt((9 + 16) / 2)
     np.testing.assert_allclose(updates["a"], [-0.1 * 3 / rms, 0.1 * 4 / rms], rtol=1e-6)
     np.testing.assert_array_equal(updates["b"], jnp.zeros(3))  # a zero gradient stays a zero step
+
+
+def test_adam_held_normalizer_has_adams_values_and_the_held_derivative():
+    params = {"a": jnp.array([0.5, -1.0, 2.0])}
+    grads_seq = [{"a": jnp.array([3.0, -4.0, 1e-3])}, {"a": jnp.array([-1.0, 2.0, 0.5])}]
+    held = inner_optimizers.adam_held_normalizer(0.1, b1=0.5, b2=0.999)
+    adam = optax.adam(0.1, b1=0.5, b2=0.999)
+    s_held, s_adam = held.init(params), adam.init(params)
+    for g in grads_seq:  # the same numbers as optax.adam, step after step
+        u_held, s_held = held.update(g, s_held, params)
+        u_adam, s_adam = adam.update(g, s_adam, params)
+        np.testing.assert_allclose(u_held["a"], u_adam["a"], rtol=1e-6)
+
+    # First step from zero moments: update = -lr * g / (|g| + eps). Held normalizer: its
+    # derivative in g is -lr / (|g| + eps); Adam's own is -lr * eps / (|g| + eps)^2 (near 0).
+    def first_update(tx, g):
+        return tx.update({"a": g}, tx.init({"a": g}))[0]["a"]
+
+    g = jnp.array([3.0, -4.0, 1e-3])
+    d_held = jax.vmap(jax.grad(lambda x, i: first_update(held, x)[i]), (None, 0))(g, jnp.arange(3))
+    np.testing.assert_allclose(jnp.diag(d_held), -0.1 / (jnp.abs(g) + 1e-8), rtol=1e-5)
+    d_adam = jax.vmap(jax.grad(lambda x, i: first_update(adam, x)[i]), (None, 0))(g, jnp.arange(3))
+    # ... which for |g| >> eps is 0 up to float32 rounding: the sign-like step's derivative.
+    assert (jnp.abs(jnp.diag(d_adam))[:2] < 1e-6).all()

@@ -1,0 +1,268 @@
+"""The benchmark's table from its stored records: the runs kept in the repository, not a workdir.
+
+A results folder (`results/bench_<data>/<backend>/`, the benchmark's `results_dir`) holds
+`<method>/seed<k>/summary.json` (+ `metrics.jsonl`) for every finished run and `timing.json`, the
+timing pass's medians on that kind of device (`write_timing`). `result_from_records` turns them into
+the table's rows (accuracy as the mean over seeds with its min-max; synthesis time as the runs'
+mean; per call as the timing pass's median, or the runs' mean per call where no timing pass was
+stored), and `markdown` into the table that docs/benchmarks.md shows between the markers
+`<!-- records:PATH -->` and `<!-- /records -->` (`scripts/bench_report.py` writes them; a test
+keeps them equal).
+"""
+
+import json
+import os
+import re
+import statistics
+
+from fastdfkd_jax import config_blocks, reporting
+from fastdfkd_jax.benchmark import report
+
+SUMMARY = "summary.json"
+TIMING = "timing.json"
+_SEED_DIR = re.compile(r"seed(\d+)")
+BEGIN = "<!-- records:{path} -->"
+END = "<!-- /records -->"
+
+
+def load_runs(results_dir: str) -> dict[str, list[dict]]:
+    """{method: [summary of each seed's run, by seed]} of the records in `results_dir`."""
+    runs = {}
+    if not os.path.isdir(results_dir):
+        return runs
+    for method in sorted(os.listdir(results_dir)):
+        method_dir = os.path.join(results_dir, method)
+        if not os.path.isdir(method_dir):
+            continue
+        seeds = sorted(
+            (int(m.group(1)), name)
+            for name in os.listdir(method_dir)
+            if (m := _SEED_DIR.fullmatch(name))
+            and os.path.exists(os.path.join(method_dir, name, SUMMARY))
+        )
+        summaries = []
+        for _, name in seeds:
+            with open(os.path.join(method_dir, name, SUMMARY)) as f:
+                summaries.append(json.load(f))
+        if summaries:
+            runs[method] = summaries
+    return runs
+
+
+def load_timing(results_dir: str) -> dict | None:
+    path = os.path.join(results_dir, TIMING)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_timing(results_dir: str, result: dict) -> None:
+    """Stores the timing pass of a benchmark `result` (its per-call medians per method, the cost
+    table and the profile when measured) as `results_dir/timing.json`.
+    """
+    keys = (
+        "g_steps", "calls_per_epoch", "seconds_per_batch", "seconds_per_batch_min",
+        "seconds_per_batch_max", "timing_calls", "timing_scale", "timing_compile_seconds",
+    )  # fmt: skip
+    stored = dict(
+        device=result["device"],
+        timing=result["timing"],
+        methods={r["method"]: {k: r[k] for k in keys} for r in result["rows"]},
+        meta_gradient_cost=result.get("meta_gradient_cost"),
+        profile=result.get("profile"),
+    )
+    os.makedirs(results_dir, exist_ok=True)
+    with open(os.path.join(results_dir, TIMING), "w") as f:
+        json.dump(reporting.jsonable(stored), f, indent=1, sort_keys=True)
+
+
+def _stats(values: list[float | None]) -> tuple[float | None, float | None, float | None]:
+    if not values or any(v is None for v in values):
+        return None, None, None
+    return statistics.fmean(values), min(values), max(values)
+
+
+def _calls_per_epoch(config: dict) -> int:
+    per_round = config["synthesis"]["kd_steps_per_round"]
+    return config["kd"]["steps"] // per_round if per_round else 1
+
+
+def row(method: str, summaries: list[dict], timing: dict | None) -> dict:
+    """One table row of `method` from its runs' summaries (one per seed) and the stored timing."""
+    config = summaries[0]["config"]
+    final = _stats([s["student_test_accuracy"] for s in summaries])
+    best = _stats([s.get("student_best_test_accuracy") for s in summaries])
+    seconds = _stats([s["synthesis_seconds"] for s in summaries])
+    calls = summaries[0]["synthesis_calls"]
+    timed = (timing or {}).get("methods", {}).get(method)
+    return dict(
+        method=method,
+        label=report.method_label(method),
+        synthesis_method=config["synthesis"]["method"],
+        g_steps=config["synthesis"]["g_steps"],
+        meta_gradient=summaries[0]["meta_gradient"],
+        seeds=[s["config"]["seed"] for s in summaries],
+        student_accuracy=final[0],
+        student_accuracy_min=final[1],
+        student_accuracy_max=final[2],
+        student_best_accuracy=best[0],
+        student_best_accuracy_min=best[1],
+        student_best_accuracy_max=best[2],
+        teacher_accuracy=summaries[0]["teacher_test_accuracy"],
+        batches=config["epochs"],
+        calls_per_epoch=_calls_per_epoch(config),
+        synthesis_seconds=seconds[0],
+        synthesis_seconds_min=seconds[1],
+        synthesis_seconds_max=seconds[2],
+        seconds_per_batch=timed["seconds_per_batch"] if timed else seconds[0] / calls,
+        per_call_from="timing pass" if timed else "runs",
+        compile_seconds=statistics.fmean(s["synthesis_compile_seconds"] for s in summaries),
+        extrapolated=False,
+        devices=sorted({s.get("environment", {}).get("device", "?") for s in summaries}),
+        commits=sorted({str(s.get("environment", {}).get("commit")) for s in summaries}),
+    )
+
+
+def result_from_records(results_dir: str) -> dict:
+    """The table of the records in `results_dir`: rows in the benchmark's method order, speed-ups
+    against DeepInv-2k where it has a record, and the targets judged on the means over seeds.
+    """
+    runs = load_runs(results_dir)
+    timing = load_timing(results_dir)
+    order = [m for m in config_blocks.BENCH_METHODS if m in runs]
+    order += sorted(m for m in runs if m not in order)
+    rows = [row(m, runs[m], timing) for m in order]
+    report.speedups(rows)
+    first = runs[order[0]][0]["config"] if order else {}
+    return dict(
+        results_dir=results_dir,
+        dataset=first.get("dataset", {}).get("name"),
+        teacher=first.get("teacher", {}).get("arch"),
+        student=first.get("student", {}).get("arch"),
+        schedule=first
+        and dict(
+            epochs=first["epochs"],
+            warmup=first["warmup"],
+            kd_steps=first["kd"]["steps"],
+            kd_batch_size=first["kd"]["batch_size"],
+            synthesis_batch_size=first["synthesis"]["batch_size"],
+        ),
+        timing_device=timing and timing["device"],
+        missing=[m for m in config_blocks.BENCH_METHODS if m not in runs],
+        rows=rows,
+        targets=report.targets(rows),
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _spread(r: dict, key: str) -> str:
+    if r[key] is None:
+        return "n/a"
+    if len(r["seeds"]) == 1:
+        return _pct(r[key])
+    return f"{_pct(r[key])} ({_pct(r[key + '_min'])}-{_pct(r[key + '_max'])})"
+
+
+def markdown(result: dict) -> str:
+    """The table of `result_from_records` as markdown (what docs/benchmarks.md shows)."""
+    rows = result["rows"]
+    if not rows:
+        return f"No stored record in `{result['results_dir']}` yet.\n"
+    sched = result["schedule"]
+    header = (
+        "method", "seeds", "student acc. % final: mean (min-max)", "best over epochs",
+        "synthesis s (run mean)", "s / call", "calls / epoch", "speed-up vs DeepInv-2k",
+        "speed-up per epoch",
+    )  # fmt: skip
+    cells = [
+        (
+            r["label"],
+            len(r["seeds"]),
+            _spread(r, "student_accuracy"),
+            _spread(r, "student_best_accuracy"),
+            f"{r['synthesis_seconds']:.1f}",
+            f"{r['seconds_per_batch']:.4f}" + ("" if r["per_call_from"] == "timing pass" else " †"),
+            r["calls_per_epoch"],
+            "n/a" if r["speedup"] is None else f"{r['speedup']:.1f}x",
+            "n/a" if r["speedup_per_batch"] is None else f"{r['speedup_per_batch']:.1f}x",
+        )
+        for r in rows
+    ]
+    devices = sorted({d for r in rows for d in r["devices"]})
+    commits = sorted({c for r in rows for c in r["commits"]})
+    lines = [
+        f"Teacher `{result['teacher']}` (test accuracy {_pct(rows[0]['teacher_accuracy'])}%) -> "
+        f"student `{result['student']}`; {sched['epochs']} synthesized batches of "
+        f"{sched['synthesis_batch_size']}, warmup {sched['warmup']}, {sched['kd_steps']} KD "
+        f"steps of {sched['kd_batch_size']} per epoch. Records: `{result['results_dir']}` "
+        f"(runs on {'; '.join(devices)}; code {', '.join(c[:12] for c in commits)}).",
+        "",
+        reporting.markdown_table(header, cells, align="lrrrrrrrr"),
+        "",
+        "Accuracy: mean over the seeds (min-max); final = the last epoch, best = the best over "
+        "the evaluated epochs (what the paper reports). Synthesis s: the runs' measured synthesis "
+        "time, mean over seeds. s / call: "
+        + (
+            f"the timing pass's median on {result['timing_device']}"
+            if result["timing_device"]
+            else "no timing pass stored yet"
+        )
+        + "; † the runs' mean per call instead.",
+    ]
+    if result["missing"]:
+        lines += ["", f"Not run yet: {', '.join(result['missing'])}."]
+    lines += ["", *_target_lines(result["targets"])]
+    return "\n".join(lines) + "\n"
+
+
+def _target_lines(targets: dict) -> list[str]:
+    lines = []
+    for key, check in targets.items():
+        which = "best over epochs" if check and check["accuracy"].endswith("best_accuracy") else ""
+        which = which or "final"
+        if check is None:
+            continue
+        verdict = "MET" if check["met"] else "NOT MET"
+        if key.startswith("deepinv"):
+            lines.append(
+                f"- Fast-5 within {check['points']:g} points of DeepInv-2k at >= "
+                f"{check['min_speedup']:g}x ({which}): gap {check['accuracy_gap_points']:.2f} "
+                f"points at {check['speedup']:.1f}x -> {verdict}."
+            )
+        else:
+            against = "; ".join(
+                f"{report.method_label(m)} {a['accuracy_points']:+.2f} points at "
+                f"{a['time_ratio']:.2f}x its synthesis time"
+                for m, a in check["against"].items()
+            )
+            lines.append(
+                f"- Fast-5 at least as accurate as DAFL, ZSKT, DFQ at less synthesis time "
+                f"({which}): {against} -> {verdict}."
+            )
+    return lines
+
+
+def docs_section(text: str, path: str) -> str | None:
+    """The generated block of `path` in a docs page's `text` (between the markers), or None."""
+    begin = BEGIN.format(path=path)
+    if begin not in text:
+        return None
+    start = text.index(begin) + len(begin)
+    return text[start : text.index(END, start)].strip("\n") + "\n"
+
+
+def replace_docs_section(text: str, path: str, table: str) -> str:
+    """`text` with the generated block of `path` replaced by `table`."""
+    begin = BEGIN.format(path=path)
+    start = text.index(begin) + len(begin)
+    end = text.index(END, start)
+    return text[:start] + "\n" + table.rstrip("\n") + "\n" + text[end:]
+
+
+def marked_paths(text: str) -> list[str]:
+    """The results paths that a docs page's markers name."""
+    return re.findall(r"<!-- records:(\S+) -->", text)

@@ -1,0 +1,78 @@
+r"""The benchmark's tables from the records stored in the repository, into the docs.
+
+  python scripts/bench_report.py                 # rewrite every generated table of the docs
+  python scripts/bench_report.py --check         # exit 1 when a docs table differs from its records
+  python scripts/bench_report.py --results=results/bench_digits/cpu --out=DIR
+      # that folder's table as DIR/records.md, records.json and records.png
+
+A generated table sits in docs/*.md between `<!-- records:PATH -->` and `<!-- /records -->`, PATH a
+results folder relative to the repository root (fastdfkd_jax/benchmark/records.py).
+"""
+
+import glob
+import json
+import os
+import sys
+
+from absl import app, flags
+
+from fastdfkd_jax.benchmark import records, report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CHECK = flags.DEFINE_bool("check", False, "Only compare the docs' tables with their records.")
+_RESULTS = flags.DEFINE_string("results", "", "One results folder (relative to the repository).")
+_OUT = flags.DEFINE_string("out", "", "With --results: where to write records.md/.json/.png.")
+
+
+def table(path: str) -> str:
+    """The markdown table of the results folder `path` (relative to the repository root)."""
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the records' folder is named as written in the docs: relative
+    try:
+        return records.markdown(records.result_from_records(path))
+    finally:
+        os.chdir(cwd)
+
+
+def stale_docs() -> list[str]:
+    """'page: PATH' for every generated table that differs from what its records give now."""
+    stale = []
+    for page in sorted(glob.glob(os.path.join(REPO, "docs", "*.md"))):
+        text = open(page).read()
+        for path in records.marked_paths(text):
+            if records.docs_section(text, path) != table(path):
+                stale.append(f"{os.path.relpath(page, REPO)}: {path}")
+    return stale
+
+
+def main(argv):
+    del argv
+    if _RESULTS.value:
+        os.chdir(REPO)
+        result = records.result_from_records(_RESULTS.value)
+        os.makedirs(_OUT.value or ".", exist_ok=True)
+        out = _OUT.value or "."
+        with open(os.path.join(out, "records.md"), "w") as f:
+            f.write(records.markdown(result))
+        with open(os.path.join(out, "records.json"), "w") as f:
+            json.dump(result, f, indent=1, default=float)
+        report.plot(result, os.path.join(out, "records.png"))
+        return
+    if _CHECK.value:
+        stale = stale_docs()
+        for line in stale:
+            sys.stderr.write(f"stale table: {line} (run scripts/bench_report.py)\n")
+        sys.exit(1 if stale else 0)
+    for page in sorted(glob.glob(os.path.join(REPO, "docs", "*.md"))):
+        text = open(page).read()
+        new = text
+        for path in records.marked_paths(text):
+            new = records.replace_docs_section(new, path, table(path))
+        if new != text:
+            with open(page, "w") as f:
+                f.write(new)
+            sys.stdout.write(f"Wrote {os.path.relpath(page, REPO)}\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,107 @@
+"""The benchmark's table from stored records: known values, the docs kept equal to the records."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from fastdfkd_jax.benchmark import records
+from tests.conftest import REPO
+
+
+def _summary(method, seed, accuracy, best, seconds, g_steps=5, per_round=0):
+    return dict(
+        config=dict(
+            seed=seed,
+            epochs=40,
+            warmup=5,
+            dataset=dict(name="digits"),
+            teacher=dict(arch="t"),
+            student=dict(arch="s"),
+            kd=dict(steps=50, batch_size=128),
+            synthesis=dict(method=method, g_steps=g_steps, kd_steps_per_round=per_round,
+                           batch_size=128),
+        ),
+        meta_gradient="first_order",
+        student_test_accuracy=accuracy,
+        student_best_test_accuracy=best,
+        teacher_test_accuracy=0.99,
+        synthesis_seconds=seconds,
+        synthesis_calls=40 * (50 // per_round if per_round else 1),
+        synthesis_compile_seconds=1.0,
+        environment=dict(device="cpu", commit="abc"),
+    )  # fmt: skip
+
+
+def _store(results, method, summary):
+    directory = results / method / f"seed{summary['config']['seed']}"
+    directory.mkdir(parents=True)
+    (directory / "summary.json").write_text(json.dumps(summary))
+
+
+def test_rows_are_means_over_seeds_with_their_spread(tmp_path):
+    results = tmp_path / "cpu"
+    for seed, acc in enumerate((0.90, 0.96, 0.93)):
+        _store(results, "fast5", _summary("fast", seed, acc, acc + 0.01, 8.0 + seed))
+    _store(results, "deepinv2k", _summary("deepinversion", 0, 0.97, 0.98, 1600.0, g_steps=2000))
+    _store(results, "dafl", _summary("generative", 0, 0.70, 0.72, 20.0, 1, per_round=5))
+    result = records.result_from_records(str(results))
+    by = {r["method"]: r for r in result["rows"]}
+    assert [r["method"] for r in result["rows"]] == ["deepinv2k", "dafl", "fast5"]  # the table's
+    fast5 = by["fast5"]
+    assert fast5["seeds"] == [0, 1, 2]
+    assert fast5["student_accuracy"] == pytest.approx(0.93)
+    assert (fast5["student_accuracy_min"], fast5["student_accuracy_max"]) == (0.90, 0.96)
+    assert fast5["synthesis_seconds"] == pytest.approx(9.0)
+    assert fast5["seconds_per_batch"] == pytest.approx(9.0 / 40)  # no timing pass: run mean
+    assert fast5["speedup"] == pytest.approx(1600.0 / 9.0)
+    assert by["dafl"]["calls_per_epoch"] == 10
+    assert by["dafl"]["seconds_per_batch"] == pytest.approx(20.0 / 400)
+    # The targets are judged on the means: gap 4 points (DeepInv-2k 97, Fast-5 93).
+    deepinv = result["targets"]["deepinv/student_accuracy"]
+    assert deepinv["accuracy_gap_points"] == pytest.approx(4.0) and not deepinv["met"]
+    assert "cmi500" in result["missing"] and "fast5" not in result["missing"]
+    text = records.markdown(result)
+    assert "| Fast-5 | 3 | 93.00 (90.00-96.00) | 94.00 (91.00-97.00) | 9.0 | 0.2250 † |" in text
+    assert "| DeepInv-2k | 1 | 97.00 | 98.00 |" in text
+    assert "gap 4.00 points at 177.8x -> NOT MET" in text
+
+
+def test_stored_timing_replaces_the_runs_mean_per_call(tmp_path):
+    results = tmp_path / "cpu"
+    _store(results, "fast5", _summary("fast", 0, 0.9, 0.9, 8.0))
+    keys = dict(
+        g_steps=5, calls_per_epoch=1, seconds_per_batch=0.125, seconds_per_batch_min=0.1,
+        seconds_per_batch_max=0.2, timing_calls=5, timing_scale=1.0, timing_compile_seconds=2.0,
+    )  # fmt: skip
+    result = dict(device="my cpu", timing={"repeats": 5}, rows=[dict(method="fast5", **keys)])
+    records.write_timing(str(results), result)
+    assert records.load_timing(str(results))["methods"]["fast5"] == keys
+    (row,) = records.result_from_records(str(results))["rows"]
+    assert row["seconds_per_batch"] == 0.125 and row["per_call_from"] == "timing pass"
+    assert "the timing pass's median on my cpu" in records.markdown(
+        records.result_from_records(str(results))
+    )
+
+
+def test_docs_section_round_trip():
+    text = "a\n<!-- records:results/x -->\nold\n<!-- /records -->\nb\n"
+    assert records.marked_paths(text) == ["results/x"]
+    assert records.docs_section(text, "results/x") == "old\n"
+    new = records.replace_docs_section(text, "results/x", "new table\n")
+    assert records.docs_section(new, "results/x") == "new table\n"
+    assert new.startswith("a\n") and new.endswith("b\n")
+
+
+def test_docs_tables_equal_what_the_stored_records_give():
+    """Every generated table in docs/ is what scripts/bench_report.py makes of the records now."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_report", os.path.join(REPO, "scripts", "bench_report.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pages = [p for p in os.listdir(os.path.join(REPO, "docs")) if p.endswith(".md")]
+    marked = [p for p in pages if records.marked_paths(open(os.path.join(REPO, "docs", p)).read())]
+    assert "benchmarks.md" in marked
+    assert module.stale_docs() == [], "run scripts/bench_report.py"
