@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import ml_collections
 import pytest
 import tensorflow_datasets as tfds
@@ -553,3 +554,60 @@ def test_bench_vs_torch_times_each_call_alone_after_the_idle_gap(monkeypatch):
     assert row["a"]["n"] == row["b"]["n"] == 3
     # The warm-up calls back to back, then every timed call 0.5 s after the previous one ended.
     assert starts == [0.0, 2.0, 5.5, 8.0, 11.5, 14.0, 17.5, 20.0]
+
+
+def test_gpu_bundle_installs_only_what_is_missing(tmp_path, monkeypatch):
+    """A wheel is installed only where none of its modules imports (the machine's jax stays)."""
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_bundle", os.path.join(REPO, "scripts", "gpu_bundle.py")
+    )
+    bundle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle)
+    wheels = tmp_path / "bundle" / "wheels"
+    wheels.mkdir(parents=True)
+    for name, module in (("numpy_fake", "numpy"), ("brand_new", "brand_new_mod")):
+        with zipfile.ZipFile(wheels / f"{name}-1.0-py3-none-any.whl", "w") as z:
+            z.writestr(f"{name}-1.0.dist-info/top_level.txt", f"{module}\n")
+            z.writestr(f"{module}/__init__.py", "")
+    assert bundle.top_level_modules(str(wheels / "brand_new-1.0-py3-none-any.whl")) == [
+        "brand_new_mod"
+    ]
+    installed = []
+    monkeypatch.setattr(
+        bundle.subprocess, "run", lambda cmd, check: installed.append(os.path.basename(cmd[-1]))
+    )
+    bundle.install(str(tmp_path / "bundle"), str(tmp_path / "site"))
+    assert installed == ["brand_new-1.0-py3-none-any.whl"]  # numpy is importable: kept
+
+
+@pytest.mark.slow  # two tiny runs and a timing pass: about 2 minutes on 2 cores
+def test_gpu_records_script_at_runlocal_sizes(teacher_dir, tmp_path):
+    """scripts/gpu_records.sh on this CPU at runlocal sizes: each record packed as it finishes,
+    then the timing pass of the methods with records.
+    """
+    out = tmp_path / "out"
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        GPU_RECORDS_VARIANT=":runlocal",
+        GPU_RECORDS_ORDER="digits:fast2 digits:timing",
+        GPU_RECORDS_ARGS=f"--config.teacher.checkpoint={teacher_dir} --config.profile_method=",
+    )
+    done = subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", "gpu_records.sh"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "digits fast2 exit 0" in done.stdout and "digits timing exit 0" in done.stdout
+    import tarfile
+
+    with tarfile.open(out / "records_bench_digits.tar.gz") as tar:
+        names = tar.getnames()
+    backend = jax.default_backend()
+    assert f"results/bench_digits/{backend}/fast2/seed0/summary.json" in names
+    assert f"results/bench_digits/{backend}/timing.json" in names
