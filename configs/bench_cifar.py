@@ -18,19 +18,20 @@ docs/benchmarks.md.
 
 import ml_collections
 
+from fastdfkd_jax import benchmark_config, config_args
 from fastdfkd_jax import config_blocks as blocks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = blocks.parse_arg(
+    a = config_args.parse_arg(
         arg,
         dataset="cifar10",
         pair="resnet34-resnet18",
         runlocal=False,
         choices={"dataset": ("cifar10", "cifar100"), "pair": tuple(blocks.CIFAR_PAIRS)},
     )
-    config = blocks.bench_config(
-        blocks.sibling(__file__, "dfkd_cifar.py"), f"{a.dataset},{{method}},{a.pair}"
+    config = benchmark_config.bench_config(
+        config_args.sibling(__file__, "dfkd_cifar.py"), f"{a.dataset},{{method}},{a.pair}"
     )
     run = config.run
     teacher, student = a.pair.split("-")
@@ -52,5 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         run.mesh = dict(data=1)
         run.eval_batch_size = 16
         run.sample_every_epochs = 0
-        blocks.bench_runlocal(config, ("deepinv2k", "fast2"), short_epochs=1, short_steps=2)
+        benchmark_config.bench_runlocal(
+            config, ("deepinv2k", "fast2"), short_epochs=1, short_steps=2
+        )
     return config

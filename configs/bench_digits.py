@@ -6,7 +6,7 @@ r"""Acceleration benchmark on digits (8x8x1): the paper's methods side by side, 
 
 (`scripts/bench_acceleration.py` takes the same flags.) Variants (the argument):
   '' (full): the 40-epoch digits schedule of configs/dfkd_digits.py for every method of
-    `config_blocks.BENCH_METHODS`, each in full (DeepInv-2k's 40 x 2000 steps: about 32 min on 2
+    `methods.BENCH_METHODS`, each in full (DeepInv-2k's 40 x 2000 steps: about 32 min on 2
     CPU cores; `--config.short_methods='("deepinv2k",)'` takes its accuracy from a stated shorter
     run with the same total KD steps instead, its total extrapolated), seeds 0, 1, 2 (DeepInv-2k
     and CMI-500: seed 0), from the teacher in results/teachers/digits; every finished run is stored
@@ -21,13 +21,13 @@ trained first into WORKDIR/teacher_run/teacher.
 
 import ml_collections
 
-from fastdfkd_jax import config_blocks as blocks
+from fastdfkd_jax import benchmark_config, config_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = blocks.parse_arg(arg, quick=False, runlocal=False)
-    config = blocks.bench_config(blocks.sibling(__file__, "dfkd_digits.py"))
-    config.teacher.train_config = blocks.sibling(__file__, "teacher_digits.py")
+    a = config_args.parse_arg(arg, quick=False, runlocal=False)
+    config = benchmark_config.bench_config(config_args.sibling(__file__, "dfkd_digits.py"))
+    config.teacher.train_config = config_args.sibling(__file__, "teacher_digits.py")
     run = config.run
     run.teacher = ml_collections.ConfigDict(dict(arch="digits_cnn_teacher"))
     run.student = ml_collections.ConfigDict(dict(arch="digits_cnn_small"))
@@ -38,8 +38,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Three seeds a method (DeepInv-2k and CMI-500: one), from the teacher kept in the repository;
     # each finished run is stored in results/bench_digits/<backend> and reused from there.
     config.seeds = (0, 1, 2)
-    config.teacher.checkpoint = blocks.repo_path(__file__, "results/teachers/digits")
-    config.results_dir = blocks.repo_path(__file__, "results/bench_digits/{backend}")
+    config.teacher.checkpoint = config_args.repo_path(__file__, "results/teachers/digits")
+    config.results_dir = config_args.repo_path(__file__, "results/bench_digits/{backend}")
     if a.quick or a.runlocal:
         config.seeds = (0,)
         config.teacher.checkpoint = config.results_dir = ""
@@ -54,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.run = ml_collections.ConfigDict(
             dict(sample_every_epochs=0, synthesis=dict(chunk_steps="2"))
         )
-        blocks.bench_runlocal(
+        benchmark_config.bench_runlocal(
             config,
             ("deepinv2k", "fast2", "fast5_exact"),
             short_epochs=2,

@@ -7,7 +7,7 @@ r"""Acceleration benchmark on Fashion-MNIST (28x28x1): the paper's methods side 
       --config.teacher.checkpoint=runs/teacher_fashion_mnist/teacher
 
 Variants: '' (full: the 150-epoch schedule of configs/dfkd_fashion_mnist.py for every method of
-`config_blocks.BENCH_METHODS`; DeepInv-2k's and CMI-500's accuracy from the stated shorter runs of
+`methods.BENCH_METHODS`; DeepInv-2k's and CMI-500's accuracy from the stated shorter runs of
 `short_methods`, their totals extrapolated; docs/benchmarks.md), `quick`
 (6 epochs, DeepInversion 2 batches of 100 steps, no cost table) and `runlocal` (the methods'
 `runlocal` configs: tiny models, seconds per method).
@@ -15,12 +15,12 @@ Variants: '' (full: the 150-epoch schedule of configs/dfkd_fashion_mnist.py for 
 
 import ml_collections
 
-from fastdfkd_jax import config_blocks as blocks
+from fastdfkd_jax import benchmark_config, config_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = blocks.parse_arg(arg, quick=False, runlocal=False)
-    config = blocks.bench_config(blocks.sibling(__file__, "dfkd_fashion_mnist.py"))
+    a = config_args.parse_arg(arg, quick=False, runlocal=False)
+    config = benchmark_config.bench_config(config_args.sibling(__file__, "dfkd_fashion_mnist.py"))
     run = config.run
     run.teacher = ml_collections.ConfigDict(dict(arch="fmnist_cnn_teacher"))
     run.student = ml_collections.ConfigDict(dict(arch="fmnist_cnn_medium"))
@@ -39,5 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.run = ml_collections.ConfigDict(
             dict(sample_every_epochs=0, synthesis=dict(chunk_steps="2"))
         )
-        blocks.bench_runlocal(config, ("deepinv2k", "fast2"), short_epochs=2, short_steps=4)
+        benchmark_config.bench_runlocal(
+            config, ("deepinv2k", "fast2"), short_epochs=2, short_steps=4
+        )
     return config

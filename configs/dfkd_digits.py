@@ -8,8 +8,8 @@ Measured (docs/results.md): Fast-5 student 97.22% from the 100% teacher, 32.3 s 
 40 batches on 2 CPU cores (`scripts/demo.sh` runs exactly this).
 
 The argument (comma-separated, `key=value` or bare words):
-  method  fast2 | fast5 (default) | fast10 | fast5_exact | fast5_sequential | fast5_independent |
-          deepinv2k | cmi500 | dafl | zskt | dfq (config_blocks.METHODS; docs/benchmarks.md)
+  method  a named method (default fast5): `fastdfkd --list_methods` lists them, one line each
+          (`fastdfkd_jax.methods`; docs/benchmarks.md)
   runlocal  tiny models and schedule, one device: a run of seconds (the tests use it).
 e.g. `:deepinv2k`, `:fast5,runlocal`, `:method=fast2,runlocal`. The paper's schedule shape (warmup,
 then one synthesis call and `kd.steps` student steps per epoch) scaled to an 8x8 problem.
@@ -23,11 +23,14 @@ no head beat the plain student (97.78% as distilled; fine-tuned heads 95.6-97.3%
 
 import ml_collections
 
+from fastdfkd_jax import config_args, methods
 from fastdfkd_jax import config_blocks as blocks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = blocks.parse_arg(arg, method="fast5", runlocal=False, choices={"method": blocks.METHODS})
+    a = config_args.parse_arg(
+        arg, method="fast5", runlocal=False, choices={"method": methods.METHODS}
+    )
     config = blocks.dfkd_config("digits", "digits_cnn_teacher", "digits_cnn_small")
     config.epochs = 40
     config.warmup = 5
@@ -52,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sample_every_epochs = 20
     config.sample_upscale = 4
     config.checkpoint.every_epochs = 10
-    blocks.apply_method(config, a.method)
+    methods.apply_method(config, a.method)
     config.synthesis.augment.flip = False  # DeepInversion's jitter: still no flips on digits
     if a.runlocal:
         blocks.dfkd_runlocal(config, "digits_cnn_tiny")

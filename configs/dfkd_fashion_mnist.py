@@ -9,19 +9,21 @@ r"""Data-free distillation on Fashion-MNIST (28x28x1): fmnist_cnn_teacher -> fmn
 Measured (docs/accelerators.md): Fast-5 student 88.10% from the 91.7% teacher in 26.1 minutes on 2 CPU
 cores, alone on the machine (208.6 s of synthesis for 150 batches).
 
-The argument: `method` (fast2 | fast5 (default) | fast10 | fast5_exact | fast5_sequential |
-fast5_independent | deepinv2k | cmi500 | dafl | zskt | dfq)
-and the flag `runlocal` (tiny models and schedule, one device), e.g. `:deepinv2k` or
+The argument: `method` (a named method, default fast5: `fastdfkd --list_methods` lists them) and
+the flag `runlocal` (tiny models and schedule, one device), e.g. `:deepinv2k` or
 `:fast5,runlocal`.
 """
 
 import ml_collections
 
+from fastdfkd_jax import config_args, methods
 from fastdfkd_jax import config_blocks as blocks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = blocks.parse_arg(arg, method="fast5", runlocal=False, choices={"method": blocks.METHODS})
+    a = config_args.parse_arg(
+        arg, method="fast5", runlocal=False, choices={"method": methods.METHODS}
+    )
     # The student has a third of the teacher's parameters (94k of 279k). With fmnist_cnn_small (24k),
     # 120 epochs and 50 KD steps per epoch the student plateaued at 84.6-84.9% (docs/results.md).
     config = blocks.dfkd_config("fashion_mnist", "fmnist_cnn_teacher", "fmnist_cnn_medium")
@@ -48,7 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # 10000 images every epoch took a tenth of the run.
     config.eval_every_epochs = 10
     config.eval_batch_size = 1000
-    blocks.apply_method(config, a.method)
+    methods.apply_method(config, a.method)
     if a.runlocal:
         blocks.dfkd_runlocal(config, "fmnist_cnn_tiny")
     return config

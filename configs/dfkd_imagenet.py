@@ -53,6 +53,7 @@ on ImageNet); Fast-50: ResNet-50 -> ResNet-50 68.61, -> ResNet-18 53.45, -> Mobi
 
 import ml_collections
 
+from fastdfkd_jax import config_args, methods
 from fastdfkd_jax import config_blocks as blocks
 
 # teacher-student pair -> (teacher, student, adv) of the published Fast-50 logs.
@@ -84,7 +85,7 @@ def fast50(config: ml_collections.ConfigDict) -> None:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = blocks.parse_arg(
+    a = config_args.parse_arg(
         arg,
         pair="resnet50-resnet18",
         method="fast50",
@@ -120,7 +121,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if a.method == "fast50":
         fast50(config)
     else:
-        blocks.apply_method(config, a.method)
+        methods.apply_method(config, a.method)
         s.augment.jitter = 224 // JITTER_FRACTION
 
     if a.runlocal:

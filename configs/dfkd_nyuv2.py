@@ -35,6 +35,7 @@ than DAFL), and DFAD 0.364 (its paper); see docs/imagenet_nyuv2.md for where the
 
 import ml_collections
 
+from fastdfkd_jax import config_args, methods
 from fastdfkd_jax import config_blocks as blocks
 
 METHODS = ("fast10", "fast5", "fast2", "deepinv2k", "dafl")
@@ -45,7 +46,7 @@ SHIFT_FRACTION = 8
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = blocks.parse_arg(arg, method="fast10", runlocal=False, choices={"method": METHODS})
+    a = config_args.parse_arg(arg, method="fast10", runlocal=False, choices={"method": METHODS})
     config = blocks.dfkd_config("nyuv2", "deeplabv3_resnet50", "deeplabv3_mobilenet")
     config.eval_batch_size = 16  # the 654 test images, whole; divides 8 and 16 devices
     config.sample_every_epochs = 20
@@ -66,7 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     kd.optimizer.end_learning_rate = 1e-4
     kd.augment.padding = CROP // SHIFT_FRACTION
 
-    blocks.apply_method(config, a.method)
+    methods.apply_method(config, a.method)
     s.augment.padding = s.augment.jitter = CROP // SHIFT_FRACTION
 
     if a.runlocal:

@@ -12,12 +12,12 @@ decay 5e-4, cosine, 200 epochs, batch 128, crop 4 + flip.
 
 import ml_collections
 
+from fastdfkd_jax import config_args, models
 from fastdfkd_jax import config_blocks as blocks
-from fastdfkd_jax import models
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = blocks.parse_arg(
+    a = config_args.parse_arg(
         arg,
         dataset="cifar10",
         arch="resnet34",

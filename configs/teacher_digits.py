@@ -8,11 +8,12 @@ Measured (docs/results.md): 100.00% test accuracy in 55 s on 2 CPU cores. The fl
 
 import ml_collections
 
+from fastdfkd_jax import config_args
 from fastdfkd_jax import config_blocks as blocks
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = blocks.parse_arg(arg, runlocal=False)
+    a = config_args.parse_arg(arg, runlocal=False)
     config = blocks.teacher_config(
         "digits",
         "digits_cnn_teacher",

@@ -1,11 +1,8 @@
-"""Config blocks shared by the files in `configs/`, the config argument parser, loading by path.
+"""Config blocks shared by the files in `configs/`: every job's keys, the teacher and the
+distillation jobs' blocks, their `runlocal` variants.
 
-Config files (`configs/<job>_<dataset>.py`) are loaded by path, never imported as a package; they
-import only this module (and the library) and never each other. Each defines
-`get_config(arg=None)` whose `arg` (the text after `:` in `--config=FILE:ARG`) is parsed by
-`parse_arg` into variants, big_vision style: comma-separated `key=value` pairs and bare words, e.g.
-`fast5,runlocal` or `method=fast5,runlocal`. A bare word is a boolean flag set to True (`runlocal`)
-or, when it is one of a key's `choices`, that key's value (`fast5` for `method`).
+The config argument and loading by path: `fastdfkd_jax.config_args`; the named methods' presets:
+`fastdfkd_jax.methods`; the benchmark's keys: `fastdfkd_jax.benchmark.configs`.
 
 Batch sizes in every config (`train.batch_size`, `synthesis.batch_size`, `kd.batch_size`,
 `eval_batch_size`) are GLOBAL: summed over all devices of all processes. Each device computes
@@ -14,115 +11,11 @@ rates are for that global batch; an optimizer block's `lr_scaling` ('none' | 'li
 `reference_batch_size`) says whether they change when the global batch does (docs/scaling.md).
 """
 
-import importlib.util
-import os
-from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
 from fastdfkd_jax import backend, optim, precision, sharding
-from fastdfkd_jax.synthesis import baseline_losses
-
-# -- the config argument ------------------------------------------------------------------------
-
-_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
-
-
-def _convert(key: str, text: str, default: Any) -> Any:
-    """`text` as the type of `default` (bool, int, float or str)."""
-    if isinstance(default, bool):
-        if text.lower() not in _TRUE + _FALSE:
-            raise ValueError(f"Config argument {key}={text!r} is not a boolean.")
-        return text.lower() in _TRUE
-    try:
-        return type(default)(text)
-    except ValueError:
-        raise ValueError(
-            f"Config argument {key}={text!r} is not a {type(default).__name__}."
-        ) from None
-
-
-def parse_arg(
-    arg: str | None,
-    *,
-    choices: Mapping[str, Sequence[str]] | None = None,
-    **defaults: Any,
-) -> ml_collections.ConfigDict:
-    """The config argument `arg` parsed into `defaults` (every key must have one).
-
-    Args:
-      arg: e.g. `'fast5,runlocal'`, `'method=fast5,runlocal'`, `'cifar10,fast5,wrn40_2-wrn16_1'`;
-        None or '' gives the defaults.
-      choices: key -> the values a bare word may select (values must not be shared between keys).
-      **defaults: every accepted key with its default value (its type is the value's type).
-
-    Returns:
-      A ConfigDict of the keys with their parsed values.
-
-    Raises:
-      ValueError: an unknown key or word, a value of the wrong type, or a value outside `choices`.
-    """
-    choices = dict(choices or {})
-    values = dict(defaults)
-    for token in (t.strip() for t in (arg or "").split(",")):
-        if not token:
-            continue
-        if "=" in token:
-            key, text = (s.strip() for s in token.split("=", 1))
-            if key not in defaults:
-                raise ValueError(
-                    f"Unknown config argument key {key!r}; the keys are {sorted(defaults)}."
-                )
-            values[key] = _convert(key, text, defaults[key])
-            continue
-        owners = [k for k, allowed in choices.items() if token in allowed]
-        if isinstance(defaults.get(token), bool):
-            values[token] = True
-        elif len(owners) == 1:
-            values[owners[0]] = token
-        else:
-            flags = sorted(k for k, v in defaults.items() if isinstance(v, bool))
-            raise ValueError(
-                f"Unknown config argument {token!r}; flags: {flags}; values: "
-                + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(choices.items()))
-                + "."
-            )
-    for key, allowed in choices.items():
-        if values[key] not in allowed:
-            raise ValueError(
-                f"Config argument {key}={values[key]!r} is not one of {', '.join(allowed)}."
-            )
-    return ml_collections.ConfigDict(values)
-
-
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """The config of `spec` = `'path/to/file.py'` or `'path/to/file.py:arg'`, loaded by path.
-
-    What `--config=SPEC` gives on the command line, before `--config.x=...` overrides.
-    """
-    path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise ValueError(f"No config file at {path!r} (from {spec!r}).")
-    name = "_config_" + os.path.splitext(os.path.basename(path))[0]
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
-
-
-def repo_path(config_file: str, relative: str) -> str:
-    """The absolute path of `relative` to the repository root, from a config file's `__file__`
-    (config files live in `<root>/configs/`).
-    """
-    root = os.path.dirname(os.path.dirname(os.path.abspath(config_file)))
-    return os.path.join(root, relative)
-
-
-def sibling(config_file: str, name: str) -> str:
-    """The absolute path of config file `name` in the folder of `config_file` (a `__file__`)."""
-    return os.path.join(os.path.dirname(os.path.abspath(config_file)), name)
-
 
 # -- blocks every job has -------------------------------------------------------------------------
 
@@ -406,149 +299,6 @@ def mars_head(**overrides: Any) -> ml_collections.ConfigDict:
     return cfg
 
 
-def fast(config: ml_collections.ConfigDict, g_steps: int) -> ml_collections.ConfigDict:
-    """Fast-2/5/10 with the original's per-variant learning rates (meta lr = lr_g * g_steps)."""
-    lr_z, lr_g = FAST_LEARNING_RATES[g_steps]
-    s = config.synthesis
-    s.method, s.g_steps, s.lr_z, s.lr_g, s.meta_lr = "fast", g_steps, lr_z, lr_g, lr_g * g_steps
-    config.method = f"fast{g_steps}"
-    return config
-
-
-# g_steps -> (lr_z, lr_g) of the original's Fast-2/5/10 scripts.
-FAST_LEARNING_RATES = {2: (0.015, 5e-3), 5: (0.01, 3e-3), 10: (0.01, 2e-3)}
-
-
-def strategy(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-    """The paper's ablations of the current Fast-k config: 'sequential' (one generator trained in
-    place across batches, the original's synthesis/fast.py: no meta step, no reset_l0) or
-    'independent' (a fresh generator for every batch).
-    """
-    config.synthesis.strategy = name
-    config.synthesis.reset_l0_epoch = -1  # neither has a meta generator to reset
-    config.method = f"{config.method}_{name}"
-    return config
-
-
-def deepinv(config: ml_collections.ConfigDict, steps: int = 2000) -> ml_collections.ConfigDict:
-    """DeepInv-2k as the original's DeepInvSyntheiszer: pixels optimized from noise with
-    Adam(lr 0.1, betas 0.5/0.99), one roll jitter and one flip for the whole batch, loss
-    10 * (L_bn(teacher) - 0.001 L_bn(student)) + CE - jsdiv_clamped(T=3), the adversarial term on
-    from the first batch. Differs from the original only by returning each batch's lowest-loss
-    iterate (`return_iterate`). The paper's row has 2000 steps (deepinv_cifar.sh: 1000).
-    """
-    s = config.synthesis
-    s.method, s.g_steps, s.lr_x, s.inner_betas = "deepinversion", steps, 0.1, (0.5, 0.99)
-    s.bn, s.oh, s.adv, s.adversarial, s.bn_momentum = 10.0, 1.0, 1.0, "jsdiv_clamped", 0.0
-    s.student_bn = baseline_losses.DEEPINV_STUDENT_BN
-    s.adv_start = "first_call"
-    s.augment.kind = "jitter"
-    s.augment.flip_whole_batch = True
-    s.reset_l0_epoch = -1
-    config.method = f"deepinv{steps // 1000}k" if steps % 1000 == 0 else f"deepinv{steps}"
-    return config
-
-
-def cmi(config: ml_collections.ConfigDict, steps: int = 500) -> ml_collections.ConfigDict:
-    """CMI-500 with the values of the original's cmi_cifar.sh: a generator re-initialized for every
-    batch and trained `steps` steps (with z) by Adam(1e-3, betas 0.5/0.999); loss BN + CE + 0.5
-    masked KL (from the first batch) + 0.8 contrastive loss (head 256, temperature 0.2, bank of
-    40960 feature pairs, 4096 negatives). The script has 200 steps; the paper's row 500.
-    """
-    s = config.synthesis
-    s.method, s.g_steps, s.lr_g, s.lr_z = "cmi", steps, 1e-3, 1e-3
-    s.bn, s.oh, s.adv, s.adversarial, s.bn_momentum = 1.0, 1.0, 0.5, "kl", 0.0
-    s.adv_start = "first_call"
-    s.reset_l0_epoch = -1
-    config.method = f"cmi{steps}"
-    return config
-
-
-# The generative baselines' weights in the original's scripts (dafl/zskt/dfq_cifar.sh):
-# name -> (adv, bn, oh, act, balance, student steps per generator step).
-GENERATIVE = {
-    "dafl": (0.0, 0.0, 1.0, 0.001, 20.0, 5),
-    "zskt": (1.0, 0.0, 0.0, 0.0, 0.0, 5),
-    "dfq": (1.0, 1.0, 1.0, 0.0, 20.0, 10),
-}
-# The original's DAFL generator has twice the latent size of the others' (512 against 256).
-DAFL_LATENT_FACTOR = 2
-# The KD temperature of the generative baselines: the original's datafree_kd.py replaces the KD
-# criterion of DAFL, ZSKT and DFQ by `KLDiv()` (T = 1), so their scripts' `--T 20` never applies.
-GENERATIVE_KD_TEMPERATURE = 1.0
-
-
-def generative(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-    """DAFL, ZSKT or DFQ as the original's GenerativeSynthesizer: one persistent generator trained
-    continuously by Adam(1e-3, betas 0.5/0.999), one generator step per round, then
-    `kd_steps_per_round` student steps, each on a fresh batch of the generator (no augmentation).
-    The generator's loss: adv * (-KL(teacher || student), unmasked) + bn * L_bn + oh * CE(teacher,
-    its own argmax) + act * (-mean |features|) + balance * (negative entropy of the batch's mean
-    prediction). The adversary is the student (`adversary`: the original's is the teacher itself,
-    which zeroes the term). The student is distilled at T = 1 (`GENERATIVE_KD_TEMPERATURE`), as the
-    original's criterion for these methods.
-    """
-    adv, bn, oh, act, balance, kd_per_round = GENERATIVE[name]
-    s = config.synthesis
-    s.method, s.g_steps, s.lr_g = "generative", 1, 1e-3
-    s.adv, s.bn, s.oh, s.act, s.balance, s.bn_momentum = adv, bn, oh, act, balance, 0.0
-    s.kd_steps_per_round = kd_per_round
-    s.adv_start = "first_call"
-    s.reset_l0_epoch = -1
-    if name == "dafl":
-        s.generator.nz *= DAFL_LATENT_FACTOR
-    config.kd.augment.padding, config.kd.augment.flip = 0, False
-    config.kd.temperature = GENERATIVE_KD_TEMPERATURE
-    config.method = name
-    return config
-
-
-def exact(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The exact (second-order) meta-gradient of the summed inner losses instead of the original's
-    first-order approximation of it (their difference: the second-order terms). Measured worse
-    than first-order with Adam inner steps (docs/benchmarks.md): the research option, not the
-    paper's method.
-    """
-    config.synthesis.meta_gradient = "exact"
-    config.method = f"{config.method}_exact"
-    return config
-
-
-def baseline_cifar_protocol(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The student schedule of the original's deepinv/cmi/dafl/zskt/dfq_cifar.sh: 200 epochs, no
-    warmup, SGD at 0.1 (FastDFKD's fast_cifar.sh: 220 epochs, warmup 20, 0.2).
-    """
-    config.epochs, config.warmup = 200, 0
-    config.kd.optimizer.learning_rate = 0.1
-    config.pool.capacity = config.synthesis.batch_size * config.epochs
-    return config
-
-
-# Method name (the paper's table rows) -> what it changes in a distillation config.
-METHODS: dict[str, Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]] = {
-    "fast2": lambda c: fast(c, 2),
-    "fast5": lambda c: fast(c, 5),
-    "fast10": lambda c: fast(c, 10),
-    "fast5_exact": lambda c: exact(fast(c, 5)),
-    "fast5_sequential": lambda c: strategy(fast(c, 5), "sequential"),
-    "fast5_independent": lambda c: strategy(fast(c, 5), "independent"),
-    "deepinv2k": lambda c: deepinv(c, 2000),
-    "cmi500": lambda c: cmi(c, 500),
-    "dafl": lambda c: generative(c, "dafl"),
-    "zskt": lambda c: generative(c, "zskt"),
-    "dfq": lambda c: generative(c, "dfq"),
-}
-# The methods the original runs with the student schedule of its baseline scripts.
-BASELINE_METHODS = ("deepinv2k", "cmi500", "dafl", "zskt", "dfq")
-
-
-def apply_method(config: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
-    """Applies a method name of `METHODS` to a distillation config."""
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose one of {sorted(METHODS)}.")
-    return METHODS[method](config)
-
-
 def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collections.ConfigDict:
     """A few seconds' run of the same code path: tiny models, batches and schedule, one device.
 
@@ -608,84 +358,11 @@ def smoke_runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     return config
 
 
-# -- the acceleration benchmark -------------------------------------------------------------------
-
-BENCH_METHODS = (
-    "deepinv2k",
-    "cmi500",
-    "dafl",
-    "zskt",
-    "dfq",
-    "fast2",
-    "fast5",
-    "fast10",
-    "fast5_exact",
-    "fast5_sequential",
-    "fast5_independent",
-)
-
-
-def bench_config(dfkd_config_file: str, dfkd_arg: str = "{method}") -> ml_collections.ConfigDict:
-    """The benchmark keys. `dfkd_config_file` is the distillation config file (a path) whose
-    `get_config(dfkd_arg.format(method=...))` gives each method's config.
+def baseline_cifar_protocol(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The student schedule of the original's deepinv/cmi/dafl/zskt/dfq_cifar.sh: 200 epochs, no
+    warmup, SGD at 0.1 (FastDFKD's fast_cifar.sh: 220 epochs, warmup 20, 0.2).
     """
-    config = ml_collections.ConfigDict()
-    config.job = "benchmark"
-    config.dfkd_config = dfkd_config_file
-    config.dfkd_arg = dfkd_arg
-    # checkpoint '' + train_config (a teacher config file, path[:arg]): train that teacher first
-    # into WORKDIR/teacher_run/teacher. train_epochs: that teacher's epochs (0: its config's).
-    config.teacher = ml_collections.ConfigDict(dict(checkpoint="", train_config="", train_epochs=0))
-    # Applied to every method's distillation config (nested like it; unknown keys are refused).
-    config.run = ml_collections.ConfigDict()
-    config.methods = BENCH_METHODS
-    # Each method runs once per seed (synthesis and student; the teacher is fixed), except the
-    # `single_seed_methods` (too slow to repeat), which run with the first seed only.
-    config.seeds = (0,)
-    config.single_seed_methods = ("deepinv2k", "cmi500")
-    # A results folder (in the repository: results/bench_<data>/<backend>) where each finished
-    # run's record (summary.json, metrics.jsonl; no checkpoints) is stored per method and seed, and
-    # reused instead of running the method again ('' stores nothing).
-    config.results_dir = ""
-    # Only the runs (each stored as it finishes): no timing pass, cost table or profile.
-    config.runs_only = False
-    config.timing_repeats = 5  # timed synthesis calls per method (medians reported)
-    # Methods too slow to run in full here (DeepInv-2k, CMI-500): their accuracy from a shorter run
-    # (short_epochs batches of their own g_steps, or short_steps when > 0, with the same total KD
-    # steps and schedule length) and their total synthesis time extrapolated from the measured
-    # per-batch time (marked "extrapolated" in every output).
-    config.short_methods = ("deepinv2k", "cmi500")
-    config.short_epochs = 4
-    config.short_steps = 0
-    # Methods whose steps run as host-driven chunks (DeepInversion, CMI): a timed call runs this
-    # many chunks, scaled to g_steps.
-    config.timing_chunks = 2
-    # Exact vs first-order meta-gradient cost (time, compiled memory, +-remat) for these g_steps.
-    config.cost_g_steps = (2, 5, 10)
-    # Skip the runs: per-batch times and extrapolated totals only (no accuracies).
-    config.timing_only = False
-    config.profile_method = "fast5"  # '' skips the profile
-    config.progress_bar = True
-    # JAX's persistent compilation cache in WORKDIR/xla_cache: the timing pass then loads the
-    # runs' executables instead of compiling them again.
-    config.compilation_cache = True
+    config.epochs, config.warmup = 200, 0
+    config.kd.optimizer.learning_rate = 0.1
+    config.pool.capacity = config.synthesis.batch_size * config.epochs
     return config
-
-
-def bench_runlocal(
-    config: ml_collections.ConfigDict,
-    methods: tuple[str, ...],
-    short_epochs: int,
-    short_steps: int,
-    cost_g_steps: tuple[int, ...] = (),
-) -> None:
-    """A benchmark of seconds per method (tests, smoke runs): few methods and timed calls, Fast-2
-    profiled, no progress bar, no compilation cache.
-    """
-    config.methods = methods
-    config.short_epochs, config.short_steps = short_epochs, short_steps
-    config.timing_repeats = 2
-    config.cost_g_steps = cost_g_steps
-    config.profile_method = "fast2"
-    config.progress_bar = False
-    config.compilation_cache = False

@@ -1,22 +1,23 @@
 """Entry point: `fastdfkd --config=configs/<file>.py[:ARG] --workdir=DIR` (or
-`python -m fastdfkd_jax.main ...`).
+`python -m fastdfkd_jax.main ...`); `fastdfkd --list_methods` lists the named methods.
 
 The config file's `job` names what runs (`JOBS`: 'teacher', 'dfkd', 'benchmark', 'mars_head');
 the job's `validate(config)` runs first, then the job, then the jobs of `FOLLOW_UPS` whose config
 block says `enabled` (validated before the job starts). `--config.x.y=value` overrides any
 declared key (type-checked; unknown keys are refused). Config files are loaded by path; their
-argument syntax is in `fastdfkd_jax.config_blocks`.
+argument syntax is in `fastdfkd_jax.config_args`.
 """
 
 import importlib
 import os
+import sys
 
 import jax
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fastdfkd_jax import sharding
+from fastdfkd_jax import methods, sharding
 
 # job name -> (module with `validate(config)`, its function `(config, workdir) -> summary dict`).
 # Imported when the job runs, so one job does not pay for the others' imports.
@@ -33,6 +34,9 @@ FOLLOW_UPS = {"dfkd": ("mars_head",)}
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
+_LIST_METHODS = flags.DEFINE_bool(
+    "list_methods", False, "Print the named methods, one line each, and exit (no config needed)."
+)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -61,13 +65,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _LIST_METHODS.value:
+        sys.stdout.write(methods.listing() + "\n")
+        return
+    if _CONFIG.value is None or _WORKDIR.value is None:
+        raise app.UsageError("--config and --workdir are required (or --list_methods).")
     summary = run(_CONFIG.value, _WORKDIR.value)
     logging.info("Summary: %s", {k: v for k, v in summary.items() if k != "config"})
 
 
 def cli() -> None:
     """The `fastdfkd` console command."""
-    flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)
 
 

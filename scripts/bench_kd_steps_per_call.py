@@ -32,9 +32,9 @@ def main(argv):
     import jax.numpy as jnp
     import numpy as np
 
-    from fastdfkd_jax import components, config_blocks, data, distill, models
+    from fastdfkd_jax import components, config_args, data, distill, models
 
-    config = config_blocks.load_config(_CONFIG.value)
+    config = config_args.load_config(_CONFIG.value)
     config.mesh.data = 1
     info = data.get_info(config.dataset.name)
     teacher = models.create_model(config.teacher.arch, num_classes=info.num_classes)

@@ -46,7 +46,7 @@ def measure(num_devices: int, repeats: int) -> dict:
     from fastdfkd_jax import (
         compilation,
         components,
-        config_blocks,
+        config_args,
         data,
         distill,
         models,
@@ -69,7 +69,7 @@ def measure(num_devices: int, repeats: int) -> dict:
         )
 
     # Teacher training step.
-    tcfg = config_blocks.load_config(os.path.join(CONFIGS, "teacher_digits.py"))
+    tcfg = config_args.load_config(os.path.join(CONFIGS, "teacher_digits.py"))
     info = data.get_info(tcfg.dataset.name)
     model = models.create_model(tcfg.model.arch, num_classes=info.num_classes)
     tx = optim.make_optimizer(tcfg.train.optimizer, 1000)
@@ -101,7 +101,7 @@ def measure(num_devices: int, repeats: int) -> dict:
            lambda: step(tstate, batch, jax.random.PRNGKey(1)))  # fmt: skip
 
     # The data-free run: Fast-5 synthesis call and KD step on a full pool.
-    config = config_blocks.load_config(os.path.join(CONFIGS, "dfkd_digits.py:fast5"))
+    config = config_args.load_config(os.path.join(CONFIGS, "dfkd_digits.py:fast5"))
     config.pool.capacity = config.synthesis.batch_size * POOL_BATCHES
     t_model = models.create_model(config.teacher.arch, num_classes=info.num_classes)
     x = jnp.zeros((1, *info.image_shape))

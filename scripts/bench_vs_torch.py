@@ -483,7 +483,7 @@ def main(argv):
     import jax
     import torch
 
-    from fastdfkd_jax import compilation, components, config_blocks, distill
+    from fastdfkd_jax import compilation, components, config_args, distill
     from fastdfkd_jax.benchmark import profile, steps
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -505,7 +505,7 @@ def main(argv):
         parts, state = steps.build(spec, _POLICY.value, _SMALL.value, batch, **small)
         return parts, state
 
-    fast_config = config_blocks.load_config(FAST_SPEC)
+    fast_config = config_args.load_config(FAST_SPEC)
     fast_config.synthesis.batch_size = fast_config.kd.batch_size = results["batch"]
     side = torch_side(fast_config, _SMALL.value)
     rng = jax.random.PRNGKey(0)
@@ -578,7 +578,7 @@ def main(argv):
             )
         del parts, state
     if "deepinversion_step" in _STEPS.value:
-        deepinv_config = config_blocks.load_config(DEEPINV_SPEC)
+        deepinv_config = config_args.load_config(DEEPINV_SPEC)
         deepinv_config.synthesis.batch_size = results["batch"]
         parts, state = ours(DEEPINV_SPEC)
         synth = parts.synthesizer

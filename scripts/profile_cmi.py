@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from fastdfkd_jax import backend, components, config_blocks
+from fastdfkd_jax import backend, components, config_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIG = flags.DEFINE_string(
@@ -44,7 +44,7 @@ def step_cost(parts, state, n_neg: int) -> dict:
 
 def main(argv):
     del argv
-    config = config_blocks.load_config(_CONFIG.value)
+    config = config_args.load_config(_CONFIG.value)
     config.teacher.checkpoint = _TEACHER.value
     config = backend.resolve(config, backend.platform_of())
     parts = components.build(config)

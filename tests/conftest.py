@@ -22,7 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from fastdfkd_jax import checkpoint, compilation, config_blocks, data, models  # noqa: E402
+from fastdfkd_jax import checkpoint, compilation, config_args, data, models  # noqa: E402
 from fastdfkd_jax.synthesis import baseline_losses  # noqa: E402
 from spline import forward as spline_forward  # noqa: E402
 
@@ -51,7 +51,7 @@ def compilation_cache_dir(tmp_path_factory):
 
 def load_config(spec: str):
     """`configs/<spec>` loaded by path, e.g. `load_config('dfkd_digits.py:fast2,runlocal')`."""
-    return config_blocks.load_config(os.path.join(CONFIGS, spec))
+    return config_args.load_config(os.path.join(CONFIGS, spec))
 
 
 def save_random_teacher(path, arch, dataset, image_shape, num_classes):

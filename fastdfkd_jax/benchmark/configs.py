@@ -13,7 +13,7 @@ from typing import Any
 
 import ml_collections
 
-from fastdfkd_jax import backend, config_blocks
+from fastdfkd_jax import backend, config_args, methods, synthesis
 
 # Keys that do not change what a run computes: a finished run that differs only in them is reused.
 DISPLAY_ONLY_KEYS = ("progress_bar",)
@@ -64,9 +64,7 @@ def apply_overrides(
 
 def method_config(bench: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
     """The distillation config of `method`: the dataset's dfkd config plus `bench.run`."""
-    config = config_blocks.load_config(
-        f"{bench.dfkd_config}:{bench.dfkd_arg.format(method=method)}"
-    )
+    config = config_args.load_config(f"{bench.dfkd_config}:{bench.dfkd_arg.format(method=method)}")
     apply_overrides(config, bench.run)
     return config
 
@@ -87,7 +85,7 @@ def with_fast_steps(
     config: ml_collections.ConfigDict, g_steps: int, meta_gradient: str, remat: bool
 ) -> ml_collections.ConfigDict:
     """A copy of a Fast-k config as Fast-`g_steps` with the given meta-gradient and remat."""
-    config = config_blocks.fast(copy(config), g_steps)
+    config = methods.fast(copy(config), g_steps)
     config.synthesis.meta_gradient = meta_gradient
     config.synthesis.remat = remat
     return config
@@ -132,11 +130,7 @@ def describe_shorter_run(full: ml_collections.ConfigDict, short: ml_collections.
 
 def is_chunked(config: ml_collections.ConfigDict) -> bool:
     """Whether the method's steps run as host-driven chunks (DeepInversion, CMI)."""
-    return config.synthesis.method in CHUNKED_METHODS
-
-
-# Synthesis methods with many steps per call, run as host-driven chunks (`ChunkedSynthesis`).
-CHUNKED_METHODS = ("deepinversion", "cmi")
+    return synthesis.is_chunked(config.synthesis)
 
 
 def chunked_per_batch_scale(config: ml_collections.ConfigDict, timing_chunks: int) -> tuple:

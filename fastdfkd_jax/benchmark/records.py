@@ -15,7 +15,7 @@ import os
 import re
 import statistics
 
-from fastdfkd_jax import config_blocks, reporting
+from fastdfkd_jax import methods, reporting
 from fastdfkd_jax.benchmark import report
 
 SUMMARY = "summary.json"
@@ -130,7 +130,7 @@ def result_from_records(results_dir: str) -> dict:
     """
     runs = load_runs(results_dir)
     timing = load_timing(results_dir)
-    order = [m for m in config_blocks.BENCH_METHODS if m in runs]
+    order = [m for m in methods.BENCH_METHODS if m in runs]
     order += sorted(m for m in runs if m not in order)
     rows = [row(m, runs[m], timing) for m in order]
     report.speedups(rows)
@@ -149,7 +149,7 @@ def result_from_records(results_dir: str) -> dict:
             synthesis_batch_size=first["synthesis"]["batch_size"],
         ),
         timing_device=timing and timing["device"],
-        missing=[m for m in config_blocks.BENCH_METHODS if m not in runs],
+        missing=[m for m in methods.BENCH_METHODS if m not in runs],
         rows=rows,
         targets=report.targets(rows),
     )

@@ -5,32 +5,12 @@ import os
 
 from absl import logging
 
-from fastdfkd_jax import provenance, reporting
+from fastdfkd_jax import methods, provenance, reporting
 
 BASELINE = "deepinv2k"
 MIB = 2**20
 JSON_NAME, MARKDOWN_NAME, PLOT_NAME = "acceleration.json", "acceleration.md", "acceleration.png"
-# Display names of the paper's table.
-LABELS = {
-    "deepinv2k": "DeepInv-2k",
-    "cmi500": "CMI-500",
-    "dafl": "DAFL",
-    "zskt": "ZSKT",
-    "dfq": "DFQ",
-    "fast2": "Fast-2",
-    "fast5": "Fast-5",
-    "fast10": "Fast-10",
-    "fast5_exact": "Fast-5 (exact meta-grad)",
-    "fast5_sequential": "Fast-5 (sequential reuse)",
-    "fast5_independent": "Fast-5 (independent)",
-}
-# The generative baselines Fast-5 must beat on accuracy at less synthesis time (the paper's
-# CIFAR table shows it for all three).
-GENERATIVE_BASELINES = ("dafl", "zskt", "dfq")
-
-
-def method_label(method: str) -> str:
-    return LABELS.get(method, method)
+method_label = methods.label
 
 
 def speedups(rows: list[dict], baseline: str = BASELINE) -> list[dict]:
@@ -98,7 +78,7 @@ def generative_check(
     own epochs).
     """
     by_name = {r["method"]: r for r in rows}
-    others = [by_name[m] for m in GENERATIVE_BASELINES if m in by_name]
+    others = [by_name[m] for m in methods.GENERATIVE_BASELINES if m in by_name]
     if method not in by_name or not others:
         return None
     row = by_name[method]

@@ -16,7 +16,15 @@ import statistics
 import ml_collections
 from absl import logging
 
-from fastdfkd_jax import backend, checkpoint, config_blocks, fingerprint, synthesis, teacher, train
+from fastdfkd_jax import (
+    backend,
+    checkpoint,
+    config_args,
+    fingerprint,
+    synthesis,
+    teacher,
+    train,
+)
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
@@ -37,7 +45,7 @@ def ensure_teacher(bench: ml_collections.ConfigDict, workdir: str) -> str:
     teacher_dir = os.path.join(run_dir, "teacher")
     if not os.path.exists(os.path.join(teacher_dir, "meta.json")):
         logging.info("No teacher given: training %s into %s.", bench.teacher.train_config, run_dir)
-        teacher_config = config_blocks.load_config(bench.teacher.train_config)
+        teacher_config = config_args.load_config(bench.teacher.train_config)
         teacher_config.progress_bar = bench.progress_bar
         if bench.teacher.train_epochs:
             teacher_config.train.epochs = bench.teacher.train_epochs

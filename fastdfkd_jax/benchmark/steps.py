@@ -25,7 +25,7 @@ import ml_collections
 from fastdfkd_jax import (
     compilation,
     components,
-    config_blocks,
+    config_args,
     data,
     distill,
     models,
@@ -73,7 +73,7 @@ def build(
     small_batch: int = 4,
 ) -> tuple[components.Components, object]:
     """The parts and a state (pool full of noise) of the config `spec` under `policy`."""
-    config = config_blocks.load_config(spec)
+    config = config_args.load_config(spec)
     config.precision = policy
     config.mesh.data = 1
     if batch_size:

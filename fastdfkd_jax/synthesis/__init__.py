@@ -40,17 +40,25 @@ class Method(NamedTuple):
     `version`: the version of the method's code, part of a run's fingerprint
     (`fastdfkd_jax.fingerprint`); bump it with a change that alters the method's results, so that
     finished runs and stored records of the old code are not reused.
+    `needs_batchnorm(synthesis block)`: whether it reads the teacher's BatchNorm layers (checked
+    before compute: `check_teacher_has_batchnorm`).
+    `chunked`: its steps run as host-driven chunks on CPU (`base.ChunkedSynthesis`).
     """
 
     build: Callable[..., Synthesizer]
     validate: Callable[[ml_collections.ConfigDict], None]
     version: int = 1
+    needs_batchnorm: Callable[[ml_collections.ConfigDict], bool] = lambda s: s.bn > 0
+    chunked: bool = False
 
 
 SYNTHESIZERS: dict[str, Method] = {
     "fast": Method(fastdfkd.build, fastdfkd.validate),
-    "deepinversion": Method(deepinversion.build, deepinversion.validate),
-    "cmi": Method(contrastive.build, contrastive.validate),
+    "deepinversion": Method(deepinversion.build, deepinversion.validate, chunked=True),
+    # CMI's instance features are the inputs of the teacher's BatchNorms, whatever `bn` is.
+    "cmi": Method(
+        contrastive.build, contrastive.validate, needs_batchnorm=lambda s: True, chunked=True
+    ),
     "generative": Method(generative.build, generative.validate),
     "fast_meta_latent": Method(meta_latent.build, meta_latent.validate),
 }
@@ -103,10 +111,15 @@ def build_synthesizer(
 
 
 def needs_batchnorm(s: ml_collections.ConfigDict) -> bool:
-    """Whether the method reads the teacher's BatchNorm layers: a BN-statistics loss, or CMI's
-    features (the inputs of the teacher's BatchNorms).
+    """Whether the method of a `synthesis` block reads the teacher's BatchNorm layers
+    (`Method.needs_batchnorm`: a BN-statistics loss, or CMI's features).
     """
-    return s.bn > 0 or s.method == "cmi"
+    return SYNTHESIZERS[s.method].needs_batchnorm(s)
+
+
+def is_chunked(s: ml_collections.ConfigDict) -> bool:
+    """Whether the method of a `synthesis` block runs its steps as host-driven chunks on CPU."""
+    return SYNTHESIZERS[s.method].chunked
 
 
 def check_teacher_has_batchnorm(

@@ -23,7 +23,7 @@ loop, the objective and the BN memory) in the latent:
 The pool receives the lowest-loss iterate of each call, as the CIFAR variant does (the ImageNet
 script adds the last iterate's images). The original's ImageNet generator is `DeepGenerator`
 (a 14x14 spatial latent upsampled four times to 224). `build` makes the synthesizer from a run
-config; the `meta_latent` block holds its keys (`config_blocks.meta_latent_block`).
+config; the `meta_latent` block holds its keys (`config_blocks.meta_latent`).
 """
 
 import dataclasses
@@ -217,7 +217,7 @@ def validate(s: ml_collections.ConfigDict) -> None:
     if "meta_latent" not in s:
         raise ValueError(
             "synthesis.method='fast_meta_latent' needs the synthesis.meta_latent block "
-            "(config_blocks.meta_latent_block)."
+            "(config_blocks.meta_latent)."
         )
     if s.meta_latent.reset_every < 0:
         raise ValueError(

@@ -13,12 +13,12 @@ import json
 import os
 import sys
 
-from fastdfkd_jax import config_blocks
+from fastdfkd_jax import config_blocks, methods
 from fastdfkd_jax.benchmark import configs as bench_configs
 from tests.conftest import CONFIGS, REPO, load_config
 
 HASHES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config_hashes.json")
-METHODS = tuple(config_blocks.METHODS)
+METHODS = tuple(methods.METHODS)
 PAIRS = tuple(config_blocks.CIFAR_PAIRS)
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastdfkd_jax import checkpoint, config_blocks, metrics, optim, reporting
+from fastdfkd_jax import checkpoint, config_args, methods, metrics, optim, reporting
 from tests.conftest import CONFIGS, REPO, load_config
 
 
@@ -98,7 +98,7 @@ def test_teacher_directory_round_trip_and_errors(tmp_path):
 
 
 def test_every_method_config_is_complete():
-    for method in config_blocks.METHODS:
+    for method in methods.METHODS:
         config = load_config(f"dfkd_digits.py:{method}")
         assert config.method == method
     fast10 = load_config("dfkd_digits.py:fast10").synthesis
@@ -110,13 +110,13 @@ def test_every_method_config_is_complete():
         load_config("dfkd_cifar.py:cifar10,fast5,resnet18-resnet34")
     # An unknown method name lists the valid ones.
     with pytest.raises(ValueError, match="Unknown method 'fast3'; choose one of .*'cmi500'.*'dfq'"):
-        config_blocks.apply_method(load_config("dfkd_digits.py"), "fast3")
+        methods.apply_method(load_config("dfkd_digits.py"), "fast3")
     with pytest.raises(ValueError, match="Unknown config argument 'fast3'; .*dafl, zskt, dfq"):
         load_config("dfkd_digits.py:fast3")
 
 
 def test_config_argument_parsing():
-    parse = config_blocks.parse_arg
+    parse = config_args.parse_arg
     choices = {"method": ("fast2", "fast5"), "dataset": ("a", "b")}
     got = parse(
         "fast2,runlocal,dataset=b", method="fast5", dataset="a", runlocal=False, choices=choices
@@ -268,3 +268,33 @@ def test_console_entry_point_is_installed():
 
     (point,) = [e for e in entry_points(group="console_scripts") if e.name == "fastdfkd"]
     assert point.value == "fastdfkd_jax.main:cli"
+
+
+def test_list_methods_needs_no_config_and_shows_every_record():
+    done = subprocess.run(
+        [sys.executable, "-m", "fastdfkd_jax.main", "--list_methods"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(methods.REGISTRY)
+    assert "DeepInv-2k" in lines[0]
+    # Without --list_methods the command still asks for its config and workdir.
+    done = subprocess.run(
+        [sys.executable, "-m", "fastdfkd_jax.main"], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode != 0 and "--config and --workdir are required" in done.stderr
+
+
+def test_the_method_lists_derive_from_the_records():
+    registry = methods.REGISTRY
+    assert methods.BENCH_METHODS == tuple(registry)  # every record is benchmarked by default
+    assert set(methods.BASELINE_METHODS) == {"deepinv2k", "cmi500", "dafl", "zskt", "dfq"}
+    assert methods.GENERATIVE_BASELINES == ("dafl", "zskt", "dfq")
+    assert methods.SINGLE_SEED_METHODS == ("deepinv2k", "cmi500")
+    assert methods.label("fast5") == "Fast-5" and methods.label("unknown") == "unknown"
+    for name, record in registry.items():  # each preset names its own method
+        assert methods.apply_method(load_config("dfkd_digits.py"), name).method == name
+        assert record.summary and record.label
