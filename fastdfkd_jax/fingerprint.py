@@ -26,6 +26,9 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
+
+from fastdfkd_jax import checkpoint, reporting
 
 FILE = "fingerprint.json"
 
@@ -157,3 +160,38 @@ def read(workdir: str) -> dict[str, Any] | None:
 def write(workdir: str, content: Mapping[str, Any]) -> None:
     with open(os.path.join(workdir, FILE), "w") as f:
         json.dump(dict(content), f, indent=1, sort_keys=True)
+
+
+def claim_workdir(workdir: str, run_fingerprint: dict) -> None:
+    """Records `run_fingerprint` in `workdir`, or raises a ValueError when the workdir holds a run
+    of another fingerprint (another config, teacher, code version or backend): its checkpoints
+    must never be resumed as this run. A workdir with checkpoints from before fingerprints were
+    recorded is adopted with a warning.
+    """
+    stored = read(workdir)
+    if stored is not None:
+        if of_record(stored) != run_fingerprint["fingerprint"]:
+            differ = sorted(
+                k
+                for k in set(stored["settings"]) | set(run_fingerprint["settings"])
+                if stored["settings"].get(k) != run_fingerprint["settings"].get(k)
+            )
+            for key in ("teacher_digest", "code_versions", "backend"):
+                if stored.get(key) != run_fingerprint[key]:
+                    differ.append(key)
+            raise ValueError(
+                f"The workdir {workdir!r} holds another run (its {FILE} differs in "
+                f"{', '.join(differ[:8])}{' ...' if len(differ) > 8 else ''}): use a new workdir, "
+                "or delete that one to start over."
+            )
+        return
+    if checkpoint.has_checkpoints(workdir):
+        logging.warning(
+            "The workdir %s has checkpoints but no %s (written before runs recorded their "
+            "fingerprint): resuming them as this run.",
+            workdir,
+            FILE,
+        )
+    if reporting.is_primary():
+        os.makedirs(workdir, exist_ok=True)
+        write(workdir, run_fingerprint)

@@ -1,9 +1,10 @@
 """Sample grids of synthetic images that a reader can check: cells apart, each labelled.
 
-`labelled_grid` sorts a batch by the teacher's predicted class, one row per class (up to
-`columns` images each), each cell upscaled to at least `MIN_CELL` pixels, separated by a border,
-with the class and the teacher's probability written under it. `TeacherLabels` gives those
-predictions: one jitted forward pass of the teacher on the batch, compiled on its first use.
+`save_epoch_samples` writes a run's grid of an epoch. `labelled_grid` sorts a batch by the
+teacher's predicted class, one row per class (up to `columns` images each), each cell upscaled to
+at least `MIN_CELL` pixels, separated by a border, with the class and the teacher's probability
+written under it. `TeacherLabels` gives those predictions: one jitted forward pass of the teacher
+on the batch, compiled on its first use.
 """
 
 import functools
@@ -99,3 +100,31 @@ def save_labelled_grid(path: str, images, classes, probs, num_classes: int) -> N
     if not reporting.is_primary():
         return
     Image.fromarray(labelled_grid(images, classes, probs, num_classes)).save(path)
+
+
+def save_epoch_samples(
+    parts: Any,
+    labels: TeacherLabels | None,
+    background: reporting.BackgroundWriter,
+    path: str,
+    images: jax.Array,
+) -> None:
+    """An epoch's synthesized batch as a PNG at `path`, written by `background`.
+
+    With `labels` (the teacher's predictions: classifiers), one row per class the teacher
+    predicts, each image labelled with its class and probability (`labelled_grid`); without
+    (segmentation), `sample_grid_size` images side by side. `parts`: the run's
+    `components.Components`.
+    """
+    config, info = parts.config, parts.info
+    host_images = sharding.to_host(images)  # gathered across hosts
+    if labels is None:
+        background.submit(
+            reporting.save_image_grid,
+            path,
+            host_images[: config.sample_grid_size],
+            upscale=config.sample_upscale,
+        )
+        return
+    classes, probs = labels(host_images)
+    background.submit(save_labelled_grid, path, host_images, classes, probs, info.num_classes)

@@ -1,10 +1,12 @@
 """Wall-clock timing of device work: every measurement ends with `jax.block_until_ready`.
 
 `timed` times one call; `PhaseTimer` accumulates seconds per named phase of a run (synthesis,
-KD, evaluation), continuing from a resumed run's totals; `time_calls` and `summarize` give the
-median, min and max of repeated calls after a warm-up call.
+KD, evaluation), continuing from a resumed run's totals; `RunClock` keeps the rest of a run's
+clocks (compilations, set-up) and gives the summary's timing part; `time_calls` and `summarize`
+give the median, min and max of repeated calls after a warm-up call.
 """
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +37,66 @@ class PhaseTimer:
 
     def get(self, phase: str) -> float:
         return self.seconds.get(phase, 0.0)
+
+
+class RunClock:
+    """A run's clocks beside its `PhaseTimer`: the wall time since it started, each compilation's
+    seconds, the main thread's CPU seconds of compiling, the state's making and the set-up.
+
+    `summary(phases)` is the summary's timing part: the phases' seconds, the compilations apart,
+    and `other_seconds`, what neither covers (set-up, checkpoints, metrics, image grids).
+    """
+
+    def __init__(self):
+        self._start = time.perf_counter()
+        self.compile_seconds: dict[str, float] = {}  # part -> seconds, in the order compiled
+        self.compile_cpu_seconds = 0.0
+        self.init_seconds = 0.0
+        self.setup_seconds = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    @contextlib.contextmanager
+    def compiling(self):
+        """Adds the block's main-thread CPU seconds to `compile_cpu_seconds`: tracing and lowering
+        are single-threaded Python, so on a loaded machine this is what they take on a quiet one.
+        """
+        start = time.thread_time()
+        try:
+            yield
+        finally:
+            self.compile_cpu_seconds += time.thread_time() - start
+
+    def compiled(self, part: str, seconds: float) -> None:
+        """Records the compilation seconds of `part` ('init', 'synthesis', 'kd', 'eval')."""
+        self.compile_seconds[part] = seconds
+
+    def end_setup(self) -> None:
+        """Set-up ends: everything so far but the compilations (backend start, teacher, making
+        the state, restoring it, the test split, the teacher's evaluation).
+        """
+        self.setup_seconds = self.elapsed() - sum(self.compile_seconds.values())
+
+    def summary(self, phases: PhaseTimer) -> dict[str, float]:
+        """The summary's timing keys (`<phase>_seconds`, `<part>_compile_seconds`, totals)."""
+        total = self.elapsed()
+        compiling = sum(self.compile_seconds.values())
+        busy = phases.get("synthesis") + phases.get("kd") + phases.get("eval")
+        return dict(
+            synthesis_seconds=phases.get("synthesis"),
+            kd_seconds=phases.get("kd"),
+            eval_seconds=phases.get("eval"),
+            compile_seconds=compiling,
+            **{f"{part}_compile_seconds": s for part, s in self.compile_seconds.items()},
+            compile_cpu_seconds=self.compile_cpu_seconds,
+            init_seconds=self.init_seconds,
+            setup_seconds=self.setup_seconds,
+            checkpoint_seconds=phases.get("checkpoint"),
+            drain_seconds=phases.get("drain"),
+            total_seconds=total,
+            other_seconds=total - busy - compiling,
+        )
 
 
 def summarize(seconds: Sequence[float], scale: float = 1.0) -> dict[str, float]:

@@ -23,7 +23,6 @@ apart, the rest as `other_seconds`, and the values the backend chose for 'auto' 
 
 import concurrent.futures
 import dataclasses
-import functools
 import os
 import time
 from collections.abc import Callable
@@ -39,9 +38,7 @@ from fastdfkd_jax import (
     checkpoint,
     compilation,
     components,
-    data,
     distill,
-    evaluate,
     fingerprint,
     metrics,
     optim,
@@ -50,13 +47,11 @@ from fastdfkd_jax import (
     reporting,
     run_data,
     samples,
-    sharding,
+    scoring,
     smoke,
-    stream_eval,
     synthesis,
     timing,
 )
-from fastdfkd_jax.data.streaming import ArraySource
 from fastdfkd_jax.state import DFKDState
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import KD_AUGMENTS
@@ -160,110 +155,6 @@ def compile_steps(
     return Steps(synth_fn, kd_fn, per_call, synth_seconds, kd_seconds)
 
 
-def save_samples(
-    parts: components.Components,
-    labels: samples.TeacherLabels | None,
-    background: reporting.BackgroundWriter,
-    path: str,
-    images: jax.Array,
-) -> None:
-    """The epoch's synthesized batch as a PNG (written in the background): with `labels` (the
-    teacher's predictions: classifiers), one row per class the teacher predicts, each image
-    labelled with its class and probability (`samples.labelled_grid`); without (segmentation),
-    `sample_grid_size` images side by side.
-    """
-    config, info = parts.config, parts.info
-    host_images = sharding.to_host(images)  # gathered across hosts
-    if labels is None:
-        background.submit(
-            reporting.save_image_grid,
-            path,
-            host_images[: config.sample_grid_size],
-            upscale=config.sample_upscale,
-        )
-        return
-    classes, probs = labels(host_images)
-    background.submit(
-        samples.save_labelled_grid, path, host_images, classes, probs, info.num_classes
-    )
-
-
-def check_workdir_fingerprint(workdir: str, run_fingerprint: dict) -> None:
-    """Records `run_fingerprint` in `workdir`, or raises a ValueError when the workdir holds a run
-    of another fingerprint (another config, teacher, code version or backend): its checkpoints
-    must never be resumed as this run. A workdir with checkpoints from before fingerprints were
-    recorded is adopted with a warning.
-    """
-    stored = fingerprint.read(workdir)
-    if stored is not None:
-        if fingerprint.of_record(stored) != run_fingerprint["fingerprint"]:
-            differ = sorted(
-                k
-                for k in set(stored["settings"]) | set(run_fingerprint["settings"])
-                if stored["settings"].get(k) != run_fingerprint["settings"].get(k)
-            )
-            for key in ("teacher_digest", "code_versions", "backend"):
-                if stored.get(key) != run_fingerprint[key]:
-                    differ.append(key)
-            raise ValueError(
-                f"The workdir {workdir!r} holds another run (its {fingerprint.FILE} differs in "
-                f"{', '.join(differ[:8])}{' ...' if len(differ) > 8 else ''}): use a new workdir, "
-                "or delete that one to start over."
-            )
-        return
-    if checkpoint.has_checkpoints(workdir):
-        logging.warning(
-            "The workdir %s has checkpoints but no %s (written before runs recorded their "
-            "fingerprint): resuming them as this run.",
-            workdir,
-            fingerprint.FILE,
-        )
-    if reporting.is_primary():
-        os.makedirs(workdir, exist_ok=True)
-        fingerprint.write(workdir, run_fingerprint)
-
-
-class TestEvaluation:
-    """The run's test split and its evaluators: `teacher(variables)` and `student(variables)` ->
-    `{metric: value}` (`stream_eval.METRICS` of the task).
-
-    The split is opened and checked on construction, before any training (`run_data`). Streamed
-    datasets (ImageNet, NYUv2) and smoke tests are read example by example each evaluation
-    (`stream_eval`); in-memory ones are uploaded once and kept on device (`evaluate.put_split`).
-    """
-
-    def __init__(self, parts: components.Components, workdir: str):
-        config, info, mesh = parts.config, parts.info, parts.mesh
-        self.metric_names = stream_eval.METRICS[info.task]
-        if run_data.streamed(config.dataset.name) or config.smoke_test:
-            source = run_data.open_test_split(config, info, workdir)
-            run_data.check_test_split(source, info)
-            self._split = source
-            make = functools.partial(
-                stream_eval.StreamEvaluator, info=info, mesh=mesh, batch_size=config.eval_batch_size
-            )
-            self._score = dict
-        else:
-            split = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)
-            run_data.check_test_split(ArraySource(split), info)
-            self._split = evaluate.put_split(split, mesh, config.eval_batch_size)
-            make = functools.partial(evaluate.Evaluator, mean=info.mean, std=info.std, mesh=mesh)
-            self._score = lambda accuracy: {"accuracy": accuracy}
-        self._teacher, self._student = make(parts.teacher), make(parts.student)
-
-    def compile(self, teacher_vars: dict, student_vars: dict) -> float:
-        """Compiles both evaluation steps ahead of time; returns their seconds."""
-        return self._teacher.compile(teacher_vars, self._split) + self._student.compile(
-            student_vars, self._split
-        )
-
-    def teacher(self, variables: dict) -> stream_eval.Scores:
-        return self._score(self._teacher(variables, self._split))
-
-    def student(self, variables: dict) -> stream_eval.Scores:
-        return self._score(self._student(variables, self._split))
-
-
 def train_epoch(
     parts: components.Components,
     steps: Steps,
@@ -322,9 +213,25 @@ def train_epoch(
     return state.replace(epoch=state.epoch + 1), images, record
 
 
+def run_fingerprint(config: ml_collections.ConfigDict, parts: components.Components) -> dict:
+    """`fingerprint.record` of the run: its settings, teacher, code versions and backend."""
+    return fingerprint.record(
+        config.to_dict(),
+        fingerprint.teacher_digest(parts.teacher_vars),
+        fingerprint.code_versions(synthesis.code_version(config.synthesis)),
+        backend.platform_of(parts.mesh),
+    )
+
+
+def best_logged(logged: list[dict], headline: str) -> tuple[float, int]:
+    """(best student score, its epoch) among a resumed run's logged evaluations."""
+    key = f"student_test_{headline}"
+    return max(((r[key], r["epoch"]) for r in logged if key in r), default=(float("-inf"), 0))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs data-free distillation as `config` says; returns the summary written to `workdir`."""
-    run_start = time.perf_counter()
+    clock = timing.RunClock()
     validate(config)
     if config.compilation_cache:
         cache_dir = compilation.use_persistent_cache(config.compilation_cache_dir)
@@ -344,65 +251,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # The test split is opened and checked before any compute (a bad data set fails here); an
     # in-memory split is read and uploaded while the steps compile.
     loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    test_future = loader.submit(TestEvaluation, parts, workdir)
+    test_future = loader.submit(scoring.SplitScorer, parts, workdir)
     if run_data.streamed(config.dataset.name) or config.smoke_test:
         test_future.result()
-    # What decides the result; a workdir holding a run of another fingerprint is refused before
-    # any compute (it would otherwise resume that run and report it as this one).
-    run_fingerprint = fingerprint.record(
-        config.to_dict(),
-        fingerprint.teacher_digest(parts.teacher_vars),
-        fingerprint.code_versions(synthesis.code_version(config.synthesis)),
-        backend.platform_of(parts.mesh),
-    )
-    check_workdir_fingerprint(workdir, run_fingerprint)
+    # A workdir holding a run of another fingerprint is refused before any compute (it would
+    # otherwise resume that run and report it as this one).
+    fingerprint_record = run_fingerprint(config, parts)
+    fingerprint.claim_workdir(workdir, fingerprint_record)
     keys = components.run_keys(config.seed)
     init_start = time.perf_counter()
     # The state is made by one jitted function, compiled on its first call: its compilation
     # counts as compilation, not set-up.
     with compilation.compile_seconds_in() as compiling_seconds:
         state = components.init_state(parts, keys)
-    init_compile_seconds = compiling_seconds()
+    clock.compiled("init", compiling_seconds())
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
     writer = background = None
     try:
         state, restored = checkpoint.restore_latest(manager, state)
         jax.block_until_ready(state)
-        init_seconds = time.perf_counter() - init_start
+        clock.init_seconds = time.perf_counter() - init_start
         start_epoch = int(state.epoch)
         writer = metrics.create_writer(workdir, start_epoch)
         background = reporting.BackgroundWriter()
         if restored is not None:
             logging.info("Resumed from epoch %d.", start_epoch)
-        # The main thread's CPU seconds of compiling: tracing and lowering are single-threaded
-        # Python, so on a loaded machine this is what the compilation would take on a quiet one.
-        compile_cpu_seconds = -time.thread_time()
-        steps = compile_steps(parts, state, keys)
-        compile_cpu_seconds += time.thread_time()
-
+        with clock.compiling():
+            steps = compile_steps(parts, state, keys)
+        clock.compiled("synthesis", steps.synthesis_compile_seconds)
+        clock.compiled("kd", steps.kd_compile_seconds)
         test = test_future.result()
-        compile_cpu_seconds -= time.thread_time()
-        with compilation.precision_scope(config.precision):
-            eval_compile_seconds = test.compile(parts.teacher_vars, state.student.variables)
-        compile_cpu_seconds += time.thread_time()
+        with clock.compiling(), compilation.precision_scope(config.precision):
+            clock.compiled("eval", test.compile(parts.teacher_vars, state.student.variables))
         teacher_scores = test.teacher(parts.teacher_vars)
         logging.info("Teacher test scores: %s", teacher_scores)
         headline = test.metric_names[0]
-
         # Timings accumulate across resumes: continue from the last epoch logged before the restart.
         logged = metrics.read_metrics(workdir) if restored is not None else []
         timer = timing.PhaseTimer(
             {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")} if logged else None
         )
         student_scores = {name: float("nan") for name in test.metric_names}
-        best = max(
-            (
-                (r[f"student_test_{headline}"], r["epoch"])
-                for r in logged
-                if f"student_test_{headline}" in r
-            ),
-            default=(float("-inf"), 0),
-        )
+        best = best_logged(logged, headline)
+        labels = None
+        if parts.info.task == "classification":  # the sample grids' labels
+            labels = samples.TeacherLabels(
+                parts.teacher, parts.teacher_vars, parts.info.mean, parts.info.std, parts.mesh
+            )
+        clock.end_setup()
+
         bar = tqdm(
             range(start_epoch, config.epochs),
             initial=start_epoch,
@@ -410,20 +307,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             disable=not reporting.is_primary() or not config.progress_bar,
             desc=config.method,
         )
-        # Set-up: everything before the first epoch but its compilations (backend start, teacher,
-        # making the state, restore, test split, the teacher's evaluation).
-        compile_seconds = (
-            init_compile_seconds
-            + steps.synthesis_compile_seconds
-            + steps.kd_compile_seconds
-            + eval_compile_seconds
-        )
-        setup_seconds = time.perf_counter() - run_start - compile_seconds
-        labels = None
-        if parts.info.task == "classification":  # the sample grids' labels
-            labels = samples.TeacherLabels(
-                parts.teacher, parts.teacher_vars, parts.info.mean, parts.info.std, parts.mesh
-            )
         for epoch in bar:
             state, images, record = train_epoch(parts, steps, state, keys, epoch, timer)
             done = epoch + 1
@@ -437,13 +320,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
             background.submit(writer.write_scalars, done, record)
             if config.sample_every_epochs and (done % config.sample_every_epochs == 0 or last):
-                save_samples(
-                    parts,
-                    labels,
-                    background,
-                    os.path.join(workdir, f"samples_{done:04d}.png"),
-                    images,
-                )
+                path = os.path.join(workdir, f"samples_{done:04d}.png")
+                samples.save_epoch_samples(parts, labels, background, path, images)
             if done % config.checkpoint.every_epochs == 0 or last:
                 background.submit(writer.flush)
                 timer("checkpoint", checkpoint.save, manager, done, state)
@@ -452,44 +330,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             student_scores = test.student(state.student.variables)
         # Waiting for the background writes and checkpoints still under way.
         timer("drain", lambda: (background.wait(), checkpoint.wait(manager)))
-        s = config.synthesis
-        total = time.perf_counter() - run_start
-        phases = timer.get("synthesis") + timer.get("kd") + timer.get("eval")
         summary = dict(
-            method=config.method,
-            synthesis_method=s.method,
-            g_steps=s.g_steps,
-            meta_gradient=parts.synthesizer.meta_gradient_label,
-            precision=config.precision,
-            backend=backend.platform_of(parts.mesh),
-            backend_choices=parts.backend_choices,
+            **run_description(config, parts),
             **{f"teacher_test_{k}": v for k, v in teacher_scores.items()},
             **{f"student_test_{k}": v for k, v in student_scores.items()},
             # The best over the evaluated epochs (every run evaluates its last).
             **{f"student_best_test_{headline}": best[0]},
             student_best_epoch=best[1],
-            smoke_test=config.smoke_test,
-            synthesis_seconds=timer.get("synthesis"),
             synthesis_calls=config.epochs * parts.synthesizer.rounds_per_epoch,
-            compile_seconds=compile_seconds,
-            init_compile_seconds=init_compile_seconds,
-            synthesis_compile_seconds=steps.synthesis_compile_seconds,
-            kd_compile_seconds=steps.kd_compile_seconds,
-            eval_compile_seconds=eval_compile_seconds,
-            compile_cpu_seconds=compile_cpu_seconds,
-            kd_seconds=timer.get("kd"),
-            eval_seconds=timer.get("eval"),
-            init_seconds=init_seconds,
-            total_seconds=total,
-            # Everything else: set-up (teacher, state, restore), checkpoints, metrics, images;
-            # three parts of it apart (the rest is the epochs' host work: metrics, image grids).
-            other_seconds=total - phases - compile_seconds,
-            setup_seconds=setup_seconds,
-            checkpoint_seconds=timer.get("checkpoint"),
-            drain_seconds=timer.get("drain"),
+            **clock.summary(timer),
             resumed_from_epoch=start_epoch if restored is not None else None,
-            fingerprint=run_fingerprint["fingerprint"],
-            fingerprint_record=run_fingerprint,
+            fingerprint=fingerprint_record["fingerprint"],
+            fingerprint_record=fingerprint_record,
             environment=provenance.environment(),
             config=config.to_dict(),
         )
@@ -503,3 +355,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if writer is not None:
             writer.close()
         manager.close()
+
+
+def run_description(config: ml_collections.ConfigDict, parts: components.Components) -> dict:
+    """What ran: the method, its synthesis, precision and backend (the summary's first keys)."""
+    return dict(
+        method=config.method,
+        synthesis_method=config.synthesis.method,
+        g_steps=config.synthesis.g_steps,
+        meta_gradient=parts.synthesizer.meta_gradient_label,
+        precision=config.precision,
+        backend=backend.platform_of(parts.mesh),
+        backend_choices=parts.backend_choices,
+        smoke_test=config.smoke_test,
+    )
