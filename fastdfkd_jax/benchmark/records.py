@@ -222,11 +222,9 @@ def markdown(result: dict) -> str:
 def _target_lines(targets: dict) -> list[str]:
     lines = []
     for key, check in targets.items():
-        which = "best over epochs" if check and check["accuracy"].endswith("best_accuracy") else ""
-        which = which or "final"
         if check is None:
             continue
-        verdict = "MET" if check["met"] else "NOT MET"
+        which, verdict = report.accuracy_name(check), report.verdict(check)
         if key.startswith("deepinv"):
             lines.append(
                 f"- Fast-5 within {check['points']:g} points of DeepInv-2k at >= "
@@ -234,35 +232,36 @@ def _target_lines(targets: dict) -> list[str]:
                 f"points at {check['speedup']:.1f}x -> {verdict}."
             )
         else:
-            against = "; ".join(
-                f"{report.method_label(m)} {a['accuracy_points']:+.2f} points at "
-                f"{a['time_ratio']:.2f}x its synthesis time"
-                for m, a in check["against"].items()
-            )
             lines.append(
                 f"- Fast-5 at least as accurate as DAFL, ZSKT, DFQ at less synthesis time "
-                f"({which}): {against} -> {verdict}."
+                f"({which}): {report.against_text(check)} -> {verdict}."
             )
     return lines
 
 
+def _marker_span(text: str, path: str) -> tuple[int, int] | None:
+    """(start, end) of the generated block of `path`: between its markers, each on a line alone."""
+    begin = re.search(rf"^{re.escape(BEGIN.format(path=path))}$", text, re.MULTILINE)
+    if begin is None:
+        return None
+    end = re.compile(rf"^{re.escape(END)}$", re.MULTILINE).search(text, begin.end())
+    if end is None:
+        raise ValueError(f"The generated block of {path} has no closing {END!r}.")
+    return begin.end(), end.start()
+
+
 def docs_section(text: str, path: str) -> str | None:
     """The generated block of `path` in a docs page's `text` (between the markers), or None."""
-    begin = BEGIN.format(path=path)
-    if begin not in text:
-        return None
-    start = text.index(begin) + len(begin)
-    return text[start : text.index(END, start)].strip("\n") + "\n"
+    span = _marker_span(text, path)
+    return None if span is None else text[span[0] : span[1]].strip("\n") + "\n"
 
 
 def replace_docs_section(text: str, path: str, table: str) -> str:
     """`text` with the generated block of `path` replaced by `table`."""
-    begin = BEGIN.format(path=path)
-    start = text.index(begin) + len(begin)
-    end = text.index(END, start)
+    start, end = _marker_span(text, path)
     return text[:start] + "\n" + table.rstrip("\n") + "\n" + text[end:]
 
 
 def marked_paths(text: str) -> list[str]:
-    """The results paths that a docs page's markers name."""
-    return re.findall(r"<!-- records:(\S+) -->", text)
+    """The results paths that a docs page's markers name (each marker on a line alone)."""
+    return re.findall(r"^<!-- records:(\S+) -->$", text, re.MULTILINE)

@@ -22,6 +22,19 @@ def _batch_stats_norm(name: str, dtype: Any) -> nn.BatchNorm:
     return layers.batch_norm(train=True, name=name, dtype=dtype)
 
 
+def _output_conv(nc: int, ngf: int, dtype: Any) -> nn.Conv:
+    """The generators' last Conv3x3(ngf -> nc) with a bias, PyTorch's default init throughout."""
+    return layers.conv(
+        nc,
+        3,
+        use_bias=True,
+        kernel_init=layers.torch_default,
+        bias_init=layers.torch_bias_init(ngf * 3 * 3),
+        dtype=dtype,
+        name="conv_out",
+    )
+
+
 class Generator(nn.Module):
     """The FastDFKD generator: ``z [B, nz] -> images [B, img_size, img_size, nc]`` in ``[0, 1]``.
 
@@ -79,16 +92,7 @@ class Generator(nn.Module):
         x = layers.upsample_nearest_2x(x)
         x = layers.conv(self.ngf, 3, kernel_init=init, dtype=dt, name="conv2")(x)
         x = nn.leaky_relu(_batch_stats_norm("bn2", dt)(x), LEAKY_SLOPE)
-        x = layers.conv(
-            self.nc,
-            3,
-            use_bias=True,
-            kernel_init=init,
-            bias_init=layers.torch_bias_init(self.ngf * 3 * 3),
-            dtype=dt,
-            name="conv_out",
-        )(x)
-        return nn.sigmoid(x)
+        return nn.sigmoid(_output_conv(self.nc, self.ngf, dt)(x))
 
 
 class DeepGenerator(nn.Module):
@@ -141,13 +145,4 @@ class DeepGenerator(nn.Module):
             x = layers.upsample_nearest_2x(x)
             x = layers.conv(width, 3, kernel_init=init, dtype=dt, name=f"conv{i}")(x)
             x = nn.leaky_relu(_batch_stats_norm(f"bn{i}", dt)(x), LEAKY_SLOPE)
-        x = layers.conv(
-            self.nc,
-            3,
-            use_bias=True,
-            kernel_init=init,
-            bias_init=layers.torch_bias_init(self.ngf * 3 * 3),
-            dtype=dt,
-            name="conv_out",
-        )(x)
-        return nn.sigmoid(x)
+        return nn.sigmoid(_output_conv(self.nc, self.ngf, dt)(x))
