@@ -11,6 +11,8 @@ import ml_collections
 import optax
 from absl import logging
 
+from fastdfkd_jax.checks import check_choice
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
 LR_SCALINGS = ("none", "linear")
@@ -19,11 +21,8 @@ LR_SCALINGS = ("none", "linear")
 def validate(cfg: ml_collections.ConfigDict, name: str) -> None:
     """Raises a ValueError naming `name` (e.g. 'kd.optimizer') for an unknown choice in `cfg`."""
     for key, allowed in (("name", OPTIMIZERS), ("schedule", SCHEDULES)):
-        if cfg[key] not in allowed:
-            raise ValueError(f"Unknown {name}.{key} {cfg[key]!r}; choose one of {allowed}.")
-    rule = cfg.get("lr_scaling", "none")
-    if rule not in LR_SCALINGS:
-        raise ValueError(f"Unknown lr_scaling {rule!r}; choose one of {LR_SCALINGS}.")
+        check_choice(f"{name}.{key}", cfg[key], allowed)
+    check_choice("lr_scaling", cfg.get("lr_scaling", "none"), LR_SCALINGS)
 
 
 def make_schedule(
@@ -44,8 +43,7 @@ def make_schedule(
 
 
 def _per_step_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-    if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"Unknown schedule {cfg.schedule!r}; choose one of {SCHEDULES}.")
+    check_choice("schedule", cfg.schedule, SCHEDULES)
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}.")
     if cfg.schedule == "constant":
@@ -66,8 +64,7 @@ def make_optimizer(
     """The optimizer described by `cfg`, with its schedule over `total_steps` steps
     (`make_schedule`).
     """
-    if cfg.name not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {cfg.name!r}; choose one of {OPTIMIZERS}.")
+    check_choice("optimizer", cfg.name, OPTIMIZERS)
     schedule = make_schedule(cfg, total_steps, steps_per_change)
     # PyTorch-style weight decay: added to the gradient before momentum.
     decay = [optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else []
@@ -108,8 +105,7 @@ def scale_learning_rate(
     `end_learning_rate`: Goyal et al.'s rule for SGD). The config is not mutated.
     """
     rule = opt_cfg.get("lr_scaling", "none")
-    if rule not in LR_SCALINGS:
-        raise ValueError(f"Unknown lr_scaling {rule!r}; choose one of {LR_SCALINGS}.")
+    check_choice("lr_scaling", rule, LR_SCALINGS)
     if rule == "none":
         return opt_cfg
     reference = opt_cfg.reference_batch_size

@@ -52,6 +52,7 @@ from fastdfkd_jax import (
     synthesis,
     timing,
 )
+from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.state import DFKDState
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import KD_AUGMENTS
@@ -83,14 +84,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"pool.capacity={config.pool.capacity} is smaller than one synthesis batch "
             f"({config.synthesis.batch_size})."
         )
-    if config.pool.dtype not in pool_lib.DTYPES:
-        raise ValueError(
-            f"Unknown pool dtype {config.pool.dtype!r}; choose one of {pool_lib.DTYPES}."
-        )
-    if config.pool.quantize not in pool_lib.QUANTIZE:
-        raise ValueError(
-            f"Unknown pool.quantize {config.pool.quantize!r}; choose one of {pool_lib.QUANTIZE}."
-        )
+    check_choice("pool dtype", config.pool.dtype, pool_lib.DTYPES)
+    check_choice("pool.quantize", config.pool.quantize, pool_lib.QUANTIZE)
     if not isinstance(config.kd.schedule_per_epoch, bool):
         raise ValueError(
             f"kd.schedule_per_epoch must be True or False, got {config.kd.schedule_per_epoch!r}."
@@ -99,10 +94,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     backend.validate(config)
     synthesis.validate(config.synthesis)
     optim.validate(config.kd.optimizer, "kd.optimizer")
-    if config.kd.augment.kind not in KD_AUGMENTS:
-        raise ValueError(
-            f"Unknown kd.augment.kind {config.kd.augment.kind!r}; choose one of {KD_AUGMENTS}."
-        )
+    check_choice("kd.augment.kind", config.kd.augment.kind, KD_AUGMENTS)
     # An unknown dataset names the known ones; an image size it cannot take says so.
     info = run_data.dataset_info(config)
     if config.smoke_test and info.name not in smoke.MOCKED:

@@ -16,6 +16,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from fastdfkd_jax import sharding
+from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.synthesis import (
     contrastive,
     deepinversion,
@@ -71,22 +72,10 @@ def code_version(s: ml_collections.ConfigDict) -> int:
 
 def validate(s: ml_collections.ConfigDict) -> None:
     """Checks a `synthesis` config block: the keys every method reads, then the method's own."""
-    if s.method not in SYNTHESIZERS:
-        raise ValueError(
-            f"Unknown synthesis method {s.method!r}; choose one of {tuple(SYNTHESIZERS)}."
-        )
-    if s.adversarial not in ADVERSARIAL:
-        raise ValueError(
-            f"Unknown adversarial loss {s.adversarial!r}; choose one of {ADVERSARIAL}."
-        )
-    if s.augment.kind not in SYNTHESIS_AUGMENTS:
-        raise ValueError(
-            f"Unknown synthesis augment {s.augment.kind!r}; choose one of {SYNTHESIS_AUGMENTS}."
-        )
-    if s.adv_start not in ADV_STARTS:
-        raise ValueError(
-            f"Unknown synthesis.adv_start {s.adv_start!r}; choose one of {ADV_STARTS}."
-        )
+    check_choice("synthesis method", s.method, SYNTHESIZERS)
+    check_choice("adversarial loss", s.adversarial, ADVERSARIAL)
+    check_choice("synthesis augment", s.augment.kind, SYNTHESIS_AUGMENTS)
+    check_choice("synthesis.adv_start", s.adv_start, ADV_STARTS)
     if s.g_steps < 1:
         raise ValueError(f"synthesis.g_steps must be >= 1, got {s.g_steps}.")
     if s.kd_steps_per_round < 0:

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.models import layers
 
 # Which teacher modules' inputs give CMI's instance features (`synthesis.cmi.feature_layers`).
@@ -61,11 +62,7 @@ def resolve_feature_layers(feature_layers: str, teacher_arch: str) -> str:
 
     'auto' is the original's rule: 'stages' for a ResNet-34 teacher, 'batchnorm' for every other.
     """
-    if feature_layers not in FEATURE_LAYERS:
-        raise ValueError(
-            f"Unknown synthesis.cmi.feature_layers {feature_layers!r}; choose one of "
-            f"{FEATURE_LAYERS}."
-        )
+    check_choice("synthesis.cmi.feature_layers", feature_layers, FEATURE_LAYERS)
     if feature_layers != "auto":
         return feature_layers
     return "stages" if teacher_arch in STAGE_FEATURE_TEACHERS else "batchnorm"

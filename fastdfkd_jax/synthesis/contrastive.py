@@ -33,6 +33,7 @@ import ml_collections
 import optax
 
 from fastdfkd_jax import sharding
+from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.synthesis import baseline_augment, cmi, losses
 from fastdfkd_jax.synthesis.base import (
     ChunkedSynthesis,
@@ -390,11 +391,7 @@ def validate(s: ml_collections.ConfigDict) -> None:
     """Checks the `synthesis` block for CMI (before any compute)."""
     validate_chunk_steps(s)
     c = s.cmi
-    if c.feature_layers not in cmi.FEATURE_LAYERS:
-        raise ValueError(
-            f"Unknown synthesis.cmi.feature_layers {c.feature_layers!r}; choose one of "
-            f"{cmi.FEATURE_LAYERS}."
-        )
+    check_choice("synthesis.cmi.feature_layers", c.feature_layers, cmi.FEATURE_LAYERS)
     if not 1 <= c.n_neg <= c.bank_size:
         raise ValueError(f"synthesis.cmi.n_neg={c.n_neg} must be in [1, bank_size={c.bank_size}].")
     if c.temperature <= 0:

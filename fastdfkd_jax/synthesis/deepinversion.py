@@ -23,6 +23,7 @@ import ml_collections
 import optax
 
 from fastdfkd_jax import sharding
+from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis.base import (
@@ -206,10 +207,7 @@ class DeepInversionSynthesizer(ChunkedSynthesis):
 
 
 def check_return_iterate(value: str) -> None:
-    if value not in RETURN_ITERATES:
-        raise ValueError(
-            f"Unknown synthesis.return_iterate {value!r}; choose one of {RETURN_ITERATES}."
-        )
+    check_choice("synthesis.return_iterate", value, RETURN_ITERATES)
 
 
 def validate(s: ml_collections.ConfigDict) -> None:

@@ -38,6 +38,7 @@ import ml_collections
 import optax
 
 from fastdfkd_jax import sharding
+from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch, generator_from_config
 from fastdfkd_jax.synthesis.inner_optimizers import adam_held_normalizer, normalized_sgd
@@ -121,9 +122,9 @@ class FastSynthesizer(PoolSynthesis):
     def __post_init__(self):
         if self.g_steps < 1:
             raise ValueError(f"g_steps must be >= 1, got {self.g_steps}.")
-        check_choice("meta_gradient", self.meta_gradient, META_GRADIENTS)
-        check_choice("strategy", self.strategy, STRATEGIES)
-        check_choice("inner_optimizer", self.inner_optimizer_name, INNER_OPTIMIZERS)
+        check_choice("synthesis.meta_gradient", self.meta_gradient, META_GRADIENTS)
+        check_choice("synthesis.strategy", self.strategy, STRATEGIES)
+        check_choice("synthesis.inner_optimizer", self.inner_optimizer_name, INNER_OPTIMIZERS)
         if not isinstance(self.unroll, bool):
             raise ValueError(
                 f"unroll must be a bool, got {self.unroll!r} (components.build resolves 'auto')."
@@ -406,17 +407,11 @@ def reset_layers(
     return params
 
 
-def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    """Raises a ValueError naming `synthesis.<key>` unless `value` is one of `choices`."""
-    if value not in choices:
-        raise ValueError(f"Unknown synthesis.{key} {value!r}; choose one of {choices}.")
-
-
 def validate(s: ml_collections.ConfigDict) -> None:
     """Checks the `synthesis` block for FastDFKD (before any compute)."""
-    check_choice("meta_gradient", s.meta_gradient, META_GRADIENTS)
-    check_choice("strategy", s.strategy, STRATEGIES)
-    check_choice("inner_optimizer", s.inner_optimizer, INNER_OPTIMIZERS)
+    check_choice("synthesis.meta_gradient", s.meta_gradient, META_GRADIENTS)
+    check_choice("synthesis.strategy", s.strategy, STRATEGIES)
+    check_choice("synthesis.inner_optimizer", s.inner_optimizer, INNER_OPTIMIZERS)
 
 
 def build(

@@ -32,6 +32,7 @@ import ml_collections
 import optax
 
 from fastdfkd_jax import sharding
+from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import baseline_losses, losses
 from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch, generator_from_config
@@ -190,11 +191,7 @@ class GenerativeSynthesizer(PoolSynthesis):
                 f"A generative method needs synthesis.kd_steps_per_round >= 1, got "
                 f"{self.kd_steps_per_round}."
             )
-        if self.objective.adversary not in ADVERSARIES:
-            raise ValueError(
-                f"Unknown synthesis.adversary {self.objective.adversary!r}; choose one of "
-                f"{ADVERSARIES}."
-            )
+        check_choice("synthesis.adversary", self.objective.adversary, ADVERSARIES)
 
     def optimizer(self) -> optax.GradientTransformation:
         return optax.adam(self.lr_g, b1=self.betas[0], b2=self.betas[1])
@@ -294,10 +291,7 @@ def validate(s: ml_collections.ConfigDict) -> None:
             f"A generative method needs synthesis.kd_steps_per_round >= 1 (the student steps per "
             f"generator round), got {s.kd_steps_per_round}."
         )
-    if s.adversary not in ADVERSARIES:
-        raise ValueError(
-            f"Unknown synthesis.adversary {s.adversary!r}; choose one of {ADVERSARIES}."
-        )
+    check_choice("synthesis.adversary", s.adversary, ADVERSARIES)
 
 
 def build(

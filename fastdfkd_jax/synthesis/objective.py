@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.data import augment as augment_lib
 from fastdfkd_jax.synthesis import baseline_augment, baseline_losses, losses
 
@@ -168,10 +169,7 @@ def make_synthesis_augment(
     image) or 'resized_crop' (a random area fraction in `scale` resized back to the images' size,
     optional flip: the original's ImageNet pipeline).
     """
-    if cfg.kind not in SYNTHESIS_AUGMENTS:
-        raise ValueError(
-            f"Unknown synthesis augment {cfg.kind!r}; choose one of {SYNTHESIS_AUGMENTS}."
-        )
+    check_choice("synthesis augment", cfg.kind, SYNTHESIS_AUGMENTS)
     mean, std = tuple(mean), tuple(std)
 
     if cfg.kind == "crop":

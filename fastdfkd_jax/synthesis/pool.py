@@ -11,6 +11,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from fastdfkd_jax.checks import check_choice
+
 DTYPES = ("float32", "uint8")
 # How images in [0, 1] become uint8 levels: 'truncate' (the original's `(x * 255).astype(uint8)`)
 # or 'round' (the nearest level).
@@ -41,10 +43,8 @@ def init_pool(
     """
     if capacity < 1:
         raise ValueError(f"pool capacity must be >= 1, got {capacity}.")
-    if dtype not in DTYPES:
-        raise ValueError(f"Unknown pool dtype {dtype!r}; choose one of {DTYPES}.")
-    if quantize not in QUANTIZE:
-        raise ValueError(f"Unknown pool quantize {quantize!r}; choose one of {QUANTIZE}.")
+    check_choice("pool dtype", dtype, DTYPES)
+    check_choice("pool quantize", quantize, QUANTIZE)
     return Pool(
         images=jnp.zeros((capacity, *image_shape), dtype),
         size=jnp.zeros((), jnp.int32),

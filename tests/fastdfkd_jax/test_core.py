@@ -298,3 +298,13 @@ def test_the_method_lists_derive_from_the_records():
     for name, record in registry.items():  # each preset names its own method
         assert methods.apply_method(load_config("dfkd_digits.py"), name).method == name
         assert record.summary and record.label
+
+
+def test_check_choice_names_the_key_the_value_and_the_choices():
+    from fastdfkd_jax.checks import check_choice
+
+    check_choice("synthesis.strategy", "meta", ("meta", "sequential"))
+    with pytest.raises(
+        ValueError, match=r"Unknown synthesis.strategy 'greedy'; choose one of \('meta', 'seq'\)\."
+    ):
+        check_choice("synthesis.strategy", "greedy", ("meta", "seq"))
