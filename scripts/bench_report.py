@@ -16,6 +16,8 @@ import sys
 
 from absl import app, flags
 
+from fastdfkd_jax import config_args, methods
+from fastdfkd_jax.benchmark import configs as bench_configs
 from fastdfkd_jax.benchmark import records, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,12 +26,31 @@ _RESULTS = flags.DEFINE_string("results", "", "One results folder (relative to t
 _OUT = flags.DEFINE_string("out", "", "With --results: where to write records.md/.json/.png.")
 
 
+# The schedule the generative baselines' time is projected to: CIFAR's (their original scripts').
+PROJECTION_CONFIG = os.path.join(REPO, "configs", "dfkd_cifar.py:cifar10,{method}")
+
+
+def cifar_schedules(methods_present) -> dict[str, tuple[int, int]]:
+    """Method -> (synthesis calls per epoch, epochs) on CIFAR (configs/dfkd_cifar.py)."""
+    out = {}
+    for method in methods_present:
+        config = config_args.load_config(PROJECTION_CONFIG.format(method=method))
+        out[method] = (bench_configs.calls_per_epoch(config), config.epochs)
+    return out
+
+
 def table(path: str) -> str:
-    """The markdown table of the results folder `path` (relative to the repository root)."""
+    """The markdown table of the results folder `path` (relative to the repository root), with
+    the projection of its per-call times to CIFAR's schedule.
+    """
     cwd = os.getcwd()
     os.chdir(REPO)  # the records' folder is named as written in the docs: relative
     try:
-        return records.markdown(records.result_from_records(path))
+        result = records.result_from_records(path)
+        present = [r["method"] for r in result["rows"]]
+        projected = [m for m in ("fast5", *methods.GENERATIVE_BASELINES) if m in present]
+        projections = records.projection_lines(result, cifar_schedules(projected), "CIFAR")
+        return records.markdown(result, projections)
     finally:
         os.chdir(cwd)
 

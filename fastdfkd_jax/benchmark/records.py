@@ -11,6 +11,7 @@ keeps them equal).
 """
 
 import json
+import math
 import os
 import re
 import statistics
@@ -167,8 +168,10 @@ def _spread(r: dict, key: str) -> str:
     return f"{_pct(r[key])} ({_pct(r[key + '_min'])}-{_pct(r[key + '_max'])})"
 
 
-def markdown(result: dict) -> str:
-    """The table of `result_from_records` as markdown (what docs/benchmarks.md shows)."""
+def markdown(result: dict, projections: list[str] = ()) -> str:
+    """The table of `result_from_records` as markdown (what docs/benchmarks.md shows), with the
+    `projection_lines` given after it.
+    """
     rows = result["rows"]
     if not rows:
         return f"No stored record in `{result['results_dir']}` yet.\n"
@@ -216,7 +219,37 @@ def markdown(result: dict) -> str:
     if result["missing"]:
         lines += ["", f"Not run yet: {', '.join(result['missing'])}."]
     lines += ["", *_target_lines(result["targets"])]
+    if projections:
+        lines += ["", *projections]
     return "\n".join(lines) + "\n"
+
+
+def projection_lines(result: dict, schedules: dict[str, tuple[int, int]], where: str) -> list[str]:
+    """The table's per-call times projected to another schedule (`where`, e.g. CIFAR's).
+
+    Args:
+      result: `result_from_records`.
+      schedules: method -> (synthesis calls per epoch, epochs) of the other schedule.
+      where: its name in the text.
+
+    Returns:
+      Markdown lines: each method's projected total synthesis seconds (per call x calls per epoch
+      x epochs) and its ratio to Fast-5's, all marked as a projection. A generative method's calls
+      grow with the KD steps of an epoch, a pool method's with the epochs only.
+    """
+    rows = {r["method"]: r for r in result["rows"] if r["method"] in schedules}
+    if "fast5" not in rows or len(rows) < 2:
+        return []
+    projected = {m: r["seconds_per_batch"] * math.prod(schedules[m]) for m, r in rows.items()}
+    parts = [
+        f"{r['label']} {projected[m]:.0f} s ({schedules[m][0]} calls x {schedules[m][1]} epochs, "
+        f"{projected[m] / projected['fast5']:.1f}x Fast-5)"
+        for m, r in rows.items()
+    ]
+    return [
+        f"PROJECTION to {where}'s schedule (not measured: this table's per-call times at "
+        f"{where}'s call counts): " + "; ".join(parts) + "."
+    ]
 
 
 def _target_lines(targets: dict) -> list[str]:

@@ -105,3 +105,16 @@ def test_docs_tables_equal_what_the_stored_records_give():
     marked = [p for p in pages if records.marked_paths(open(os.path.join(REPO, "docs", p)).read())]
     assert "benchmarks.md" in marked
     assert module.stale_docs() == [], "run scripts/bench_report.py"
+
+
+def test_projection_to_another_schedule_is_marked_and_scales_with_calls(tmp_path):
+    results = tmp_path / "cpu"
+    _store(results, "fast5", _summary("fast", 0, 0.9, 0.9, 8.0))  # 0.2 s a call (40 calls)
+    _store(results, "dafl", _summary("generative", 0, 0.7, 0.7, 20.0, 1, per_round=5))  # 0.05 s
+    result = records.result_from_records(str(results))
+    (line,) = records.projection_lines(result, {"fast5": (1, 220), "dafl": (80, 200)}, "CIFAR")
+    assert line.startswith("PROJECTION to CIFAR's schedule (not measured")
+    # Fast-5: 0.2 x 1 x 220 = 44 s; DAFL: 0.05 x 80 x 200 = 800 s, 18.2x Fast-5's.
+    assert "Fast-5 44 s (1 calls x 220 epochs, 1.0x Fast-5)" in line
+    assert "DAFL 800 s (80 calls x 200 epochs, 18.2x Fast-5)" in line
+    assert records.projection_lines(result, {"dafl": (80, 200)}, "CIFAR") == []  # no Fast-5
