@@ -31,6 +31,7 @@ from fastdfkd_jax import (
     models,
     optim,
     precision,
+    ranges,
     reporting,
     sharding,
 )
@@ -40,6 +41,7 @@ from fastdfkd_jax.state import ClassifierState, init_classifier, jit_create
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks a teacher-training config before anything runs; a ValueError names the bad key."""
+    ranges.check(config, ranges.TEACHER)
     if config.train.epochs < 1:
         raise ValueError(f"train.epochs must be >= 1, got {config.train.epochs}.")
     if config.model.arch not in models.CLASSIFIERS:

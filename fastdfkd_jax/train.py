@@ -44,6 +44,7 @@ from fastdfkd_jax import (
     optim,
     precision,
     provenance,
+    ranges,
     reporting,
     run_data,
     samples,
@@ -60,6 +61,7 @@ from fastdfkd_jax.synthesis.objective import KD_AUGMENTS
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks a distillation config before anything runs; a ValueError names the bad key."""
+    ranges.check(config, ranges.DFKD)
     if config.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {config.epochs}.")
     if not 0 <= config.warmup < config.epochs:

@@ -13,7 +13,7 @@ from typing import Any
 
 import ml_collections
 
-from fastdfkd_jax import backend, config_args, methods, synthesis
+from fastdfkd_jax import backend, config_args, methods, ranges, synthesis
 
 # Keys that do not change what a run computes: a finished run that differs only in them is reused.
 DISPLAY_ONLY_KEYS = ("progress_bar",)
@@ -21,6 +21,7 @@ DISPLAY_ONLY_KEYS = ("progress_bar",)
 
 def validate(bench: ml_collections.ConfigDict) -> None:
     """Checks a benchmark config (and that every method's config builds) before any compute."""
+    ranges.check(bench, ranges.BENCHMARK)
     if not bench.methods:
         raise ValueError("bench methods is empty.")
     if bench.timing_repeats < 1:
@@ -28,7 +29,7 @@ def validate(bench: ml_collections.ConfigDict) -> None:
     if not bench.seeds or len(set(bench.seeds)) != len(bench.seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {bench.seeds}.")
     for method in bench.methods:
-        method_config(bench, method)
+        ranges.check(method_config(bench, method), ranges.DFKD)
 
 
 def seeds_of(bench: ml_collections.ConfigDict, method: str) -> tuple[int, ...]:

@@ -106,5 +106,5 @@ def test_bad_run_settings_are_refused_by_validate():
         main.run(config, "/nonexistent")
     config = load_config("dfkd_imagenet.py:runlocal")
     config.synthesis.meta_latent.reset_every = -1
-    with pytest.raises(ValueError, match=r"reset_every must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"synthesis.meta_latent.reset_every=-1 is out of range"):
         main.run(config, "/nonexistent")

@@ -240,7 +240,7 @@ class CifarOnly(nn.Module):
     "override, message",
     [
         (dict(teacher_arch="digits_cnn_small"), "is a 'digits_cnn_tiny', but the config asks for"),
-        (dict(g_steps=0), "g_steps must be >= 1, got 0"),
+        (dict(g_steps=0), r"synthesis.g_steps=0 is out of range: it must be an integer >= 1\."),
         (dict(meta_gradient="second"), "Unknown synthesis.meta_gradient 'second'"),
         (dict(student_arch="cifar_only"), "does not accept images of shape"),
         (dict(student_arch="nope"), "digits_cnn_tiny"),
@@ -257,7 +257,7 @@ class CifarOnly(nn.Module):
         (dict(strategy="greedy"), "Unknown synthesis.strategy 'greedy'"),
         (dict(kd_per_round=3), "kd.steps=2 must be a multiple of synthesis.kd_steps_per_round=3"),
         (dict(mesh=64), "mesh.data=64 asks for more devices than the"),
-        (dict(eval_every=0), "eval_every_epochs must be >= 1, got 0"),
+        (dict(eval_every=0), "eval_every_epochs=0 is out of range: it must be an integer >= 1"),
         (
             dict(precision="fp16"),
             "Unknown precision 'fp16'; choose one of highest, tensorfloat32, bfloat16",
