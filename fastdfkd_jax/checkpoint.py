@@ -19,6 +19,8 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from fastdfkd_jax import checks
+
 TEACHER_META = "meta.json"
 TEACHER_VARIABLES = "variables"
 
@@ -95,7 +97,7 @@ def load_teacher_meta(directory: str) -> dict:
     """Reads a teacher directory's `meta.json`, with a clear error when it is missing."""
     path = epath.Path(os.path.abspath(directory)) / TEACHER_META
     if not path.exists():
-        raise ValueError(
+        raise checks.UserInputError(
             f"No teacher at {directory!r}: {path} is missing. Train one with "
             "`python -m fastdfkd_jax.main --config=configs/teacher_<dataset>.py --workdir=DIR` "
             "(the teacher is written to DIR/teacher) or import a PyTorch one with "

@@ -1,11 +1,18 @@
-"""Checks of config values before any compute: one message shape for every key.
+"""Checks of config values before any compute: one message shape for every key, and the error
+class of a user's mistake.
 
 `check_choice` refuses a value outside its choices with a ValueError naming the key, the value and
-the choices: "Unknown synthesis.strategy 'greedy'; choose one of ('meta', ...)."
+the choices: "Unknown synthesis.strategy 'greedy'; choose one of ('meta', ...)." A
+`UserInputError` (a bad setting, a missing teacher or data set) is printed by the `fastdfkd`
+command as one line, without a traceback; any other exception keeps its traceback.
 """
 
 from collections.abc import Collection
 from typing import Any
+
+
+class UserInputError(ValueError):
+    """A mistake in what the user gave (a setting, a path, a data set): one line says what to do."""
 
 
 def check_choice(name: str, value: Any, choices: Collection[Any]) -> None:

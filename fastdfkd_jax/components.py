@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from fastdfkd_jax import backend, checkpoint, models, optim, precision, run_data, sharding
+from fastdfkd_jax import backend, checkpoint, checks, models, optim, precision, run_data, sharding
 from fastdfkd_jax.state import DFKDState, create_dfkd_state
 from fastdfkd_jax.synthesis import Synthesizer, build_synthesizer
 from fastdfkd_jax.synthesis.objective import make_synthesis_augment
@@ -64,7 +64,7 @@ def load_teacher(
     """
     directory = directory or config.teacher.checkpoint
     if not directory:
-        raise ValueError(
+        raise checks.UserInputError(
             "config.teacher.checkpoint is empty: pass --config.teacher.checkpoint=DIR, a teacher "
             "directory written by teacher training (WORKDIR/teacher) or the PyTorch import."
         )

@@ -17,7 +17,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fastdfkd_jax import methods, sharding
+from fastdfkd_jax import checks, methods, sharding
 
 # job name -> (module with `validate(config)`, its function `(config, workdir) -> summary dict`).
 # Imported when the job runs, so one job does not pay for the others' imports.
@@ -32,6 +32,9 @@ JOBS = {
 # `enabled=True` (off by default); each one's summary joins the job's under its name.
 FOLLOW_UPS = {"dfkd": ("mars_head",)}
 
+# The exit status of a user's mistake (a refused setting, a missing teacher or data set).
+USER_ERROR_STATUS = 2
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
 _LIST_METHODS = flags.DEFINE_bool(
@@ -45,10 +48,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError(f"Unknown job {config.job!r}; choose one of {sorted(JOBS)}.")
     module_name, function_name = JOBS[config.job]
     module = importlib.import_module(module_name)
-    module.validate(config)
     after = [n for n in FOLLOW_UPS.get(config.job, ()) if n in config and config[n].enabled]
-    for name in after:
-        importlib.import_module(JOBS[name][0]).validate(config)
+    try:  # a refused setting is the user's mistake: one line, no traceback (`main`)
+        module.validate(config)
+        for name in after:
+            importlib.import_module(JOBS[name][0]).validate(config)
+    except checks.UserInputError:
+        raise
+    except ValueError as error:
+        raise checks.UserInputError(str(error)) from error
     # Before anything touches a device: jax.distributed must start before the backend does.
     sharding.initialize_distributed(config.get("distributed") or sharding.distributed_config())
     logging.info("JAX devices: %s", jax.devices())
@@ -70,7 +78,11 @@ def main(argv: list[str]) -> None:
         return
     if _CONFIG.value is None or _WORKDIR.value is None:
         raise app.UsageError("--config and --workdir are required (or --list_methods).")
-    summary = run(_CONFIG.value, _WORKDIR.value)
+    try:
+        summary = run(_CONFIG.value, _WORKDIR.value)
+    except checks.UserInputError as error:
+        sys.stderr.write(f"fastdfkd: error: {error}\n")
+        sys.exit(USER_ERROR_STATUS)
     logging.info("Summary: %s", {k: v for k, v in summary.items() if k != "config"})
 
 

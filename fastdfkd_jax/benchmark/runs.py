@@ -19,6 +19,7 @@ from absl import logging
 from fastdfkd_jax import (
     backend,
     checkpoint,
+    checks,
     config_args,
     fingerprint,
     synthesis,
@@ -37,7 +38,7 @@ def ensure_teacher(bench: ml_collections.ConfigDict, workdir: str) -> str:
     if bench.teacher.checkpoint:
         return bench.teacher.checkpoint
     if not bench.teacher.train_config:
-        raise ValueError(
+        raise checks.UserInputError(
             "bench teacher.checkpoint is empty and no teacher.train_config is set: pass "
             "--config.teacher.checkpoint=DIR (a teacher directory)."
         )

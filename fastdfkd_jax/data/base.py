@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from fastdfkd_jax.checks import UserInputError
+
 # Environment variable that overrides TFDS's default data directory for our datasets.
 DATA_DIR_ENV = "FASTDFKD_DATA_DIR"
 
@@ -59,7 +61,7 @@ class DatasetInfo:
         return self.train_size if split == "train" else self.test_size
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(UserInputError):
     """A registered dataset absent from this machine; the message says how to get it."""
 
 

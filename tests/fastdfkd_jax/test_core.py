@@ -308,3 +308,43 @@ def test_check_choice_names_the_key_the_value_and_the_choices():
         ValueError, match=r"Unknown synthesis.strategy 'greedy'; choose one of \('meta', 'seq'\)\."
     ):
         check_choice("synthesis.strategy", "greedy", ("meta", "seq"))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.kd.batch_size=0", "kd.batch_size=0 is out of range: it must be an integer >= 1"),
+        ("--config.kd.optimizer.learning_rate=nan", "kd.optimizer.learning_rate=nan is out of"),
+        ("--config.synthesis.batch_size=-1", "synthesis.batch_size=-1 is out of range"),
+        (
+            "--config.teacher.checkpoint=/nonexistent/teacher",
+            "No teacher at '/nonexistent/teacher'",
+        ),
+    ],
+)
+def test_a_users_mistake_is_one_line_without_a_traceback(override, message, tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "fastdfkd_jax.main", "--config=configs/dfkd_digits.py:runlocal",
+            f"--workdir={tmp_path}", override, "--config.compilation_cache=False",
+        ],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("fastdfkd: error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
+def test_an_internal_error_keeps_its_traceback(monkeypatch):
+    from fastdfkd_jax import main
+
+    def broken(config, workdir):
+        raise RuntimeError("internal")
+
+    monkeypatch.setattr(main, "run", broken)
+    monkeypatch.setattr(main, "_CONFIG", type("F", (), {"value": object()})())
+    monkeypatch.setattr(main, "_WORKDIR", type("F", (), {"value": "/tmp/w"})())
+    monkeypatch.setattr(main, "_LIST_METHODS", type("F", (), {"value": False})())
+    with pytest.raises(RuntimeError, match="internal"):
+        main.main(["fastdfkd"])
