@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 import scipy.linalg
 
-from spline.forward import gcv
+from spline.forward_state import gcv
 from spline.orthobasis import QR_TOL_SQ
 
 # earth.fit.R: RSS and GCV values below this are reported as 0 ("for consistency across

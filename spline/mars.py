@@ -24,9 +24,11 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from spline import backward, forward
+from spline import backward, forward, forward_state
 from spline.basis import INTERCEPT, Term, basis_matrix
 
+# The forward pass's direction code of a linear term.
+LINEAR = forward_state.DIR_LINEAR
 # earth's defaults (earth.Rd): nk = min(200, max(20, 2 p)) + 1, thresh 0.001, penalty 2 for
 # degree 1 and 3 above, fast.k 20, fast.beta 1.
 NK_CAP = 200
@@ -218,7 +220,7 @@ class MARS(RegressorMixin, TransformerMixin, BaseEstimator):
         self.minspan_ = fwd.minspan
         self.endspan_ = fwd.endspan
         self.termination_ = fwd.termination
-        self.stop_reason_ = forward.TERMINATION[fwd.termination]
+        self.stop_reason_ = forward_state.TERMINATION[fwd.termination]
         self.forward_rsq_ = fwd.rsq
         self.weighted_ = fwd.weighted
         self.ignored_features_ = constant.tolist()
@@ -321,8 +323,10 @@ def _terms(fwd: forward.ForwardResult, slots: list[int]) -> list[Term]:
             direction = int(fwd.dirn[slot])
             made[slot] = Term(
                 variable=int(fwd.var[slot]),
-                knot=float(fwd.cut[slot]) if direction != forward.DIR_LINEAR else float("nan"),
-                direction=0 if direction == forward.DIR_LINEAR else direction,
+                knot=float(fwd.cut[slot])
+                if direction != forward_state.DIR_LINEAR
+                else float("nan"),
+                direction=0 if direction == forward_state.DIR_LINEAR else direction,
                 parent=make(int(fwd.parent[slot])),
             )
         return made[slot]

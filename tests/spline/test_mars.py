@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from spline import MARS, backward, candidates, fastk, forward, spans
+from spline import MARS, backward, candidates, fastk, forward, forward_loop, forward_state, spans
 from spline.basis import HINGE_DOWN, HINGE_UP, LINEAR
 
 
@@ -75,9 +75,11 @@ def test_root_grid_is_centred_as_in_earth():
 
 def test_gcv_formula():
     # earth: C = terms + penalty * (terms - 1) / 2; penalty -1 makes terms free.
-    assert forward.gcv(100.0, 3, 100, 2.0) == pytest.approx(100.0 / (100 * (1 - 5 / 100) ** 2))
-    assert forward.gcv(1.0, 60, 100, 2.0) == math.inf
-    assert forward.gcv(50.0, 60, 100, -1) == 0.5
+    assert forward_state.gcv(100.0, 3, 100, 2.0) == pytest.approx(
+        100.0 / (100 * (1 - 5 / 100) ** 2)
+    )
+    assert forward_state.gcv(1.0, 60, 100, 2.0) == math.inf
+    assert forward_state.gcv(50.0, 60, 100, -1) == 0.5
 
 
 def test_bucket_and_cumsum():
@@ -283,7 +285,7 @@ def test_full_precision_whatever_the_default():
     with jax.enable_x64(True), jax.default_matmul_precision("bfloat16"):
         options = forward.Options(nk=11, degree=2, penalty=3.0)
         st, data, params, _ = forward._prepare(x, y[:, None], None, options)
-        text = forward.run.lower(st, data, params).as_text()
+        text = forward_loop.run.lower(st, data, params).as_text()
     dots = re.findall(r"stablehlo\.dot_general[^\n]*", text)
     assert dots and all("HIGHEST" in d for d in dots), [d for d in dots if "HIGHEST" not in d]
 
