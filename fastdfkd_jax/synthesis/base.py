@@ -25,7 +25,7 @@ many steps run as host-driven chunks (DeepInversion, CMI: `begin` / `advance` / 
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -325,3 +325,33 @@ def generator_from_config(config: Any, info: Any) -> Any:
         ngf=g.ngf,
         dtype=precision.compute_dtype(config.precision),
     )
+
+
+def reset_layers(
+    params: Any,
+    rng: jax.Array,
+    layer_names: Sequence[str],
+    std: float,
+    scale_mean: float = 1.0,
+) -> Any:
+    """Re-initializes the named generator layers (FastDFKD's `reset_l0`; CMI's `reset_model`).
+
+    Kernels ~ N(0, std), biases 0, BatchNorm scales ~ N(scale_mean, std). `scale_mean` 1.0 is the
+    usual BatchNorm start (CMI's reset_model); the original's reset_l0 draws them around 0.0
+    (its condition treats the BatchNorm like the Linear layer), which nearly zeroes the layer.
+    """
+    params = dict(params)
+    for i, name in enumerate(layer_names):
+        if name not in params:
+            raise ValueError(f"reset layer {name!r} not in the generator; it has {sorted(params)}.")
+        layer = {}
+        for leaf, value in params[name].items():
+            noise = std * jax.random.normal(jax.random.fold_in(rng, i), value.shape, value.dtype)
+            if leaf == "kernel":
+                layer[leaf] = noise
+            elif leaf == "scale":
+                layer[leaf] = scale_mean + noise
+            else:
+                layer[leaf] = jnp.zeros_like(value)
+        params[name] = layer
+    return params

@@ -40,9 +40,9 @@ from fastdfkd_jax.synthesis.base import (
     adv_start_epoch,
     check_chunk_steps,
     generator_from_config,
+    reset_layers,
     validate_chunk_steps,
 )
-from fastdfkd_jax.synthesis.fastdfkd import reset_layers
 from fastdfkd_jax.synthesis.objective import adversarial_term
 from fastdfkd_jax.synthesis.steps import run_steps
 

@@ -27,7 +27,6 @@ synthesizer from a run config.
 
 import dataclasses
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -40,7 +39,12 @@ import optax
 from fastdfkd_jax import sharding
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.synthesis import losses
-from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch, generator_from_config
+from fastdfkd_jax.synthesis.base import (
+    PoolSynthesis,
+    adv_start_epoch,
+    generator_from_config,
+    reset_layers,
+)
 from fastdfkd_jax.synthesis.inner_optimizers import adam_held_normalizer, normalized_sgd
 from fastdfkd_jax.synthesis.objective import Objective, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
@@ -375,36 +379,6 @@ class FastSynthesizer(PoolSynthesis):
             **{f"synth_{k}": v for k, v in aux["parts"].items()},
         )
         return bn_memory, metrics
-
-
-def reset_layers(
-    params: Any,
-    rng: jax.Array,
-    layer_names: Sequence[str],
-    std: float,
-    scale_mean: float = 1.0,
-) -> Any:
-    """Re-initializes the named generator layers (FastDFKD's `reset_l0`; CMI's `reset_model`).
-
-    Kernels ~ N(0, std), biases 0, BatchNorm scales ~ N(scale_mean, std). `scale_mean` 1.0 is the
-    usual BatchNorm start (CMI's reset_model); the original's reset_l0 draws them around 0.0
-    (its condition treats the BatchNorm like the Linear layer), which nearly zeroes the layer.
-    """
-    params = dict(params)
-    for i, name in enumerate(layer_names):
-        if name not in params:
-            raise ValueError(f"reset layer {name!r} not in the generator; it has {sorted(params)}.")
-        layer = {}
-        for leaf, value in params[name].items():
-            noise = std * jax.random.normal(jax.random.fold_in(rng, i), value.shape, value.dtype)
-            if leaf == "kernel":
-                layer[leaf] = noise
-            elif leaf == "scale":
-                layer[leaf] = scale_mean + noise
-            else:
-                layer[leaf] = jnp.zeros_like(value)
-        params[name] = layer
-    return params
 
 
 def validate(s: ml_collections.ConfigDict) -> None:

@@ -14,7 +14,6 @@ from fastdfkd_jax.synthesis import (
     baseline_augment,
     baseline_losses,
     deepinversion,
-    fastdfkd,
     inner_optimizers,
     losses,
     objective,
@@ -552,13 +551,13 @@ def test_bad_synthesizer_config():
 def test_reset_layers():
     synth, *_ = make_synth("first_order")
     params = synth.init(jax.random.PRNGKey(0)).params
-    reset = fastdfkd.reset_layers(params, jax.random.PRNGKey(1), ("l1", "bn0"), 0.02)
+    reset = base.reset_layers(params, jax.random.PRNGKey(1), ("l1", "bn0"), 0.02)
     assert float(jnp.abs(reset["l1"]["bias"]).max()) == 0.0
     assert abs(float(reset["l1"]["kernel"].std()) - 0.02) < 0.01
     assert abs(float(reset["bn0"]["scale"].mean()) - 1.0) < 0.02
     np.testing.assert_array_equal(reset["conv1"]["kernel"], params["conv1"]["kernel"])
     with pytest.raises(ValueError, match="'nope' not in the generator"):
-        fastdfkd.reset_layers(params, jax.random.PRNGKey(1), ("nope",), 0.02)
+        base.reset_layers(params, jax.random.PRNGKey(1), ("nope",), 0.02)
 
 
 # -- DeepInversion --------------------------------------------------------------------------------
@@ -740,7 +739,7 @@ def test_reset_l0_before_its_epoch_and_with_the_originals_bn_scale():
     rng = jax.random.PRNGKey(4)
     assert synth.start_epoch(state, 2, rng) is state
     reset = synth.start_epoch(state, 3, rng)
-    want = fastdfkd.reset_layers(state.params, rng, ("l1", "bn0"), 0.02, scale_mean=0.0)
+    want = base.reset_layers(state.params, rng, ("l1", "bn0"), 0.02, scale_mean=0.0)
     for got, exp in zip(jax.tree.leaves(reset.params), jax.tree.leaves(want)):
         np.testing.assert_allclose(got, exp, rtol=1e-6)
     # The original's reset_l0 draws the BatchNorm scale like the Linear kernel: N(0, 0.02).
