@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spline import candidates as cand
+from spline import candidates_root as root_cand
 from spline import forward_loop as loop
 from spline import forward_state as fstate
 from spline import orthobasis, spans
@@ -331,7 +331,9 @@ def _prepare(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, options: 
     else:
         n_cand_pool, pool_size = 1, 0
     block = shapes.block(span1)
-    layout = cand.root_layout(grids, perm, xs_c, span1, block, n_cand_root, npad - 1, shapes.top)
+    layout = root_cand.root_layout(
+        grids, perm, xs_c, span1, block, n_cand_root, npad - 1, shapes.top
+    )
     st = fstate.Static(
         n_pad=npad,
         n_vars=p,
@@ -370,7 +372,7 @@ def _prepare(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, options: 
         sw=jnp.asarray(sw),
         yw=jnp.asarray(yw),
         q0=jnp.asarray(sw / np.sqrt(np.sum(sw * sw))),
-        root=cand.RootLayout(**{key: jnp.asarray(v) for key, v in layout.items()}),
+        root=root_cand.RootLayout(**{key: jnp.asarray(v) for key, v in layout.items()}),
     )
     params = fstate.Params(
         n_rows=jnp.int32(n),

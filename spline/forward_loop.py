@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from spline import candidates as cand
+from spline import candidates_root as root_cand
 from spline import fastk, orthobasis, spans
 from spline.candidates import Stats
 from spline.forward_state import (
@@ -322,7 +323,7 @@ def _step(st: Static, data: Data, params: Params, state: State) -> State:
 
 def _add_to_stats(st: Static, data: Data, state: State, qnew, qy_new) -> State:
     """Adds the step's new columns to the intercept's sums (pooled parents catch up lazily)."""
-    root = cand.root_add_columns(data.root, state.root, data.sw, data.xc, qnew, qy_new)
+    root = root_cand.root_add_columns(data.root, state.root, data.sw, data.xc, qnew, qy_new)
     return state.replace(root=root)
 
 
@@ -345,8 +346,10 @@ def _initial_state(st: Static, data: Data, params: Params) -> State:
         used=jnp.zeros(m, bool).at[0].set(True),
         varmask=jnp.zeros((m, p), bool),
     )
-    root = cand.root_stats(data.root, data.sw, data.yw, data.q0, data.xc)
-    root = cand.root_add_columns(data.root, root, data.sw, data.xc, data.q0[None, :], qy0[None, :])
+    root = root_cand.root_stats(data.root, data.sw, data.yw, data.q0, data.xc)
+    root = root_cand.root_add_columns(
+        data.root, root, data.sw, data.xc, data.q0[None, :], qy0[None, :]
+    )
     pool = None
     if st.max_degree > 1:
         s, c = st.pool_size, st.n_cand_pool

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from spline import candidates as cand
+from spline import candidates_root as root_cand
 from spline import fastk, orthobasis
 from spline.candidates import Stats
 
@@ -92,7 +93,7 @@ class Data:
     sw: jax.Array
     yw: jax.Array
     q0: jax.Array
-    root: cand.RootLayout
+    root: root_cand.RootLayout
 
 
 @flax.struct.dataclass
