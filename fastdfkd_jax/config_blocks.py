@@ -120,6 +120,9 @@ def dfkd_config(
     # True only in the runlocal variants of the ImageNet and NYUv2 configs: generated test data
     # and a randomly initialized teacher (fastdfkd_jax.smoke), never for results.
     config.smoke_test = False
+    # A workdir that holds a run of another config, teacher or code version: refused (False), or
+    # that run's files moved to WORKDIR/superseded.<n>/ and this run started there (True).
+    config.start_afresh = False
     config.teacher = ml_collections.ConfigDict(dict(arch=teacher_arch, checkpoint=""))
     config.student = ml_collections.ConfigDict(dict(arch=student_arch))
     config.epochs = 220

@@ -18,9 +18,11 @@ checkpoint of another fingerprint; the benchmark reuses a finished run or a stor
 the fingerprints agree (`fastdfkd_jax.benchmark.runs`).
 """
 
+import glob
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +30,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from fastdfkd_jax import checkpoint, reporting
+from fastdfkd_jax import checkpoint, checks, reporting
 
 FILE = "fingerprint.json"
 
@@ -45,6 +47,7 @@ IGNORED_KEYS = (
     "sample_grid_size",
     "sample_upscale",
     "mars_head.enabled",  # an extra phase after distillation; its own outputs
+    "start_afresh",  # what to do with a workdir of another run, not what this run computes
 )
 # Old dotted key -> today's, for every config key moved or renamed since records were first stored.
 RENAMED: dict[str, str] = {}
@@ -162,15 +165,58 @@ def write(workdir: str, content: Mapping[str, Any]) -> None:
         json.dump(dict(content), f, indent=1, sort_keys=True)
 
 
-def claim_workdir(workdir: str, run_fingerprint: dict) -> None:
-    """Records `run_fingerprint` in `workdir`, or raises a ValueError when the workdir holds a run
-    of another fingerprint (another config, teacher, code version or backend): its checkpoints
-    must never be resumed as this run. A workdir with checkpoints from before fingerprints were
-    recorded is adopted with a warning.
+# What a run writes into its workdir, moved aside together when another run starts afresh there.
+RUN_FILES = (FILE, "checkpoints", "metrics.jsonl", "summary.json", "tensorboard")
+RUN_FILE_PATTERNS = ("samples_*.png",)
+
+
+def check_writable(workdir: str) -> None:
+    """Raises a UserInputError naming `workdir` when a file cannot be created in it."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir):
+            pass
+    except OSError as error:
+        raise checks.UserInputError(
+            f"The workdir {workdir!r} cannot be written ({error.strerror}): choose another."
+        ) from None
+
+
+def move_run_aside(workdir: str) -> str:
+    """Moves the files of the run in `workdir` into `workdir/superseded.<n>/`; returns that path."""
+    n = 1
+    while os.path.exists(os.path.join(workdir, f"superseded.{n}")):
+        n += 1
+    target = os.path.join(workdir, f"superseded.{n}")
+    os.makedirs(target)
+    names = [name for name in RUN_FILES if os.path.exists(os.path.join(workdir, name))]
+    for pattern in RUN_FILE_PATTERNS:
+        names += [os.path.basename(p) for p in glob.glob(os.path.join(workdir, pattern))]
+    for name in names:
+        os.rename(os.path.join(workdir, name), os.path.join(target, name))
+    return target
+
+
+def claim_workdir(workdir: str, run_fingerprint: dict, start_afresh: bool = False) -> None:
+    """Records `run_fingerprint` in `workdir` after checking that the workdir can be written.
+
+    A workdir holding a run of another fingerprint (another config, teacher, code version or
+    backend) is refused with a UserInputError naming what differs, since its checkpoints must never
+    be resumed as this run; with `start_afresh`, that run's files are moved to
+    `workdir/superseded.<n>/` and this run starts there from the beginning. A workdir with
+    checkpoints from before fingerprints were recorded is adopted with a warning.
     """
+    check_writable(workdir)
     stored = read(workdir)
-    if stored is not None:
-        if of_record(stored) != run_fingerprint["fingerprint"]:
+    if stored is not None and of_record(stored) != run_fingerprint["fingerprint"]:
+        if start_afresh:
+            if reporting.is_primary():
+                logging.warning(
+                    "The workdir %s held another run: moved to %s.",
+                    workdir,
+                    move_run_aside(workdir),
+                )
+        else:
             differ = sorted(
                 k
                 for k in set(stored["settings"]) | set(run_fingerprint["settings"])
@@ -179,13 +225,14 @@ def claim_workdir(workdir: str, run_fingerprint: dict) -> None:
             for key in ("teacher_digest", "code_versions", "backend"):
                 if stored.get(key) != run_fingerprint[key]:
                     differ.append(key)
-            raise ValueError(
+            raise checks.UserInputError(
                 f"The workdir {workdir!r} holds another run (its {FILE} differs in "
                 f"{', '.join(differ[:8])}{' ...' if len(differ) > 8 else ''}): use a new workdir, "
-                "or delete that one to start over."
+                "or --config.start_afresh=True to move that run aside and start this one there."
             )
+    elif stored is not None:
         return
-    if checkpoint.has_checkpoints(workdir):
+    elif checkpoint.has_checkpoints(workdir):
         logging.warning(
             "The workdir %s has checkpoints but no %s (written before runs recorded their "
             "fingerprint): resuming them as this run.",
@@ -193,5 +240,4 @@ def claim_workdir(workdir: str, run_fingerprint: dict) -> None:
             FILE,
         )
     if reporting.is_primary():
-        os.makedirs(workdir, exist_ok=True)
         write(workdir, run_fingerprint)

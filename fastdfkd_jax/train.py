@@ -251,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # A workdir holding a run of another fingerprint is refused before any compute (it would
     # otherwise resume that run and report it as this one).
     fingerprint_record = run_fingerprint(config, parts)
-    fingerprint.claim_workdir(workdir, fingerprint_record)
+    fingerprint.claim_workdir(workdir, fingerprint_record, config.start_afresh)
     keys = components.run_keys(config.seed)
     init_start = time.perf_counter()
     # The state is made by one jitted function, compiled on its first call: its compilation

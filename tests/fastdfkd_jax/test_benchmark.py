@@ -611,3 +611,35 @@ def test_gpu_records_script_at_runlocal_sizes(teacher_dir, tmp_path):
     backend = jax.default_backend()
     assert f"results/bench_digits/{backend}/fast2/seed0/summary.json" in names
     assert f"results/bench_digits/{backend}/timing.json" in names
+
+
+def test_claim_workdir_refuses_moves_aside_or_adopts(tmp_path):
+    """A foreign run is refused naming what differs, or moved aside when asked; an unwritable
+    workdir fails naming it.
+    """
+    from fastdfkd_jax import checks
+
+    config = load_config("dfkd_digits.py:fast5").to_dict()
+    first = fingerprint.record(config, "T", fingerprint.code_versions(1), "cpu")
+    workdir = tmp_path / "run"
+    fingerprint.claim_workdir(str(workdir), first)
+    (workdir / "checkpoints" / "10").mkdir(parents=True)
+    (workdir / "metrics.jsonl").write_text("{}\n")
+    (workdir / "samples_0010.png").write_bytes(b"png")
+    fingerprint.claim_workdir(str(workdir), first)  # the same run: resumed, nothing moved
+    assert (workdir / "checkpoints").exists()
+    config["kd"]["temperature"] = 1.0
+    other = fingerprint.record(config, "T", fingerprint.code_versions(1), "cpu")
+    with pytest.raises(checks.UserInputError, match=r"holds another run .*kd\.temperature"):
+        fingerprint.claim_workdir(str(workdir), other)
+    fingerprint.claim_workdir(str(workdir), other, start_afresh=True)
+    moved = workdir / "superseded.1"
+    assert sorted(os.listdir(moved)) == [
+        "checkpoints", "fingerprint.json", "metrics.jsonl", "samples_0010.png",
+    ]  # fmt: skip
+    assert not (workdir / "checkpoints").exists()
+    assert fingerprint.read(str(workdir))["fingerprint"] == other["fingerprint"]
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    with pytest.raises(checks.UserInputError, match="cannot be written"):
+        fingerprint.claim_workdir(str(blocked / "run"), first)
