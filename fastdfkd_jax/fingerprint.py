@@ -49,8 +49,12 @@ IGNORED_KEYS = (
     "mars_head.enabled",  # an extra phase after distillation; its own outputs
     "start_afresh",  # what to do with a workdir of another run, not what this run computes
 )
-# Old dotted key -> today's, for every config key moved or renamed since records were first stored.
-RENAMED: dict[str, str] = {}
+# Old dotted key -> today's, for every config key moved or renamed since records were first stored;
+# or -> {synthesis method: today's key} where the move depends on the run's method (a flat key
+# moved into each method's own block).
+RENAMED: dict[str, str | dict[str, str]] = {}
+# The key that names a run's synthesis method (method-dependent renames look it up).
+METHOD_KEY = "synthesis.method"
 # Config keys added since records were first stored -> the value that computes what the code did
 # before the key existed. A setting at that value is left out of the fingerprint, so a record of
 # the older code still matches; any other value makes another run.
@@ -77,8 +81,10 @@ def _canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
     `ADDED` value dropped, sorted by key.
     """
     out = {}
+    method = flat.get(METHOD_KEY)
     for key, value in flat.items():
-        key = RENAMED.get(key, key)
+        renamed = RENAMED.get(key, key)
+        key = renamed.get(method, key) if isinstance(renamed, dict) else renamed
         if key in IGNORED_KEYS or (key in ADDED and ADDED[key] == value):
             continue
         out[key] = value

@@ -191,6 +191,18 @@ def test_fingerprint_ignores_layout_renames_and_display_keys(monkeypatch):
     assert fingerprint.of_record(record) != new["fingerprint"]
     moved["kd"]["new_knob"] = False
     new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
+    # A flat key moved into its method's own block: the rename depends on the run's method.
+    moved["synthesis"]["fast"] = {"g_steps": moved["synthesis"].pop("g_steps")}
+    monkeypatch.setattr(
+        fingerprint,
+        "RENAMED",
+        {
+            "kd.temperature": "kd.kd_temperature",
+            "synthesis.g_steps": {"fast": "synthesis.fast.g_steps", "cmi": "synthesis.cmi.steps"},
+        },
+    )
+    new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
+    assert fingerprint.of_record(record) == new["fingerprint"]
     # Another backend, code version or teacher: another run.
     for args in (("T", 1, "gpu"), ("T", 2, "cpu"), ("U", 1, "cpu")):
         other = fingerprint.record(moved, args[0], fingerprint.code_versions(args[1]), args[2])
