@@ -44,10 +44,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ranges.check(config, ranges.TEACHER)
     if config.train.epochs < 1:
         raise ValueError(f"train.epochs must be >= 1, got {config.train.epochs}.")
-    if config.model.arch not in models.CLASSIFIERS:
-        raise ValueError(
-            f"Unknown model.arch {config.model.arch!r}; choose one of {sorted(models.CLASSIFIERS)}."
-        )
+    models.check_classifier_name(config.model.arch)
     optim.validate(config.train.optimizer, "train.optimizer")
     precision.validate(config.precision)
     data.get_info(config.dataset.name)  # an unknown dataset names the known ones

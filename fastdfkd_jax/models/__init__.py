@@ -11,6 +11,7 @@ classes.
 """
 
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -75,13 +76,47 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
 MODELS: dict[str, Callable[..., nn.Module]] = {**CLASSIFIERS, **SEGMENTATION_MODELS, **GENERATORS}
 
 
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` names a model by import path, ``'package.module:ClassName'``."""
+    return ":" in name
+
+
+def from_import_path(name: str) -> Callable[..., nn.Module]:
+    """The module class (or constructor) named ``'package.module:ClassName'``, big_vision style.
+
+    Raises:
+      ValueError: naming the path, when the module cannot be imported or has no such attribute.
+    """
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"Model {name!r}: cannot import {module_name!r} ({error}).") from None
+    if not hasattr(module, attribute):
+        raise ValueError(f"Model {name!r}: {module_name!r} has no {attribute!r}.")
+    return getattr(module, attribute)
+
+
+def check_classifier_name(name: str) -> None:
+    """Raises a ValueError unless ``name`` is a zoo classifier or an importable model path."""
+    if is_import_path(name):
+        from_import_path(name)
+    elif name not in CLASSIFIERS:
+        raise ValueError(
+            f"Unknown model {name!r}; choose one of {sorted(CLASSIFIERS)} or name a model by "
+            "import path, 'package.module:ClassName'."
+        )
+
+
 def create_model(
     name: str, num_classes: int | None = None, dtype: Any = None, **overrides
 ) -> nn.Module:
-    """Build the model registered as ``name``.
+    """Build the model registered as ``name``, or named by import path.
 
     Args:
-      name: a key of ``MODELS``.
+      name: a key of ``MODELS``, or ``'package.module:ClassName'``: a classifier or segmentation
+        model of the user's, a Flax module taking ``num_classes`` (and ``dtype`` when given), called
+        as ``model(x, train=...)`` (docs/CONVENTIONS.md).
       num_classes: number of logits (per pixel for segmentation models); required for classifiers
         and segmentation models, must be None for generators.
       dtype: the computation dtype (e.g. ``jnp.bfloat16``, see :mod:`fastdfkd_jax.precision`);
@@ -95,10 +130,14 @@ def create_model(
         for a model without a ``dtype`` field.
 
     """
-    if name not in MODELS:
+    if is_import_path(name):
+        constructor = from_import_path(name)
+    elif name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choices: {', '.join(sorted(MODELS))}")
+    else:
+        constructor = MODELS[name]
     if dtype is not None:
-        module_class = getattr(MODELS[name], "func", MODELS[name])  # a class or a partial of one
+        module_class = getattr(constructor, "func", constructor)  # a class or a partial of one
         if "dtype" not in getattr(module_class, "__dataclass_fields__", {}):
             raise ValueError(f"Model {name!r} has no dtype field: it cannot compute in {dtype}.")
         overrides["dtype"] = dtype
@@ -108,7 +147,7 @@ def create_model(
         return MODELS[name](**overrides)
     if num_classes is None:
         raise ValueError(f"Model {name!r} needs num_classes")
-    return MODELS[name](num_classes=num_classes, **overrides)
+    return constructor(num_classes=num_classes, **overrides)
 
 
 # Generators whose output side is 16x their spatial latent (four 2x upsamplings).

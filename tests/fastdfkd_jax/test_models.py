@@ -403,3 +403,50 @@ def test_max_pool_2x2_equals_reduce_window_and_its_gradient(shape, ties):
     grad = jax.grad(lambda x: jnp.vdot(layers.max_pool_2x2(x), cotangent))(x)
     want = jax.grad(lambda x: jnp.vdot(reference(x), cotangent))(x)
     np.testing.assert_array_equal(grad, want)
+
+
+def test_models_by_import_path():
+    """`package.module:ClassName` names a user's model (big_vision style); errors name the path."""
+    from fastdfkd_jax import models as zoo
+    from tests.fastdfkd_jax import tiny
+
+    model = zoo.create_model("tests.fastdfkd_jax.tiny:TinyNet", num_classes=10)
+    assert isinstance(model, tiny.TinyNet) and model.num_classes == 10
+    zoo.check_classifier_name("tests.fastdfkd_jax.tiny:TinyNet")
+    zoo.check_classifier_name("resnet18")
+    with pytest.raises(ValueError, match=r"cannot import 'no_such_package\.nets'"):
+        zoo.create_model("no_such_package.nets:Net", num_classes=10)
+    with pytest.raises(ValueError, match=r"'tests.fastdfkd_jax.tiny' has no 'Missing'"):
+        zoo.check_classifier_name("tests.fastdfkd_jax.tiny:Missing")
+    with pytest.raises(ValueError, match="or name a model by import path"):
+        zoo.check_classifier_name("resnet1000")
+
+
+@pytest.mark.slow  # a teacher and a distillation run end to end: about a minute
+def test_a_model_named_by_import_path_through_the_cli(tmp_path):
+    """A teacher trained and a student distilled, both a model of the user's named by import path;
+    the teacher directory records the path.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    arch = "tests.fastdfkd_jax.tiny:TinyNet"
+    common = ["--config.progress_bar=False", "--config.compilation_cache=False"]
+    subprocess.run(
+        [sys.executable, "-m", "fastdfkd_jax.main", "--config=configs/teacher_digits.py:runlocal",
+         f"--workdir={tmp_path / 'teacher'}", f"--config.model.arch={arch}", *common],
+        check=True, cwd=REPO, capture_output=True, timeout=600,
+    )  # fmt: skip
+    teacher_dir = tmp_path / "teacher" / "teacher"
+    assert json.loads((teacher_dir / "meta.json").read_text())["arch"] == arch
+    subprocess.run(
+        [sys.executable, "-m", "fastdfkd_jax.main", "--config=configs/dfkd_digits.py:runlocal",
+         f"--workdir={tmp_path / 'dfkd'}", f"--config.teacher.checkpoint={teacher_dir}",
+         f"--config.teacher.arch={arch}", f"--config.student.arch={arch}", *common],
+        check=True, cwd=REPO, capture_output=True, timeout=600,
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "dfkd" / "summary.json").read_text())
+    assert 0.0 <= summary["student_test_accuracy"] <= 1.0
