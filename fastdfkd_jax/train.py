@@ -58,6 +58,9 @@ from fastdfkd_jax.state import DFKDState
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import KD_AUGMENTS
 
+# Where a finished run writes its student as a model directory (`checkpoint.save_teacher`).
+STUDENT_DIR = "student"
+
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks a distillation config before anything runs; a ValueError names the bad key."""
@@ -322,6 +325,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
         if start_epoch >= config.epochs:
             student_scores = test.student(state.student.variables)
+        # The distilled student as a model directory (the teachers' format): loadable by
+        # `checkpoint.load_teacher`, the next run's teacher.
+        checkpoint.save_teacher(
+            os.path.join(workdir, STUDENT_DIR),
+            state.student.variables,
+            arch=config.student.arch,
+            num_classes=parts.info.num_classes,
+            dataset=parts.info.name,
+            image_shape=parts.info.image_shape,
+        )
         # Waiting for the background writes and checkpoints still under way.
         timer("drain", lambda: (background.wait(), checkpoint.wait(manager)))
         summary = dict(

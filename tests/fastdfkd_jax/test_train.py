@@ -146,6 +146,13 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     for a, b in zip(leaves(state_a), leaves(state_b)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert resumed["student_test_accuracy"] == summary["student_test_accuracy"]
+    # The distilled student is a model directory, loadable as the next run's teacher.
+    meta, student_vars = checkpoint.load_teacher(
+        os.path.join(full_dir, train.STUDENT_DIR), arch=config.student.arch, num_classes=10
+    )
+    assert meta["image_shape"] == [8, 8, 1] and meta["dataset"] == "digits"
+    for a, b in zip(leaves(student_vars["params"]), leaves(state_a["student"]["params"])):
+        np.testing.assert_array_equal(a, b)
     # Best over the evaluated epochs (the original's reported number), also after a resume.
     accuracies = [r["student_test_accuracy"] for r in records]
     assert summary["student_best_test_accuracy"] == max(accuracies)
