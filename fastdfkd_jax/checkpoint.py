@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
 from fastdfkd_jax import checks
@@ -54,16 +55,33 @@ def wait(manager: ocp.CheckpointManager) -> None:
 
 
 def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, int | None]:
-    """Restores the latest checkpoint into the structure and shardings of `target`.
+    """Restores the latest good checkpoint into the structure and shardings of `target`.
+
+    A checkpoint that cannot be read (a truncated or missing file, as a full disk leaves it) is
+    skipped with a warning naming its step, and the one before it is tried; when none can be read,
+    a UserInputError names the directory before the first epoch.
 
     Returns `(state, step)`, or `(target, None)` when there is no checkpoint yet.
     """
-    step = manager.latest_step()
-    if step is None:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
         return target, None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    return state, step
+    for step in steps:
+        try:
+            return manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
+        except Exception as error:  # noqa: BLE001 (orbax raises many kinds for a broken file)
+            logging.warning(
+                "Checkpoint %d in %s cannot be read (%s: %s); trying the one before it.",
+                step,
+                manager.directory,
+                type(error).__name__,
+                str(error).splitlines()[0][:200] if str(error) else "",
+            )
+    raise checks.UserInputError(
+        f"No checkpoint in {manager.directory} can be read (steps {steps}): delete the directory "
+        "to start the run over."
+    )
 
 
 def save_teacher(

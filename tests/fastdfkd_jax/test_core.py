@@ -348,3 +348,46 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(main, "_LIST_METHODS", type("F", (), {"value": False})())
     with pytest.raises(RuntimeError, match="internal"):
         main.main(["fastdfkd"])
+
+
+def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    """A truncated file in the latest checkpoint: the one before it is restored (with a warning);
+    none readable: an error naming the directory.
+    """
+    import glob
+
+    import jax.numpy as jnp
+
+    target = {"w": jnp.zeros((64, 64)), "step": jnp.zeros((), jnp.int32)}
+    manager = checkpoint.make_manager(str(tmp_path), max_to_keep=3)
+    for step in (1, 2):
+        state = {"w": jnp.full((64, 64), float(step)), "step": jnp.asarray(step, jnp.int32)}
+        checkpoint.save(manager, step, state)
+        checkpoint.wait(manager)
+    manager.close()
+
+    def truncate(step):
+        files = [
+            f
+            for f in glob.glob(
+                str(tmp_path / "checkpoints" / str(step) / "**" / "*"), recursive=True
+            )
+            if os.path.isfile(f) and os.path.getsize(f) > 0 and "/d/" in f
+        ]
+        assert files
+        for f in files:
+            with open(f, "r+b") as handle:
+                handle.truncate(os.path.getsize(f) // 2)
+
+    truncate(2)
+    manager = checkpoint.make_manager(str(tmp_path), max_to_keep=3)
+    state, step = checkpoint.restore_latest(manager, target)
+    manager.close()
+    assert step == 1 and float(state["w"][0, 0]) == 1.0
+    truncate(1)
+    manager = checkpoint.make_manager(str(tmp_path), max_to_keep=3)
+    with pytest.raises(
+        ValueError, match=r"No checkpoint in .*checkpoints can be read \(steps \[2, 1\]\)"
+    ):
+        checkpoint.restore_latest(manager, target)
+    manager.close()
