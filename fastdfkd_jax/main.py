@@ -17,7 +17,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fastdfkd_jax import checks, methods, sharding
+from fastdfkd_jax import checks, methods, preemption, sharding
 
 # job name -> (module with `validate(config)`, its function `(config, workdir) -> summary dict`).
 # Imported when the job runs, so one job does not pay for the others' imports.
@@ -32,7 +32,8 @@ JOBS = {
 # `enabled=True` (off by default); each one's summary joins the job's under its name.
 FOLLOW_UPS = {"dfkd": ("mars_head",)}
 
-# The exit status of a user's mistake (a refused setting, a missing teacher or data set).
+# The exit status of a user's mistake (a refused setting, a missing teacher or data set); a
+# preempted run exits with `preemption.PREEMPTED_STATUS` (75: rerun the command to resume).
 USER_ERROR_STATUS = 2
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -83,6 +84,9 @@ def main(argv: list[str]) -> None:
     except checks.UserInputError as error:
         sys.stderr.write(f"fastdfkd: error: {error}\n")
         sys.exit(USER_ERROR_STATUS)
+    except preemption.Preempted as notice:
+        sys.stderr.write(f"fastdfkd: {notice}\n")
+        sys.exit(preemption.PREEMPTED_STATUS)
     logging.info("Summary: %s", {k: v for k, v in summary.items() if k != "config"})
 
 

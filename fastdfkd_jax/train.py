@@ -43,6 +43,7 @@ from fastdfkd_jax import (
     metrics,
     optim,
     precision,
+    preemption,
     provenance,
     ranges,
     reporting,
@@ -263,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state = components.init_state(parts, keys)
     clock.compiled("init", compiling_seconds())
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
-    writer = background = None
+    writer = background = watch = None
     try:
         state, restored = checkpoint.restore_latest(manager, state)
         jax.block_until_ready(state)
@@ -304,6 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             disable=not reporting.is_primary() or not config.progress_bar,
             desc=config.method,
         )
+        watch = preemption.Watch()
         for epoch in bar:
             state, images, record = train_epoch(parts, steps, state, keys, epoch, timer)
             done = epoch + 1
@@ -319,9 +321,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if config.sample_every_epochs and (done % config.sample_every_epochs == 0 or last):
                 path = os.path.join(workdir, f"samples_{done:04d}.png")
                 samples.save_epoch_samples(parts, labels, background, path, images)
-            if done % config.checkpoint.every_epochs == 0 or last:
+            saved = done % config.checkpoint.every_epochs == 0 or last
+            if saved:
                 background.submit(writer.flush)
                 timer("checkpoint", checkpoint.save, manager, done, state)
+            if not last and watch.should_stop(done):  # preempted: save, flush, stop
+                if not saved:
+                    background.submit(writer.flush)
+                    checkpoint.save(manager, done, state)
+                background.wait()
+                checkpoint.wait(manager)
+                raise preemption.Preempted(done)
 
         if start_epoch >= config.epochs:
             student_scores = test.student(state.student.variables)
@@ -356,6 +366,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return summary
     finally:
         # Also on errors (a NaN stop, an interrupt): finish the writes and checkpoints begun.
+        if watch is not None:
+            watch.close()
         loader.shutdown(wait=False)
         if background is not None:
             background.close()

@@ -9,6 +9,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -23,6 +24,7 @@ from fastdfkd_jax import (
     main,
     metrics,
     models,
+    preemption,
     sharding,
     synthesis,
     timing,
@@ -146,6 +148,28 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     for a, b in zip(leaves(state_a), leaves(state_b)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert resumed["student_test_accuracy"] == summary["student_test_accuracy"]
+    # A preemption notice after epoch 1 (between checkpoints: every 2 epochs here): the run saves
+    # epoch 1 and stops; the rerun resumes there and ends with the uninterrupted run's state.
+    preempted_dir = str(tmp_path / "preempted")
+    sparse = ml_collections.ConfigDict(config.to_dict())
+    sparse.checkpoint.every_epochs = 2
+    original_epoch = train.train_epoch
+
+    def epoch_then_notice(parts, steps, state, keys, epoch, timer):
+        out = original_epoch(parts, steps, state, keys, epoch, timer)
+        if epoch == 0:
+            preemption.notify()
+        return out
+
+    monkeypatch.setattr(train, "train_epoch", epoch_then_notice)
+    with pytest.raises(preemption.Preempted, match="saved epoch 1"):
+        main.run(sparse, preempted_dir)
+    monkeypatch.undo()
+    assert not os.path.exists(os.path.join(preempted_dir, "summary.json"))
+    after_notice = main.run(sparse, preempted_dir)
+    assert after_notice["resumed_from_epoch"] == 1
+    for a, c in zip(leaves(state_a), leaves(final_state(preempted_dir, config)[1])):
+        np.testing.assert_array_equal(a, c)
     # The distilled student is a model directory, loadable as the next run's teacher.
     meta, student_vars = checkpoint.load_teacher(
         os.path.join(full_dir, train.STUDENT_DIR), arch=config.student.arch, num_classes=10
@@ -473,3 +497,36 @@ def test_a_registered_method_runs_in_the_trainer_unchanged(teacher_dir, tmp_path
     np.testing.assert_allclose(state["synthesizer"]["level"], 0.6, rtol=1e-6)
     # 2 KD epochs of kd.steps student steps, split over the 2 rounds of each.
     assert int(state["student"]["step"]) == 2 * config.kd.steps
+
+
+@pytest.mark.slow  # a real SIGTERM to a real run, then its resume, through the command: ~1 minute
+def test_a_real_sigterm_saves_exits_75_and_the_rerun_resumes(teacher_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    workdir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "fastdfkd_jax.main", "--config=configs/dfkd_digits.py:fast2,runlocal",
+        f"--workdir={workdir}", f"--config.teacher.checkpoint={teacher_dir}",
+        "--config.epochs=30", "--config.checkpoint.every_epochs=100", "--config.progress_bar=False",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    metrics_file = workdir / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics_file.exists() and metrics_file.read_text().strip()):
+        assert process.poll() is None and time.time() < deadline, "the run ended or stalled"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == preemption.PREEMPTED_STATUS, stderr[-2000:]
+    assert "fastdfkd: preempted: the run saved epoch" in stderr
+    assert not (workdir / "summary.json").exists()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["resumed_from_epoch"] >= 1
+    assert [r["epoch"] for r in metrics.read_metrics(str(workdir))] == list(range(1, 31))
