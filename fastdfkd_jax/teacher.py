@@ -31,6 +31,7 @@ from fastdfkd_jax import (
     models,
     optim,
     precision,
+    preemption,
     ranges,
     reporting,
     sharding,
@@ -199,6 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     train_seconds = 0.0
     test_accuracy = float("nan")
+    watch = preemption.Watch()
     for epoch in range(start_epoch, config.train.epochs):
         order = epoch_order(config.seed, epoch, n_train)
         epoch_start = time.perf_counter()
@@ -237,10 +239,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             )
         writer.write_scalars(step, record)
         logging.info("epoch %d: %s", epoch + 1, record)
-        if (epoch + 1) % config.checkpoint.every_epochs == 0 or epoch + 1 == config.train.epochs:
+        last = epoch + 1 == config.train.epochs
+        preempted = not last and watch.should_stop(epoch + 1)
+        if (epoch + 1) % config.checkpoint.every_epochs == 0 or last or preempted:
             writer.flush()
             checkpoint.save(manager, step, state)
+        if preempted:  # saved above: stop, resumable by the same command
+            checkpoint.wait(manager)
+            watch.close()
+            raise preemption.Preempted(epoch + 1)
 
+    watch.close()
     if restored is not None and start_epoch >= config.train.epochs:
         test_accuracy = evaluator(state.variables, test_split)
     checkpoint.wait(manager)

@@ -241,7 +241,7 @@ def test_deepinversion_chunked_equals_one_function(teacher_dir):
     np.testing.assert_allclose(metrics["synth_best_loss"], metrics2["synth_best_loss"], rtol=1e-5)
 
 
-def test_teacher_job_trains_and_resumes(tmp_path):
+def test_teacher_job_trains_and_resumes(tmp_path, monkeypatch):
     config = load_config("teacher_digits.py:runlocal")
     workdir = str(tmp_path / "teacher")
     summary = main.run(config, workdir)
@@ -255,6 +255,21 @@ def test_teacher_job_trains_and_resumes(tmp_path):
     again = main.run(config, workdir)
     assert again["test_accuracy"] == summary["test_accuracy"]
     assert len(metrics.read_metrics(workdir)) == 2
+    # A preemption notice after epoch 1: saved there and stopped; the rerun ends as the first run.
+    preempted = str(tmp_path / "preempted")
+    config.checkpoint.every_epochs = 5
+
+    class NoticeAfterEpochOne(preemption.Watch):
+        def should_stop(self, epoch):
+            return epoch == 1
+
+    monkeypatch.setattr(preemption, "Watch", NoticeAfterEpochOne)
+    with pytest.raises(preemption.Preempted, match="saved epoch 1"):
+        main.run(config, preempted)
+    monkeypatch.undo()
+    resumed = main.run(config, preempted)
+    assert resumed["test_accuracy"] == summary["test_accuracy"]
+    assert resumed["steps"] == summary["steps"]
 
 
 class CifarOnly(nn.Module):
