@@ -1,6 +1,7 @@
 r"""The benchmark's tables from the records stored in the repository, into the docs.
 
   python scripts/bench_report.py                 # rewrite every generated table of the docs
+      # (and its figure, docs/figures/records_<bench>_<backend>.png)
   python scripts/bench_report.py --check         # exit 1 when a docs table differs from its records
   python scripts/bench_report.py --results=results/bench_digits/cpu --out=DIR
       # that folder's table as DIR/records.md, records.json and records.png
@@ -55,6 +56,24 @@ def table(path: str) -> str:
         os.chdir(cwd)
 
 
+def figure_path(path: str) -> str:
+    """docs/figures/records_<folder names>.png of the results folder `path` (relative)."""
+    name = "_".join(os.path.normpath(path).split(os.sep)[1:])  # results/bench_digits/cpu -> ...
+    return os.path.join(REPO, "docs", "figures", f"records_{name}.png")
+
+
+def write_figure(path: str) -> None:
+    """The accuracy-against-synthesis-time plot of the results folder `path`."""
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        result = records.result_from_records(path)
+        if result["rows"]:
+            report.plot(result, figure_path(path))
+    finally:
+        os.chdir(cwd)
+
+
 def stale_docs() -> list[str]:
     """'page: PATH' for every generated table that differs from what its records give now."""
     stale = []
@@ -89,6 +108,7 @@ def main(argv):
         new = text
         for path in records.marked_paths(text):
             new = records.replace_docs_section(new, path, table(path))
+            write_figure(path)
         if new != text:
             with open(page, "w") as f:
                 f.write(new)

@@ -360,17 +360,6 @@ def plot(result: dict, path: str) -> None:
         if best is not None:
             ax.plot([x, x], [y, 100 * best], color="C1", lw=0.8, zorder=2)
             ax.scatter([x], [100 * best], marker="x", color="C1", s=30, zorder=3)
-        label = r["label"] + (" (time extrapolated)" if hollow else "")
-        right_half = x > middle
-        ax.annotate(
-            label,
-            (x, y),
-            textcoords="offset points",
-            xytext=(-6 if right_half else 6, -10),
-            ha="right" if right_half else "left",
-            fontsize=7,
-            annotation_clip=True,
-        )
     ax.scatter([], [], s=45, color="C0", label="final accuracy (mean; bar: min-max over seeds)")
     ax.scatter([], [], marker="x", color="C1", label="best over epochs")
     if any(r["extrapolated"] for r in shown):
@@ -389,6 +378,7 @@ def plot(result: dict, path: str) -> None:
     ]
     span = max(ys) - min(ys) + 1.0  # points; room below for the labels, above for the markers
     ax.set_ylim(min(ys) - 0.15 * span, max(ys) + 0.08 * span)
+    _place_labels(ax, shown, middle)
     ax.set_xlabel("total synthesis seconds (log)")
     ax.set_ylabel("student test accuracy (%)")
     ax.set_title(f"{result['dataset']}: accuracy against synthesis time")
@@ -396,6 +386,50 @@ def plot(result: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# Label offsets tried in turn (points, from the marker) until a label overlaps no other.
+LABEL_OFFSETS = ((6, -10), (6, 4), (6, -20), (6, 14), (6, -30), (6, 24))
+
+
+def _place_labels(ax, rows: list[dict], middle: float) -> None:
+    """Each row's label beside its point, inside the axes, moved up or down past labels already
+    placed (left of the point in the right half of the plot).
+    """
+    fig = ax.figure
+    fig.canvas.draw()  # the axes' limits and transforms as they will be drawn
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for r in sorted(rows, key=lambda r: r["synthesis_seconds"]):
+        x, y = r["synthesis_seconds"], 100 * r["student_accuracy"]
+        label = r["label"] + (" (time extrapolated)" if r["extrapolated"] else "")
+        right_half = x > middle
+        for dx, dy in LABEL_OFFSETS:
+            text = ax.annotate(
+                label,
+                (x, y),
+                textcoords="offset points",
+                xytext=(-dx if right_half else dx, dy),
+                ha="right" if right_half else "left",
+                fontsize=7,
+                annotation_clip=True,
+            )
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:  # every offset collides: keep the first
+            text = ax.annotate(
+                label,
+                (x, y),
+                textcoords="offset points",
+                xytext=(-6 if right_half else 6, -10),
+                ha="right" if right_half else "left",
+                fontsize=7,
+                annotation_clip=True,
+            )
+            box = text.get_window_extent(renderer)
+        placed.append(box)
 
 
 def write_outputs(result: dict, workdir: str) -> None:
