@@ -31,8 +31,9 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
+from fastdfkd_jax import checks
+
 AUTO = "auto"
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 # DeepInversion on CPU: host-driven chunks of at most this many unrolled steps (compile time grows
 # with the chunk; 10 steps of a chunk cost about one dispatch each).
 CPU_CHUNK_STEPS = 10
@@ -45,12 +46,12 @@ def parse_bool(value: Any, key: str) -> bool | None:
     """`value` of a bool-or-'auto' key as a bool, or None for 'auto'."""
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text == AUTO:
+    if str(value).strip().lower() == AUTO:
         return None
-    if text in _TRUE + _FALSE:
-        return text in _TRUE
-    raise ValueError(f"{key}={value!r} must be 'auto', 'true' or 'false'.")
+    flag = checks.bool_of_text(str(value))
+    if flag is None:
+        raise ValueError(f"{key}={value!r} must be 'auto', 'true' or 'false'.")
+    return flag
 
 
 def parse_count(value: Any, key: str, minimum: int) -> int | None:

@@ -19,3 +19,17 @@ def check_choice(name: str, value: Any, choices: Collection[Any]) -> None:
     """Raises a ValueError naming `name`, `value` and `choices` unless `value` is one of them."""
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {tuple(choices)}.")
+
+
+# The words a text setting may use for a boolean.
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def bool_of_text(text: str) -> bool | None:
+    """'true', '1', 'yes' -> True; 'false', '0', 'no' -> False (any case); anything else None."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    return None

@@ -15,15 +15,16 @@ from typing import Any
 
 import ml_collections
 
-_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+from fastdfkd_jax import checks
 
 
 def _convert(key: str, text: str, default: Any) -> Any:
     """`text` as the type of `default` (bool, int, float or str)."""
     if isinstance(default, bool):
-        if text.lower() not in _TRUE + _FALSE:
+        flag = checks.bool_of_text(text)
+        if flag is None:
             raise ValueError(f"Config argument {key}={text!r} is not a boolean.")
-        return text.lower() in _TRUE
+        return flag
     try:
         return type(default)(text)
     except ValueError:
