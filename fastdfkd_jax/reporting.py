@@ -1,7 +1,7 @@
 """Run outputs: `summary.json`, PNG sample grids, markdown tables, and a background writer.
 
 Only the primary process (index 0) writes files, so multi-host runs write each file once
-(metrics: `fastdfkd_jax.metrics`). `BackgroundWriter` runs writes off the run's hot path.
+(metrics: `fastdfkd_jax.metric_files`). `BackgroundWriter` runs writes off the run's hot path.
 """
 
 import concurrent.futures

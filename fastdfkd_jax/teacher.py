@@ -26,8 +26,7 @@ from fastdfkd_jax import (
     checkpoint,
     compilation,
     data,
-    evaluate,
-    metrics,
+    metric_files,
     models,
     optim,
     precision,
@@ -37,6 +36,7 @@ from fastdfkd_jax import (
     sharding,
 )
 from fastdfkd_jax.data import augment
+from fastdfkd_jax.evaluation import on_device
 from fastdfkd_jax.state import ClassifierState, init_classifier, jit_create
 
 
@@ -178,12 +178,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
     state, restored = checkpoint.restore_latest(manager, state)
     start_epoch = 0 if restored is None else int(state.step) // steps_per_epoch
-    writer = metrics.create_writer(workdir, int(state.step))
+    writer = metric_files.create_writer(workdir, int(state.step))
     if restored is not None:
         logging.info("Resumed from step %d (epoch %d).", restored, start_epoch)
 
-    test_split = evaluate.put_split(test, mesh, config.eval_batch_size)
-    evaluator = evaluate.Evaluator(model, info.mean, info.std, mesh)
+    test_split = on_device.put_split(test, mesh, config.eval_batch_size)
+    evaluator = on_device.Evaluator(model, info.mean, info.std, mesh)
     with compilation.precision_scope(config.precision):
         step_fn, _ = compile_train_step(
             state,
@@ -210,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             disable=not reporting.is_primary() or not config.progress_bar,
             leave=False,
         )
-        mean = metrics.Mean()
+        mean = metric_files.Mean()
         for i in bar:
             rows = order[i * config.train.batch_size : (i + 1) * config.train.batch_size]
             batch = sharding.put_batch(

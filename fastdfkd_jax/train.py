@@ -40,7 +40,7 @@ from fastdfkd_jax import (
     components,
     distill,
     fingerprint,
-    metrics,
+    metric_files,
     optim,
     precision,
     preemption,
@@ -49,12 +49,12 @@ from fastdfkd_jax import (
     reporting,
     run_data,
     samples,
-    scoring,
     smoke,
     synthesis,
     timing,
 )
 from fastdfkd_jax.checks import check_choice
+from fastdfkd_jax.evaluation import scorer
 from fastdfkd_jax.state import DFKDState
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import KD_AUGMENTS
@@ -173,7 +173,7 @@ def train_epoch(
         )
     )
     adv = components.adv_array(synthesizer.adv_weight(epoch))
-    synth_mean, kd_mean = metrics.Mean(), metrics.Mean()
+    synth_mean, kd_mean = metric_files.Mean(), metric_files.Mean()
     rounds = synthesizer.rounds_per_epoch
     steps_per_round = config.kd.steps // rounds
     per_call = steps.kd_steps_per_call
@@ -199,13 +199,13 @@ def train_epoch(
             adv,
         )
         synth_mean.add(synth_metrics)
-        metrics.check_finite(jax.device_get(synth_metrics), epoch + 1, "synthesis")
+        metric_files.check_finite(jax.device_get(synth_metrics), epoch + 1, "synthesis")
         if epoch >= config.warmup:
             state = timer("kd", kd_steps, state, call * steps_per_round)
     record = synth_mean.result()
     if epoch >= config.warmup:
         kd_record = kd_mean.result()
-        metrics.check_finite(kd_record, epoch + 1, "distillation")
+        metric_files.check_finite(kd_record, epoch + 1, "distillation")
         kd_record["learning_rate"] = float(parts.schedule(int(state.student.step) - 1))
         record.update(kd_record)
     return state.replace(epoch=state.epoch + 1), images, record
@@ -249,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # The test split is opened and checked before any compute (a bad data set fails here); an
     # in-memory split is read and uploaded while the steps compile.
     loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    test_future = loader.submit(scoring.SplitScorer, parts, workdir)
+    test_future = loader.submit(scorer.SplitScorer, parts, workdir)
     if run_data.streamed(config.dataset.name) or config.smoke_test:
         test_future.result()
     # A workdir holding a run of another fingerprint is refused before any compute (it would
@@ -270,7 +270,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         jax.block_until_ready(state)
         clock.init_seconds = time.perf_counter() - init_start
         start_epoch = int(state.epoch)
-        writer = metrics.create_writer(workdir, start_epoch)
+        writer = metric_files.create_writer(workdir, start_epoch)
         background = reporting.BackgroundWriter()
         if restored is not None:
             logging.info("Resumed from epoch %d.", start_epoch)
@@ -285,7 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("Teacher test scores: %s", teacher_scores)
         headline = test.metric_names[0]
         # Timings accumulate across resumes: continue from the last epoch logged before the restart.
-        logged = metrics.read_metrics(workdir) if restored is not None else []
+        logged = metric_files.read_metrics(workdir) if restored is not None else []
         timer = timing.PhaseTimer(
             {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")} if logged else None
         )

@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from fastdfkd_jax import compilation, components, data, distill, evaluate, timing
+from fastdfkd_jax import compilation, components, data, distill, timing
 from fastdfkd_jax.benchmark.configs import with_fast_steps
 from fastdfkd_jax.benchmark.timers import SynthesisTimer, make_setup, time_round_robin
+from fastdfkd_jax.evaluation import on_device
 from fastdfkd_jax.synthesis import pool as pool_lib
 
 # Variants of the meta-gradient cost table: (label, meta_gradient, remat, unroll, timed). The
@@ -129,12 +130,12 @@ def profile_run(
             kd_state.pool, jnp.full((synthesizer.batch_size, *parts.info.image_shape), 0.5)
         )
     )
-    test = evaluate.put_split(
+    test = on_device.put_split(
         data.load_split(config.dataset.name, "test", config.dataset.data_dir or None),
         parts.mesh,
         config.eval_batch_size,
     )
-    evaluator = evaluate.Evaluator(parts.student, parts.info.mean, parts.info.std, parts.mesh)
+    evaluator = on_device.Evaluator(parts.student, parts.info.mean, parts.info.std, parts.mesh)
     pieces = {
         name: [] for name in ("inner_steps", "synthesis_call", "kd_step", "evaluation", "transfer")
     }

@@ -30,7 +30,7 @@ from flax import traverse_util
 
 from fastdfkd_jax import checkpoint, components, data, reporting, sharding, train
 from fastdfkd_jax.data import augment
-from fastdfkd_jax.evaluate import make_evaluator
+from fastdfkd_jax.evaluation.on_device import make_evaluator
 from fastdfkd_jax.mars_head import finetune, fit, heads
 from fastdfkd_jax.state import DFKDState
 from fastdfkd_jax.synthesis import pool as pool_lib

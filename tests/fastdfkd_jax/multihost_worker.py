@@ -19,7 +19,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from fastdfkd_jax import checkpoint, sharding
-from fastdfkd_jax.evaluate import make_evaluator
+from fastdfkd_jax.evaluation.on_device import make_evaluator
 from tests.fastdfkd_jax import test_sharding as ts
 from tests.fastdfkd_jax import tiny
 

@@ -13,7 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from fastdfkd_jax import main, metrics
+from fastdfkd_jax import main
+from fastdfkd_jax import metric_files as metrics
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import (
     baseline_augment,

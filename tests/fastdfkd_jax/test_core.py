@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastdfkd_jax import checkpoint, config_args, methods, metrics, optim, reporting
+from fastdfkd_jax import checkpoint, config_args, methods, optim, reporting
+from fastdfkd_jax import metric_files as metrics
 from tests.conftest import CONFIGS, REPO, load_config
 
 

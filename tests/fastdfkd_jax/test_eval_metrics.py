@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastdfkd_jax import eval_metrics as metrics
+from fastdfkd_jax.evaluation import segmentation as metrics
 
 # 3 classes; one 2x4 map. Label 255 is unlabeled.
 LABELS = np.array([[0, 0, 1, 1], [2, 2, 255, 1]])

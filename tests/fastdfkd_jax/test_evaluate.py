@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastdfkd_jax import evaluate
 from fastdfkd_jax.data import augment
+from fastdfkd_jax.evaluation import on_device as evaluate
 from tests.fastdfkd_jax import test_sharding as ts
 from tests.fastdfkd_jax import tiny
 

@@ -11,7 +11,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from fastdfkd_jax import data, main, metrics, run_data, smoke
+from fastdfkd_jax import data, main, run_data, smoke
+from fastdfkd_jax import metric_files as metrics
 from tests.conftest import load_config
 
 RUNLOCAL = ["dfkd_imagenet.py:runlocal", "dfkd_nyuv2.py:runlocal"]

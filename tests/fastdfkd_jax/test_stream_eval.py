@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastdfkd_jax import models, sharding, stream_eval
+from fastdfkd_jax import models, sharding
 from fastdfkd_jax.data import base, streaming
+from fastdfkd_jax.evaluation import streamed as stream_eval
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 

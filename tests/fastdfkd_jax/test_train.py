@@ -22,13 +22,15 @@ from fastdfkd_jax import (
     data,
     distill,
     main,
-    metrics,
     models,
     preemption,
     sharding,
     synthesis,
     timing,
     train,
+)
+from fastdfkd_jax import (
+    metric_files as metrics,
 )
 from fastdfkd_jax.synthesis import base as synthesis_base
 from fastdfkd_jax.synthesis.objective import init_bn_memory, objective_from_config

@@ -7,12 +7,12 @@ batch) while the previous batch computes. The step adds each batch to running co
 device, one transfer per evaluation:
 
 - classification: int32 [2], (correct, counted) -> `{'accuracy'}`;
-- segmentation: the int32 [K, K] confusion matrix of `eval_metrics.confusion_matrix` (unlabeled
+- segmentation: the int32 [K, K] confusion matrix of `segmentation.confusion_matrix` (unlabeled
   pixels and padded rows skipped) -> `{'mean_iou', 'pixel_accuracy'}`.
 
 In a multi-process run each process reads only its share of the split (`sharding.split_share`)
 and feeds its rows of every global batch (`sharding.put_process_batch`); the counts are summed
-over all processes by the jitted step, as in `evaluate.py`.
+over all processes by the jitted step, as in `evaluation/on_device.py`.
 """
 
 import functools
@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from fastdfkd_jax import compilation, eval_metrics, sharding
+from fastdfkd_jax import compilation, sharding
 from fastdfkd_jax.data import augment, base, streaming
+from fastdfkd_jax.evaluation import segmentation
 
 # Metric name -> value, as every evaluator of a run returns them.
 Scores = dict[str, float]
@@ -49,7 +50,7 @@ def _step(variables, batch, counts, *, model, mean, std, task, num_classes):
     if task == "classification":
         return counts + count_classification(logits, batch["label"], batch["mask"])
     predictions = jnp.argmax(logits, -1)
-    return counts + eval_metrics.confusion_matrix(
+    return counts + segmentation.confusion_matrix(
         predictions, batch["label"], num_classes, mask=batch["mask"]
     )
 
@@ -61,8 +62,8 @@ def metrics_from_counts(counts: np.ndarray, task: str) -> dict[str, float]:
         return {"accuracy": correct / max(counted, 1)}
     confusion = jnp.asarray(counts)
     return {
-        "mean_iou": float(eval_metrics.mean_iou(confusion)),
-        "pixel_accuracy": float(eval_metrics.pixel_accuracy(confusion)),
+        "mean_iou": float(segmentation.mean_iou(confusion)),
+        "pixel_accuracy": float(segmentation.pixel_accuracy(confusion)),
     }
 
 
