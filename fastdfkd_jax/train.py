@@ -6,7 +6,7 @@ function: inner steps, best iterate, meta update, BN memory update, pool insert)
 `warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on batches from the synthesizer
 (`kd_images`: the pool, or fresh generator samples). Real data is used in one place only: the
 student's (and once the teacher's) score on the test split every `eval_every_epochs` epochs:
-accuracy, or mean IoU and pixel accuracy for segmentation (`stream_eval.METRICS`), the split opened
+accuracy, or mean IoU and pixel accuracy for segmentation (`evaluation.streamed.METRICS`), the split opened
 and checked before training (`run_data`), kept on device (streamed for ImageNet and NYUv2, generated
 for a smoke test). Everything the run needs to continue is in `DFKDState`, saved (asynchronously)
 every `checkpoint.every_epochs` epochs; all randomness derives from `config.seed` and the epoch, so
