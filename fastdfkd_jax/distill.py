@@ -145,7 +145,7 @@ def kd_steps(
 
     Step i's key is `fold_in(key, i)`, as the trainer folds it for one step per call, so the
     result does not depend on `num_steps` (up to XLA's fusion choices). Returns the state and the
-    metrics summed over the steps (`metrics.Mean.add(..., count=num_steps)` averages them).
+    metrics summed over the steps (`metric_files.Mean.add(..., count=num_steps)` averages them).
     """
 
     def body(state, step):
