@@ -392,3 +392,32 @@ def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     ):
         checkpoint.restore_latest(manager, target)
     manager.close()
+
+
+def test_compare_runs_tells_identical_from_different(tmp_path):
+    import importlib.util
+
+    import jax.numpy as jnp
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_runs", os.path.join(REPO, "scripts", "compare_runs.py")
+    )
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+
+    def run(name, value, loss):
+        directory = tmp_path / name
+        manager = checkpoint.make_manager(str(directory), max_to_keep=1)
+        checkpoint.save(manager, 3, {"w": jnp.full((4,), value)})
+        checkpoint.wait(manager)
+        manager.close()
+        rows = [{"epoch": 1, "kd_loss": loss, "kd_seconds": value * 7}]  # seconds do not count
+        (directory / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(directory)
+
+    a, b = run("a", 1.0, 0.5), run("b", 1.0, 0.5)
+    assert compare.differences(a, b) == []
+    c = run("c", 1.0 + 1e-7, 0.5)
+    assert compare.differences(a, c) == ["state leaf ['w'] differs"]
+    d = run("d", 1.0, 0.25)
+    assert compare.differences(a, d) == ["metrics.jsonl differs (1 against 1 records)"]
