@@ -143,11 +143,10 @@ def dfkd_config(
     s.lr_x = 0.1  # DeepInversion's pixel learning rate
     s.inner_betas = (0.5, 0.999)
     s.meta_betas = (0.5, 0.999)
-    # The inner optimizer of FastDFKD: 'adam' (the original), 'nsgd' (normalized gradient
+    # The inner optimizer of FastDFKD: 'adam' (the original) or 'nsgd' (normalized gradient
     # descent: each step moves a parameter group by lr * sqrt(size) * g / ||g||, the RMS step of
-    # Adam's, but a smooth function of the gradient) or 'adam_held_normalizer' (Adam's values,
-    # its normalizer held constant when the exact meta-gradient differentiates the steps):
-    # research options for the exact meta-gradient (synthesis/inner_optimizers.py).
+    # Adam's, but a smooth function of the gradient; a research option for the exact
+    # meta-gradient, synthesis/inner_optimizers.py).
     s.inner_optimizer = "adam"
     s.inner_eps_root = 1e-8  # Adam's eps_root for the exact meta-gradient only (original: none)
     s.meta_gradient = "first_order"  # 'exact' | 'first_order' | 'reptile'

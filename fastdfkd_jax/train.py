@@ -1,24 +1,25 @@
 """The data-free distillation job: synthesis rounds, student steps, evaluation, checkpoints.
 
-Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (pool methods: one;
-generative methods: `kd.steps / synthesis.kd_steps_per_round`) of one synthesis call (one compiled
-function: inner steps, best iterate, meta update, BN memory update, pool insert) followed, after
-`warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on batches from the synthesizer
-(`kd_images`: the pool, or fresh generator samples). Real data is used in one place only: the
-student's (and once the teacher's) score on the test split every `eval_every_epochs` epochs:
-accuracy, or mean IoU and pixel accuracy for segmentation (`evaluation.streamed.METRICS`), the split opened
-and checked before training (`run_data`), kept on device (streamed for ImageNet and NYUv2, generated
-for a smoke test). Everything the run needs to continue is in `DFKDState`, saved (asynchronously)
-every `checkpoint.every_epochs` epochs; all randomness derives from `config.seed` and the epoch, so
-a resumed run replays exactly what an uninterrupted one does. Metrics per epoch (averaged over its
-steps) go to `metrics.jsonl` and TensorBoard, the summary to `summary.json`: the final student score
-and the best over the evaluated epochs (`student_best_test_accuracy`, what the original reports).
+Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (pool methods:
+one; generative methods: `kd.steps / synthesis.kd_steps_per_round`) of one synthesis call (one
+compiled function: inner steps, best iterate, meta update, BN memory update, pool insert) followed,
+after `warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on batches from the
+synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is used in one place
+only: the student's (and once the teacher's) score on the test split every `eval_every_epochs`
+epochs: accuracy, or mean IoU and pixel accuracy for segmentation (`evaluation.streamed.METRICS`),
+the split opened and checked before training (`run_data`), kept on device (streamed for ImageNet
+and NYUv2, generated for a smoke test). Everything the run needs to continue is in `DFKDState`,
+saved (asynchronously) every `checkpoint.every_epochs` epochs; all randomness derives from
+`config.seed` and the epoch, so a resumed run replays exactly what an uninterrupted one does.
+Metrics per epoch (averaged over its steps) go to `metrics.jsonl` and TensorBoard, the summary to
+`summary.json`: the final student score and the best over the evaluated epochs
+(`student_best_test_accuracy`, what the original reports).
 
 A run's time is its compute: every step is compiled up front under the config's precision policy
 (`config.precision`) with JAX's persistent compilation cache on (`config.compilation_cache`), the
-test split loads while the steps compile, and metrics, sample grids and checkpoints are written
-off the hot path. `summary.json` gives the seconds of synthesis, KD, evaluation and compilation
-apart, the rest as `other_seconds`, and the values the backend chose for 'auto' keys.
+test split loads while the steps compile, and metrics, sample grids and checkpoints are written off
+the hot path. `summary.json` gives the seconds of synthesis, KD, evaluation and compilation apart,
+the rest as `other_seconds`, and the values the backend chose for 'auto' keys.
 """
 
 import concurrent.futures

@@ -45,13 +45,13 @@ from fastdfkd_jax.synthesis.base import (
     generator_from_config,
     reset_layers,
 )
-from fastdfkd_jax.synthesis.inner_optimizers import adam_held_normalizer, normalized_sgd
+from fastdfkd_jax.synthesis.inner_optimizers import normalized_sgd
 from fastdfkd_jax.synthesis.objective import Objective, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
 
 META_GRADIENTS = ("exact", "first_order", "reptile")
 STRATEGIES = ("meta", "sequential", "independent")
-INNER_OPTIMIZERS = ("adam", "nsgd", "adam_held_normalizer")
+INNER_OPTIMIZERS = ("adam", "nsgd")
 
 
 @flax.struct.dataclass
@@ -173,9 +173,6 @@ class FastSynthesizer(PoolSynthesis):
         gradient, whose derivative is bounded by 1 / rms(g) of the whole tensor, where Adam's
         per-coordinate normalization has derivatives ~ lr / |g_i| that dominate the exact
         meta-gradient (docs/benchmarks.md).
-        'adam_held_normalizer': Adam's steps exactly, but differentiated with the normalizer
-        sqrt(v_hat) + eps held constant (`adam_held_normalizer`): each step's derivative is the
-        preconditioned second-order term instead of the sign-like one.
         """
         b1, b2 = self.inner_betas
         exact = self.meta_gradient == "exact" and self.meta
@@ -187,8 +184,6 @@ class FastSynthesizer(PoolSynthesis):
         def make(lr):
             if self.inner_optimizer_name == "nsgd":
                 return normalized_sgd(lr)
-            if self.inner_optimizer_name == "adam_held_normalizer":
-                return adam_held_normalizer(lr, b1=b1, b2=b2)
             return optax.adam(lr, b1=b1, b2=b2, eps_root=eps_root)
 
         return optax.multi_transform(
