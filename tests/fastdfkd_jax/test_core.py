@@ -8,6 +8,7 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl import app
 
 from fastdfkd_jax import checkpoint, config_args, methods, optim, reporting
 from fastdfkd_jax import metric_files as metrics
@@ -282,11 +283,19 @@ def test_list_methods_needs_no_config_and_shows_every_record():
     lines = done.stdout.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(methods.REGISTRY)
     assert "DeepInv-2k" in lines[0]
-    # Without --list_methods the command still asks for its config and workdir.
-    done = subprocess.run(
-        [sys.executable, "-m", "fastdfkd_jax.main"], capture_output=True, text=True, cwd=REPO
-    )
-    assert done.returncode != 0 and "--config and --workdir are required" in done.stderr
+
+
+def test_without_list_methods_the_command_asks_for_config_and_workdir(monkeypatch):
+    from fastdfkd_jax import main
+
+    def flag(value):
+        return type("Flag", (), {"value": value})()
+
+    monkeypatch.setattr(main, "_LIST_METHODS", flag(False))
+    monkeypatch.setattr(main, "_CONFIG", flag(None))
+    monkeypatch.setattr(main, "_WORKDIR", flag(None))
+    with pytest.raises(app.UsageError, match="--config and --workdir are required"):
+        main.main(["fastdfkd"])
 
 
 def test_the_method_lists_derive_from_the_records():
@@ -315,11 +324,21 @@ def test_check_choice_names_the_key_the_value_and_the_choices():
     "override, message",
     [
         ("--config.kd.batch_size=0", "kd.batch_size=0 is out of range: it must be an integer >= 1"),
-        ("--config.kd.optimizer.learning_rate=nan", "kd.optimizer.learning_rate=nan is out of"),
-        ("--config.synthesis.batch_size=-1", "synthesis.batch_size=-1 is out of range"),
-        (
+        # The other cases start a process each (about 15 s): the slow suite.
+        pytest.param(
+            "--config.kd.optimizer.learning_rate=nan",
+            "kd.optimizer.learning_rate=nan is out of",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "--config.synthesis.batch_size=-1",
+            "synthesis.batch_size=-1 is out of range",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
             "--config.teacher.checkpoint=/nonexistent/teacher",
             "No teacher at '/nonexistent/teacher'",
+            marks=pytest.mark.slow,
         ),
     ],
 )
