@@ -272,15 +272,33 @@ def test_console_entry_point_is_installed():
     assert point.value == "fastdfkd_jax.main:cli"
 
 
-def test_list_methods_needs_no_config_and_shows_every_record():
-    done = subprocess.run(
-        [sys.executable, "-m", "fastdfkd_jax.main", "--list_methods"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
+def _flag(value):
+    return type("Flag", (), {"value": value})()
+
+
+def test_a_users_mistake_in_process_exits_2_with_one_line(monkeypatch, capsys):
+    from fastdfkd_jax import main
+
+    config = load_config("dfkd_digits.py:runlocal")
+    config.kd.batch_size = 0
+    monkeypatch.setattr(main, "_LIST_METHODS", _flag(False))
+    monkeypatch.setattr(main, "_CONFIG", _flag(config))
+    monkeypatch.setattr(main, "_WORKDIR", _flag("/nonexistent/workdir"))
+    with pytest.raises(SystemExit) as exit_info:
+        main.main(["fastdfkd"])
+    assert exit_info.value.code == main.USER_ERROR_STATUS
+    assert capsys.readouterr().err == (
+        "fastdfkd: error: kd.batch_size=0 is out of range: it must be an integer >= 1.\n"
     )
-    lines = done.stdout.strip().splitlines()
+
+
+def test_list_methods_needs_no_config_and_shows_every_record(monkeypatch, capsys):
+    from fastdfkd_jax import main
+
+    monkeypatch.setattr(main, "_LIST_METHODS", _flag(True))
+    monkeypatch.setattr(main, "_CONFIG", _flag(None))
+    main.main(["fastdfkd"])
+    lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(methods.REGISTRY)
     assert "DeepInv-2k" in lines[0]
 
@@ -323,8 +341,13 @@ def test_check_choice_names_the_key_the_value_and_the_choices():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("--config.kd.batch_size=0", "kd.batch_size=0 is out of range: it must be an integer >= 1"),
-        # The other cases start a process each (about 15 s): the slow suite.
+        # Each case starts a process (about 15 s): the slow suite; the default suite has the
+        # in-process test below.
+        pytest.param(
+            "--config.kd.batch_size=0",
+            "kd.batch_size=0 is out of range: it must be an integer >= 1",
+            marks=pytest.mark.slow,
+        ),
         pytest.param(
             "--config.kd.optimizer.learning_rate=nan",
             "kd.optimizer.learning_rate=nan is out of",
