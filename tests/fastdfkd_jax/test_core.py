@@ -338,30 +338,16 @@ def test_check_choice_names_the_key_the_value_and_the_choices():
         check_choice("synthesis.strategy", "greedy", ("meta", "seq"))
 
 
+@pytest.mark.slow  # each case starts a process (about 15 s); the default suite tests in process
 @pytest.mark.parametrize(
     "override, message",
     [
-        # Each case starts a process (about 15 s): the slow suite; the default suite has the
-        # in-process test below.
-        pytest.param(
-            "--config.kd.batch_size=0",
-            "kd.batch_size=0 is out of range: it must be an integer >= 1",
-            marks=pytest.mark.slow,
-        ),
-        pytest.param(
-            "--config.kd.optimizer.learning_rate=nan",
-            "kd.optimizer.learning_rate=nan is out of",
-            marks=pytest.mark.slow,
-        ),
-        pytest.param(
-            "--config.synthesis.batch_size=-1",
-            "synthesis.batch_size=-1 is out of range",
-            marks=pytest.mark.slow,
-        ),
-        pytest.param(
+        ("--config.kd.batch_size=0", "kd.batch_size=0 is out of range: it must be an integer >= 1"),
+        ("--config.kd.optimizer.learning_rate=nan", "kd.optimizer.learning_rate=nan is out of"),
+        ("--config.synthesis.batch_size=-1", "synthesis.batch_size=-1 is out of range"),
+        (
             "--config.teacher.checkpoint=/nonexistent/teacher",
             "No teacher at '/nonexistent/teacher'",
-            marks=pytest.mark.slow,
         ),
     ],
 )
