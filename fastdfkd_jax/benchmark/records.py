@@ -16,8 +16,10 @@ import os
 import re
 import statistics
 
+import ml_collections
+
 from fastdfkd_jax import methods, reporting
-from fastdfkd_jax.benchmark import report
+from fastdfkd_jax.benchmark import configs, report
 
 SUMMARY = "summary.json"
 TIMING = "timing.json"
@@ -84,11 +86,6 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None, floa
     return statistics.fmean(values), min(values), max(values)
 
 
-def _calls_per_epoch(config: dict) -> int:
-    per_round = config["synthesis"]["kd_steps_per_round"]
-    return config["kd"]["steps"] // per_round if per_round else 1
-
-
 def row(method: str, summaries: list[dict], timing: dict | None) -> dict:
     """One table row of `method` from its runs' summaries (one per seed) and the stored timing."""
     config = summaries[0]["config"]
@@ -112,7 +109,7 @@ def row(method: str, summaries: list[dict], timing: dict | None) -> dict:
         student_best_accuracy_max=best[2],
         teacher_accuracy=summaries[0]["teacher_test_accuracy"],
         batches=config["epochs"],
-        calls_per_epoch=_calls_per_epoch(config),
+        calls_per_epoch=configs.calls_per_epoch(ml_collections.ConfigDict(config)),
         synthesis_seconds=seconds[0],
         synthesis_seconds_min=seconds[1],
         synthesis_seconds_max=seconds[2],

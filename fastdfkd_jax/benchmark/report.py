@@ -404,7 +404,7 @@ def _place_labels(ax, rows: list[dict], middle: float) -> None:
         x, y = r["synthesis_seconds"], 100 * r["student_accuracy"]
         label = r["label"] + (" (time extrapolated)" if r["extrapolated"] else "")
         right_half = x > middle
-        for dx, dy in LABEL_OFFSETS:
+        for i, (dx, dy) in enumerate(LABEL_OFFSETS):
             text = ax.annotate(
                 label,
                 (x, y),
@@ -415,20 +415,9 @@ def _place_labels(ax, rows: list[dict], middle: float) -> None:
                 annotation_clip=True,
             )
             box = text.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed):
-                break
+            if i == len(LABEL_OFFSETS) - 1 or not any(box.overlaps(o) for o in placed):
+                break  # a free place, or the last one tried: it stays
             text.remove()
-        else:  # every offset collides: keep the first
-            text = ax.annotate(
-                label,
-                (x, y),
-                textcoords="offset points",
-                xytext=(-6 if right_half else 6, -10),
-                ha="right" if right_half else "left",
-                fontsize=7,
-                annotation_clip=True,
-            )
-            box = text.get_window_extent(renderer)
         placed.append(box)
 
 
