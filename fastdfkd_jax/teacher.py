@@ -200,56 +200,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     train_seconds = 0.0
     test_accuracy = float("nan")
-    watch = preemption.Watch()
-    for epoch in range(start_epoch, config.train.epochs):
-        order = epoch_order(config.seed, epoch, n_train)
-        epoch_start = time.perf_counter()
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{config.train.epochs}",
-            disable=not reporting.is_primary() or not config.progress_bar,
-            leave=False,
-        )
-        mean = metric_files.Mean()
-        for i in bar:
-            rows = order[i * config.train.batch_size : (i + 1) * config.train.batch_size]
-            batch = sharding.put_batch(
-                {"image": train["image"][rows], "label": train["label"][rows]}, mesh
+    with preemption.Watch() as watch:  # the SIGTERM handler only while training
+        for epoch in range(start_epoch, config.train.epochs):
+            order = epoch_order(config.seed, epoch, n_train)
+            epoch_start = time.perf_counter()
+            bar = tqdm(
+                range(steps_per_epoch),
+                desc=f"epoch {epoch + 1}/{config.train.epochs}",
+                disable=not reporting.is_primary() or not config.progress_bar,
+                leave=False,
             )
-            rng = jax.random.fold_in(train_rng, epoch * steps_per_epoch + i)
-            state, step_metrics = step_fn(state, batch, rng)
-            mean.add(step_metrics)
-        jax.block_until_ready(state)
-        train_seconds += time.perf_counter() - epoch_start
-        test_accuracy = evaluator(state.variables, test_split)
-        step = int(state.step)
-        averaged = mean.result()
-        record = dict(
-            epoch=epoch + 1,
-            train_loss=averaged["loss"],
-            train_accuracy=averaged["accuracy"],
-            learning_rate=float(schedule(step - 1)),
-            test_accuracy=test_accuracy,
-            epoch_seconds=time.perf_counter() - epoch_start,
-        )
-        if not np.isfinite(record["train_loss"]):
-            raise FloatingPointError(
-                f"train_loss became {record['train_loss']} at step {step} (epoch {epoch + 1}); "
-                "the last good checkpoint is kept."
+            mean = metric_files.Mean()
+            for i in bar:
+                rows = order[i * config.train.batch_size : (i + 1) * config.train.batch_size]
+                batch = sharding.put_batch(
+                    {"image": train["image"][rows], "label": train["label"][rows]}, mesh
+                )
+                rng = jax.random.fold_in(train_rng, epoch * steps_per_epoch + i)
+                state, step_metrics = step_fn(state, batch, rng)
+                mean.add(step_metrics)
+            jax.block_until_ready(state)
+            train_seconds += time.perf_counter() - epoch_start
+            test_accuracy = evaluator(state.variables, test_split)
+            step = int(state.step)
+            averaged = mean.result()
+            record = dict(
+                epoch=epoch + 1,
+                train_loss=averaged["loss"],
+                train_accuracy=averaged["accuracy"],
+                learning_rate=float(schedule(step - 1)),
+                test_accuracy=test_accuracy,
+                epoch_seconds=time.perf_counter() - epoch_start,
             )
-        writer.write_scalars(step, record)
-        logging.info("epoch %d: %s", epoch + 1, record)
-        last = epoch + 1 == config.train.epochs
-        preempted = not last and watch.should_stop(epoch + 1)
-        if (epoch + 1) % config.checkpoint.every_epochs == 0 or last or preempted:
-            writer.flush()
-            checkpoint.save(manager, step, state)
-        if preempted:  # saved above: stop, resumable by the same command
-            checkpoint.wait(manager)
-            watch.close()
-            raise preemption.Preempted(epoch + 1)
+            if not np.isfinite(record["train_loss"]):
+                raise FloatingPointError(
+                    f"train_loss became {record['train_loss']} at step {step} (epoch {epoch + 1}); "
+                    "the last good checkpoint is kept."
+                )
+            writer.write_scalars(step, record)
+            logging.info("epoch %d: %s", epoch + 1, record)
+            last = epoch + 1 == config.train.epochs
+            preempted = not last and watch.should_stop(epoch + 1)
+            if (epoch + 1) % config.checkpoint.every_epochs == 0 or last or preempted:
+                writer.flush()
+                checkpoint.save(manager, step, state)
+            if preempted:  # saved above: stop, resumable by the same command
+                checkpoint.wait(manager)
+                raise preemption.Preempted(epoch + 1)
 
-    watch.close()
     if restored is not None and start_epoch >= config.train.epochs:
         test_accuracy = evaluator(state.variables, test_split)
     checkpoint.wait(manager)
