@@ -106,13 +106,15 @@ def fresh_compiles():
 
 
 @pytest.mark.usefixtures("fresh_compiles")
-def test_tensorfloat32_equals_highest_bit_for_bit_on_cpu():
-    """XLA:CPU ignores the requested precision: on a CPU the two policies are the same numbers
-    (so runs need not be repeated per policy there)."""
+def test_tensorfloat32_equals_highest_on_cpu():
+    """XLA:CPU ignores the requested precision: on a CPU the two policies give the same numbers
+    up to float32 rounding (so runs need not be repeated per policy there). In the full suite
+    (and CI) one element of one leaf differed by one ulp (9e-10 of 0.01) while the module alone
+    was bit for bit: the comparison allows that rounding, not TF32's 1e-3."""
     highest = kd_and_synthesis_outputs("highest")
     tf32 = kd_and_synthesis_outputs("tensorfloat32")
     for a, b in zip(jax.tree.leaves(highest), jax.tree.leaves(tf32), strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
 
 
 def test_bfloat16_run_end_to_end(teacher_dir, tmp_path):
