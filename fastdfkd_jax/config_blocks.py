@@ -31,7 +31,7 @@ def base_config(job: str) -> ml_collections.ConfigDict:
     config.distributed = sharding.distributed_config()
     config.checkpoint = ml_collections.ConfigDict(dict(max_to_keep=2, every_epochs=1))
     # The numeric policy of every step (fastdfkd_jax/precision.py): 'highest' | 'tensorfloat32'
-    # (TF32 matmuls on GPUs; on CPUs 'highest' up to float32 rounding) | 'bfloat16' (mixed precision).
+    # (TF32 matmuls on GPUs; on CPUs 'highest' up to rounding) | 'bfloat16' (mixed precision).
     config.precision = precision.DEFAULT_POLICY
     # JAX's persistent compilation cache: a second run of a config loads its executables.
     # compilation_cache_dir '' = the process's cache if it has one, else ~/.cache/fastdfkd_jax/xla
