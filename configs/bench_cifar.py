@@ -37,7 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     teacher, student = a.pair.split("-")
     run.teacher = dict(arch=teacher)
     run.student = dict(arch=student)
-    # synthesis.unroll and chunk_steps stay 'auto': one compiled scan for any step count on
+    # The methods' unroll and chunk_steps keys stay 'auto': one compiled scan for any step count on
     # accelerators, unrolled (chunks) on CPU (fastdfkd_jax/backend.py).
     config.short_epochs = 20
     config.timing_chunks = 1
@@ -47,7 +47,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         run.epochs, run.warmup = 2, 1
         run.kd = dict(steps=2, batch_size=16)
         run.synthesis = dict(
-            unroll="true", chunk_steps="2", batch_size=16, generator=dict(nz=8, ngf=4)
+            batch_size=16,
+            generator=dict(nz=8, ngf=4),
+            fast=dict(unroll="true"),
+            generative=dict(unroll="true"),
+            **benchmark_config.CHUNKS_OF_TWO,
         )
         run.pool = dict(capacity=64)
         run.mesh = dict(data=1)

@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if a.runlocal:
         config.dfkd_arg = "{method},runlocal"
         config.run = ml_collections.ConfigDict(
-            dict(sample_every_epochs=0, synthesis=dict(chunk_steps="2"))
+            dict(sample_every_epochs=0, synthesis=benchmark_config.CHUNKS_OF_TWO)
         )
         benchmark_config.bench_runlocal(
             config, ("deepinv2k", "fast2"), short_epochs=2, short_steps=4

@@ -77,9 +77,9 @@ JITTER_FRACTION = 8
 
 
 def fast50(config: ml_collections.ConfigDict) -> None:
-    s = config.synthesis
-    s.g_steps, s.lr_g, s.lr_z, s.meta_lr = 50, 2e-4, 0.01, 1e-4
-    s.meta_gradient, s.reptile_factor = "reptile", 1.0
+    f = config.synthesis.fast
+    f.g_steps, f.lr_g, f.lr_z, f.meta_lr = 50, 2e-4, 0.01, 1e-4
+    f.meta_gradient, f.reptile_factor = "reptile", 1.0
     blocks.meta_latent(config, reset_every=50, meta_lr_z=5e-3)
     config.method = "fast50"
 
@@ -108,8 +108,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     s.generator = ml_collections.ConfigDict(dict(arch="generator_imagenet", nz=256, ngf=64))
     s.augment.kind, s.augment.scale, s.augment.flip = "resized_crop", SYNTHESIS_SCALE, True
     s.augment.jitter = 224 // JITTER_FRACTION
-    s.reset_l0_epoch = -1  # reset_l0 0 in the published runs
-    # synthesis.unroll stays 'auto': one lax.scan on accelerators, unrolled steps on CPU.
+    s.fast.reset_l0_epoch = -1  # reset_l0 0 in the published runs
+    # synthesis.fast.unroll stays 'auto': one lax.scan on accelerators, unrolled steps on CPU.
 
     config.pool.capacity = POOL_IMAGES
     kd = config.kd

@@ -57,8 +57,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     s.bn, s.oh, s.adv = 10.0, 0.5, 1.0
     s.generator = ml_collections.ConfigDict(dict(arch="generator_imagenet", nz=256, ngf=64))
     s.augment.padding = s.augment.jitter = CROP // SHIFT_FRACTION
-    s.reset_l0_epoch = -1  # the original's reset_l0 targets the 32x32 generator's Dense
-    # synthesis.unroll stays 'auto': one lax.scan on accelerators, unrolled steps on CPU.
+    s.fast.reset_l0_epoch = -1  # the original's reset_l0 targets the 32x32 generator's Dense
+    # synthesis.fast.unroll stays 'auto': one lax.scan on accelerators, unrolled steps on CPU.
 
     config.pool.capacity = BATCH * config.epochs
     kd = config.kd

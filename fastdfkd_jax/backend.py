@@ -1,13 +1,14 @@
 """Settings whose best value depends on the backend: `'auto'`, resolved from the platform.
 
-| key                     | CPU                               | GPU / TPU                          |
-|-------------------------|-----------------------------------|------------------------------------|
-| `synthesis.unroll`      | true: the inner steps unrolled    | false: one `lax.scan`              |
-| `synthesis.chunk_steps` | largest divisor of g_steps <= 10  | 0: one compiled scan of all steps  |
-| `kd.steps_per_call`     | 1                                 | largest divisor <= 10 (*)          |
+| key                        | CPU                             | GPU / TPU                         |
+|----------------------------|---------------------------------|-----------------------------------|
+| `synthesis.<m>.unroll`     | true: the inner steps unrolled  | false: one `lax.scan`             |
+| `synthesis.<m>.chunk_steps`| largest divisor of steps <= 10  | 0: one compiled scan of all steps |
+| `kd.steps_per_call`        | 1                               | largest divisor <= 10 (*)         |
 
-(*) of the student steps after each synthesis call (`kd.steps`, or a generative method's
-`synthesis.kd_steps_per_round`).
+`<m>`: the blocks of the run's method that have the key (`unroll`: `fast`, `generative`;
+`chunk_steps`: `deepinversion`, `cmi`). (*) of the student steps after each synthesis call
+(`kd.steps`, or a generative method's `synthesis.generative.kd_steps_per_round`).
 
 Why: XLA:CPU runs a convolution inside a while loop (what `lax.scan` lowers to) about 8x slower
 than the same steps unrolled (a Fast-5 call at batch 4: 18.5 s scanned, 0.55 s unrolled), so on
@@ -34,6 +35,8 @@ from jax.sharding import Mesh
 from fastdfkd_jax import checks
 
 AUTO = "auto"
+# The backend-dependent keys of a method's config block.
+UNROLL, CHUNK_STEPS = "unroll", "chunk_steps"
 # DeepInversion on CPU: host-driven chunks of at most this many unrolled steps (compile time grows
 # with the chunk; 10 steps of a chunk cost about one dispatch each).
 CPU_CHUNK_STEPS = 10
@@ -80,16 +83,36 @@ def largest_divisor_at_most(n: int, limit: int) -> int:
 
 def kd_steps_per_round(config: ml_collections.ConfigDict) -> int:
     """Student steps after each synthesis call: `kd.steps`, or a generative method's
-    `synthesis.kd_steps_per_round` (several calls per epoch).
+    `synthesis.generative.kd_steps_per_round` (several calls per epoch).
     """
-    return config.synthesis.get("kd_steps_per_round", 0) or config.kd.steps
+    from fastdfkd_jax import synthesis  # here, not above: the synthesis package imports this module
+
+    return synthesis.kd_steps_per_round(config.synthesis) or config.kd.steps
+
+
+def method_keys(config: ml_collections.ConfigDict) -> list[tuple[str, str]]:
+    """(block, key) of each backend-dependent key in the blocks of the run's synthesis method."""
+    from fastdfkd_jax import synthesis  # here, not above: the synthesis package imports this module
+
+    s = config.synthesis
+    return [
+        (block, key)
+        for block in synthesis.method_blocks(s.method)
+        for key in (UNROLL, CHUNK_STEPS)
+        if key in s[block]
+    ]
+
+
+def parse_method_key(config: ml_collections.ConfigDict, block: str, key: str) -> Any:
+    """The value of `synthesis.<block>.<key>` as `parse_bool` or `parse_count` reads it."""
+    value, name = config.synthesis[block][key], f"synthesis.{block}.{key}"
+    return parse_bool(value, name) if key == UNROLL else parse_count(value, name, 0)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks the backend-dependent keys of a distillation config (their forms, divisibility)."""
-    s = config.synthesis
-    parse_bool(s.unroll, "synthesis.unroll")
-    parse_count(s.chunk_steps, "synthesis.chunk_steps", 0)
+    for block, key in method_keys(config):
+        parse_method_key(config, block, key)
     per_call = parse_count(config.kd.steps_per_call, "kd.steps_per_call", 1)
     per_round = kd_steps_per_round(config)
     if per_call is not None and per_round % per_call:
@@ -108,27 +131,27 @@ def platform_of(mesh: Mesh | None = None) -> str:
 
 def choices(config: ml_collections.ConfigDict, platform: str) -> dict[str, Any]:
     """The concrete value of every backend-dependent key of `config` on `platform`."""
+    from fastdfkd_jax import synthesis  # here, not above: the synthesis package imports this module
+
     validate(config)
-    s = config.synthesis
     on_cpu = platform == CPU
-    unroll = parse_bool(s.unroll, "synthesis.unroll")
-    chunk = parse_count(s.chunk_steps, "synthesis.chunk_steps", 0)
+    out = {}
+    for block, key in method_keys(config):
+        value = parse_method_key(config, block, key)
+        if value is None and key == UNROLL:
+            value = on_cpu
+        elif value is None:  # chunk_steps
+            steps = synthesis.inner_steps(config.synthesis)
+            value = largest_divisor_at_most(steps, CPU_CHUNK_STEPS) if on_cpu else 0
+        out[f"synthesis.{block}.{key}"] = value
     per_call = parse_count(config.kd.steps_per_call, "kd.steps_per_call", 1)
-    if unroll is None:
-        unroll = on_cpu
-    if chunk is None:
-        chunk = largest_divisor_at_most(s.g_steps, CPU_CHUNK_STEPS) if on_cpu else 0
     if per_call is None:
         per_call = (
             1
             if on_cpu
             else largest_divisor_at_most(kd_steps_per_round(config), ACCELERATOR_KD_STEPS_PER_CALL)
         )
-    return {
-        "synthesis.unroll": unroll,
-        "synthesis.chunk_steps": chunk,
-        "kd.steps_per_call": per_call,
-    }
+    return {**out, "kd.steps_per_call": per_call}
 
 
 def resolve(config: ml_collections.ConfigDict, platform: str) -> ml_collections.ConfigDict:
@@ -137,7 +160,10 @@ def resolve(config: ml_collections.ConfigDict, platform: str) -> ml_collections.
     resolved = ml_collections.ConfigDict(config.to_dict())
     with resolved.ignore_type():
         for key, value in values.items():
-            block, name = key.split(".")
-            resolved[block][name] = value
+            *path, name = key.split(".")
+            holder = resolved
+            for part in path:
+                holder = holder[part]
+            holder[name] = value
     resolved.lock()
     return resolved

@@ -55,6 +55,11 @@ def bench_config(dfkd_config_file: str, dfkd_arg: str = "{method}") -> ml_collec
     return config
 
 
+# The runlocal benchmarks' chunked methods in host-driven chunks of two steps (a `synthesis`
+# override: their own blocks' `chunk_steps`).
+CHUNKS_OF_TWO = dict(deepinversion=dict(chunk_steps="2"), cmi=dict(chunk_steps="2"))
+
+
 def bench_runlocal(
     config: ml_collections.ConfigDict,
     methods: tuple[str, ...],

@@ -2,7 +2,7 @@
 class of a user's mistake.
 
 `check_choice` refuses a value outside its choices with a ValueError naming the key, the value and
-the choices: "Unknown synthesis.strategy 'greedy'; choose one of ('meta', ...)." A
+the choices: "Unknown synthesis.fast.strategy 'greedy'; choose one of ('meta', ...)." A
 `UserInputError` (a bad setting, a missing teacher or data set) is printed by the `fastdfkd`
 command as one line, without a traceback; any other exception keeps its traceback.
 """

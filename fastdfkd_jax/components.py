@@ -35,7 +35,7 @@ class Components:
 
     Attributes:
       config: the run's config, its 'auto' keys resolved for the mesh's platform.
-      backend_choices: those keys' values ({'synthesis.unroll': True, ...}).
+      backend_choices: those keys' values ({'synthesis.fast.unroll': True, ...}).
       info: the dataset's `DatasetInfo`.
       mesh: the device mesh (axis `data`).
       teacher, teacher_vars: the frozen teacher and its variables, replicated on `mesh`.

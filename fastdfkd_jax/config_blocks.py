@@ -15,7 +15,7 @@ from typing import Any
 
 import ml_collections
 
-from fastdfkd_jax import backend, optim, precision, sharding
+from fastdfkd_jax import backend, optim, precision, sharding, synthesis
 
 # -- blocks every job has -------------------------------------------------------------------------
 
@@ -136,35 +136,7 @@ def dfkd_config(
     s = config.synthesis = ml_collections.ConfigDict()
     s.method = "fast"  # a key of fastdfkd_jax.synthesis.SYNTHESIZERS
     s.batch_size = 256  # global: per device 256 / mesh.data
-    s.g_steps = 5
-    s.lr_g = 3e-3
-    s.lr_z = 0.01
-    s.meta_lr = 1.5e-2  # lr_g * g_steps in the original
-    s.lr_x = 0.1  # DeepInversion's pixel learning rate
-    s.inner_betas = (0.5, 0.999)
-    s.meta_betas = (0.5, 0.999)
-    # The inner optimizer of FastDFKD: 'adam' (the original) or 'nsgd' (normalized gradient
-    # descent: each step moves a parameter group by lr * sqrt(size) * g / ||g||, the RMS step of
-    # Adam's, but a smooth function of the gradient; a research option for the exact
-    # meta-gradient, synthesis/inner_optimizers.py).
-    s.inner_optimizer = "adam"
-    s.inner_eps_root = 1e-8  # Adam's eps_root for the exact meta-gradient only (original: none)
-    s.meta_gradient = "first_order"  # 'exact' | 'first_order' | 'reptile'
-    s.reptile_factor = 67.0  # the original's hard-coded Reptile scale
-    # How each batch's generator starts (the paper's three strategies): 'meta' (FastDFKD: from the
-    # meta-learned generator, which a meta step then updates), 'sequential' (the original's
-    # synthesis/fast.py: one generator trained in place from batch to batch, no meta step) or
-    # 'independent' (a freshly initialized generator for every batch).
-    s.strategy = "meta"
-    s.remat = False  # jax.checkpoint the inner steps of the exact meta-gradient
-    # How the inner steps run, by backend when 'auto' (fastdfkd_jax/backend.py): 'true' unrolls
-    # them, one after the other with no loop (~8x faster than a rolled lax.scan on XLA:CPU),
-    # 'false' is a rolled lax.scan (compiles once for any g_steps; accelerators). 'auto':
-    # unrolled on CPU, rolled elsewhere.
-    s.unroll = backend.AUTO
-    # DeepInversion only: its steps as host-driven, unrolled chunks of this many steps ('0': one
-    # compiled lax.scan over all steps). 'auto': chunks of <= 10 steps on CPU, one scan elsewhere.
-    s.chunk_steps = backend.AUTO
+    # The inversion loss's weights, read by every method that has the term.
     s.bn = 10.0
     s.oh = 0.4
     s.adv = 1.1
@@ -180,23 +152,6 @@ def dfkd_config(
     # last two at js_temperature. Generative methods always use the unmasked KL (their original).
     s.adversarial = "kl"
     s.js_temperature = 3.0
-    # DeepInversion: the loss subtracts bn * student_bn * (the student's own BN-statistics loss);
-    # the original's 0.001 (baseline_losses.deepinversion_bn_loss). 0: no student BN term.
-    s.student_bn = 0.0
-    # DeepInversion: 'best' returns each batch's lowest-loss iterate (a fix: the original means to
-    # but its best_inputs aliases the live pixels) or 'last', what the original returns: the
-    # pixels after the last update and clip.
-    s.return_iterate = "best"
-    # Generative methods (DAFL, ZSKT, DFQ): the student whose disagreement the generator maximizes.
-    # 'student' (a fix) or 'teacher' (the original builds them with student=teacher, which makes
-    # the adversarial term identically zero).
-    s.adversary = "student"
-    s.act = 0.0  # DAFL's activation loss weight (-mean |penultimate teacher features|)
-    s.balance = 0.0  # DAFL / DFQ information-entropy weight (class balance of the batch)
-    # Student steps after each synthesis call: 0 = all of the epoch's kd.steps after one call (pool
-    # methods); k > 0 = kd.steps / k rounds of (one synthesis call, k student steps) per epoch (the
-    # original's kd_steps of the generative methods: DAFL, ZSKT 5, DFQ 10).
-    s.kd_steps_per_round = 0
     s.generator = ml_collections.ConfigDict(dict(arch="generator", nz=256, ngf=64))
     # kind 'crop' (pad and crop), 'jitter' (DeepInversion's roll) or 'resized_crop' (area
     # fraction in `scale`, the original's ImageNet synthesis: (0.75, 1)); flip with each.
@@ -205,35 +160,10 @@ def dfkd_config(
     s.augment = ml_collections.ConfigDict(
         dict(kind="crop", padding=4, flip=True, jitter=4, scale=(0.75, 1.0), flip_whole_batch=False)
     )
-    # FastDFKD's reset_l0: the 0-based epoch before whose synthesis call the generator layers
-    # `reset_layers` are re-initialized (-1: never). The original fires at its call
-    # `ep == 120 + warmup` with ep counted from 1: 0-based epoch 120 + warmup - 1 = 139.
-    s.reset_l0_epoch = 139
-    s.reset_layers = ("l1", "bn0")
-    s.reset_std = 0.02
-    # Mean of the re-drawn BatchNorm scales: 0.0, the original (its reset_l0 draws the first
-    # BatchNorm's scale like the Linear kernel, N(0, reset_std)), or 1.0 (N(1, reset_std), the usual
-    # BatchNorm start; a research option: the original's draw is deliberate or not, it is not a bug
-    # that breaks the method).
-    s.reset_bn_scale_mean = 0.0
-    # CMI (contrastive model inversion), the original's cmi_cifar.sh: contrastive weight and
-    # temperature, projection head width, memory bank rows, negatives drawn per step, the local
-    # view's crop area fraction.
-    s.cmi = ml_collections.ConfigDict(
-        dict(
-            cr=0.8,
-            temperature=0.2,
-            head_dim=256,
-            bank_size=40960,
-            n_neg=4096,
-            local_scale=(0.25, 1.0),
-            # Whose inputs give the instance features (cmi.FEATURE_LAYERS): 'batchnorm' (every
-            # BatchNorm's), 'stages' (each ResNet stage's first block's: the inputs of the
-            # original's layer1..layer4), or 'auto', the original's rule: 'stages' for a resnet34
-            # teacher, 'batchnorm' for every other.
-            feature_layers="auto",
-        )
-    )
+    # Each method's own keys, in its own block with its defaults (declared by the method's module,
+    # fastdfkd_jax.synthesis.BLOCKS): synthesis.fast, .meta_latent, .deepinversion, .cmi,
+    # .generative. A run reads only its method's (synthesis.SYNTHESIZERS[method].blocks).
+    s.update(synthesis.config_blocks())
 
     # dtype 'uint8' stores images as the original's 8-bit PNGs; `quantize` 'truncate' is its
     # `(x * 255).astype(uint8)`, 'round' the nearest level.
@@ -316,8 +246,8 @@ def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collection
     config.synthesis.cmi.bank_size, config.synthesis.cmi.n_neg = 64, 32
     config.synthesis.cmi.head_dim = 8
     config.kd.steps, config.kd.batch_size = 2, 16
-    if config.synthesis.kd_steps_per_round:  # generative methods: two rounds of one KD step
-        config.synthesis.kd_steps_per_round = 1
+    # Generative methods: two rounds of one KD step.
+    config.synthesis.generative.kd_steps_per_round = 1
     config.checkpoint.every_epochs = 1
     config.sample_every_epochs = 2
     config.progress_bar = False
@@ -333,7 +263,7 @@ def meta_latent(
     """
     s = config.synthesis
     s.method = "fast_meta_latent"
-    s.meta_latent = ml_collections.ConfigDict(dict(reset_every=reset_every, meta_lr_z=meta_lr_z))
+    s.meta_latent.update(dict(reset_every=reset_every, meta_lr_z=meta_lr_z))
     return config
 
 
@@ -347,9 +277,9 @@ def smoke_runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     config.mesh.data = 1
     config.epochs, config.warmup = 2, 1
     config.synthesis.batch_size = 4
-    config.synthesis.g_steps = min(config.synthesis.g_steps, 2)
-    if config.synthesis.kd_steps_per_round:  # generative methods: two rounds of one KD step
-        config.synthesis.kd_steps_per_round = 1
+    synthesis.set_inner_steps(config.synthesis, min(synthesis.inner_steps(config.synthesis), 2))
+    # Generative methods: two rounds of one KD step.
+    config.synthesis.generative.kd_steps_per_round = 1
     config.synthesis.generator.nz, config.synthesis.generator.ngf = 8, 4
     config.pool.capacity = 8
     config.kd.steps, config.kd.batch_size = 2, 4

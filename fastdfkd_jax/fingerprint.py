@@ -3,9 +3,10 @@
 A run's fingerprint is the SHA-256 of
 - its **settings**: the config flattened to dotted keys, without the keys that cannot change the
   result (`IGNORED_KEYS`: paths, where caches and checkpoints go, progress bars, image grids), with
-  keys renamed by `RENAMED` (old dotted key -> today's) and keys added later left out at the value
+  keys renamed by `RENAMED` (old dotted key -> today's), keys added later left out at the value
   that reproduces the older code (`ADDED`), so that a record stored before a config layout change
-  still matches the same run today;
+  still matches the same run today, and without the blocks of other synthesis methods (a
+  DeepInversion setting cannot change a FastDFKD run);
 - the **teacher's parameters** (`teacher_digest`: their bytes, not the directory's path, so a record
   made in one clone matches in another and a teacher retrained at the same path does not);
 - the **code's version** of what computes it (`code_versions`: the trainer's and the synthesis
@@ -27,10 +28,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 from absl import logging
 
-from fastdfkd_jax import checkpoint, checks, reporting
+from fastdfkd_jax import checkpoint, checks, reporting, synthesis
 
 FILE = "fingerprint.json"
 
@@ -50,9 +52,83 @@ IGNORED_KEYS = (
     "start_afresh",  # what to do with a workdir of another run, not what this run computes
 )
 # Old dotted key -> today's, for every config key moved or renamed since records were first stored;
-# or -> {synthesis method: today's key} where the move depends on the run's method (a flat key
-# moved into each method's own block).
-RENAMED: dict[str, str | dict[str, str]] = {}
+# or -> {synthesis method: today's key, OTHER_METHODS: the key for every other method} where the
+# move depends on the run's method (a flat key moved into each method's own block).
+OTHER_METHODS = "*"
+# The flat `synthesis` keys that only FastDFKD read, now in its block `synthesis.fast`.
+_FAST_ONLY = (
+    "meta_lr",
+    "meta_betas",
+    "inner_optimizer",
+    "inner_eps_root",
+    "meta_gradient",
+    "reptile_factor",
+    "strategy",
+    "remat",
+    "reset_l0_epoch",
+    "reset_layers",
+    "reset_std",
+    "reset_bn_scale_mean",
+)
+
+
+def _per_method(fast: str, deepinversion: str, cmi: str, generative: str) -> dict[str, str]:
+    """A flat key's new home for each synthesis method (each a key in that method's block, or in
+    the block of the method that read it, where the run's method did not).
+    """
+    return {
+        "fast": fast,
+        "fast_meta_latent": fast,
+        "deepinversion": deepinversion,
+        "cmi": cmi,
+        "generative": generative,
+        OTHER_METHODS: fast,
+    }
+
+
+RENAMED: dict[str, str | dict[str, str]] = {
+    **{f"synthesis.{key}": f"synthesis.fast.{key}" for key in _FAST_ONLY},
+    "synthesis.g_steps": _per_method(
+        "synthesis.fast.g_steps",
+        "synthesis.deepinversion.steps",
+        "synthesis.cmi.steps",
+        "synthesis.generative.g_steps",
+    ),
+    "synthesis.lr_g": _per_method(
+        "synthesis.fast.lr_g",
+        "synthesis.fast.lr_g",
+        "synthesis.cmi.lr_g",
+        "synthesis.generative.lr_g",
+    ),
+    "synthesis.lr_z": _per_method(
+        "synthesis.fast.lr_z", "synthesis.fast.lr_z", "synthesis.cmi.lr_z", "synthesis.fast.lr_z"
+    ),
+    "synthesis.inner_betas": _per_method(
+        "synthesis.fast.inner_betas",
+        "synthesis.deepinversion.betas",
+        "synthesis.cmi.betas",
+        "synthesis.generative.betas",
+    ),
+    "synthesis.unroll": _per_method(
+        "synthesis.fast.unroll",
+        "synthesis.fast.unroll",
+        "synthesis.fast.unroll",
+        "synthesis.generative.unroll",
+    ),
+    "synthesis.chunk_steps": _per_method(
+        "synthesis.deepinversion.chunk_steps",
+        "synthesis.deepinversion.chunk_steps",
+        "synthesis.cmi.chunk_steps",
+        "synthesis.deepinversion.chunk_steps",
+    ),
+    "synthesis.lr_x": "synthesis.deepinversion.lr",
+    "synthesis.student_bn": "synthesis.deepinversion.student_bn",
+    "synthesis.return_iterate": "synthesis.deepinversion.return_iterate",
+    **{
+        f"synthesis.{key}": f"synthesis.generative.{key}"
+        for key in ("adversary", "act", "balance", "kd_steps_per_round")
+    },
+}
 # The key that names a run's synthesis method (method-dependent renames look it up).
 METHOD_KEY = "synthesis.method"
 # Config keys added since records were first stored -> the value that computes what the code did
@@ -77,15 +153,25 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat settings under today's names: `RENAMED` applied, `IGNORED_KEYS` and keys at their
-    `ADDED` value dropped, sorted by key.
+    """Flat settings under today's names: `RENAMED` applied; `IGNORED_KEYS`, keys at their `ADDED`
+    value and the keys of other methods' blocks (`synthesis.<block>.*` that the run's method does
+    not read) dropped; sorted by key.
     """
     out = {}
     method = flat.get(METHOD_KEY)
+    unread = tuple(
+        f"synthesis.{block}."
+        for block in synthesis.BLOCKS
+        if method is not None and block not in synthesis.method_blocks(method)
+    )
     for key, value in flat.items():
         renamed = RENAMED.get(key, key)
-        key = renamed.get(method, key) if isinstance(renamed, dict) else renamed
+        if isinstance(renamed, dict):
+            renamed = renamed.get(method, renamed[OTHER_METHODS])
+        key = renamed
         if key in IGNORED_KEYS or (key in ADDED and ADDED[key] == value):
+            continue
+        if unread and key.startswith(unread):
             continue
         out[key] = value
     return dict(sorted(out.items()))
@@ -94,6 +180,21 @@ def _canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
 def settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """The flattened config that decides the result, under today's names (`_canonical`)."""
     return _canonical(flatten(json.loads(json.dumps(dict(config), default=list))))
+
+
+def in_todays_layout(config: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """A run's stored config (summary.json's, of any layout since records were first stored) with
+    today's key names (`RENAMED`), without the ignored keys and other methods' blocks: what
+    readers of stored records use instead of the old names.
+    """
+    nested: dict[str, Any] = {}
+    for key, value in settings(config).items():
+        *path, name = key.split(".")
+        holder = nested
+        for part in path:
+            holder = holder.setdefault(part, {})
+        holder[name] = value
+    return ml_collections.ConfigDict(nested)
 
 
 def teacher_digest(variables: Any) -> str:

@@ -22,8 +22,9 @@ Preset = Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]
 def fast(config: ml_collections.ConfigDict, g_steps: int) -> ml_collections.ConfigDict:
     """Fast-2/5/10 with the original's per-variant learning rates (meta lr = lr_g * g_steps)."""
     lr_z, lr_g = FAST_LEARNING_RATES[g_steps]
-    s = config.synthesis
-    s.method, s.g_steps, s.lr_z, s.lr_g, s.meta_lr = "fast", g_steps, lr_z, lr_g, lr_g * g_steps
+    config.synthesis.method = "fast"
+    f = config.synthesis.fast
+    f.g_steps, f.lr_z, f.lr_g, f.meta_lr = g_steps, lr_z, lr_g, lr_g * g_steps
     config.method = f"fast{g_steps}"
     return config
 
@@ -37,8 +38,8 @@ def strategy(config: ml_collections.ConfigDict, name: str) -> ml_collections.Con
     place across batches, the original's synthesis/fast.py: no meta step, no reset_l0) or
     'independent' (a fresh generator for every batch).
     """
-    config.synthesis.strategy = name
-    config.synthesis.reset_l0_epoch = -1  # neither has a meta generator to reset
+    config.synthesis.fast.strategy = name
+    config.synthesis.fast.reset_l0_epoch = -1  # neither has a meta generator to reset
     config.method = f"{config.method}_{name}"
     return config
 
@@ -51,13 +52,13 @@ def deepinv(config: ml_collections.ConfigDict, steps: int = 2000) -> ml_collecti
     iterate (`return_iterate`). The paper's row has 2000 steps (deepinv_cifar.sh: 1000).
     """
     s = config.synthesis
-    s.method, s.g_steps, s.lr_x, s.inner_betas = "deepinversion", steps, 0.1, (0.5, 0.99)
+    s.method = "deepinversion"
+    s.deepinversion.update(dict(steps=steps, lr=0.1, betas=(0.5, 0.99)))
+    s.deepinversion.student_bn = baseline_losses.DEEPINV_STUDENT_BN
     s.bn, s.oh, s.adv, s.adversarial, s.bn_momentum = 10.0, 1.0, 1.0, "jsdiv_clamped", 0.0
-    s.student_bn = baseline_losses.DEEPINV_STUDENT_BN
     s.adv_start = "first_call"
     s.augment.kind = "jitter"
     s.augment.flip_whole_batch = True
-    s.reset_l0_epoch = -1
     config.method = f"deepinv{steps // 1000}k" if steps % 1000 == 0 else f"deepinv{steps}"
     return config
 
@@ -69,10 +70,10 @@ def cmi(config: ml_collections.ConfigDict, steps: int = 500) -> ml_collections.C
     40960 feature pairs, 4096 negatives). The script has 200 steps; the paper's row 500.
     """
     s = config.synthesis
-    s.method, s.g_steps, s.lr_g, s.lr_z = "cmi", steps, 1e-3, 1e-3
+    s.method = "cmi"
+    s.cmi.update(dict(steps=steps, lr_g=1e-3, lr_z=1e-3, betas=(0.5, 0.999)))
     s.bn, s.oh, s.adv, s.adversarial, s.bn_momentum = 1.0, 1.0, 0.5, "kl", 0.0
     s.adv_start = "first_call"
-    s.reset_l0_epoch = -1
     config.method = f"cmi{steps}"
     return config
 
@@ -103,11 +104,12 @@ def generative(config: ml_collections.ConfigDict, name: str) -> ml_collections.C
     """
     adv, bn, oh, act, balance, kd_per_round = GENERATIVE[name]
     s = config.synthesis
-    s.method, s.g_steps, s.lr_g = "generative", 1, 1e-3
-    s.adv, s.bn, s.oh, s.act, s.balance, s.bn_momentum = adv, bn, oh, act, balance, 0.0
-    s.kd_steps_per_round = kd_per_round
+    s.method = "generative"
+    s.generative.update(dict(g_steps=1, lr_g=1e-3, betas=(0.5, 0.999)))
+    s.generative.act, s.generative.balance = act, balance
+    s.generative.kd_steps_per_round = kd_per_round
+    s.adv, s.bn, s.oh, s.bn_momentum = adv, bn, oh, 0.0
     s.adv_start = "first_call"
-    s.reset_l0_epoch = -1
     if name == "dafl":
         s.generator.nz *= DAFL_LATENT_FACTOR
     config.kd.augment.padding, config.kd.augment.flip = 0, False
@@ -122,7 +124,7 @@ def exact(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     than first-order with Adam inner steps (docs/benchmarks.md): the research option, not the
     paper's method.
     """
-    config.synthesis.meta_gradient = "exact"
+    config.synthesis.fast.meta_gradient = "exact"
     config.method = f"{config.method}_exact"
     return config
 

@@ -4,8 +4,9 @@ Each job's `validate` calls `check(config, TABLE)` first: a number outside its k
 infinities included) is refused with one line naming the key, the value and the range, e.g.
 "kd.batch_size=0 is out of range: it must be an integer >= 1." Tuples are checked element by
 element. Some keys take a special value besides their range, said in the range (`mesh.data=-1`:
-every device; `synthesis.reset_l0_epoch=-1`: never). Tests sweep every numeric key of every preset
-against its range (tests/fastdfkd_jax/test_ranges.py), so a new numeric key needs a range here.
+every device; `synthesis.fast.reset_l0_epoch=-1`: never). Tests sweep every numeric key of every
+preset against its range (tests/fastdfkd_jax/test_ranges.py), so a new numeric key needs a range
+here.
 """
 
 import dataclasses
@@ -106,32 +107,41 @@ DFKD = {
     "dataset.image_size": SIZE_OR_ZERO,  # 0: the dataset's own
     "pool.capacity": COUNT,
     "synthesis.batch_size": COUNT,
-    "synthesis.g_steps": COUNT,
-    "synthesis.lr_g": POSITIVE,
-    "synthesis.lr_z": NONNEGATIVE,  # 0: z fixed
-    "synthesis.lr_x": POSITIVE,
-    "synthesis.meta_lr": NONNEGATIVE,  # 0: the meta generator does not move
-    "synthesis.inner_betas": PROBABILITY_OPEN,
-    "synthesis.meta_betas": PROBABILITY_OPEN,
-    "synthesis.inner_eps_root": NONNEGATIVE,
-    "synthesis.reptile_factor": POSITIVE,
     "synthesis.bn": NONNEGATIVE,
     "synthesis.oh": NONNEGATIVE,
     "synthesis.adv": NONNEGATIVE,
     "synthesis.bn_momentum": PROBABILITY_OPEN,
     "synthesis.js_temperature": POSITIVE,
-    "synthesis.student_bn": NONNEGATIVE,
-    "synthesis.act": NONNEGATIVE,
-    "synthesis.balance": NONNEGATIVE,
-    "synthesis.kd_steps_per_round": SIZE_OR_ZERO,  # 0: all KD steps after one call
     "synthesis.generator.nz": COUNT,
     "synthesis.generator.ngf": COUNT,
     "synthesis.augment.padding": SIZE_OR_ZERO,
     "synthesis.augment.jitter": SIZE_OR_ZERO,
     "synthesis.augment.scale": FRACTION,
-    "synthesis.reset_l0_epoch": Range(0, integer=True, also=(-1,)),  # -1: never
-    "synthesis.reset_std": NONNEGATIVE,
-    "synthesis.reset_bn_scale_mean": ANY,
+    "synthesis.fast.g_steps": COUNT,
+    "synthesis.fast.lr_g": POSITIVE,
+    "synthesis.fast.lr_z": NONNEGATIVE,  # 0: z fixed
+    "synthesis.fast.meta_lr": NONNEGATIVE,  # 0: the meta generator does not move
+    "synthesis.fast.inner_betas": PROBABILITY_OPEN,
+    "synthesis.fast.meta_betas": PROBABILITY_OPEN,
+    "synthesis.fast.inner_eps_root": NONNEGATIVE,
+    "synthesis.fast.reptile_factor": POSITIVE,
+    "synthesis.fast.reset_l0_epoch": Range(0, integer=True, also=(-1,)),  # -1: never
+    "synthesis.fast.reset_std": NONNEGATIVE,
+    "synthesis.fast.reset_bn_scale_mean": ANY,
+    "synthesis.deepinversion.steps": COUNT,
+    "synthesis.deepinversion.lr": POSITIVE,
+    "synthesis.deepinversion.betas": PROBABILITY_OPEN,
+    "synthesis.deepinversion.student_bn": NONNEGATIVE,
+    "synthesis.generative.g_steps": COUNT,
+    "synthesis.generative.lr_g": POSITIVE,
+    "synthesis.generative.betas": PROBABILITY_OPEN,
+    "synthesis.generative.kd_steps_per_round": COUNT,
+    "synthesis.generative.act": NONNEGATIVE,
+    "synthesis.generative.balance": NONNEGATIVE,
+    "synthesis.cmi.steps": COUNT,
+    "synthesis.cmi.lr_g": POSITIVE,
+    "synthesis.cmi.lr_z": NONNEGATIVE,  # 0: z fixed
+    "synthesis.cmi.betas": PROBABILITY_OPEN,
     "synthesis.cmi.cr": NONNEGATIVE,
     "synthesis.cmi.temperature": POSITIVE,
     "synthesis.cmi.head_dim": COUNT,

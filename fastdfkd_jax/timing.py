@@ -111,6 +111,27 @@ def summarize(seconds: Sequence[float], scale: float = 1.0) -> dict[str, float]:
     )
 
 
+def time_interleaved(
+    calls: Mapping[str, Callable[[], Any]], repeats: int, idle_s: float = 0.0
+) -> dict[str, list[float]]:
+    """The seconds of `repeats` calls of each of `calls`, interleaved, by name.
+
+    One untimed warm-up call each, then `repeats` rounds that call each once in turn (`timed`: the
+    clock stops when the output is ready on device), each after `idle_s` seconds of idle. A load
+    that comes and goes (other users of a shared machine) then hits every call alike, so ratios of
+    their medians hold where absolute times drift.
+    """
+    for call in calls.values():
+        jax.block_until_ready(call())
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            if idle_s:
+                time.sleep(idle_s)
+            seconds[name].append(timed(call)[0])
+    return seconds
+
+
 def time_calls(call: Callable[[], Any], repeats: int) -> dict[str, float]:
     """`summarize` of `repeats` timed calls of `call()`, after one untimed warm-up call."""
     jax.block_until_ready(call())  # first-call allocations and transfers

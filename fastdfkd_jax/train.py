@@ -1,16 +1,17 @@
 """The data-free distillation job: synthesis rounds, student steps, evaluation, checkpoints.
 
 Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (pool methods:
-one; generative methods: `kd.steps / synthesis.kd_steps_per_round`) of one synthesis call (one
-compiled function: inner steps, best iterate, meta update, BN memory update, pool insert) followed,
-after `warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on batches from the
-synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is used in one place
-only: the student's (and once the teacher's) score on the test split every `eval_every_epochs`
-epochs: accuracy, or mean IoU and pixel accuracy for segmentation (`evaluation.streamed.METRICS`),
-the split opened and checked before training (`run_data`), kept on device (streamed for ImageNet
-and NYUv2, generated for a smoke test). Everything the run needs to continue is in `DFKDState`,
-saved (asynchronously) every `checkpoint.every_epochs` epochs; all randomness derives from
-`config.seed` and the epoch, so a resumed run replays exactly what an uninterrupted one does.
+one; generative methods: `kd.steps / synthesis.generative.kd_steps_per_round`) of one synthesis
+call (one compiled function: inner steps, best iterate, meta update, BN memory update, pool
+insert) followed, after `warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on
+batches from the synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is
+used in one place only: the student's (and once the teacher's) score on the test split every
+`eval_every_epochs` epochs: accuracy, or mean IoU and pixel accuracy for segmentation
+(`evaluation.streamed.METRICS`), the split opened and checked before training (`run_data`), kept
+on device (streamed for ImageNet and NYUv2, generated for a smoke test). Everything the run needs
+to continue is in `DFKDState`, saved (asynchronously) every `checkpoint.every_epochs` epochs; all
+randomness derives from `config.seed` and the epoch, so a resumed run replays exactly what an
+uninterrupted one does.
 Metrics per epoch (averaged over its steps) go to `metrics.jsonl` and TensorBoard, the summary to
 `summary.json`: the final student score and the best over the evaluated epochs
 (`student_best_test_accuracy`, what the original reports).
@@ -73,11 +74,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"warmup must be in [0, epochs={config.epochs}), got {config.warmup}.")
     if config.kd.steps < 1:
         raise ValueError(f"kd.steps must be >= 1, got {config.kd.steps}.")
-    per_round = config.synthesis.kd_steps_per_round
+    per_round = synthesis.kd_steps_per_round(config.synthesis)
     if per_round and config.kd.steps % per_round:
         raise ValueError(
-            f"kd.steps={config.kd.steps} must be a multiple of synthesis.kd_steps_per_round="
-            f"{per_round} (the student steps after each synthesis call)."
+            f"kd.steps={config.kd.steps} must be a multiple of the student steps after each "
+            f"synthesis call ({per_round}: synthesis.generative.kd_steps_per_round)."
         )
     every = {
         "eval_every_epochs": config.eval_every_epochs,
@@ -382,7 +383,7 @@ def run_description(config: ml_collections.ConfigDict, parts: components.Compone
     return dict(
         method=config.method,
         synthesis_method=config.synthesis.method,
-        g_steps=config.synthesis.g_steps,
+        g_steps=synthesis.inner_steps(config.synthesis),
         meta_gradient=parts.synthesizer.meta_gradient_label,
         precision=config.precision,
         backend=backend.platform_of(parts.mesh),

@@ -3,7 +3,7 @@ r"""Our compiled steps against a plain-PyTorch re-implementation of the original
   python -m scripts.bench_vs_torch --repeats=3 --out=runs/bench_vs_torch.json [--profile]
 
 (run from the repository root, as a module: it imports the plain-torch reference models of
-tests/fastdfkd_jax/torch_reference.py; needs the `torch` extra).
+fastdfkd_jax/models/torch_twins.py; needs the `torch` extra).
 
 Same models and shapes on both sides: CIFAR-10 32x32x3, WRN-40-2 teacher -> WRN-16-1 student,
 batch 256, random weights (speed does not depend on them). Timed, warm (one untimed call each
@@ -23,7 +23,7 @@ hits both alike, each call after `--idle_s` of idle (see `side_by_side`); median
 
 The PyTorch side is OUR re-implementation of the computation of github:zju-vipa/Fast-Datafree
 (`datafree/synthesis/fast_meta.py`, `deepinversion.py`, `datafree_kd.py`), in plain PyTorch with the
-CIFAR models of tests/fastdfkd_jax/torch_reference.py; it is not the original's code. It keeps the
+CIFAR models of fastdfkd_jax/models/torch_twins.py; it is not the original's code. It keeps the
 original's structure where it costs time: forward hooks on the teacher's BatchNorms, a host sync
 (`loss.item()`) per inner step for the best iterate, the inner gradients added into the meta
 generator's, and, as the original does not freeze them, gradients of the teacher's and student's
@@ -42,7 +42,6 @@ import copy
 import functools
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -78,16 +77,16 @@ def torch_side(config, small: bool):
     import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
     from torch import nn
 
-    from tests.fastdfkd_jax import torch_reference
+    from fastdfkd_jax.models import torch_twins
 
     s, info_mean, info_std = config.synthesis, (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
     batch, image = config.synthesis.batch_size, 32
     torch.manual_seed(0)
     teacher_arch = SMALL_ARCH if small else config.teacher.arch
     student_arch = SMALL_ARCH if small else config.student.arch
-    teacher = torch_reference.build(teacher_arch, 10).eval()
-    student = torch_reference.build(student_arch, 10)
-    torch_reference.randomize_(teacher, torch.Generator().manual_seed(1))
+    teacher = torch_twins.build(teacher_arch, 10).eval()
+    student = torch_twins.build(student_arch, 10)
+    torch_twins.randomize_(teacher, torch.Generator().manual_seed(1))
     mean = torch.tensor(info_mean).view(1, 3, 1, 1)
     std = torch.tensor(info_std).view(1, 3, 1, 1)
 
@@ -175,7 +174,9 @@ def torch_side(config, small: bool):
     ]
     nz, ngf = (8, 4) if small else (s.generator.nz, s.generator.ngf)
     generator = Generator(nz, ngf)
-    meta_optimizer = torch.optim.Adam(generator.parameters(), s.meta_lr, betas=s.meta_betas)
+    meta_optimizer = torch.optim.Adam(
+        generator.parameters(), s.fast.meta_lr, betas=s.fast.meta_betas
+    )
     for p in generator.parameters():
         p.grad = torch.zeros_like(p)
     pool = []
@@ -186,12 +187,12 @@ def torch_side(config, small: bool):
         targets = torch.randint(0, 10, (batch,))
         fast = copy.deepcopy(generator)
         optimizer = torch.optim.Adam(
-            [{"params": fast.parameters()}, {"params": [z], "lr": s.lr_z}],
-            lr=s.lr_g,
-            betas=s.inner_betas,
+            [{"params": fast.parameters()}, {"params": [z], "lr": s.fast.lr_z}],
+            lr=s.fast.lr_g,
+            betas=s.fast.inner_betas,
         )
         best_cost, best = float("inf"), None
-        for it in range(s.g_steps):
+        for it in range(s.fast.g_steps):
             x = fast(z)
             xa = (crop_flip(x, s.augment.padding) - mean) / std
             t_out = teacher(xa)
@@ -209,7 +210,7 @@ def torch_side(config, small: bool):
                 meta_optimizer.zero_grad(set_to_none=False)  # as the torch of the original
             for p, fp in zip(generator.parameters(), fast.parameters(), strict=True):
                 p.grad.add_(fp.grad)
-            if it == s.g_steps - 1:
+            if it == s.fast.g_steps - 1:
                 meta_optimizer.step()
             optimizer.step()
         for h in hooks:
@@ -268,7 +269,7 @@ def torch_deepinversion(config, side, small: bool):
         h.memory = None  # DeepInversion: no momentum
     inputs = torch.randn(batch, 3, 32, 32, requires_grad=True)
     targets = torch.randint(0, 10, (batch,))
-    optimizer = torch.optim.Adam([inputs], s.lr_x, betas=s.inner_betas)
+    optimizer = torch.optim.Adam([inputs], s.deepinversion.lr, betas=s.deepinversion.betas)
     state = {"best": float("inf")}
     low, high = (0 - mean) / std, (1 - mean) / std
 
@@ -349,9 +350,9 @@ def original_side(path: str, config):
         num_classes=10,
         img_size=(3, 32, 32),
         save_dir=tempfile.mkdtemp(),
-        iterations=s.g_steps,
-        lr_g=s.lr_g,
-        lr_z=s.lr_z,
+        iterations=s.fast.g_steps,
+        lr_g=s.fast.lr_g,
+        lr_z=s.fast.lr_z,
         synthesis_batch_size=s.batch_size,
         sample_batch_size=config.kd.batch_size,
         adv=s.adv,
@@ -452,30 +453,18 @@ def kd_parts(parts, state, side, policy: str, repeats: int, idle_s: float) -> di
 
 
 # -- the sides side by side -----------------------------------------------------------------------
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def side_by_side(calls: dict, repeats: int, idle_s: float) -> dict:
-    """One warm-up call each, then `repeats` rounds calling each once in turn; medians.
+    """Medians of `repeats` interleaved calls of each (`timing.time_interleaved`: one warm-up call
+    each, then rounds calling each once in turn).
 
     Each timed call starts after `idle_s` seconds of idle, so that neither side starts while the
     other's worker threads may still be spinning (an effect one measurement suggested and
     repeats did not confirm: docs/accelerators.md).
     """
-    for fn in calls.values():
-        fn()
-    seconds = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            time.sleep(idle_s)
-            seconds[name].append(timed(fn))
-    return {
-        name: dict(median_s=statistics.median(v), min_s=min(v), max_s=max(v), n=len(v))
-        for name, v in seconds.items()
-    }
+    from fastdfkd_jax import timing
+
+    seconds = timing.time_interleaved(calls, repeats, idle_s)
+    return {name: timing.summarize(values) for name, values in seconds.items()}
 
 
 def main(argv):

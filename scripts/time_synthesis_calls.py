@@ -5,7 +5,7 @@ pass for any variants): each compiled once, one warm-up call, then interleaved c
   python scripts/time_synthesis_calls.py --teacher=results/teachers/digits --repeats=5 \
       --variant=first_order=configs/dfkd_digits.py:fast5 \
       --variant=exact=configs/dfkd_digits.py:fast5_exact \
-      --variant='held=configs/dfkd_digits.py:fast5_exact;synthesis.inner_optimizer=adam_held_normalizer'
+      --variant='held=configs/dfkd_digits.py:fast5_exact;synthesis.fast.inner_optimizer=adam_held_normalizer'
 
 A variant is NAME=CONFIG[;key=value;...] (overrides as Python literals or strings).
 """

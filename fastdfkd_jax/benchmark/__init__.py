@@ -32,7 +32,7 @@ import time
 import ml_collections
 from absl import logging
 
-from fastdfkd_jax import compilation, timing
+from fastdfkd_jax import compilation, synthesis, timing
 from fastdfkd_jax.benchmark import configs, profile, records, report, runs
 from fastdfkd_jax.benchmark.configs import validate
 from fastdfkd_jax.benchmark.timers import SynthesisTimer, make_setup, time_round_robin
@@ -53,7 +53,7 @@ def _row(method, config, summary, timer, scale, note) -> dict:
         method=method,
         label=report.method_label(method),
         synthesis_method=config.synthesis.method,
-        g_steps=config.synthesis.g_steps,
+        g_steps=synthesis.inner_steps(config.synthesis),
         meta_gradient=summary["meta_gradient"],
         student_accuracy=summary["student_test_accuracy"],
         student_best_accuracy=summary.get("student_best_test_accuracy"),
@@ -89,7 +89,7 @@ def _timers(bench, method_configs, teacher_cache) -> tuple[dict, dict]:
         if configs.is_chunked(config):
             steps, scale = configs.chunked_per_batch_scale(config, bench.timing_chunks)
             timed_config = configs.copy(config)
-            timed_config.synthesis.g_steps = steps
+            synthesis.set_inner_steps(timed_config.synthesis, steps)
         timers[method] = SynthesisTimer(make_setup(timed_config, teacher_cache))
         scales[method] = scale
         logging.info("Timing %s: compiled in %.1f s", method, timers[method].compile_seconds)

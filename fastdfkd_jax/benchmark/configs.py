@@ -78,8 +78,12 @@ def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def chunk_steps(config: ml_collections.ConfigDict) -> int:
-    """A chunked method's steps per host-driven chunk in `config` (0: one scan), 'auto' resolved."""
-    return backend.choices(config, backend.platform_of())["synthesis.chunk_steps"]
+    """A chunked method's steps per host-driven chunk in `config` (0: one scan, or a method with no
+    chunks), 'auto' resolved.
+    """
+    choices = backend.choices(config, backend.platform_of())
+    blocks = synthesis.method_blocks(config.synthesis.method)
+    return choices.get(f"synthesis.{blocks[0]}.{backend.CHUNK_STEPS}", 0) if blocks else 0
 
 
 def with_fast_steps(
@@ -87,16 +91,16 @@ def with_fast_steps(
 ) -> ml_collections.ConfigDict:
     """A copy of a Fast-k config as Fast-`g_steps` with the given meta-gradient and remat."""
     config = methods.fast(copy(config), g_steps)
-    config.synthesis.meta_gradient = meta_gradient
-    config.synthesis.remat = remat
+    config.synthesis.fast.meta_gradient = meta_gradient
+    config.synthesis.fast.remat = remat
     return config
 
 
 def shorter_config(
     config: ml_collections.ConfigDict, epochs: int, steps: int = 0
 ) -> ml_collections.ConfigDict:
-    """`config` on `epochs` batches (of `steps` steps; 0: its own g_steps), with the same student
-    training budget.
+    """`config` on `epochs` batches (of `steps` steps; 0: its own inner steps), with the same
+    student training budget.
 
     Warmup shrinks in proportion to the epochs (at least 0, below `epochs`); `kd.steps` grows so
     that the student takes at least as many KD steps in total as in the full run, with the same
@@ -104,7 +108,7 @@ def shorter_config(
     """
     if epochs < 1 or epochs > config.epochs:
         raise ValueError(f"short_epochs must be in [1, epochs={config.epochs}], got {epochs}.")
-    steps = steps or config.synthesis.g_steps
+    steps = steps or synthesis.inner_steps(config.synthesis)
     chunk = chunk_steps(config)
     if steps < 1 or (chunk and steps % chunk):
         raise ValueError(f"short_steps={steps} must be >= 1 and a multiple of chunk_steps={chunk}.")
@@ -113,7 +117,7 @@ def shorter_config(
     warmup = min(epochs - 1, int(round(config.warmup * epochs / config.epochs)))
     short.epochs, short.warmup = epochs, warmup
     short.kd.steps = math.ceil(config.kd.steps * full_kd_epochs / (epochs - warmup))
-    short.synthesis.g_steps = steps
+    synthesis.set_inner_steps(short.synthesis, steps)
     short.checkpoint.every_epochs = 1
     short.eval_every_epochs = 1
     return short
@@ -122,8 +126,9 @@ def shorter_config(
 def describe_shorter_run(full: ml_collections.ConfigDict, short: ml_collections.ConfigDict) -> str:
     """One sentence saying exactly what the shorter run was."""
     return (
-        f"{full.method} with {short.synthesis.g_steps} steps per batch on {short.epochs} batches "
-        f"(instead of {full.synthesis.g_steps} steps on {full.epochs}), warmup {short.warmup}, "
+        f"{full.method} with {synthesis.inner_steps(short.synthesis)} steps per batch on "
+        f"{short.epochs} batches (instead of {synthesis.inner_steps(full.synthesis)} steps on "
+        f"{full.epochs}), warmup {short.warmup}, "
         f"{short.kd.steps} KD steps per epoch ({(short.epochs - short.warmup) * short.kd.steps} "
         f"in all, the full schedule has {(full.epochs - full.warmup) * full.kd.steps})"
     )
@@ -136,14 +141,15 @@ def is_chunked(config: ml_collections.ConfigDict) -> bool:
 
 def chunked_per_batch_scale(config: ml_collections.ConfigDict, timing_chunks: int) -> tuple:
     """`(timed steps, scale)`: a timed call of `timed steps` steps times `scale` is one batch."""
-    chunk = chunk_steps(config) or config.synthesis.g_steps
-    timed = min(config.synthesis.g_steps, chunk * timing_chunks)
-    return timed, config.synthesis.g_steps / timed
+    steps = synthesis.inner_steps(config.synthesis)
+    chunk = chunk_steps(config) or steps
+    timed = min(steps, chunk * timing_chunks)
+    return timed, steps / timed
 
 
 def calls_per_epoch(config: ml_collections.ConfigDict) -> int:
     """Synthesis calls per epoch: 1, or kd.steps / kd_steps_per_round for generative methods."""
-    per_round = config.synthesis.kd_steps_per_round
+    per_round = synthesis.kd_steps_per_round(config.synthesis)
     return config.kd.steps // per_round if per_round else 1
 
 

@@ -50,7 +50,7 @@ def measure_cost(
     for g_steps in bench.cost_g_steps:
         for label, meta_gradient, remat, unroll, timed in COST_VARIANTS:
             config = with_fast_steps(base_config, g_steps, meta_gradient, remat)
-            config.synthesis.unroll = unroll
+            config.synthesis.fast.unroll = unroll
             timer = SynthesisTimer(make_setup(config, teacher_cache))
             name = f"{label}/g{g_steps}"
             (timers if timed else untimed)[name] = timer

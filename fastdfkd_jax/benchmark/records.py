@@ -16,9 +16,7 @@ import os
 import re
 import statistics
 
-import ml_collections
-
-from fastdfkd_jax import methods, reporting
+from fastdfkd_jax import fingerprint, methods, reporting, synthesis
 from fastdfkd_jax.benchmark import configs, report
 
 SUMMARY = "summary.json"
@@ -88,7 +86,7 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None, floa
 
 def row(method: str, summaries: list[dict], timing: dict | None) -> dict:
     """One table row of `method` from its runs' summaries (one per seed) and the stored timing."""
-    config = summaries[0]["config"]
+    config = fingerprint.in_todays_layout(summaries[0]["config"])
     final = _stats([s["student_test_accuracy"] for s in summaries])
     best = _stats([s.get("student_best_test_accuracy") for s in summaries])
     seconds = _stats([s["synthesis_seconds"] for s in summaries])
@@ -97,8 +95,8 @@ def row(method: str, summaries: list[dict], timing: dict | None) -> dict:
     return dict(
         method=method,
         label=report.method_label(method),
-        synthesis_method=config["synthesis"]["method"],
-        g_steps=config["synthesis"]["g_steps"],
+        synthesis_method=config.synthesis.method,
+        g_steps=synthesis.inner_steps(config.synthesis),
         meta_gradient=summaries[0]["meta_gradient"],
         seeds=[s["config"]["seed"] for s in summaries],
         student_accuracy=final[0],
@@ -108,8 +106,8 @@ def row(method: str, summaries: list[dict], timing: dict | None) -> dict:
         student_best_accuracy_min=best[1],
         student_best_accuracy_max=best[2],
         teacher_accuracy=summaries[0]["teacher_test_accuracy"],
-        batches=config["epochs"],
-        calls_per_epoch=configs.calls_per_epoch(ml_collections.ConfigDict(config)),
+        batches=config.epochs,
+        calls_per_epoch=configs.calls_per_epoch(config),
         synthesis_seconds=seconds[0],
         synthesis_seconds_min=seconds[1],
         synthesis_seconds_max=seconds[2],

@@ -54,27 +54,23 @@ class SynthesisTimer:
         self.calls = 0
         self.seconds: list[float] = []
 
-    def once(self) -> float:
-        """One call, ended by `block_until_ready()`; returns its seconds."""
+    def step(self) -> Any:
+        """One call, its new state kept; returns its outputs (images, metrics) to wait on."""
         parts = self.setup.parts
         rng = jax.random.fold_in(jax.random.PRNGKey(parts.config.seed), self.calls)
         self.calls += 1
-        seconds, (self.state, _, _) = timing.timed(
-            self.call, self.state, parts.teacher_vars, rng, self.adv
-        )
-        return seconds
+        self.state, *outputs = self.call(self.state, parts.teacher_vars, rng, self.adv)
+        return self.state, outputs
 
-    def warm_up(self) -> None:
-        self.once()
-
-    def record(self) -> None:
-        self.seconds.append(self.once())
+    def once(self) -> float:
+        """One call, ended by `block_until_ready()`; returns its seconds."""
+        return timing.timed(self.step)[0]
 
 
 def time_round_robin(timers: dict[str, SynthesisTimer], repeats: int) -> None:
-    """Warms every timer up, then records `repeats` calls of each, interleaved."""
-    for timer in timers.values():
-        timer.warm_up()
-    for _ in range(repeats):
-        for timer in timers.values():
-            timer.record()
+    """Warms every timer up, then records `repeats` calls of each, interleaved
+    (`timing.time_interleaved`) into their `seconds`.
+    """
+    seconds = timing.time_interleaved({name: t.step for name, t in timers.items()}, repeats)
+    for name, timer in timers.items():
+        timer.seconds.extend(seconds[name])

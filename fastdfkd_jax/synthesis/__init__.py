@@ -2,8 +2,11 @@
 
 `SYNTHESIZERS` maps a config's `synthesis.method` to its `Method`: `build(config, info, teacher,
 student, batch_sharding)` returns an object with the `base.Synthesizer` interface, and
-`validate(config.synthesis)` checks the method's keys before any compute. A new method is a module
-with those two functions and one entry here; the trainer does not change.
+`validate(config.synthesis)` checks the method's keys before any compute. Each method reads the
+shared keys of the `synthesis` block (batch size, loss weights, augmentation, generator) and its
+own block of it (`synthesis.fast`, `synthesis.deepinversion`, ...: `BLOCKS`, each declared with its
+defaults by the method's module). A new method is a module with `config_block`, `validate` and
+`build`, and one entry in each of `BLOCKS` and `SYNTHESIZERS`; the trainer does not change.
 """
 
 from collections.abc import Callable
@@ -34,35 +37,116 @@ from fastdfkd_jax.synthesis.base import (
 )
 from fastdfkd_jax.synthesis.objective import ADVERSARIAL, SYNTHESIS_AUGMENTS
 
+# A method's own config block (`synthesis.<name>`) -> the function that makes it with its defaults.
+BLOCKS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
+    "fast": fastdfkd.config_block,
+    "meta_latent": meta_latent.config_block,
+    "deepinversion": deepinversion.config_block,
+    "cmi": contrastive.config_block,
+    "generative": generative.config_block,
+}
+
 
 class Method(NamedTuple):
     """A synthesis method of the registry.
 
+    `blocks`: the config blocks of `BLOCKS` it reads (`synthesis.<block>`), the first holding its
+    `steps_key`: the inner steps of one synthesis call (what the benchmark shortens and times; a
+    method with none makes each call in one step).
     `version`: the version of the method's code, part of a run's fingerprint
     (`fastdfkd_jax.fingerprint`); bump it with a change that alters the method's results, so that
     finished runs and stored records of the old code are not reused.
     `needs_batchnorm(synthesis block)`: whether it reads the teacher's BatchNorm layers (checked
     before compute: `check_teacher_has_batchnorm`).
     `chunked`: its steps run as host-driven chunks on CPU (`base.ChunkedSynthesis`).
+    `kd_steps_per_round(synthesis block)`: the student steps after each of an epoch's synthesis
+    calls; 0: one call, then all of `kd.steps`.
     """
 
     build: Callable[..., Synthesizer]
     validate: Callable[[ml_collections.ConfigDict], None]
+    blocks: tuple[str, ...] = ()
+    steps_key: str | None = None
     version: int = 1
     needs_batchnorm: Callable[[ml_collections.ConfigDict], bool] = lambda s: s.bn > 0
     chunked: bool = False
+    kd_steps_per_round: Callable[[ml_collections.ConfigDict], int] = lambda s: 0
 
 
 SYNTHESIZERS: dict[str, Method] = {
-    "fast": Method(fastdfkd.build, fastdfkd.validate),
-    "deepinversion": Method(deepinversion.build, deepinversion.validate, chunked=True),
+    "fast": Method(fastdfkd.build, fastdfkd.validate, ("fast",), "g_steps"),
+    "deepinversion": Method(
+        deepinversion.build, deepinversion.validate, ("deepinversion",), "steps", chunked=True
+    ),
     # CMI's instance features are the inputs of the teacher's BatchNorms, whatever `bn` is.
     "cmi": Method(
-        contrastive.build, contrastive.validate, needs_batchnorm=lambda s: True, chunked=True
+        contrastive.build,
+        contrastive.validate,
+        ("cmi",),
+        "steps",
+        needs_batchnorm=lambda s: True,
+        chunked=True,
     ),
-    "generative": Method(generative.build, generative.validate),
-    "fast_meta_latent": Method(meta_latent.build, meta_latent.validate),
+    "generative": Method(
+        generative.build,
+        generative.validate,
+        ("generative",),
+        "g_steps",
+        kd_steps_per_round=lambda s: s.generative.kd_steps_per_round,
+    ),
+    "fast_meta_latent": Method(
+        meta_latent.build, meta_latent.validate, ("fast", "meta_latent"), "g_steps"
+    ),
 }
+
+
+def config_blocks() -> dict[str, ml_collections.ConfigDict]:
+    """Every method's own block at its defaults (`BLOCKS`), for the `synthesis` config block."""
+    return {name: make() for name, make in BLOCKS.items()}
+
+
+def method_of(s: ml_collections.ConfigDict) -> Method:
+    """The `Method` of a `synthesis` block (a ValueError naming the choices for an unknown one)."""
+    check_choice("synthesis method", s.method, SYNTHESIZERS)
+    return SYNTHESIZERS[s.method]
+
+
+def own_block(s: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The block of a `synthesis` config block that holds its method's steps (its first block)."""
+    return s[method_of(s).blocks[0]]
+
+
+def steps_key(s: ml_collections.ConfigDict) -> str:
+    """The dotted config key of the inner steps per call of a `synthesis` block's method."""
+    method = method_of(s)
+    return f"synthesis.{method.blocks[0]}.{method.steps_key}"
+
+
+def inner_steps(s: ml_collections.ConfigDict) -> int:
+    """The inner steps of one synthesis call of a `synthesis` block's method."""
+    method = method_of(s)
+    return own_block(s)[method.steps_key] if method.steps_key else 1
+
+
+def set_inner_steps(s: ml_collections.ConfigDict, steps: int) -> None:
+    """Sets the inner steps of one synthesis call of a `synthesis` block's method."""
+    method = method_of(s)
+    if method.steps_key:
+        own_block(s)[method.steps_key] = steps
+    elif steps != 1:
+        raise ValueError(f"Method {s.method!r} has no inner steps to set to {steps}.")
+
+
+def kd_steps_per_round(s: ml_collections.ConfigDict) -> int:
+    """The student steps after each synthesis call of a `synthesis` block's method (0: one call
+    per epoch, then all of `kd.steps`).
+    """
+    return method_of(s).kd_steps_per_round(s)
+
+
+def method_blocks(method: str) -> tuple[str, ...]:
+    """The own config blocks of the synthesis method `method` (none for an unknown name)."""
+    return SYNTHESIZERS[method].blocks if method in SYNTHESIZERS else ()
 
 
 def code_version(s: ml_collections.ConfigDict) -> int:
@@ -72,14 +156,12 @@ def code_version(s: ml_collections.ConfigDict) -> int:
 
 def validate(s: ml_collections.ConfigDict) -> None:
     """Checks a `synthesis` config block: the keys every method reads, then the method's own."""
-    check_choice("synthesis method", s.method, SYNTHESIZERS)
+    method_of(s)
     check_choice("adversarial loss", s.adversarial, ADVERSARIAL)
     check_choice("synthesis augment", s.augment.kind, SYNTHESIS_AUGMENTS)
     check_choice("synthesis.adv_start", s.adv_start, ADV_STARTS)
-    if s.g_steps < 1:
-        raise ValueError(f"synthesis.g_steps must be >= 1, got {s.g_steps}.")
-    if s.kd_steps_per_round < 0:
-        raise ValueError(f"synthesis.kd_steps_per_round must be >= 0, got {s.kd_steps_per_round}.")
+    if method_of(s).steps_key and inner_steps(s) < 1:
+        raise ValueError(f"{steps_key(s)} must be >= 1, got {inner_steps(s)}.")
     SYNTHESIZERS[s.method].validate(s)
 
 
@@ -140,7 +222,13 @@ __all__ = [
     "ChunkedSynthesis",
     "PoolSynthesis",
     "Synthesizer",
+    "BLOCKS",
     "build_synthesizer",
+    "config_blocks",
+    "inner_steps",
+    "kd_steps_per_round",
+    "set_inner_steps",
+    "steps_key",
     "synthesis_call",
     "validate",
 ]

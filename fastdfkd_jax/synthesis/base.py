@@ -23,6 +23,7 @@ many steps run as host-driven chunks (DeepInversion, CMI: `begin` / `advance` / 
 `adv_start_epoch` turns the config's `adv_start` into the first epoch with the adversarial term.
 """
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -302,15 +303,34 @@ def check_chunk_steps(chunk_steps: int, steps: int) -> None:
         )
     if chunk_steps < 0 or (chunk_steps and steps % chunk_steps):
         raise ValueError(
-            f"synthesis.chunk_steps={chunk_steps} must be >= 0 and divide g_steps={steps}."
+            f"chunk_steps={chunk_steps} must be >= 0 and divide the method's steps={steps}."
         )
 
 
-def validate_chunk_steps(s: Any) -> None:
-    """Checks a `synthesis` block's `chunk_steps` against `g_steps` ('auto' always fits)."""
-    chunk = backend.parse_count(s.chunk_steps, "synthesis.chunk_steps", 0)
+def validate_chunk_steps(block: Any, name: str) -> None:
+    """Checks a method block's `chunk_steps` against its `steps` ('auto' always fits); `name` is
+    the block's dotted config key, for the message.
+    """
+    chunk = backend.parse_count(block.chunk_steps, f"{name}.chunk_steps", 0)
     if chunk is not None:
-        check_chunk_steps(chunk, s.g_steps)
+        check_chunk_steps(chunk, block.steps)
+
+
+def from_block(cls: type, block: Any, **given: Any) -> Any:
+    """`cls(**given)` with every other field of the dataclass `cls` that the config `block` names
+    taken from it (sequences as tuples: a synthesizer is a hashed, static jit argument).
+
+    A method's config block (`synthesis.<block>`) names its keys as its synthesizer's fields, so a
+    `build` copies no field by hand; keys that are not fields (a head's width, a choice resolved
+    first) are passed in `given` or read by the caller.
+    """
+    names = {field.name for field in dataclasses.fields(cls)} - set(given)
+    taken = {
+        key: tuple(value) if isinstance(value, (list, tuple)) else value
+        for key, value in block.items()
+        if key in names
+    }
+    return cls(**taken, **given)
 
 
 def generator_from_config(config: Any, info: Any) -> Any:

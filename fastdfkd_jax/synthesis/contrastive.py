@@ -32,13 +32,14 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fastdfkd_jax import sharding
+from fastdfkd_jax import backend, sharding
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.synthesis import baseline_augment, cmi, losses
 from fastdfkd_jax.synthesis.base import (
     ChunkedSynthesis,
     adv_start_epoch,
     check_chunk_steps,
+    from_block,
     generator_from_config,
     reset_layers,
     validate_chunk_steps,
@@ -387,10 +388,38 @@ class TeacherOnly:
     bn_momentum: float = 0.0
 
 
+def config_block() -> ml_collections.ConfigDict:
+    """`synthesis.cmi`: CMI's own keys, the values of the original's cmi_cifar.sh with the paper's
+    500 steps (`methods.cmi`).
+    """
+    return ml_collections.ConfigDict(
+        dict(
+            steps=500,  # generator steps per batch (the script has 200; the paper's row 500)
+            lr_g=1e-3,
+            lr_z=1e-3,
+            betas=(0.5, 0.999),
+            # Host-driven, unrolled chunks of this many steps ('0': one compiled lax.scan over all
+            # steps). 'auto' (backend.py): chunks of <= 10 steps on CPU, one scan elsewhere.
+            chunk_steps=backend.AUTO,
+            cr=0.8,  # contrastive weight
+            temperature=0.2,
+            head_dim=256,  # projection head width
+            bank_size=40960,  # memory bank rows
+            n_neg=4096,  # negatives drawn per step
+            local_scale=(0.25, 1.0),  # the local view's crop area fraction
+            # Whose inputs give the instance features (cmi.FEATURE_LAYERS): 'batchnorm' (every
+            # BatchNorm's), 'stages' (each ResNet stage's first block's: the inputs of the
+            # original's layer1..layer4), or 'auto', the original's rule: 'stages' for a resnet34
+            # teacher, 'batchnorm' for every other.
+            feature_layers="auto",
+        )
+    )
+
+
 def validate(s: ml_collections.ConfigDict) -> None:
-    """Checks the `synthesis` block for CMI (before any compute)."""
-    validate_chunk_steps(s)
+    """Checks the `synthesis.cmi` block (before any compute)."""
     c = s.cmi
+    validate_chunk_steps(c, "synthesis.cmi")
     check_choice("synthesis.cmi.feature_layers", c.feature_layers, cmi.FEATURE_LAYERS)
     if not 1 <= c.n_neg <= c.bank_size:
         raise ValueError(f"synthesis.cmi.n_neg={c.n_neg} must be in [1, bank_size={c.bank_size}].")
@@ -410,35 +439,28 @@ def build(
     student: nn.Module,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> CMISynthesizer:
-    """The CMISynthesizer of a distillation run's config."""
+    """The CMISynthesizer of a distillation run's config (`config.synthesis` and its `cmi` block;
+    `chunk_steps` resolved: `backend.resolve`).
+    """
     s = config.synthesis
-    generator = generator_from_config(config, info)
-    return CMISynthesizer(
-        generator=generator,
+    return from_block(
+        CMISynthesizer,
+        s.cmi,
+        generator=generator_from_config(config, info),
         teacher=teacher,
         student=student,
         head=cmi.MLPHead(dim=s.cmi.head_dim),
         num_classes=info.num_classes,
         batch_size=s.batch_size,
         image_shape=tuple(info.image_shape),
-        steps=s.g_steps,
-        lr_g=s.lr_g,
-        lr_z=s.lr_z,
-        betas=tuple(s.inner_betas),
         bn=s.bn,
         oh=s.oh,
-        cr=s.cmi.cr,
-        temperature=s.cmi.temperature,
-        bank_size=s.cmi.bank_size,
-        n_neg=s.cmi.n_neg,
         padding=s.augment.padding,
         flip=s.augment.flip,
-        local_scale=tuple(s.cmi.local_scale),
         mean=tuple(info.mean),
         std=tuple(info.std),
         adv=s.adv,
         adv_start_epoch=adv_start_epoch(s.adv_start, config.warmup),
-        chunk_steps=s.chunk_steps,
         batch_sharding=batch_sharding,
         feature_layers=cmi.resolve_feature_layers(s.cmi.feature_layers, config.teacher.arch),
     )

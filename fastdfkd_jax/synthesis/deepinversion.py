@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fastdfkd_jax import sharding
+from fastdfkd_jax import backend, sharding
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import losses
@@ -30,8 +30,10 @@ from fastdfkd_jax.synthesis.base import (
     ChunkedSynthesis,
     adv_start_epoch,
     check_chunk_steps,
+    from_block,
     validate_chunk_steps,
 )
+from fastdfkd_jax.synthesis.baseline_losses import DEEPINV_STUDENT_BN
 from fastdfkd_jax.synthesis.objective import Objective, init_bn_memory, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
 
@@ -207,13 +209,36 @@ class DeepInversionSynthesizer(ChunkedSynthesis):
 
 
 def check_return_iterate(value: str) -> None:
-    check_choice("synthesis.return_iterate", value, RETURN_ITERATES)
+    check_choice("synthesis.deepinversion.return_iterate", value, RETURN_ITERATES)
+
+
+def config_block() -> ml_collections.ConfigDict:
+    """`synthesis.deepinversion`: DeepInversion's own keys (`DeepInversionSynthesizer`'s fields and
+    the student's BN weight), at the original's DeepInv-2k values (`methods.deepinv`).
+    """
+    return ml_collections.ConfigDict(
+        dict(
+            steps=2000,  # pixel-optimization steps per batch
+            lr=0.1,  # Adam's rate on the normalized pixels
+            betas=(0.5, 0.99),
+            # Host-driven, unrolled chunks of this many steps ('0': one compiled lax.scan over all
+            # steps). 'auto' (backend.py): chunks of <= 10 steps on CPU, one scan elsewhere.
+            chunk_steps=backend.AUTO,
+            # The loss subtracts bn * student_bn * (the student's own BN-statistics loss): the
+            # original's 0.001 (baseline_losses.deepinversion_bn_loss). 0: no student BN term.
+            student_bn=DEEPINV_STUDENT_BN,
+            # 'best' returns each batch's lowest-loss iterate (a fix: the original means to, but its
+            # best_inputs aliases the live pixels) or 'last', what the original returns: the pixels
+            # after the last update and clip.
+            return_iterate="best",
+        )
+    )
 
 
 def validate(s: ml_collections.ConfigDict) -> None:
-    """Checks the `synthesis` block for DeepInversion (before any compute; 'auto' always fits)."""
-    validate_chunk_steps(s)
-    check_return_iterate(s.return_iterate)
+    """Checks the `synthesis.deepinversion` block (before any compute; 'auto' always fits)."""
+    validate_chunk_steps(s.deepinversion, "synthesis.deepinversion")
+    check_return_iterate(s.deepinversion.return_iterate)
 
 
 def build(
@@ -223,23 +248,20 @@ def build(
     student: nn.Module,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> DeepInversionSynthesizer:
-    """The DeepInversionSynthesizer of a distillation run's config (`chunk_steps` resolved:
-    `backend.resolve`).
+    """The DeepInversionSynthesizer of a distillation run's config (`config.synthesis` and its
+    `deepinversion` block; `chunk_steps` resolved: `backend.resolve`).
     """
-    s = config.synthesis
-    return DeepInversionSynthesizer(
-        objective=objective_from_config(s, info, teacher, student),
+    s, block = config.synthesis, config.synthesis.deepinversion
+    return from_block(
+        DeepInversionSynthesizer,
+        block,
+        objective=objective_from_config(s, info, teacher, student, block.student_bn),
         num_classes=info.num_classes,
         batch_size=s.batch_size,
         image_shape=tuple(info.image_shape),
-        steps=s.g_steps,
-        lr=s.lr_x,
-        betas=tuple(s.inner_betas),
         mean=tuple(info.mean),
         std=tuple(info.std),
         batch_sharding=batch_sharding,
         adv=s.adv,
         adv_start_epoch=adv_start_epoch(s.adv_start, config.warmup),
-        chunk_steps=s.chunk_steps,
-        return_iterate=s.return_iterate,
     )

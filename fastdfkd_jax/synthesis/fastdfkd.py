@@ -20,7 +20,7 @@ One synthesis call (`FastSynthesizer.synthesize`, jittable, pure):
 'sequential' (the original's synthesis/fast.py: the inner loop starts from the one persistent
 generator and its result G'_K replaces it; no meta step) and 'independent' (a freshly initialized
 generator every call; the state never changes).
-Before epoch `reset_epoch` the run re-initializes the generator layers `reset_layers` (the
+Before epoch `reset_l0_epoch` the run re-initializes the generator layers `reset_layers` (the
 original's `reset_l0`, via `start_epoch`; 'meta' only, as the original). `build` makes the
 synthesizer from a run config.
 """
@@ -36,12 +36,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fastdfkd_jax import sharding
+from fastdfkd_jax import backend, sharding
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis.base import (
     PoolSynthesis,
     adv_start_epoch,
+    from_block,
     generator_from_config,
     reset_layers,
 )
@@ -84,14 +85,14 @@ class FastSynthesizer(PoolSynthesis):
       meta_gradient: one of `META_GRADIENTS`.
       reptile_factor: scale of the Reptile meta-gradient.
       strategy: one of `STRATEGIES` (see the module docstring).
-      inner_optimizer: 'adam' (the original) or 'nsgd' (see `inner_optimizer`).
+      inner_optimizer: 'adam' (the original) or 'nsgd' (see `inner_transform`).
       remat: rematerialize the inner steps in the exact meta-gradient.
       unroll: run the inner steps unrolled, with no loop (fast on CPU), or as a rolled `lax.scan`
         (`steps.run_steps`).
       batch_sharding: how to split batch-leading arrays made inside the call (z, targets, images)
         over devices, e.g. `sharding.batch_sharding(mesh)`; None leaves placement to XLA.
       adv, adv_start_epoch: the adversarial weight, from epoch `adv_start_epoch` on (0 before).
-      reset_epoch: the epoch whose start re-initializes `reset_layers` (-1: never).
+      reset_l0_epoch: the epoch whose start re-initializes `reset_layers` (-1: never).
       reset_layers, reset_std: the generator layers to reset and their noise scale.
       reset_bn_scale_mean: the mean of the re-drawn BatchNorm scales (0.0, the original's; 1.0
         the usual BatchNorm start).
@@ -117,18 +118,18 @@ class FastSynthesizer(PoolSynthesis):
     unroll: bool = True
     adv: float = 0.0
     adv_start_epoch: int = 0
-    reset_epoch: int = -1
+    reset_l0_epoch: int = -1
     reset_layers: tuple[str, ...] = ()
     reset_std: float = 0.02
     reset_bn_scale_mean: float = 0.0
-    inner_optimizer_name: str = "adam"
+    inner_optimizer: str = "adam"
 
     def __post_init__(self):
         if self.g_steps < 1:
             raise ValueError(f"g_steps must be >= 1, got {self.g_steps}.")
-        check_choice("synthesis.meta_gradient", self.meta_gradient, META_GRADIENTS)
-        check_choice("synthesis.strategy", self.strategy, STRATEGIES)
-        check_choice("synthesis.inner_optimizer", self.inner_optimizer_name, INNER_OPTIMIZERS)
+        check_choice("synthesis.fast.meta_gradient", self.meta_gradient, META_GRADIENTS)
+        check_choice("synthesis.fast.strategy", self.strategy, STRATEGIES)
+        check_choice("synthesis.fast.inner_optimizer", self.inner_optimizer, INNER_OPTIMIZERS)
         if not isinstance(self.unroll, bool):
             raise ValueError(
                 f"unroll must be a bool, got {self.unroll!r} (components.build resolves 'auto')."
@@ -144,11 +145,11 @@ class FastSynthesizer(PoolSynthesis):
         return self.meta_gradient if self.meta else "none"
 
     def start_epoch(self, state: GeneratorState, epoch: int, rng: jax.Array) -> GeneratorState:
-        """Before `reset_epoch`'s call, the layers `reset_layers` re-initialized ('meta' only).
+        """Before `reset_l0_epoch`'s call, the layers `reset_layers` re-initialized ('meta' only).
 
         The meta optimizer's moments are kept, as the original keeps them.
         """
-        if epoch != self.reset_epoch or not self.meta:
+        if epoch != self.reset_l0_epoch or not self.meta:
             return state
         reset = jax.jit(
             functools.partial(
@@ -164,7 +165,7 @@ class FastSynthesizer(PoolSynthesis):
     def meta_optimizer(self) -> optax.GradientTransformation:
         return optax.adam(self.meta_lr, b1=self.meta_betas[0], b2=self.meta_betas[1])
 
-    def inner_optimizer(self) -> optax.GradientTransformation:
+    def inner_transform(self) -> optax.GradientTransformation:
         """The inner optimizer over {'g': generator params, 'z': latents}, rates lr_g and lr_z.
 
         'adam': the original's Adam (inner_betas; eps_root only for the exact meta-gradient).
@@ -182,7 +183,7 @@ class FastSynthesizer(PoolSynthesis):
         eps_root = self.inner_eps_root if exact else 0.0
 
         def make(lr):
-            if self.inner_optimizer_name == "nsgd":
+            if self.inner_optimizer == "nsgd":
                 return normalized_sgd(lr)
             return optax.adam(lr, b1=b1, b2=b2, eps_root=eps_root)
 
@@ -235,7 +236,7 @@ class FastSynthesizer(PoolSynthesis):
           `stats` (last step's BN means and variances).
 
         """
-        tx = self.inner_optimizer()
+        tx = self.inner_transform()
         exact = self.meta_gradient == "exact" and self.meta
 
         def inner_loss(inner, step_rng):
@@ -376,11 +377,57 @@ class FastSynthesizer(PoolSynthesis):
         return bn_memory, metrics
 
 
+def config_block() -> ml_collections.ConfigDict:
+    """`synthesis.fast`: FastDFKD's own keys (`FastSynthesizer`'s fields), at the original's
+    Fast-5 values for CIFAR (`methods.fast` sets the per-variant rates).
+    """
+    return ml_collections.ConfigDict(
+        dict(
+            g_steps=5,
+            lr_g=3e-3,
+            lr_z=0.01,
+            meta_lr=1.5e-2,  # lr_g * g_steps in the original
+            inner_betas=(0.5, 0.999),
+            meta_betas=(0.5, 0.999),
+            # 'adam' (the original) or 'nsgd' (normalized gradient descent: each step moves a
+            # parameter group by lr * sqrt(size) * g / ||g||, the RMS step of Adam's, but a smooth
+            # function of the gradient; a research option for the exact meta-gradient,
+            # synthesis/inner_optimizers.py).
+            inner_optimizer="adam",
+            # Adam's eps_root for the exact meta-gradient only (the original has none).
+            inner_eps_root=1e-8,
+            meta_gradient="first_order",  # one of META_GRADIENTS
+            reptile_factor=67.0,  # the original's hard-coded Reptile scale
+            # How each batch's generator starts (STRATEGIES, the paper's three): 'meta' (FastDFKD:
+            # from the meta-learned generator, which a meta step then updates), 'sequential' (the
+            # original's synthesis/fast.py: one generator trained in place from batch to batch,
+            # no meta step) or 'independent' (a freshly initialized generator for every batch).
+            strategy="meta",
+            remat=False,  # jax.checkpoint the inner steps of the exact meta-gradient
+            # 'true' unrolls the inner steps, one after the other with no loop (~8x faster than a
+            # rolled lax.scan on XLA:CPU), 'false' is a rolled lax.scan (compiles once for any
+            # g_steps; accelerators), 'auto' (backend.py): unrolled on CPU, rolled elsewhere.
+            unroll=backend.AUTO,
+            # reset_l0: the 0-based epoch before whose synthesis call the generator layers
+            # `reset_layers` are re-initialized (-1: never). The original fires at its call
+            # `ep == 120 + warmup` with ep counted from 1: 0-based epoch 120 + warmup - 1 = 139.
+            reset_l0_epoch=139,
+            reset_layers=("l1", "bn0"),
+            reset_std=0.02,
+            # Mean of the re-drawn BatchNorm scales: 0.0, the original (its reset_l0 draws the
+            # first BatchNorm's scale like the Linear kernel, N(0, reset_std)), or 1.0 (N(1,
+            # reset_std), the usual BatchNorm start; a research option: the original's draw is
+            # deliberate or not, it is not a bug that breaks the method).
+            reset_bn_scale_mean=0.0,
+        )
+    )
+
+
 def validate(s: ml_collections.ConfigDict) -> None:
-    """Checks the `synthesis` block for FastDFKD (before any compute)."""
-    check_choice("synthesis.meta_gradient", s.meta_gradient, META_GRADIENTS)
-    check_choice("synthesis.strategy", s.strategy, STRATEGIES)
-    check_choice("synthesis.inner_optimizer", s.inner_optimizer, INNER_OPTIMIZERS)
+    """Checks the `synthesis.fast` block (before any compute)."""
+    check_choice("synthesis.fast.meta_gradient", s.fast.meta_gradient, META_GRADIENTS)
+    check_choice("synthesis.fast.strategy", s.fast.strategy, STRATEGIES)
+    check_choice("synthesis.fast.inner_optimizer", s.fast.inner_optimizer, INNER_OPTIMIZERS)
 
 
 def build(
@@ -390,34 +437,19 @@ def build(
     student: nn.Module,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> FastSynthesizer:
-    """The FastSynthesizer of a distillation run's config (`config.synthesis`, `config.warmup`;
-    `unroll` resolved: `backend.resolve`), its generator computing in the run's precision.
+    """The FastSynthesizer of a distillation run's config (`config.synthesis` and its `fast`
+    block, `config.warmup`; `unroll` resolved: `backend.resolve`), its generator computing in the
+    run's precision.
     """
     s = config.synthesis
-    generator = generator_from_config(config, info)
-    return FastSynthesizer(
-        generator=generator,
+    return from_block(
+        FastSynthesizer,
+        s.fast,
+        generator=generator_from_config(config, info),
         objective=objective_from_config(s, info, teacher, student),
         num_classes=info.num_classes,
         batch_size=s.batch_size,
-        g_steps=s.g_steps,
-        lr_g=s.lr_g,
-        lr_z=s.lr_z,
-        meta_lr=s.meta_lr,
-        inner_betas=tuple(s.inner_betas),
-        meta_betas=tuple(s.meta_betas),
-        inner_eps_root=s.inner_eps_root,
-        meta_gradient=s.meta_gradient,
-        reptile_factor=s.reptile_factor,
-        strategy=s.strategy,
-        remat=s.remat,
-        unroll=s.unroll,
         batch_sharding=batch_sharding,
         adv=s.adv,
         adv_start_epoch=adv_start_epoch(s.adv_start, config.warmup),
-        reset_epoch=s.reset_l0_epoch,
-        reset_layers=tuple(s.reset_layers),
-        reset_std=s.reset_std,
-        reset_bn_scale_mean=s.reset_bn_scale_mean,
-        inner_optimizer_name=s.inner_optimizer,
     )

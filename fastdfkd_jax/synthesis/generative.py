@@ -31,11 +31,16 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fastdfkd_jax import sharding
+from fastdfkd_jax import backend, sharding
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import baseline_losses, losses
-from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch, generator_from_config
+from fastdfkd_jax.synthesis.base import (
+    PoolSynthesis,
+    adv_start_epoch,
+    from_block,
+    generator_from_config,
+)
 from fastdfkd_jax.synthesis.steps import run_steps
 
 ADVERSARIES = ("student", "teacher")
@@ -188,10 +193,10 @@ class GenerativeSynthesizer(PoolSynthesis):
     def __post_init__(self):
         if self.kd_steps_per_round < 1:
             raise ValueError(
-                f"A generative method needs synthesis.kd_steps_per_round >= 1, got "
+                f"A generative method needs synthesis.generative.kd_steps_per_round >= 1, got "
                 f"{self.kd_steps_per_round}."
             )
-        check_choice("synthesis.adversary", self.objective.adversary, ADVERSARIES)
+        check_choice("synthesis.generative.adversary", self.objective.adversary, ADVERSARIES)
 
     def optimizer(self) -> optax.GradientTransformation:
         return optax.adam(self.lr_g, b1=self.betas[0], b2=self.betas[1])
@@ -284,14 +289,41 @@ class GenerativeSynthesizer(PoolSynthesis):
         return state.synthesizer.kd_batches[index]
 
 
-def validate(s: ml_collections.ConfigDict) -> None:
-    """Checks the `synthesis` block of a generative method (before any compute)."""
-    if s.kd_steps_per_round < 1:
-        raise ValueError(
-            f"A generative method needs synthesis.kd_steps_per_round >= 1 (the student steps per "
-            f"generator round), got {s.kd_steps_per_round}."
+def config_block() -> ml_collections.ConfigDict:
+    """`synthesis.generative`: the generative baselines' own keys, at the original scripts' common
+    values (`methods.generative` sets each method's weights and student steps).
+    """
+    return ml_collections.ConfigDict(
+        dict(
+            g_steps=1,  # generator steps per round (1 in every original script)
+            lr_g=1e-3,
+            betas=(0.5, 0.999),
+            # Student steps after each synthesis call: kd.steps / kd_steps_per_round rounds of (one
+            # synthesis call, kd_steps_per_round student steps) per epoch (the original's kd_steps:
+            # DAFL, ZSKT 5, DFQ 10).
+            kd_steps_per_round=5,
+            # The generator steps unrolled ('true') or a rolled lax.scan ('false'); 'auto'
+            # (backend.py): unrolled on CPU, rolled elsewhere.
+            unroll=backend.AUTO,
+            # The student whose disagreement the generator maximizes: 'student' (a fix) or
+            # 'teacher' (the original builds these methods with student=teacher, which makes the
+            # adversarial term identically zero).
+            adversary="student",
+            act=0.0,  # DAFL's activation loss weight (-mean |penultimate teacher features|)
+            balance=0.0,  # DAFL / DFQ information-entropy weight (class balance of the batch)
         )
-    check_choice("synthesis.adversary", s.adversary, ADVERSARIES)
+    )
+
+
+def validate(s: ml_collections.ConfigDict) -> None:
+    """Checks the `synthesis.generative` block (before any compute)."""
+    block = s.generative
+    if block.kd_steps_per_round < 1:
+        raise ValueError(
+            f"synthesis.generative.kd_steps_per_round must be >= 1 (the student steps per "
+            f"generator round), got {block.kd_steps_per_round}."
+        )
+    check_choice("synthesis.generative.adversary", block.adversary, ADVERSARIES)
 
 
 def build(
@@ -301,32 +333,29 @@ def build(
     student: nn.Module,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> GenerativeSynthesizer:
-    """The GenerativeSynthesizer of a distillation run's config."""
-    s = config.synthesis
-    generator = generator_from_config(config, info)
-    objective = GenerativeObjective(
+    """The GenerativeSynthesizer of a distillation run's config (`config.synthesis` and its
+    `generative` block; `unroll` resolved: `backend.resolve`).
+    """
+    s, block = config.synthesis, config.synthesis.generative
+    objective = from_block(
+        GenerativeObjective,
+        block,
         teacher=teacher,
         student=student,
         mean=tuple(info.mean),
         std=tuple(info.std),
         bn=s.bn,
         oh=s.oh,
-        act=s.act,
-        balance=s.balance,
-        adversary=s.adversary,
     )
-    return GenerativeSynthesizer(
-        generator=generator,
+    return from_block(
+        GenerativeSynthesizer,
+        block,
+        generator=generator_from_config(config, info),
         objective=objective,
         batch_size=s.batch_size,
         kd_batch_size=config.kd.batch_size,
-        kd_steps_per_round=s.kd_steps_per_round,
-        g_steps=s.g_steps,
-        lr_g=s.lr_g,
-        betas=tuple(s.inner_betas),
-        rounds_per_epoch=config.kd.steps // s.kd_steps_per_round,
+        rounds_per_epoch=config.kd.steps // block.kd_steps_per_round,
         batch_sharding=batch_sharding,
         adv=s.adv,
         adv_start_epoch=adv_start_epoch(s.adv_start, config.warmup),
-        unroll=s.unroll,
     )

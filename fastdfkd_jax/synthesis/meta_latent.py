@@ -38,7 +38,7 @@ import optax
 
 from fastdfkd_jax import sharding
 from fastdfkd_jax.synthesis import fastdfkd, losses
-from fastdfkd_jax.synthesis.base import PoolSynthesis
+from fastdfkd_jax.synthesis.base import PoolSynthesis, from_block
 from fastdfkd_jax.synthesis.objective import Objective
 
 
@@ -80,7 +80,7 @@ class MetaLatentSynthesizer(PoolSynthesis):
     def __post_init__(self):
         if not self.base.meta:
             raise ValueError(
-                "A meta-learned latent needs the meta generator (synthesis.strategy='meta')."
+                "A meta-learned latent needs the meta generator (synthesis.fast.strategy='meta')."
             )
         if self.reset_every < 0:
             raise ValueError(f"meta_latent.reset_every must be >= 0, got {self.reset_every}.")
@@ -211,22 +211,29 @@ class MetaLatentSynthesizer(PoolSynthesis):
         return state, bn_memory, aux["best_images"], metrics
 
 
-def validate(s: ml_collections.ConfigDict) -> None:
-    """Checks the `synthesis` block for a meta-learned latent (before any compute)."""
-    fastdfkd.validate(s)
-    if "meta_latent" not in s:
-        raise ValueError(
-            "synthesis.method='fast_meta_latent' needs the synthesis.meta_latent block "
-            "(config_blocks.meta_latent)."
+def config_block() -> ml_collections.ConfigDict:
+    """`synthesis.meta_latent`: the meta-learned latent's keys beside the `fast` block, at the
+    original's ImageNet values (`config_blocks.meta_latent`).
+    """
+    return ml_collections.ConfigDict(
+        dict(
+            reset_every=50,  # synthesis calls between resets of z to N(0, I) (0: never)
+            meta_lr_z=5e-3,  # the meta Adam's rate on z
         )
+    )
+
+
+def validate(s: ml_collections.ConfigDict) -> None:
+    """Checks the `synthesis.fast` and `synthesis.meta_latent` blocks (before any compute)."""
+    fastdfkd.validate(s)
     if s.meta_latent.reset_every < 0:
         raise ValueError(
             f"synthesis.meta_latent.reset_every must be >= 0, got {s.meta_latent.reset_every}."
         )
-    if s.strategy != "meta":
+    if s.fast.strategy != "meta":
         raise ValueError(
-            f"synthesis.method='fast_meta_latent' needs synthesis.strategy='meta', got "
-            f"{s.strategy!r}."
+            f"synthesis.method='fast_meta_latent' needs synthesis.fast.strategy='meta', got "
+            f"{s.fast.strategy!r}."
         )
 
 
@@ -238,9 +245,8 @@ def build(
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> MetaLatentSynthesizer:
     """The synthesizer of a run config: `fastdfkd.build`'s, with `synthesis.meta_latent`'s keys."""
-    block = config.synthesis.meta_latent
-    return MetaLatentSynthesizer(
+    return from_block(
+        MetaLatentSynthesizer,
+        config.synthesis.meta_latent,
         base=fastdfkd.build(config, info, teacher, student, batch_sharding),
-        meta_lr_z=block.meta_lr_z,
-        reset_every=block.reset_every,
     )

@@ -206,10 +206,15 @@ def make_synthesis_augment(
 
 
 def objective_from_config(
-    s: ml_collections.ConfigDict, info: Any, teacher: nn.Module, student: nn.Module
+    s: ml_collections.ConfigDict,
+    info: Any,
+    teacher: nn.Module,
+    student: nn.Module,
+    student_bn: float = 0.0,
 ) -> Objective:
     """The objective that the `synthesis` block `s` describes for a dataset's `info`
-    (`DenseObjective` for segmentation data sets).
+    (`DenseObjective` for segmentation data sets); `student_bn`: DeepInversion's weight of the
+    student's BN-statistics term (its block's key).
     """
     cls = DenseObjective if info.task == "segmentation" else Objective
     return cls(
@@ -221,5 +226,5 @@ def objective_from_config(
         bn_momentum=s.bn_momentum,
         adversarial=s.adversarial,
         js_temperature=s.js_temperature,
-        student_bn=s.student_bn,
+        student_bn=student_bn,
     )

@@ -32,25 +32,34 @@ def test_largest_divisor():
     [("cpu", True, 10, 1), ("gpu", False, 0, 10), ("tpu", False, 0, 10)],
 )
 def test_auto_per_platform(platform, unroll, chunk, per_call):
-    config = load_config("dfkd_digits.py:deepinv2k")  # g_steps 2000, kd.steps 50
-    assert config.synthesis.unroll == config.synthesis.chunk_steps == "auto"
-    assert backend.choices(config, platform) == {
-        "synthesis.unroll": unroll,
-        "synthesis.chunk_steps": chunk,
+    """Each method's own backend keys are resolved (DeepInversion: its chunks of its 2000 steps;
+    Fast: its unroll), the other methods' blocks left as they are."""
+    deepinv = load_config("dfkd_digits.py:deepinv2k")  # 2000 steps, kd.steps 50
+    assert deepinv.synthesis.deepinversion.chunk_steps == "auto"
+    assert backend.choices(deepinv, platform) == {
+        "synthesis.deepinversion.chunk_steps": chunk,
         "kd.steps_per_call": per_call,
     }
-    resolved = backend.resolve(config, platform)
-    assert resolved.synthesis.unroll is unroll and resolved.synthesis.chunk_steps == chunk
+    resolved = backend.resolve(deepinv, platform)
+    assert resolved.synthesis.deepinversion.chunk_steps == chunk
     assert resolved.kd.steps_per_call == per_call
-    assert config.synthesis.unroll == "auto"  # the input is not changed
+    assert resolved.synthesis.fast.unroll == resolved.synthesis.cmi.chunk_steps == "auto"
+    assert deepinv.synthesis.deepinversion.chunk_steps == "auto"  # the input is not changed
     # Resolving a resolved config changes nothing.
     assert backend.resolve(resolved, platform).to_dict() == resolved.to_dict()
+
+    fast = load_config("dfkd_digits.py:fast5")
+    assert backend.choices(fast, platform) == {
+        "synthesis.fast.unroll": unroll,
+        "kd.steps_per_call": per_call,
+    }
+    assert backend.resolve(fast, platform).synthesis.fast.unroll is unroll
 
 
 def test_explicit_values_win_and_bad_ones_are_refused():
     config = load_config("dfkd_digits.py:fast5")
-    config.synthesis.unroll, config.kd.steps_per_call = "false", "5"
-    assert backend.choices(config, "cpu")["synthesis.unroll"] is False
+    config.synthesis.fast.unroll, config.kd.steps_per_call = "false", "5"
+    assert backend.choices(config, "cpu")["synthesis.fast.unroll"] is False
     assert backend.choices(config, "cpu")["kd.steps_per_call"] == 5
     config.kd.steps_per_call = "7"
     with pytest.raises(

@@ -89,10 +89,10 @@ def test_deepinversion_bn_loss_hand_computed():
 def _twin(arch, seed):
     """A randomized PyTorch twin of `arch` in eval mode and its converted Flax variables."""
     torch = _torch()
-    from tests.fastdfkd_jax import torch_reference
+    from fastdfkd_jax.models import torch_twins
 
-    net = torch_reference.build(arch, 10, 3)
-    net = torch_reference.randomize_(net, torch.Generator().manual_seed(seed)).eval()
+    net = torch_twins.build(arch, 10, 3)
+    net = torch_twins.randomize_(net, torch.Generator().manual_seed(seed)).eval()
     state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     return net, create_model(arch, num_classes=10), convert_state_dict(arch, 10, state)
 

@@ -96,7 +96,7 @@ def test_generative_loss_is_the_originals_weighted_sum():
         )
         > 1e-3
     )  # the fix: the student's disagreement has a gradient
-    with pytest.raises(ValueError, match="Unknown synthesis.adversary 'self'"):
+    with pytest.raises(ValueError, match="Unknown synthesis.generative.adversary 'self'"):
         dataclasses.replace(synth, objective=dataclasses.replace(synth.objective, adversary="self"))
 
 
@@ -155,7 +155,7 @@ def test_generative_method_runs_in_the_trainer(teacher_dir, tmp_path, method, pe
     """kd.steps student steps per epoch in rounds of kd_steps_per_round, one generator call each."""
     config = load_config(f"dfkd_digits.py:{method},runlocal")
     config.teacher.checkpoint = teacher_dir
-    config.synthesis.kd_steps_per_round = per_round
+    config.synthesis.generative.kd_steps_per_round = per_round
     config.kd.steps = 4
     summary = main.run(config, str(tmp_path))
     rounds = 4 // per_round
@@ -298,7 +298,7 @@ def test_other_methods_run_in_the_trainer(teacher_dir, tmp_path, method):
     config = load_config(f"dfkd_digits.py:{method},runlocal")
     config.teacher.checkpoint = teacher_dir
     if method == "cmi500":
-        config.synthesis.g_steps, config.synthesis.chunk_steps = 4, "2"
+        config.synthesis.cmi.steps, config.synthesis.cmi.chunk_steps = 4, "2"
     summary = main.run(config, str(tmp_path))
     assert summary["method"] == method
     assert 0.0 <= summary["student_test_accuracy"] <= summary["student_best_test_accuracy"] <= 1.0

@@ -11,7 +11,7 @@ import ml_collections
 import pytest
 import tensorflow_datasets as tfds
 
-from fastdfkd_jax import benchmark, fingerprint, train
+from fastdfkd_jax import backend, benchmark, fingerprint, train
 from fastdfkd_jax.benchmark import configs as bench_configs
 from fastdfkd_jax.benchmark import report, runs
 from fastdfkd_jax.benchmark import steps as benchmark_steps
@@ -85,11 +85,12 @@ def test_generative_check_compares_the_same_number_of_epochs():
 
 def test_chunked_extrapolation_arithmetic():
     config = load_config("dfkd_digits.py:deepinv2k")
-    assert config.synthesis.g_steps == 2000 and config.synthesis.chunk_steps == "auto"
-    config.synthesis.chunk_steps = "10"  # what 'auto' gives on a CPU
+    block = config.synthesis.deepinversion
+    assert block.steps == 2000 and block.chunk_steps == "auto"
+    block.chunk_steps = "10"  # what 'auto' gives on a CPU
     # Two timed chunks of 10 steps stand for a batch of 2000 steps: x100.
     assert bench_configs.chunked_per_batch_scale(config, 2) == (20, 100.0)
-    config.synthesis.chunk_steps = "0"  # one scan (accelerators): time the whole batch
+    block.chunk_steps = "0"  # one scan (accelerators): time the whole batch
     assert bench_configs.chunked_per_batch_scale(config, 2) == (2000, 1.0)
     cmi = load_config("dfkd_digits.py:cmi500")
     assert bench_configs.is_chunked(cmi)
@@ -102,12 +103,14 @@ def test_chunked_extrapolation_arithmetic():
 def test_shorter_run_keeps_the_kd_budget():
     config = load_config("dfkd_digits.py:deepinv2k")  # 40 epochs, warmup 5, 50 KD steps
     short = bench_configs.shorter_config(config, epochs=8)
-    assert (short.epochs, short.warmup, short.synthesis.g_steps) == (8, 1, 2000)
+    assert (short.epochs, short.warmup, short.synthesis.deepinversion.steps) == (8, 1, 2000)
     assert (short.epochs - short.warmup) * short.kd.steps >= 35 * 50
     assert short.kd.steps == 250
     text = bench_configs.describe_shorter_run(config, short)
     assert "deepinv2k with 2000 steps per batch on 8 batches" in text and "1750 in all" in text
-    assert bench_configs.shorter_config(config, epochs=8, steps=20).synthesis.g_steps == 20
+    assert (
+        bench_configs.shorter_config(config, epochs=8, steps=20).synthesis.deepinversion.steps == 20
+    )
     with pytest.raises(ValueError, match="short_steps"):
         bench_configs.shorter_config(config, epochs=8, steps=15)
     with pytest.raises(ValueError, match="short_epochs"):
@@ -191,22 +194,43 @@ def test_fingerprint_ignores_layout_renames_and_display_keys(monkeypatch):
     assert fingerprint.of_record(record) != new["fingerprint"]
     moved["kd"]["new_knob"] = False
     new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
-    # A flat key moved into its method's own block: the rename depends on the run's method.
-    moved["synthesis"]["fast"] = {"g_steps": moved["synthesis"].pop("g_steps")}
-    monkeypatch.setattr(
-        fingerprint,
-        "RENAMED",
-        {
-            "kd.temperature": "kd.kd_temperature",
-            "synthesis.g_steps": {"fast": "synthesis.fast.g_steps", "cmi": "synthesis.cmi.steps"},
-        },
-    )
-    new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
-    assert fingerprint.of_record(record) == new["fingerprint"]
+    # Another method's block cannot change this run; the run's own block can.
+    other_block = dict(moved, synthesis=dict(moved["synthesis"]))
+    other_block["synthesis"]["deepinversion"] = dict(moved["synthesis"]["deepinversion"], lr=0.5)
+    same = fingerprint.record(other_block, "T", fingerprint.code_versions(1), "cpu")
+    assert same["fingerprint"] == new["fingerprint"]
+    own_block = dict(moved, synthesis=dict(moved["synthesis"]))
+    own_block["synthesis"]["fast"] = dict(moved["synthesis"]["fast"], lr_g=0.5)
+    differs = fingerprint.record(own_block, "T", fingerprint.code_versions(1), "cpu")
+    assert differs["fingerprint"] != new["fingerprint"]
     # Another backend, code version or teacher: another run.
     for args in (("T", 1, "gpu"), ("T", 2, "cpu"), ("U", 1, "cpu")):
         other = fingerprint.record(moved, args[0], fingerprint.code_versions(args[1]), args[2])
         assert other["fingerprint"] != new["fingerprint"], args
+
+
+def test_stored_records_match_todays_configs():
+    """Every stored digits record (several made before the methods' keys moved from one flat
+    `synthesis` block into their own blocks) has the fingerprint of today's benchmark config of
+    its method and seed on a CPU: `fingerprint.RENAMED` covers every moved key."""
+    bench = load_config("bench_digits.py")
+    results = bench.results_dir.format(backend="cpu")
+    checked = 0
+    for method in bench.methods:
+        config = backend.resolve(bench_configs.method_config(bench, method), "cpu")
+        for seed in bench_configs.seeds_of(bench, method):
+            stored = runs._read_summary(runs.run_dir_of(results, method, seed))
+            if stored is None:
+                continue
+            seeded = bench_configs.copy(config)
+            seeded.seed = seed
+            record = stored["fingerprint_record"]
+            today = fingerprint.record(
+                seeded.to_dict(), record["teacher_digest"], record["code_versions"], "cpu"
+            )
+            assert fingerprint.of_record(stored) == today["fingerprint"], (method, seed)
+            checked += 1
+    assert checked >= 20
 
 
 def test_presets_build_every_method():

@@ -103,7 +103,7 @@ def test_every_method_config_is_complete():
     for method in methods.METHODS:
         config = load_config(f"dfkd_digits.py:{method}")
         assert config.method == method
-    fast10 = load_config("dfkd_digits.py:fast10").synthesis
+    fast10 = load_config("dfkd_digits.py:fast10").synthesis.fast
     assert (fast10.g_steps, fast10.lr_g, fast10.lr_z) == (10, 2e-3, 0.01)
     np.testing.assert_allclose(fast10.meta_lr, 2e-2)  # lr_g * g_steps, as the original
     cifar = load_config("dfkd_cifar.py:cifar100,fast2,resnet34-resnet18")
@@ -331,11 +331,12 @@ def test_the_method_lists_derive_from_the_records():
 def test_check_choice_names_the_key_the_value_and_the_choices():
     from fastdfkd_jax.checks import check_choice
 
-    check_choice("synthesis.strategy", "meta", ("meta", "sequential"))
+    check_choice("synthesis.fast.strategy", "meta", ("meta", "sequential"))
     with pytest.raises(
-        ValueError, match=r"Unknown synthesis.strategy 'greedy'; choose one of \('meta', 'seq'\)\."
+        ValueError,
+        match=r"Unknown synthesis.fast.strategy 'greedy'; choose one of \('meta', 'seq'\)\.",
     ):
-        check_choice("synthesis.strategy", "greedy", ("meta", "seq"))
+        check_choice("synthesis.fast.strategy", "greedy", ("meta", "seq"))
 
 
 @pytest.mark.slow  # each case starts a process (about 15 s); the default suite tests in process

@@ -91,7 +91,7 @@ def test_first_order_latent_gradient_is_the_sum_of_inner_gradients():
         g.params, g.batch_stats, state.z, targets, inner_rng, tv, sv, memory, adv
     )
     # The plain loop, summing the z gradients of each inner step.
-    tx = synth.base.inner_optimizer()
+    tx = synth.base.inner_transform()
     inner = {"g": g.params, "z": state.z}
     opt_state, z_sum = tx.init(inner), jnp.zeros_like(state.z)
 

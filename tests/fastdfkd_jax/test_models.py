@@ -19,7 +19,7 @@ from fastdfkd_jax.models import (
 
 # Trainable parameters at (10, 100) classes. The CIFAR zoo's values equal the original PyTorch
 # networks' (ResNet-18 11,173,962, WRN-40-2 2,243,546, ...); test_torch_import checks every entry
-# against the PyTorch twins in torch_reference.py.
+# against the PyTorch twins in fastdfkd_jax/models/torch_twins.py.
 KNOWN_PARAMS = {
     "resnet18": (11_173_962, 11_220_132),
     "resnet34": (21_282_122, 21_328_292),

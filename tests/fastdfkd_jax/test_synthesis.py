@@ -255,7 +255,7 @@ def held_constant_objective(synth, params, batch_stats, z0, targets, rng, tv, sv
     The inner iterates are G'_k = G + (constant steps), so its gradient is first order: the sum of
     the inner gradients.
     """
-    tx = synth.inner_optimizer()
+    tx = synth.inner_transform()
     inner = {"g": params, "z": z0}
     opt_state = tx.init(inner)
 
@@ -291,7 +291,7 @@ def held_constant_objective(synth, params, batch_stats, z0, targets, rng, tv, sv
 def test_exact_meta_gradient_matches_finite_differences(unroll, remat, inner):
     with jax.enable_x64(True):
         synth, tv, sv, memory = make_synth("exact", g_steps=3, dtype=jnp.float64, unroll=unroll)
-        synth = dataclasses.replace(synth, remat=remat, inner_optimizer_name=inner)
+        synth = dataclasses.replace(synth, remat=remat, inner_optimizer=inner)
         tv, sv = jax.tree.map(lambda x: x.astype(jnp.float64), (tv, sv))
         state = synth.init(jax.random.PRNGKey(1))
         params = jax.tree.map(lambda x: x.astype(jnp.float64), state.params)
@@ -365,7 +365,7 @@ def test_scan_equals_unrolled_steps(meta_gradient):
 
 def manual_inner(synth, params, batch_stats, z0, targets, rng, tv, sv, memory, adv, num_steps=None):
     """A plain Python loop of the inner steps: the reference for `inner_run`."""
-    tx = synth.inner_optimizer()
+    tx = synth.inner_transform()
     inner = {"g": params, "z": z0}
     opt_state = tx.init(inner)
     grad_sum = jax.tree.map(jnp.zeros_like, params)
@@ -733,7 +733,7 @@ def test_sequential_strategy_trains_one_generator_in_place():
 
 def test_reset_l0_before_its_epoch_and_with_the_originals_bn_scale():
     synth, *_ = make_synth("first_order")
-    synth = dataclasses.replace(synth, reset_epoch=3, reset_layers=("l1", "bn0"), reset_std=0.02)
+    synth = dataclasses.replace(synth, reset_l0_epoch=3, reset_layers=("l1", "bn0"), reset_std=0.02)
     assert synth.reset_bn_scale_mean == 0.0  # the original's draw is the default
     state = synth.init(jax.random.PRNGKey(1))
     rng = jax.random.PRNGKey(4)

@@ -27,9 +27,9 @@ SCRIPT = os.path.join(REPO_ROOT, "scripts", "import_torch_teacher.py")
 def _torch():
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    from tests.fastdfkd_jax import torch_reference
+    from fastdfkd_jax.models import torch_twins
 
-    return torch, torch_reference
+    return torch, torch_twins
 
 
 def _in_channels(arch):
@@ -37,9 +37,9 @@ def _in_channels(arch):
 
 
 def _random_twin(arch, num_classes, seed=0):
-    torch, torch_reference = _torch()
-    net = torch_reference.build(arch, num_classes, _in_channels(arch))
-    return torch_reference.randomize_(net, torch.Generator().manual_seed(seed)).eval()
+    torch, torch_twins = _torch()
+    net = torch_twins.build(arch, num_classes, _in_channels(arch))
+    return torch_twins.randomize_(net, torch.Generator().manual_seed(seed)).eval()
 
 
 def _numpy_state_dict(net):
@@ -103,11 +103,11 @@ def test_segmentation_maps_match_pytorch(arch):
 @pytest.mark.torch
 def test_deeplab_torchvision_and_original_key_names():
     """torchvision's keys (with its aux head, dropped) and the original's nested keys import."""
-    torch, torch_reference = _torch()
-    from tests.fastdfkd_jax import torch_reference_imagenet as twins
+    torch, torch_twins = _torch()
+    from fastdfkd_jax.models import torch_twins_imagenet as twins
 
     generator = torch.Generator().manual_seed(1)
-    plain = torch_reference.randomize_(twins.deeplabv3_resnet50(21), generator).eval()
+    plain = torch_twins.randomize_(twins.deeplabv3_resnet50(21), generator).eval()
     plain.aux_classifier = twins.FCNHead(1024, 21)
     # torchvision's published count for deeplabv3_resnet50 (with the aux head).
     assert _num_params(plain) == 42_004_074
@@ -133,13 +133,13 @@ def test_deeplab_torchvision_and_original_key_names():
 @pytest.mark.torch
 def test_imagenet_generator_matches_pytorch():
     """The original's DeepGenerator (train-mode BN) gives the same images after import."""
-    torch, torch_reference = _torch()
-    from tests.fastdfkd_jax import torch_reference_imagenet as twins
+    torch, torch_twins = _torch()
+    from fastdfkd_jax.models import torch_twins_imagenet as twins
 
     overrides = {"nz": 16, "ngf": 8, "latent_size": 2}
     net = twins.TorchDeepGenerator(nz=16, ngf=8)
     assert _num_params(twins.TorchDeepGenerator()) == 592_451
-    torch_reference.randomize_(net, torch.Generator().manual_seed(2)).train()
+    torch_twins.randomize_(net, torch.Generator().manual_seed(2)).train()
     z = np.random.RandomState(0).randn(3, 16, 2, 2).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(z)).numpy()

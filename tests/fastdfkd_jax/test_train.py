@@ -225,8 +225,8 @@ def recomputed_accuracy(config, student_variables) -> float:
 def test_deepinversion_chunked_equals_one_function(teacher_dir):
     """The host-driven unrolled chunks compute what the single scanned function computes."""
     config = tiny_config(teacher_dir, "deepinv2k")
-    config.synthesis.g_steps = 4
-    config.synthesis.chunk_steps = "2"
+    config.synthesis.deepinversion.steps = 4
+    config.synthesis.deepinversion.chunk_steps = "2"
     info = data.get_info("digits")
     teacher, tv = components.load_teacher(config, info)
     student = models.create_model("digits_cnn_tiny", num_classes=10)
@@ -288,8 +288,11 @@ class CifarOnly(nn.Module):
     "override, message",
     [
         (dict(teacher_arch="digits_cnn_small"), "is a 'digits_cnn_tiny', but the config asks for"),
-        (dict(g_steps=0), r"synthesis.g_steps=0 is out of range: it must be an integer >= 1\."),
-        (dict(meta_gradient="second"), "Unknown synthesis.meta_gradient 'second'"),
+        (
+            dict(g_steps=0),
+            r"synthesis.fast.g_steps=0 is out of range: it must be an integer >= 1\.",
+        ),
+        (dict(meta_gradient="second"), "Unknown synthesis.fast.meta_gradient 'second'"),
         (dict(student_arch="cifar_only"), "does not accept images of shape"),
         (dict(student_arch="nope"), "digits_cnn_tiny"),
         (
@@ -302,15 +305,19 @@ class CifarOnly(nn.Module):
             r"\('fast', 'deepinversion', 'cmi', 'generative', 'fast_meta_latent'\)",
         ),
         (dict(adv_start="later"), "Unknown synthesis.adv_start 'later'"),
-        (dict(strategy="greedy"), "Unknown synthesis.strategy 'greedy'"),
-        (dict(kd_per_round=3), "kd.steps=2 must be a multiple of synthesis.kd_steps_per_round=3"),
+        (dict(strategy="greedy"), "Unknown synthesis.fast.strategy 'greedy'"),
+        (
+            dict(kd_per_round=3),
+            r"kd.steps=2 must be a multiple of the student steps after each synthesis call \(3: "
+            r"synthesis.generative.kd_steps_per_round\)",
+        ),
         (dict(mesh=64), "mesh.data=64 asks for more devices than the"),
         (dict(eval_every=0), "eval_every_epochs=0 is out of range: it must be an integer >= 1"),
         (
             dict(precision="fp16"),
             "Unknown precision 'fp16'; choose one of highest, tensorfloat32, bfloat16",
         ),
-        (dict(unroll="maybe"), "synthesis.unroll='maybe' must be 'auto', 'true' or 'false'"),
+        (dict(unroll="maybe"), "synthesis.fast.unroll='maybe' must be 'auto', 'true' or 'false'"),
         (
             dict(per_call="3"),
             r"kd.steps_per_call=3 must divide the student steps per synthesis call \(2\)",
@@ -323,9 +330,9 @@ def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message
     if "teacher_arch" in override:
         config.teacher.arch = override["teacher_arch"]
     if "g_steps" in override:
-        config.synthesis.g_steps = override["g_steps"]
+        config.synthesis.fast.g_steps = override["g_steps"]
     if "meta_gradient" in override:
-        config.synthesis.meta_gradient = override["meta_gradient"]
+        config.synthesis.fast.meta_gradient = override["meta_gradient"]
     if "student_arch" in override:
         config.student.arch = override["student_arch"]
     if "dataset" in override:
@@ -336,9 +343,10 @@ def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message
     if "adv_start" in override:
         config.synthesis.adv_start = override["adv_start"]
     if "strategy" in override:
-        config.synthesis.strategy = override["strategy"]
+        config.synthesis.fast.strategy = override["strategy"]
     if "kd_per_round" in override:
-        config.synthesis.kd_steps_per_round = override["kd_per_round"]
+        config.synthesis.method = "generative"
+        config.synthesis.generative.kd_steps_per_round = override["kd_per_round"]
     if "mesh" in override:
         config.mesh.data = override["mesh"]
     if "eval_every" in override:
@@ -346,7 +354,7 @@ def test_bad_input_fails_before_compute(teacher_dir, tmp_path, override, message
     if "precision" in override:
         config.precision = override["precision"]
     if "unroll" in override:
-        config.synthesis.unroll = override["unroll"]
+        config.synthesis.fast.unroll = override["unroll"]
     if "per_call" in override:
         config.kd.steps_per_call = override["per_call"]
     with pytest.raises(ValueError, match=message):
@@ -428,7 +436,7 @@ def test_epoch_hook_runs_before_the_epochs_first_synthesis_call(teacher_dir):
     """reset_l0 at `reset_l0_epoch` E: the generator that epoch E's first call receives is the
     reset one (the original resets before its (E+1)-th call), and no other epoch's is."""
     config = tiny_config(teacher_dir, "fast2")
-    config.synthesis.reset_l0_epoch = 1
+    config.synthesis.fast.reset_l0_epoch = 1
     parts = components.build(config)
     keys = components.run_keys(config.seed)
     state = components.init_state(parts, keys)

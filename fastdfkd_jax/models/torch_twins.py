@@ -1,15 +1,17 @@
 """PyTorch twins of the zoo's classifiers, with the original code's state-dict key names.
 
-Written for the tests from the architecture descriptions of zju-vipa/Fast-Datafree
+Written from the architecture descriptions of zju-vipa/Fast-Datafree
 (``datafree/models/classifiers/{resnet,resnet_tiny,wresnet,vgg}.py``): same layers, same module
-names, same forward pass. Only imported by tests that need torch.
+names, same forward pass. They are what `torch_import` converts from (its tests convert a twin's
+state dict and compare the forward passes) and the PyTorch side of scripts/bench_vs_torch.py.
+Needs the `torch` extra: imported only by those tests and that script, never by the library.
 """
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
 from torch import nn
 
-from tests.fastdfkd_jax import torch_reference_imagenet
+from fastdfkd_jax.models import torch_twins_imagenet
 
 
 def _conv3x3(cin, cout, stride=1, bias=False):
@@ -17,6 +19,8 @@ def _conv3x3(cin, cout, stride=1, bias=False):
 
 
 class ResNetBlock(nn.Module):
+    """The original's ResNet basic block: two 3x3 convolutions, a 1x1 shortcut on a new shape."""
+
     def __init__(self, cin, cout, stride, shortcut_name):
         super().__init__()
         self.conv1 = _conv3x3(cin, cout, stride)
@@ -87,6 +91,8 @@ class TorchResNetTiny(nn.Module):
 
 
 class WideBlock(nn.Module):
+    """The original's wide-ResNet block (pre-activation BN-ReLU-conv, twice)."""
+
     def __init__(self, cin, cout, stride):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin)
@@ -104,6 +110,8 @@ class WideBlock(nn.Module):
 
 
 class WideStage(nn.Module):
+    """A wide-ResNet stage: `n` blocks, the first with `stride`."""
+
     def __init__(self, n, cin, cout, stride):
         super().__init__()
         self.layer = nn.Sequential(
@@ -209,8 +217,8 @@ def build(arch, num_classes, in_channels=3):
         return TorchVGG(vgg.VGG11_CFG, num_classes, in_channels)
     if arch in cnn:
         return TorchSmallCNN(cnn[arch], num_classes, in_channels)
-    if arch in torch_reference_imagenet.ARCHS:
-        return torch_reference_imagenet.build(arch, num_classes)
+    if arch in torch_twins_imagenet.ARCHS:
+        return torch_twins_imagenet.build(arch, num_classes)
     raise ValueError(f"No torch twin for {arch}")
 
 

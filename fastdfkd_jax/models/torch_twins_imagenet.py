@@ -1,11 +1,11 @@
 """Plain-PyTorch twins of the ImageNet and segmentation zoo, with the references' state-dict keys.
 
-Written for the tests from the architecture descriptions of torchvision (``models/resnet.py``,
+Written from the architecture descriptions of torchvision (``models/resnet.py``,
 ``models/mobilenetv2.py``, ``models/segmentation/deeplabv3.py`` and ``fcn.py``) and of the
 original FastDFKD code (zju-vipa/Fast-Datafree: ``datafree/models/deeplab`` and the
 ``DeepGenerator`` of ``datafree/models/generator.py``), because torchvision does not import beside
-the pinned torch here. Same layers, module names and forward passes; only imported by tests that
-need torch.
+the pinned torch here. Same layers, module names and forward passes; needs the `torch` extra and
+is imported only by the tests of `torch_import` and by `torch_twins`.
 """
 
 import torch
@@ -16,6 +16,8 @@ from torch import nn
 
 
 class BasicBlock(nn.Module):
+    """torchvision's ResNet basic block."""
+
     expansion = 1
 
     def __init__(self, cin, planes, stride=1, downsample=None, dilation=1):
@@ -35,6 +37,8 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """torchvision's ResNet bottleneck block (expansion 4)."""
+
     expansion = 4
 
     def __init__(self, cin, planes, stride=1, downsample=None, dilation=1):
@@ -103,6 +107,8 @@ SETTING = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3
 
 
 class ConvBNReLU(nn.Sequential):
+    """torchvision's MobileNetV2 conv -> BN -> ReLU6 unit."""
+
     def __init__(self, cin, cout, kernel_size=3, stride=1, groups=1, dilation=1, padding=None):
         if padding is None:
             padding = (kernel_size - 1) // 2
@@ -141,7 +147,8 @@ class InvertedResidual(nn.Module):
 
 class TorchMobileNetV2(nn.Module):
     """torchvision.models.mobilenet_v2 (`datafree=False`, output stride 32), or the original's
-    DeepLab backbone (`datafree=True`, unpadded stem, dilation beyond `output_stride`)."""
+    DeepLab backbone (`datafree=True`, unpadded stem, dilation beyond `output_stride`).
+    """
 
     def __init__(self, num_classes=1000, output_stride=32, datafree=False):
         super().__init__()
@@ -185,6 +192,8 @@ class DatafreeMobileNetBackbone(nn.Module):
 
 
 class ASPPConv(nn.Sequential):
+    """A DeepLabV3 ASPP branch: a dilated 3x3 conv -> BN -> ReLU."""
+
     def __init__(self, cin, cout, rate):
         super().__init__(
             nn.Conv2d(cin, cout, 3, padding=rate, dilation=rate, bias=False),
@@ -194,6 +203,8 @@ class ASPPConv(nn.Sequential):
 
 
 class ASPPPooling(nn.Sequential):
+    """The DeepLabV3 ASPP image-pooling branch."""
+
     def __init__(self, cin, cout):
         super().__init__(
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout),
@@ -206,6 +217,8 @@ class ASPPPooling(nn.Sequential):
 
 
 class ASPP(nn.Module):
+    """DeepLabV3's atrous spatial pyramid pooling."""
+
     def __init__(self, cin, rates, cout=256):
         super().__init__()
         mods = [nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())]
@@ -221,6 +234,8 @@ class ASPP(nn.Module):
 
 
 class DeepLabHead(nn.Sequential):
+    """DeepLabV3's head: ASPP -> 3x3 conv -> BN -> ReLU -> 1x1 classifier."""
+
     def __init__(self, cin, num_classes, rates=(12, 24, 36)):
         super().__init__(
             ASPP(cin, rates), nn.Conv2d(256, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256),
@@ -251,6 +266,8 @@ class FCNHead(nn.Sequential):
 
 
 class TorchDeepLabV3(nn.Module):
+    """DeepLabV3: backbone features -> head, upsampled to the input size."""
+
     def __init__(self, backbone, classifier, aux_classifier=None):
         super().__init__()
         self.backbone, self.classifier = backbone, classifier
@@ -263,7 +280,7 @@ class TorchDeepLabV3(nn.Module):
 
 
 def deeplabv3_resnet50(num_classes, nested=False):
-    """torchvision's deeplabv3_resnet50 without aux (`nested`: the original code's key names)."""
+    """Torchvision's deeplabv3_resnet50 without aux (`nested`: the original code's key names)."""
     backbone = TorchvisionResNet(
         Bottleneck, (3, 4, 6, 3), dilate=(False, True, True), with_fc=False
     )
