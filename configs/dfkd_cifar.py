@@ -39,6 +39,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     methods.apply_method(config, a.method)
     if a.method in methods.BASELINE_METHODS:  # the student schedule of their original scripts
         blocks.baseline_cifar_protocol(config)
+    elif methods.REGISTRY[a.method].cifar_protocol:  # its own original scripts' (NAYER)
+        methods.REGISTRY[a.method].cifar_protocol(config)
     if a.runlocal:
         blocks.dfkd_runlocal(config, "resnet8")
         config.eval_batch_size = 16

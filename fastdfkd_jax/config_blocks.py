@@ -240,7 +240,10 @@ def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collection
     config.teacher.arch = config.student.arch = arch
     config.mesh.data = 1
     config.epochs, config.warmup = 3, 1
-    config.synthesis.batch_size = 16
+    # 16, or the method's multiple above it (NAYER: a group of one image per class).
+    config.synthesis.batch_size = round_up(RUNLOCAL_BATCH, synthesis.batch_multiple(config))
+    # NAYER: a few steps, two warmup calls.
+    config.synthesis.nayer.g_steps, config.synthesis.nayer.warmup_calls = 4, 2
     config.synthesis.generator.nz, config.synthesis.generator.ngf = 8, 4
     config.pool.capacity = 64
     config.synthesis.cmi.bank_size, config.synthesis.cmi.n_neg = 64, 32
@@ -253,6 +256,15 @@ def dfkd_runlocal(config: ml_collections.ConfigDict, arch: str) -> ml_collection
     config.progress_bar = False
     config.mars_head.update(seeds=1, epochs=1, max_terms=5)
     return config
+
+
+# The runlocal variants' synthesis batch (rounded up to what the method needs).
+RUNLOCAL_BATCH = 16
+
+
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is >= n."""
+    return -(-n // multiple) * multiple
 
 
 def meta_latent(

@@ -50,6 +50,8 @@ IGNORED_KEYS = (
     "sample_upscale",
     "mars_head.enabled",  # an extra phase after distillation; its own outputs
     "start_afresh",  # what to do with a workdir of another run, not what this run computes
+    "distributed.heartbeat_timeout_seconds",  # when a lost host is given up on
+    "distributed.shutdown_timeout_seconds",
 )
 # Old dotted key -> today's, for every config key moved or renamed since records were first stored;
 # or -> {synthesis method: today's key, OTHER_METHODS: the key for every other method} where the

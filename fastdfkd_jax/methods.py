@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import ml_collections
 
+from fastdfkd_jax import data
 from fastdfkd_jax.synthesis import baseline_losses
 
 Preset = Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]
@@ -118,6 +119,57 @@ def generative(config: ml_collections.ConfigDict, name: str) -> ml_collections.C
     return config
 
 
+# NAYER's synthesis batch against FastDFKD's in the original scripts (400 against 256): a dataset's
+# NAYER batch is its FastDFKD batch times this, rounded to whole groups of one image per class.
+NAYER_BATCH_FACTOR = 400 / 256
+# Generator steps per batch of the original's scripts: CIFAR-10's 30, and CIFAR-100's 40 for data
+# sets of 100 classes or more.
+NAYER_G_STEPS, NAYER_G_STEPS_MANY_CLASSES, MANY_CLASSES = 30, 40, 100
+# Its loss weights (nayer_*.sh): adv, bn, oh; the BN memory's momentum (its default bn_mmt).
+NAYER_WEIGHTS = (1.33, 10.0, 0.5)
+NAYER_BN_MOMENTUM = 0.9
+
+
+def nayer(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """NAYER as the original's synthesizer: label embeddings through noisy layers redrawn every
+    batch into a generator trained in place (rebuilt every 10 epochs); 30 Adam steps per batch
+    (lr 4e-3, betas 0.5/0.999; 40 for 100 classes); loss 10 BN (momentum 0.9) + 0.5 CE + 1.33
+    masked KL from the first KD epoch; 10 batches per warmup epoch, 2 after, all before the
+    epoch's student steps. The student's schedule is the dataset's (the benchmark compares
+    methods at one schedule); `nayer_cifar_protocol` is the original scripts' on CIFAR.
+    """
+    num_classes = data.get_info(config.dataset.name).num_classes
+    s = config.synthesis
+    s.method = "nayer"
+    groups = max(1, round(s.batch_size * NAYER_BATCH_FACTOR / num_classes))
+    s.batch_size = groups * num_classes
+    s.nayer.g_steps = NAYER_G_STEPS_MANY_CLASSES if num_classes >= MANY_CLASSES else NAYER_G_STEPS
+    s.adv, s.bn, s.oh = NAYER_WEIGHTS
+    s.bn_momentum, s.adversarial = NAYER_BN_MOMENTUM, "kl"
+    s.adv_start = "with_kd"  # its `ep > warmup` with ep counted from 1: the first KD epoch
+    config.pool.capacity = nayer_pool_images(config)
+    config.method = "nayer"
+    return config
+
+
+def nayer_pool_images(config: ml_collections.ConfigDict) -> int:
+    """Every image a NAYER run makes: its pool keeps them all, as the original's."""
+    n = config.synthesis.nayer
+    calls = config.warmup * n.warmup_calls + (config.epochs - config.warmup) * n.calls
+    return calls * config.synthesis.batch_size
+
+
+def nayer_cifar_protocol(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The student schedule of the original's nayer_100.sh: 120 epochs (20 warmup), KD batches of
+    512 at T = 20, SGD 0.2 with a cosine to 2e-4 over the KD epochs.
+    """
+    config.epochs, config.warmup = 120, 20
+    config.kd.batch_size, config.kd.temperature = 512, 20.0
+    config.kd.optimizer.learning_rate, config.kd.optimizer.end_learning_rate = 0.2, 2e-4
+    config.pool.capacity = nayer_pool_images(config)
+    return config
+
+
 def exact(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The exact (second-order) meta-gradient of the summed inner losses instead of the original's
     first-order approximation of it (their difference: the second-order terms). Measured worse
@@ -140,6 +192,8 @@ class NamedMethod:
       summary: one line (`fastdfkd --list_methods`); docs/benchmarks.md has the details.
       baseline: the original runs it with its baseline scripts' student schedule (CIFAR presets:
         `config_blocks.baseline_cifar_protocol`).
+      cifar_protocol: the student schedule of its own original scripts on CIFAR, where it is
+        neither FastDFKD's nor the baselines' (CIFAR presets; None: by `baseline`).
       benchmark: run by the benchmark by default (`BENCH_METHODS`).
       single_seed: too slow to repeat: the benchmark runs it with its first seed only.
       generative: a generative baseline that Fast-5 must beat on accuracy at less time.
@@ -150,6 +204,7 @@ class NamedMethod:
     preset: Preset
     summary: str
     baseline: bool = False
+    cifar_protocol: Preset | None = None
     benchmark: bool = True
     single_seed: bool = False
     generative: bool = False
@@ -198,6 +253,13 @@ REGISTRY: dict[str, NamedMethod] = {
             "one generator: adversarial + BN statistics + CE + class balance",
             baseline=True,
             generative=True,
+        ),
+        NamedMethod(
+            "nayer",
+            "NAYER",
+            nayer,
+            "label embeddings through per-batch noisy layers; a generator trained in place",
+            cifar_protocol=nayer_cifar_protocol,
         ),
         NamedMethod(
             "fast2",

@@ -84,6 +84,8 @@ COMMON = {
     "mesh.data": Range(1, integer=True, also=(-1,)),  # -1: every device
     "distributed.num_processes": Range(1, integer=True, also=(-1,)),  # -1: from the cluster
     "distributed.process_id": Range(0, integer=True, also=(-1,)),  # -1: from the cluster
+    "distributed.heartbeat_timeout_seconds": COUNT,
+    "distributed.shutdown_timeout_seconds": COUNT,
     "checkpoint.max_to_keep": COUNT,
     "checkpoint.every_epochs": COUNT,
 }
@@ -138,6 +140,15 @@ DFKD = {
     "synthesis.generative.kd_steps_per_round": COUNT,
     "synthesis.generative.act": NONNEGATIVE,
     "synthesis.generative.balance": NONNEGATIVE,
+    "synthesis.nayer.g_steps": COUNT,
+    "synthesis.nayer.lr_g": POSITIVE,
+    "synthesis.nayer.betas": PROBABILITY_OPEN,
+    "synthesis.nayer.noisy_width": COUNT,
+    "synthesis.nayer.g_life": COUNT,
+    "synthesis.nayer.warmup_calls": COUNT,
+    "synthesis.nayer.calls": COUNT,
+    "synthesis.nayer.embedding_dim": COUNT,
+    "synthesis.nayer.embedding_seed": Range(0, integer=True),
     "synthesis.cmi.steps": COUNT,
     "synthesis.cmi.lr_g": POSITIVE,
     "synthesis.cmi.lr_z": NONNEGATIVE,  # 0: z fixed

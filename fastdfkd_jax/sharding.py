@@ -54,7 +54,8 @@ def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
     Args:
       cfg: the `distributed` block: `enabled` (bool), `coordinator_address` ('' = auto-detect, as on
         Cloud TPU), `num_processes` and `process_id` (-1 = auto-detect), `cpu_collectives`
-        ('' or 'gloo', for multi-process CPU runs).
+        ('' or 'gloo', for multi-process CPU runs), `heartbeat_timeout_seconds` (a process silent
+        this long is lost: every other fails naming it) and `shutdown_timeout_seconds`.
 
     """
     if not (cfg.enabled or _environment_asks_for_distributed()):
@@ -63,7 +64,10 @@ def initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
         return
     if cfg.cpu_collectives:
         jax.config.update("jax_cpu_collectives_implementation", cfg.cpu_collectives)
-    kwargs = {}
+    kwargs = dict(
+        heartbeat_timeout_seconds=cfg.heartbeat_timeout_seconds,
+        shutdown_timeout_seconds=cfg.shutdown_timeout_seconds,
+    )
     if cfg.coordinator_address:
         kwargs["coordinator_address"] = cfg.coordinator_address
     if cfg.num_processes >= 0:
@@ -205,6 +209,15 @@ def mesh_config(**overrides) -> ml_collections.ConfigDict:
     return cfg
 
 
+# A lost host: the others stop within about this many seconds (no heartbeat from it for this long
+# marks it dead, and every process then fails naming it) instead of waiting in a collective. JAX's
+# own default is 100 s; a host's heartbeats come from a background thread, not from its steps, so
+# long steps do not trip it.
+HEARTBEAT_TIMEOUT_SECONDS = 30
+# How long a finishing process waits at the shutdown barrier for the others (JAX's default: 300).
+SHUTDOWN_TIMEOUT_SECONDS = 60
+
+
 def distributed_config(**overrides) -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict(
         dict(
@@ -213,6 +226,8 @@ def distributed_config(**overrides) -> ml_collections.ConfigDict:
             num_processes=-1,
             process_id=-1,
             cpu_collectives="",
+            heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_SECONDS,
+            shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_SECONDS,
         )
     )
     cfg.update(overrides)

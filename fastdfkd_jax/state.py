@@ -18,7 +18,6 @@ from jax.sharding import Mesh
 from fastdfkd_jax import sharding
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis import pool as pool_lib
-from fastdfkd_jax.synthesis.objective import init_bn_memory
 
 
 @flax.struct.dataclass
@@ -108,7 +107,7 @@ def create_dfkd_state(
     """A run's state at epoch 0, placed on `mesh` by the sharding rules (when given).
 
     Args:
-      synthesizer: a synthesizer of `fastdfkd_jax.synthesis` (its `init` and `objective`).
+      synthesizer: a synthesizer of `fastdfkd_jax.synthesis` (its `init` and `init_bn_memory`).
       student, tx: the student module and its optimizer.
       teacher_vars: the teacher's variables (the BN memory starts from their running statistics).
       image_shape: (H, W, C).
@@ -127,7 +126,7 @@ def create_dfkd_state(
         return DFKDState(
             epoch=jnp.zeros((), jnp.int32),
             synthesizer=synthesizer.init(synthesizer_rng),
-            bn_memory=init_bn_memory(synthesizer.objective, teacher_vars, image_shape),
+            bn_memory=synthesizer.init_bn_memory(teacher_vars, image_shape),
             pool=pool,
             student=init_classifier(student, tx, student_rng, image_shape),
         )

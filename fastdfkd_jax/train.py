@@ -1,20 +1,20 @@
 """The data-free distillation job: synthesis rounds, student steps, evaluation, checkpoints.
 
-Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (pool methods:
-one; generative methods: `kd.steps / synthesis.generative.kd_steps_per_round`) of one synthesis
-call (one compiled function: inner steps, best iterate, meta update, BN memory update, pool
-insert) followed, after `warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on
-batches from the synthesizer (`kd_images`: the pool, or fresh generator samples). Real data is
-used in one place only: the student's (and once the teacher's) score on the test split every
-`eval_every_epochs` epochs: accuracy, or mean IoU and pixel accuracy for segmentation
-(`evaluation.streamed.METRICS`), the split opened and checked before training (`run_data`), kept
-on device (streamed for ImageNet and NYUv2, generated for a smoke test). Everything the run needs
-to continue is in `DFKDState`, saved (asynchronously) every `checkpoint.every_epochs` epochs; all
-randomness derives from `config.seed` and the epoch, so a resumed run replays exactly what an
-uninterrupted one does.
-Metrics per epoch (averaged over its steps) go to `metrics.jsonl` and TensorBoard, the summary to
-`summary.json`: the final student score and the best over the evaluated epochs
-(`student_best_test_accuracy`, what the original reports).
+Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (pool methods: one;
+generative methods: `kd.steps / synthesis.generative.kd_steps_per_round`) of
+`calls_per_round(epoch)` synthesis calls (one, or NAYER's more while warming up; each one compiled
+function: inner steps, best iterate, meta update, BN memory update, pool insert) followed, after
+`warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on batches from the synthesizer
+(`kd_images`: the pool, or fresh generator samples). Real data is used in one place only: the
+student's (and once the teacher's) score on the test split every `eval_every_epochs` epochs:
+accuracy, or mean IoU and pixel accuracy for segmentation (`evaluation.streamed.METRICS`), the split
+opened and checked before training (`run_data`), kept on device (streamed for ImageNet and NYUv2,
+generated for a smoke test). Everything the run needs to continue is in `DFKDState`, saved
+(asynchronously) every `checkpoint.every_epochs` epochs; all randomness derives from `config.seed`
+and the epoch, so a resumed run replays exactly what an uninterrupted one does. Metrics per epoch
+(averaged over its steps) go to `metrics.jsonl` and TensorBoard, the summary to `summary.json`: the
+final student score and the best over the evaluated epochs (`student_best_test_accuracy`, what the
+original reports).
 
 A run's time is its compute: every step is compiled up front under the config's precision policy
 (`config.precision`) with JAX's persistent compilation cache on (`config.compilation_cache`), the
@@ -191,19 +191,21 @@ def train_epoch(
 
     images = None
     for r in range(rounds):
-        call = epoch * rounds + r
-        state, images, synth_metrics = timer(
-            "synthesis",
-            steps.synthesis,
-            state,
-            parts.teacher_vars,
-            jax.random.fold_in(keys["synthesis"], call),
-            adv,
-        )
-        synth_mean.add(synth_metrics)
-        metric_files.check_finite(jax.device_get(synth_metrics), epoch + 1, "synthesis")
+        round_index = epoch * rounds + r
+        for c in range(synthesizer.calls_per_round(epoch)):
+            call = round_index * synthesizer.max_calls_per_round + c
+            state, images, synth_metrics = timer(
+                "synthesis",
+                steps.synthesis,
+                state,
+                parts.teacher_vars,
+                jax.random.fold_in(keys["synthesis"], call),
+                adv,
+            )
+            synth_mean.add(synth_metrics)
+            metric_files.check_finite(jax.device_get(synth_metrics), epoch + 1, "synthesis")
         if epoch >= config.warmup:
-            state = timer("kd", kd_steps, state, call * steps_per_round)
+            state = timer("kd", kd_steps, state, round_index * steps_per_round)
     record = synth_mean.result()
     if epoch >= config.warmup:
         kd_record = kd_mean.result()
@@ -211,6 +213,12 @@ def train_epoch(
         kd_record["learning_rate"] = float(parts.schedule(int(state.student.step) - 1))
         record.update(kd_record)
     return state.replace(epoch=state.epoch + 1), images, record
+
+
+def synthesis_calls(synthesizer: synthesis.Synthesizer, epochs: int) -> int:
+    """The synthesis calls of a run of `epochs` epochs."""
+    rounds = synthesizer.rounds_per_epoch
+    return sum(rounds * synthesizer.calls_per_round(epoch) for epoch in range(epochs))
 
 
 def run_fingerprint(config: ml_collections.ConfigDict, parts: components.Components) -> dict:
@@ -356,7 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             # The best over the evaluated epochs (every run evaluates its last).
             **{f"student_best_test_{headline}": best[0]},
             student_best_epoch=best[1],
-            synthesis_calls=config.epochs * parts.synthesizer.rounds_per_epoch,
+            synthesis_calls=synthesis_calls(parts.synthesizer, config.epochs),
             **clock.summary(timer),
             resumed_from_epoch=start_epoch if restored is not None else None,
             fingerprint=fingerprint_record["fingerprint"],

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
-from fastdfkd_jax import sharding
+from fastdfkd_jax import data, sharding
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.synthesis import (
     contrastive,
@@ -27,6 +27,7 @@ from fastdfkd_jax.synthesis import (
     generative,
     losses,
     meta_latent,
+    nayer,
 )
 from fastdfkd_jax.synthesis.base import (
     ADV_STARTS,
@@ -44,6 +45,7 @@ BLOCKS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "deepinversion": deepinversion.config_block,
     "cmi": contrastive.config_block,
     "generative": generative.config_block,
+    "nayer": nayer.config_block,
 }
 
 
@@ -60,7 +62,11 @@ class Method(NamedTuple):
     before compute: `check_teacher_has_batchnorm`).
     `chunked`: its steps run as host-driven chunks on CPU (`base.ChunkedSynthesis`).
     `kd_steps_per_round(synthesis block)`: the student steps after each of an epoch's synthesis
-    calls; 0: one call, then all of `kd.steps`.
+    rounds; 0: one round, then all of `kd.steps`.
+    `calls_per_round(config, epoch)`: the synthesis calls of each round of 0-based `epoch` (NAYER
+    makes more while warming up); its synthesizer's `calls_per_round` says the same at run time.
+    `batch_multiple(config)`: what the synthesis batch's share on each device must be a multiple
+    of (NAYER: the class count).
     """
 
     build: Callable[..., Synthesizer]
@@ -71,6 +77,8 @@ class Method(NamedTuple):
     needs_batchnorm: Callable[[ml_collections.ConfigDict], bool] = lambda s: s.bn > 0
     chunked: bool = False
     kd_steps_per_round: Callable[[ml_collections.ConfigDict], int] = lambda s: 0
+    calls_per_round: Callable[[ml_collections.ConfigDict, int], int] = lambda config, epoch: 1
+    batch_multiple: Callable[[ml_collections.ConfigDict], int] = lambda config: 1
 
 
 SYNTHESIZERS: dict[str, Method] = {
@@ -96,6 +104,18 @@ SYNTHESIZERS: dict[str, Method] = {
     ),
     "fast_meta_latent": Method(
         meta_latent.build, meta_latent.validate, ("fast", "meta_latent"), "g_steps"
+    ),
+    "nayer": Method(
+        nayer.build,
+        nayer.validate,
+        ("nayer",),
+        "g_steps",
+        calls_per_round=lambda config, epoch: (
+            config.synthesis.nayer.warmup_calls
+            if epoch < config.warmup
+            else config.synthesis.nayer.calls
+        ),
+        batch_multiple=lambda config: data.get_info(config.dataset.name).num_classes,
     ),
 }
 
@@ -142,6 +162,16 @@ def kd_steps_per_round(s: ml_collections.ConfigDict) -> int:
     per epoch, then all of `kd.steps`).
     """
     return method_of(s).kd_steps_per_round(s)
+
+
+def calls_per_round(config: ml_collections.ConfigDict, epoch: int) -> int:
+    """The synthesis calls of each round of 0-based `epoch` of a distillation config's method."""
+    return method_of(config.synthesis).calls_per_round(config, epoch)
+
+
+def batch_multiple(config: ml_collections.ConfigDict) -> int:
+    """What each device's share of a distillation config's synthesis batch must be a multiple of."""
+    return method_of(config.synthesis).batch_multiple(config)
 
 
 def method_blocks(method: str) -> tuple[str, ...]:
@@ -226,6 +256,8 @@ __all__ = [
     "build_synthesizer",
     "config_blocks",
     "inner_steps",
+    "batch_multiple",
+    "calls_per_round",
     "kd_steps_per_round",
     "set_inner_steps",
     "steps_key",

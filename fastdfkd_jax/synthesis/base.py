@@ -5,12 +5,15 @@ trainer (`fastdfkd_jax.train`) talks to it only through `Synthesizer`:
 
 - `init(rng)`: the method's own state (`DFKDState.synthesizer`): a meta generator, a continuously
   trained generator, a contrastive head and its memory bank, or nothing;
+- `init_bn_memory(teacher_vars, image_shape)`: the run's empty BN momentum memory, shaped like
+  the teacher's BatchNorm layers (`DFKDState.bn_memory`);
 - `synthesize(...)`: one synthesis call (pure, jittable): new state, BN memory, images, metrics;
 - `kd_images(state, rng, batch)`: where the student's KD batches come from (pure, jittable): the
   image pool, or fresh samples of a generator;
-- `adv_weight(epoch)`, `start_epoch(state, epoch, rng)`, `rounds_per_epoch`: the method's schedule,
-  on the host (when the adversarial term starts, resets of generator layers, how many synthesis
-  rounds each followed by `kd.steps` student steps make an epoch);
+- `adv_weight(epoch)`, `start_epoch(state, epoch, rng)`, `rounds_per_epoch`,
+  `calls_per_round(epoch)`: the method's schedule, on the host (when the adversarial term starts,
+  resets of generator layers, how many rounds make an epoch, each of `calls_per_round(epoch)`
+  synthesis calls followed by its share of `kd.steps` student steps);
 - `compile_call(...)`: the compiled synthesis call on the run's mesh (DeepInversion drives its
   steps from the host in chunks; the others are one compiled function);
 - `meta_gradient_label`: what the run summary and the benchmark call its meta-gradient.
@@ -36,7 +39,7 @@ from jax.sharding import Mesh
 from fastdfkd_jax import backend, compilation, models, precision, sharding
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis import pool as pool_lib
-from fastdfkd_jax.synthesis.objective import Objective
+from fastdfkd_jax.synthesis.objective import init_bn_memory
 
 # When the adversarial term switches on (the config's `synthesis.adv_start`; see config_blocks).
 ADV_STARTS = ("before_kd", "first_call", "with_kd")
@@ -69,11 +72,16 @@ class Synthesizer(Protocol):
     synthesizer reads `state.synthesizer` (its own state) and `state.pool`.
     """
 
-    objective: Objective
     batch_size: int
     rounds_per_epoch: int
+    # An upper bound of `calls_per_round` (it spaces the calls' random keys apart).
+    max_calls_per_round: int
+
+    def calls_per_round(self, epoch: int) -> int: ...
 
     def init(self, rng: jax.Array) -> Any: ...
+
+    def init_bn_memory(self, teacher_vars: dict, image_shape: Sequence[int]) -> losses.BNMemory: ...
 
     def synthesize(
         self,
@@ -143,6 +151,16 @@ class PoolSynthesis:
     adv: float
     adv_start_epoch: int
     rounds_per_epoch: int = 1
+    max_calls_per_round = 1  # a class constant, not a field
+
+    def calls_per_round(self, epoch: int) -> int:
+        """Synthesis calls before each round's student steps in `epoch`: one."""
+        del epoch
+        return 1
+
+    def init_bn_memory(self, teacher_vars: dict, image_shape: Sequence[int]) -> losses.BNMemory:
+        """The empty BN memory of the teacher of the synthesizer's `objective`."""
+        return init_bn_memory(self.objective, teacher_vars, image_shape)
 
     def kd_images(self, state: Any, rng: jax.Array, batch_size: int) -> jax.Array:
         """`batch_size` images drawn uniformly from the pool, float32 [B, H, W, C] in [0, 1]."""

@@ -23,6 +23,7 @@ The original's exactly-full bank (see `cmi.py`) draws negatives here: a fix.
 """
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -44,7 +45,7 @@ from fastdfkd_jax.synthesis.base import (
     reset_layers,
     validate_chunk_steps,
 )
-from fastdfkd_jax.synthesis.objective import adversarial_term
+from fastdfkd_jax.synthesis.objective import adversarial_term, teacher_bn_memory
 from fastdfkd_jax.synthesis.steps import run_steps
 
 # The original's reset_model: N(0, 0.02) kernels, zero biases, N(1, 0.02) BatchNorm scales.
@@ -183,10 +184,9 @@ class CMISynthesizer(ChunkedSynthesis):
                 f"synthesis.cmi.n_neg={self.n_neg} must be in [1, bank_size={self.bank_size}]."
             )
 
-    @property
-    def objective(self) -> "TeacherOnly":
-        """What the run's state code reads of an objective: the teacher (no BN momentum)."""
-        return TeacherOnly(self.teacher)
+    def init_bn_memory(self, teacher_vars: dict, image_shape: Sequence[int]) -> losses.BNMemory:
+        """The run's BN memory, shaped like the teacher's BatchNorms (CMI never blends it)."""
+        return teacher_bn_memory(self.teacher, teacher_vars, image_shape)
 
     def feature_dim(self) -> int:
         """D, the teacher's instance-feature width (the sum of the recorded inputs' channels)."""
@@ -378,14 +378,6 @@ class CMISynthesizer(ChunkedSynthesis):
             **{f"synth_{k}": v for k, v in carry.last_parts.items()},
         )
         return state, bn_memory, jnp.clip(carry.best_images, 0.0, 1.0), metrics
-
-
-@dataclasses.dataclass(frozen=True)
-class TeacherOnly:
-    """The part of an objective that the run's state code reads (`objective.init_bn_memory`)."""
-
-    teacher: nn.Module
-    bn_momentum: float = 0.0
 
 
 def config_block() -> ml_collections.ConfigDict:

@@ -151,9 +151,16 @@ def init_bn_memory(
     objective: Objective, teacher_vars: dict, image_shape: Sequence[int]
 ) -> losses.BNMemory:
     """An empty BN memory shaped like the teacher's BatchNorm layers on `image_shape` images."""
+    return teacher_bn_memory(objective.teacher, teacher_vars, image_shape)
+
+
+def teacher_bn_memory(
+    teacher: nn.Module, teacher_vars: dict, image_shape: Sequence[int]
+) -> losses.BNMemory:
+    """An empty BN memory shaped like `teacher`'s BatchNorm layers on `image_shape` images."""
 
     def records(x):
-        return losses.capture_bn_inputs(objective.teacher, teacher_vars, x, train=False)[1]
+        return losses.capture_bn_inputs(teacher, teacher_vars, x, train=False)[1]
 
     return losses.init_bn_memory(jax.eval_shape(records, jnp.zeros((2, *image_shape))))
 

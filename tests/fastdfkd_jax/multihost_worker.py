@@ -98,5 +98,33 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
     jax.distributed.shutdown()
 
 
+def lose_a_host(process_id: int, num_processes: int, port: int, heartbeat: int) -> None:
+    """Both processes meet once; then the last one dies without a word (a reclaimed VM) and the
+    others wait for it in a collective, which must fail within about `heartbeat` seconds."""
+    sharding.initialize_distributed(
+        sharding.distributed_config(
+            enabled=True,
+            coordinator_address=f"127.0.0.1:{port}",
+            num_processes=num_processes,
+            process_id=process_id,
+            cpu_collectives="gloo",
+            heartbeat_timeout_seconds=heartbeat,
+        )
+    )
+    multihost_utils.sync_global_devices("both alive")
+    print("both alive", flush=True)
+    if process_id == num_processes - 1:
+        os._exit(LOST_EXIT)  # no shutdown, no goodbye
+    multihost_utils.sync_global_devices("never reached: the other host is gone")
+    print("UNEXPECTED: the collective completed", flush=True)
+
+
+# The lost host's exit status (it is killed in spirit: no shutdown).
+LOST_EXIT = 17
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    if len(sys.argv) > 5 and sys.argv[5] == "lose":
+        lose_a_host(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[6]))
+    else:
+        main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

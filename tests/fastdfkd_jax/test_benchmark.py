@@ -262,6 +262,7 @@ def test_presets_build_every_method():
         bench_configs.method_config(config, "fast5")
 
 
+@pytest.mark.slow  # the benchmark end to end (about 1 min)
 def test_benchmark_outputs_on_a_tiny_config(teacher_dir, tmp_path):
     config = tiny_bench(teacher_dir, methods=("deepinv2k", "fast2", "dfq"))
     config.cost_g_steps, config.profile_method = (), ""

@@ -133,3 +133,48 @@ def test_two_processes_equal_one_process_on_four_devices(workers):
     assert float(results[0]["accuracy"]) == accuracy
     _, variables = checkpoint.load_teacher(str(out / "teacher"))
     ts.assert_trees_close(variables, jax.device_get(state.student.variables))
+
+
+# The heartbeat timeout the lost-host test gives its processes, and the bound the issue sets on how
+# long the surviving process may take to stop.
+TEST_HEARTBEAT_SECONDS = 10
+LOST_HOST_BOUND_SECONDS = 60
+
+
+@pytest.mark.slow
+def test_a_lost_host_stops_the_other_naming_it(tmp_path):
+    """Process 1 dies without a word after both met (a reclaimed VM); process 0, waiting for it
+    in a collective, fails well within a minute (`distributed.heartbeat_timeout_seconds`) and its
+    log names task 1, instead of hanging."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    port = free_port()
+    procs, logs = [], []
+    try:
+        for i in range(NUM_PROCESSES):
+            log = open(tmp_path / f"worker_{i}.log", "w")  # noqa: SIM115 -- closed below
+            logs.append(log)
+            cmd = [sys.executable, "-u", "-m", "tests.fastdfkd_jax.multihost_worker"]
+            cmd += [str(i), str(NUM_PROCESSES), str(port), str(tmp_path)]
+            cmd += ["lose", str(TEST_HEARTBEAT_SECONDS)]
+            procs.append(
+                subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            )
+        lost_code = procs[1].wait(timeout=TIMEOUT_SECONDS)
+        lost_at = time.monotonic()
+        survivor_code = procs[0].wait(timeout=LOST_HOST_BOUND_SECONDS)
+        stopped_after = time.monotonic() - lost_at
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
+    survivor_log = (tmp_path / "worker_0.log").read_text()
+    assert lost_code == worker.LOST_EXIT, (tmp_path / "worker_1.log").read_text()[-2000:]
+    assert "both alive" in survivor_log and "UNEXPECTED" not in survivor_log
+    assert survivor_code != 0 and stopped_after < LOST_HOST_BOUND_SECONDS
+    assert "Task 1 heartbeat timeout" in survivor_log, survivor_log[-3000:]

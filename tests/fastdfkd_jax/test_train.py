@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import os
-from typing import Any
 
 import chex
 import flax.linen as nn
@@ -33,7 +32,8 @@ from fastdfkd_jax import (
     metric_files as metrics,
 )
 from fastdfkd_jax.synthesis import base as synthesis_base
-from fastdfkd_jax.synthesis.objective import init_bn_memory, objective_from_config
+from fastdfkd_jax.synthesis import losses
+from fastdfkd_jax.synthesis.objective import init_bn_memory
 from tests.conftest import load_config, save_random_teacher
 
 # Tiny models: compile time dominates, so compile without most optimizations (conftest.py).
@@ -302,7 +302,7 @@ class CifarOnly(nn.Module):
         (
             dict(method="magic"),
             "Unknown synthesis method 'magic'; choose one of "
-            r"\('fast', 'deepinversion', 'cmi', 'generative', 'fast_meta_latent'\)",
+            r"\('fast', 'deepinversion', 'cmi', 'generative', 'fast_meta_latent', 'nayer'\)",
         ),
         (dict(adv_start="later"), "Unknown synthesis.adv_start 'later'"),
         (dict(strategy="greedy"), "Unknown synthesis.fast.strategy 'greedy'"),
@@ -478,7 +478,6 @@ class CountingSynthesizer(synthesis.PoolSynthesis):
     raises by 0.1, its images are that level, and the student's KD batches are fresh "samples"
     of its state (not pool draws), two rounds per epoch, as a generative method would do."""
 
-    objective: Any
     batch_size: int
     image_shape: tuple
     adv: float = 0.0
@@ -487,6 +486,9 @@ class CountingSynthesizer(synthesis.PoolSynthesis):
 
     def init(self, rng):
         return {"level": jnp.zeros(())}
+
+    def init_bn_memory(self, teacher_vars, image_shape):
+        return losses.init_bn_memory([])  # no BN statistics loss: an empty memory
 
     def synthesize(self, state, bn_memory, teacher_vars, student_vars, rng, adv_weight):
         level = state["level"] + 0.1
@@ -499,7 +501,6 @@ class CountingSynthesizer(synthesis.PoolSynthesis):
 
 def build_counting(config, info, teacher, student, batch_sharding=None):
     return CountingSynthesizer(
-        objective=objective_from_config(config.synthesis, info, teacher, student),
         batch_size=config.synthesis.batch_size,
         image_shape=tuple(info.image_shape),
     )
