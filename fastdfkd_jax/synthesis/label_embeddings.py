@@ -5,9 +5,10 @@ encoder can be had offline, so a run takes its table from one of:
 
 - a path to a `.npy` file of shape (C, D) (`scripts/nayer_embeddings.py` makes one from NAYER's own
   pickled tables, or with a text encoder where one is installed);
+- `'onehot'`: the C x C identity (D = C), the default where no file is given (measured best of the
+  two built-in tables on digits: docs/benchmarks.md);
 - `'random'`: a fixed Gaussian table, N(0, 1) of `dim` values per class drawn from `seed` (the same
-  table in every run with that seed);
-- `'onehot'`: the C x C identity (D = C).
+  table in every run with that seed).
 
 The generator normalizes the rows with a BatchNorm over the batch first, so only their directions
 and spread across classes matter, not their scale.
