@@ -13,7 +13,10 @@ The suite passes unchanged on a CPU and on a GPU:
   session ($FASTDFKD_CACHE_DIR, $SPLINE_COMPILATION_CACHE), not to the user's cache.
 """
 
+import importlib.util
 import os
+import re
+import types
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
@@ -29,6 +32,30 @@ from spline import forward as spline_forward  # noqa: E402
 jax.config.update("jax_default_matmul_precision", "highest")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# An absl flag definition in a script's source: its name.
+_FLAG_DEFINITION = re.compile(r"DEFINE_\w+\(\s*['\"](\w+)['\"]")
+
+
+def load_script(name: str) -> types.ModuleType:
+    """`scripts/<name>.py` loaded as a module in this process.
+
+    Scripts define their absl flags at import, on absl's one global FLAGS, and several define the
+    same names (`--out`): a flag of the same name left by a script loaded earlier in this test
+    process is dropped first, so the tests can load scripts in any order.
+    """
+    from absl import flags
+
+    path = os.path.join(REPO, "scripts", f"{name}.py")
+    with open(path) as f:
+        for flag in _FLAG_DEFINITION.findall(f.read()):
+            if flag in flags.FLAGS:
+                delattr(flags.FLAGS, flag)
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 CONFIGS = os.path.join(REPO, "configs")
 
 

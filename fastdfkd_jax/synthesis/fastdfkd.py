@@ -377,6 +377,31 @@ class FastSynthesizer(PoolSynthesis):
         return bn_memory, metrics
 
 
+class WrapsFast(PoolSynthesis):
+    """A synthesizer built around a `FastSynthesizer` `base` (its inner loop, objective and step
+    settings): what the trainer and `PoolSynthesis` read of a synthesizer, taken from the base.
+    Mixed into the meta-latent and NAYER synthesizers' dataclasses.
+    """
+
+    base: FastSynthesizer
+
+    @property
+    def objective(self) -> Objective:
+        return self.base.objective
+
+    @property
+    def batch_size(self) -> int:
+        return self.base.batch_size
+
+    @property
+    def adv(self) -> float:
+        return self.base.adv
+
+    @property
+    def adv_start_epoch(self) -> int:
+        return self.base.adv_start_epoch
+
+
 def config_block() -> ml_collections.ConfigDict:
     """`synthesis.fast`: FastDFKD's own keys (`FastSynthesizer`'s fields), at the original's
     Fast-5 values for CIFAR (`methods.fast` sets the per-variant rates).

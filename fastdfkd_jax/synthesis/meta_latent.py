@@ -38,8 +38,7 @@ import optax
 
 from fastdfkd_jax import sharding
 from fastdfkd_jax.synthesis import fastdfkd, losses
-from fastdfkd_jax.synthesis.base import PoolSynthesis, from_block
-from fastdfkd_jax.synthesis.objective import Objective
+from fastdfkd_jax.synthesis.base import from_block
 
 
 @flax.struct.dataclass
@@ -62,7 +61,7 @@ class MetaLatentState:
 
 
 @dataclasses.dataclass(frozen=True)
-class MetaLatentSynthesizer(PoolSynthesis):
+class MetaLatentSynthesizer(fastdfkd.WrapsFast):
     """FastDFKD's meta-synthesizer with a meta-learned latent (see the module docstring).
 
     Attributes:
@@ -84,23 +83,6 @@ class MetaLatentSynthesizer(PoolSynthesis):
             )
         if self.reset_every < 0:
             raise ValueError(f"meta_latent.reset_every must be >= 0, got {self.reset_every}.")
-
-    # The trainer and `PoolSynthesis` read these from the synthesizer.
-    @property
-    def objective(self) -> Objective:
-        return self.base.objective
-
-    @property
-    def batch_size(self) -> int:
-        return self.base.batch_size
-
-    @property
-    def adv(self) -> float:
-        return self.base.adv
-
-    @property
-    def adv_start_epoch(self) -> int:
-        return self.base.adv_start_epoch
 
     @property
     def meta_gradient_label(self) -> str:

@@ -39,8 +39,8 @@ from fastdfkd_jax.models.noisy_generator import (
     redraw_noisy_layers,
 )
 from fastdfkd_jax.synthesis import fastdfkd, label_embeddings, losses
-from fastdfkd_jax.synthesis.base import PoolSynthesis, adv_start_epoch
-from fastdfkd_jax.synthesis.objective import Objective, objective_from_config
+from fastdfkd_jax.synthesis.base import adv_start_epoch
+from fastdfkd_jax.synthesis.objective import objective_from_config
 
 
 @flax.struct.dataclass
@@ -54,7 +54,7 @@ class NayerState:
 
 
 @dataclasses.dataclass(frozen=True)
-class NayerSynthesizer(PoolSynthesis):
+class NayerSynthesizer(fastdfkd.WrapsFast):
     """NAYER's synthesizer (see the module docstring).
 
     Attributes:
@@ -90,23 +90,6 @@ class NayerSynthesizer(PoolSynthesis):
         for name in ("g_life", "warmup_calls", "calls"):
             if getattr(self, name) < 1:
                 raise ValueError(f"synthesis.nayer.{name} must be >= 1, got {getattr(self, name)}.")
-
-    # What the trainer and `PoolSynthesis` read from the synthesizer.
-    @property
-    def objective(self) -> Objective:
-        return self.base.objective
-
-    @property
-    def batch_size(self) -> int:
-        return self.base.batch_size
-
-    @property
-    def adv(self) -> float:
-        return self.base.adv
-
-    @property
-    def adv_start_epoch(self) -> int:
-        return self.base.adv_start_epoch
 
     @property
     def meta_gradient_label(self) -> str:

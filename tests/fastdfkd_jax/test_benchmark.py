@@ -1,6 +1,5 @@
 """The acceleration benchmark: its arithmetic, its outputs on a tiny config, the CIFAR smoke preset."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ from fastdfkd_jax import backend, benchmark, fingerprint, train
 from fastdfkd_jax.benchmark import configs as bench_configs
 from fastdfkd_jax.benchmark import report, runs
 from fastdfkd_jax.benchmark import steps as benchmark_steps
-from tests.conftest import REPO, load_config, save_random_teacher
+from tests.conftest import REPO, load_config, load_script, save_random_teacher
 
 
 def tiny_bench(teacher_dir, methods=("deepinv2k", "fast2", "fast5_exact")):
@@ -498,10 +497,7 @@ def test_accelerator_check_timings_and_report_at_tiny_shapes(tmp_path):
 
 
 def load_accelerator_check():
-    spec = importlib.util.spec_from_file_location("accelerator_check", ACCEL_CHECK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("accelerator_check")
 
 
 def test_accelerator_check_names_missing_modules(monkeypatch):
@@ -572,7 +568,7 @@ def test_bench_vs_torch_runs_every_step_on_both_sides(tmp_path):
 
 def test_bench_vs_torch_times_each_call_alone_after_the_idle_gap(monkeypatch):
     """`side_by_side` idles before each timed call and leaves the idle out of the times."""
-    from scripts import bench_vs_torch
+    bench_vs_torch = load_script("bench_vs_torch")
 
     clock = [0.0]
     monkeypatch.setattr(bench_vs_torch.time, "perf_counter", lambda: clock[0])
@@ -597,11 +593,7 @@ def test_gpu_bundle_installs_only_what_is_missing(tmp_path, monkeypatch):
     """A wheel is installed only where none of its modules imports (the machine's jax stays)."""
     import zipfile
 
-    spec = importlib.util.spec_from_file_location(
-        "gpu_bundle", os.path.join(REPO, "scripts", "gpu_bundle.py")
-    )
-    bundle = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bundle)
+    bundle = load_script("gpu_bundle")
     wheels = tmp_path / "bundle" / "wheels"
     wheels.mkdir(parents=True)
     for name, module in (("numpy_fake", "numpy"), ("brand_new", "brand_new_mod")):

@@ -12,7 +12,7 @@ from absl import app
 
 from fastdfkd_jax import checkpoint, config_args, methods, optim, reporting
 from fastdfkd_jax import metric_files as metrics
-from tests.conftest import CONFIGS, REPO, load_config
+from tests.conftest import CONFIGS, REPO, load_config, load_script
 
 
 def test_cosine_schedule_known_values():
@@ -424,15 +424,10 @@ def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
 
 def test_compare_runs_tells_identical_from_different(tmp_path):
-    import importlib.util
 
     import jax.numpy as jnp
 
-    spec = importlib.util.spec_from_file_location(
-        "compare_runs", os.path.join(REPO, "scripts", "compare_runs.py")
-    )
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    compare = load_script("compare_runs")
 
     def run(name, value, loss):
         directory = tmp_path / name

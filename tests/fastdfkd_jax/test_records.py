@@ -1,13 +1,12 @@
 """The benchmark's table from stored records: known values, the docs kept equal to the records."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 
 from fastdfkd_jax.benchmark import records
-from tests.conftest import REPO
+from tests.conftest import REPO, load_script
 
 
 def _summary(method, seed, accuracy, best, seconds, g_steps=5, per_round=0):
@@ -96,11 +95,7 @@ def test_docs_section_round_trip():
 
 def test_docs_tables_equal_what_the_stored_records_give():
     """Every generated table in docs/ is what scripts/bench_report.py makes of the records now."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_report", os.path.join(REPO, "scripts", "bench_report.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("bench_report")
     pages = [p for p in os.listdir(os.path.join(REPO, "docs")) if p.endswith(".md")]
     marked = [p for p in pages if records.marked_paths(open(os.path.join(REPO, "docs", p)).read())]
     assert "benchmarks.md" in marked
