@@ -41,6 +41,7 @@ def test_friedman1_large_variant():
     assert load_config("spline_friedman1", "large").dataset.n_samples >= 1e5 / 0.64
 
 
+@pytest.mark.slow  # the study end to end (about 25 s); the default suite is at its bound
 def test_friedman1_quick_end_to_end(tmp_path, fast_compile):
     config = load_config("spline_friedman1", "quick")
     config.report.figure = str(tmp_path / "figures" / "f.png")
