@@ -53,8 +53,9 @@ def run(mesh) -> tuple:
     return state, evaluate(state.student.variables, eval_split())
 
 
-def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
-    jax.config.update("jax_disable_most_optimizations", True)  # compile in seconds, not tens
+def join(process_id: int, num_processes: int, port: int, **overrides) -> None:
+    """Joins `jax.distributed` on 127.0.0.1:`port` with gloo CPU collectives (`overrides`: other
+    keys of the `distributed` block)."""
     sharding.initialize_distributed(
         sharding.distributed_config(
             enabled=True,
@@ -62,8 +63,14 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
             num_processes=num_processes,
             process_id=process_id,
             cpu_collectives="gloo",
+            **overrides,
         )
     )
+
+
+def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
+    jax.config.update("jax_disable_most_optimizations", True)  # compile in seconds, not tens
+    join(process_id, num_processes, port)
     mesh = sharding.make_mesh(sharding.mesh_config())
     assert jax.process_count() == num_processes and sharding.data_size(mesh) == jax.device_count()
     state, accuracy = run(mesh)
@@ -101,16 +108,7 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
 def lose_a_host(process_id: int, num_processes: int, port: int, heartbeat: int) -> None:
     """Both processes meet once; then the last one dies without a word (a reclaimed VM) and the
     others wait for it in a collective, which must fail within about `heartbeat` seconds."""
-    sharding.initialize_distributed(
-        sharding.distributed_config(
-            enabled=True,
-            coordinator_address=f"127.0.0.1:{port}",
-            num_processes=num_processes,
-            process_id=process_id,
-            cpu_collectives="gloo",
-            heartbeat_timeout_seconds=heartbeat,
-        )
-    )
+    join(process_id, num_processes, port, heartbeat_timeout_seconds=heartbeat)
     multihost_utils.sync_global_devices("both alive")
     print("both alive", flush=True)
     if process_id == num_processes - 1:

@@ -32,12 +32,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(tmp_path) -> None:
-    """Runs the workers to completion; kills them and shows a log tail on failure or timeout."""
+def worker_env() -> dict:
+    """The workers' environment: simulated CPU devices, the repository importable."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}"
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def launch(tmp_path) -> None:
+    """Runs the workers to completion; kills them and shows a log tail on failure or timeout."""
+    env = worker_env()
     port = free_port()
     procs = []
     logs = []
@@ -146,10 +152,7 @@ def test_a_lost_host_stops_the_other_naming_it(tmp_path):
     """Process 1 dies without a word after both met (a reclaimed VM); process 0, waiting for it
     in a collective, fails well within a minute (`distributed.heartbeat_timeout_seconds`) and its
     log names task 1, instead of hanging."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env = worker_env()
     port = free_port()
     procs, logs = [], []
     try:
