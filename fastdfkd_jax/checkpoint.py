@@ -92,8 +92,15 @@ def save_teacher(
     num_classes: int,
     dataset: str,
     image_shape: Sequence[int],
+    kwargs: dict | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> None:
     """Writes a teacher directory: `meta.json` and the variables.
+
+    `meta.json` says what the variables are for: `arch` (a zoo name or an import path) and its
+    constructor's `kwargs`, `num_classes`, the `dataset` and `image_shape` it was trained or
+    distilled on and, when given, the normalization its inputs take (`mean`, `std`: [C]).
 
     In a multi-process run every process must call it (orbax synchronizes them); only process 0
     writes.
@@ -107,6 +114,10 @@ def save_teacher(
     meta = dict(
         arch=arch, num_classes=int(num_classes), dataset=dataset, image_shape=list(image_shape)
     )
+    if kwargs:
+        meta["kwargs"] = dict(kwargs)
+    if mean is not None and std is not None:
+        meta.update(mean=[float(m) for m in mean], std=[float(s) for s in std])
     if jax.process_index() == 0:
         (path / TEACHER_META).write_text(json.dumps(meta, indent=2))
 

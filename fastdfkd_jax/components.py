@@ -42,6 +42,8 @@ class Components:
       student: the student module.
       synthesizer: the synthesis method (`synthesis.Synthesizer`).
       tx, schedule: the student's optimizer and its learning rate as a function of the step.
+      student_variables: the student's initial variables when given (the Python API), else None
+        (initialized from the run's `student` key).
     """
 
     config: ml_collections.ConfigDict
@@ -54,6 +56,7 @@ class Components:
     synthesizer: Synthesizer
     tx: optax.GradientTransformation
     schedule: optax.Schedule
+    student_variables: dict | None = None
 
 
 def load_teacher(
@@ -81,20 +84,40 @@ def load_teacher(
         config.teacher.arch,
         num_classes=info.num_classes,
         dtype=precision.compute_dtype(config.precision),
+        **models.parse_kwargs(config.teacher.kwargs, "teacher.kwargs"),
     )
     models.check_fits(teacher, info, "teacher")
+    check_variables(teacher, variables, info, f"The teacher at {directory!r}")
+    return teacher, variables
+
+
+def check_variables(model: nn.Module, variables: dict, info: Any, what: str) -> None:
+    """Raises a ValueError naming `what` when `variables` are not shaped as `model`'s for the
+    dataset's images and classes (checked on shapes: no compute).
+    """
     expected = jax.eval_shape(
-        lambda: teacher.init(jax.random.PRNGKey(0), jnp.zeros((1, *info.image_shape)), train=False)
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *info.image_shape)), train=False)
     )
     got = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.float32), variables)
     want = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), expected)
     if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
         raise ValueError(
-            f"The teacher at {directory!r} does not match a "
-            f"{config.teacher.arch!r} "
-            f"for {info.image_shape} images and {info.num_classes} classes."
+            f"{what}: its variables do not fit a {type(model).__name__} for {info.image_shape} "
+            f"images and {info.num_classes} classes (they differ in structure or shape)."
         )
-    return teacher, variables
+
+
+def given_model(
+    model: tuple[nn.Module, dict | None], info: Any, what: str
+) -> tuple[nn.Module, dict | None]:
+    """A model given in code (the Python API): `(module, variables or None)`, checked against the
+    dataset before any compute (it must map its images to its classes; variables must fit).
+    """
+    module, variables = model
+    models.check_fits(module, info, what)
+    if variables is not None:
+        check_variables(module, variables, info, f"The given {what}")
+    return module, variables
 
 
 def kd_optimizer(
@@ -117,23 +140,33 @@ def build(
     mesh: Mesh | None = None,
     *,
     teacher: tuple[nn.Module, dict] | None = None,
+    student: tuple[nn.Module, dict | None] | None = None,
 ) -> Components:
     """The run's parts. `mesh` defaults to `config.mesh`'s; `teacher` (module, variables) to the
-    checkpoint of `config.teacher` (loaded and checked; a given module computes as it was made).
+    checkpoint of `config.teacher` (loaded and checked); `student` (module, initial variables or
+    None) to a fresh `config.student`. A given module computes as it was made.
     """
     mesh = mesh if mesh is not None else sharding.make_mesh(config.mesh)
     precision.check_backend(config.precision, mesh.devices.flat)
     choices = backend.choices(config, backend.platform_of(mesh))
     config = backend.resolve(config, backend.platform_of(mesh))
     info = run_data.dataset_info(config)  # the dataset at the run's image size
-    teacher_module, teacher_vars = teacher or load_teacher(config, info)
-    student = models.create_model(
-        config.student.arch,
-        num_classes=info.num_classes,
-        dtype=precision.compute_dtype(config.precision),
-    )
-    models.check_fits(student, info, "student")
-    synthesizer = build_synthesizer(config, info, teacher_module, student, mesh)
+    if teacher is not None:
+        teacher_module, teacher_vars = given_model(teacher, info, "teacher")
+    else:
+        teacher_module, teacher_vars = load_teacher(config, info)
+    if student is not None:
+        student_module, student_vars = given_model(student, info, "student")
+    else:
+        student_vars = None
+        student_module = models.create_model(
+            config.student.arch,
+            num_classes=info.num_classes,
+            dtype=precision.compute_dtype(config.precision),
+            **models.parse_kwargs(config.student.kwargs, "student.kwargs"),
+        )
+        models.check_fits(student_module, info, "student")
+    synthesizer = build_synthesizer(config, info, teacher_module, student_module, mesh)
     sharding.check_batch_divides(config.synthesis.batch_size, mesh, "synthesis.batch_size")
     sharding.check_batch_divides(config.kd.batch_size, mesh, "kd.batch_size")
     sharding.check_batch_divides(config.pool.capacity, mesh, "pool.capacity")
@@ -145,10 +178,11 @@ def build(
         mesh=mesh,
         teacher=teacher_module,
         teacher_vars=sharding.replicate(teacher_vars, mesh),
-        student=student,
+        student=student_module,
         synthesizer=synthesizer,
         tx=tx,
         schedule=schedule,
+        student_variables=student_vars,
     )
 
 
@@ -177,6 +211,7 @@ def init_state(
         synthesizer_rng=keys["synthesizer_init"],
         mesh=parts.mesh,
         pool_images=pool_images,
+        student_variables=parts.student_variables,
     )
 
 

@@ -75,7 +75,9 @@ def teacher_config(
     """A teacher-training config: `arch` on `dataset_name`, cross-entropy, crop + flip."""
     config = base_config("teacher")
     config.dataset = dataset(dataset_name)
-    config.model = ml_collections.ConfigDict(dict(arch=arch))
+    # arch: a zoo name or an import path 'package.module:ClassName'; kwargs: the constructor's
+    # keyword arguments as a dict literal, e.g. "{'width': 32}" (models.parse_kwargs).
+    config.model = ml_collections.ConfigDict(dict(arch=arch, kwargs=""))
     config.train = ml_collections.ConfigDict()
     config.train.epochs = epochs
     config.train.batch_size = batch_size
@@ -123,8 +125,10 @@ def dfkd_config(
     # A workdir that holds a run of another config, teacher or code version: refused (False), or
     # that run's files moved to WORKDIR/superseded.<n>/ and this run started there (True).
     config.start_afresh = False
-    config.teacher = ml_collections.ConfigDict(dict(arch=teacher_arch, checkpoint=""))
-    config.student = ml_collections.ConfigDict(dict(arch=student_arch))
+    # arch: a zoo name or an import path 'package.module:ClassName'; kwargs: the constructor's
+    # keyword arguments as a dict literal, e.g. "{'width': 32}" (models.parse_kwargs).
+    config.teacher = ml_collections.ConfigDict(dict(arch=teacher_arch, kwargs="", checkpoint=""))
+    config.student = ml_collections.ConfigDict(dict(arch=student_arch, kwargs=""))
     config.epochs = 220
     config.warmup = 20
     config.eval_every_epochs = 1

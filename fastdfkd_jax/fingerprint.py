@@ -6,7 +6,8 @@ A run's fingerprint is the SHA-256 of
   keys renamed by `RENAMED` (old dotted key -> today's), keys added later left out at the value
   that reproduces the older code (`ADDED`), so that a record stored before a config layout change
   still matches the same run today, and without the blocks of other synthesis methods (a
-  DeepInversion setting cannot change a FastDFKD run);
+  DeepInversion setting cannot change a FastDFKD run); backend-dependent keys left at 'auto' count
+  as the value they take on the run's backend (a standalone run and the benchmark's are one run);
 - the **teacher's parameters** (`teacher_digest`: their bytes, not the directory's path, so a record
   made in one clone matches in another and a teacher retrained at the same path does not);
 - the **code's version** of what computes it (`code_versions`: the trainer's and the synthesis
@@ -32,6 +33,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from fastdfkd_jax import backend as backends
 from fastdfkd_jax import checkpoint, checks, reporting, synthesis
 
 FILE = "fingerprint.json"
@@ -136,7 +138,7 @@ METHOD_KEY = "synthesis.method"
 # Config keys added since records were first stored -> the value that computes what the code did
 # before the key existed. A setting at that value is left out of the fingerprint, so a record of
 # the older code still matches; any other value makes another run.
-ADDED: dict[str, Any] = {}
+ADDED: dict[str, Any] = {"teacher.kwargs": "", "student.kwargs": ""}
 
 # The trainer's version (KD step, epoch loop, evaluation): bump with a change that alters results.
 TRAINER_VERSION = 1
@@ -189,14 +191,32 @@ def in_todays_layout(config: Mapping[str, Any]) -> ml_collections.ConfigDict:
     today's key names (`RENAMED`), without the ignored keys and other methods' blocks: what
     readers of stored records use instead of the old names.
     """
+    return _nested(settings(config))
+
+
+def _nested(flat: Mapping[str, Any]) -> ml_collections.ConfigDict:
     nested: dict[str, Any] = {}
-    for key, value in settings(config).items():
+    for key, value in flat.items():
         *path, name = key.split(".")
         holder = nested
         for part in path:
             holder = holder.setdefault(part, {})
         holder[name] = value
     return ml_collections.ConfigDict(nested)
+
+
+def _autos_resolved(run_settings: dict[str, Any], platform: str) -> dict[str, Any]:
+    """`run_settings` with each backend-dependent key left at 'auto' replaced by the value it takes
+    on `platform` (`backend.choices`): a run given 'auto' and one given the value it resolves to
+    compute the same, so they have one fingerprint (the benchmark's runs hold resolved values).
+    """
+    if backends.AUTO not in run_settings.values():
+        return run_settings
+    chosen = backends.choices(_nested(run_settings), platform)
+    return {
+        key: chosen[key] if value == backends.AUTO and key in chosen else value
+        for key, value in run_settings.items()
+    }
 
 
 def teacher_digest(variables: Any) -> str:
@@ -239,7 +259,7 @@ def record(
     config: Mapping[str, Any], teacher: str, code: Mapping[str, int], backend: str
 ) -> dict[str, Any]:
     """`fingerprint.json`'s content: the fingerprint and what it was computed from."""
-    run_settings = settings(config)
+    run_settings = _autos_resolved(settings(config), backend)
     return dict(
         fingerprint=fingerprint(run_settings, teacher, code, backend),
         teacher_digest=teacher,
@@ -254,7 +274,7 @@ def of_record(stored: Mapping[str, Any]) -> str:
     'fingerprint_record'), recomputed with today's `RENAMED` and `IGNORED_KEYS`.
     """
     stored = stored.get("fingerprint_record", stored)
-    run_settings = _canonical(stored["settings"])
+    run_settings = _autos_resolved(_canonical(stored["settings"]), stored["backend"])
     return fingerprint(
         run_settings, stored["teacher_digest"], stored["code_versions"], stored["backend"]
     )

@@ -49,7 +49,7 @@ def dataset_info(config: ml_collections.ConfigDict) -> base.DatasetInfo:
 
 def streamed(name: str) -> bool:
     """Whether the registry reads `name` example by example (too large, or label maps)."""
-    return data.DATASETS[name].load is None
+    return data.is_streamed(name)
 
 
 def open_test_split(

@@ -55,10 +55,17 @@ class ClassifierState:
 
 
 def init_classifier(
-    model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, image_shape: Sequence[int]
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    image_shape: Sequence[int],
+    variables: dict | None = None,
 ) -> ClassifierState:
-    """Fresh parameters, BN statistics and optimizer state for `model` on `image_shape` images."""
-    variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    """Fresh parameters, BN statistics and optimizer state for `model` on `image_shape` images
+    (the given `variables` instead of an initialization from `rng`, when given).
+    """
+    if variables is None:
+        variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables["params"]
     return ClassifierState(
         step=jnp.zeros((), jnp.int32),
@@ -103,6 +110,7 @@ def create_dfkd_state(
     synthesizer_rng: jax.Array,
     mesh: Mesh | None = None,
     pool_images: jax.Array | None = None,
+    student_variables: dict | None = None,
 ) -> DFKDState:
     """A run's state at epoch 0, placed on `mesh` by the sharding rules (when given).
 
@@ -117,9 +125,11 @@ def create_dfkd_state(
         writes every leaf where the sharding rules put it (no host copy, and one compilation that
         the persistent cache keeps); None: made op by op where JAX puts it.
       pool_images: [N, H, W, C] in [0, 1] to put in the pool (timing and tests); None: empty.
+      student_variables: the student's initial variables (a user's student); None: initialized
+        from `student_rng`.
     """
 
-    def make(teacher_vars, student_rng, synthesizer_rng, pool_images):
+    def make(teacher_vars, student_rng, synthesizer_rng, pool_images, student_variables):
         pool = pool_lib.init_pool(pool_capacity, image_shape, pool_dtype, pool_quantize)
         if pool_images is not None:
             pool = pool_lib.add(pool, pool_images)
@@ -128,10 +138,10 @@ def create_dfkd_state(
             synthesizer=synthesizer.init(synthesizer_rng),
             bn_memory=synthesizer.init_bn_memory(teacher_vars, image_shape),
             pool=pool,
-            student=init_classifier(student, tx, student_rng, image_shape),
+            student=init_classifier(student, tx, student_rng, image_shape, student_variables),
         )
 
-    args = (teacher_vars, student_rng, synthesizer_rng, pool_images)
+    args = (teacher_vars, student_rng, synthesizer_rng, pool_images, student_variables)
     if mesh is None:
         return make(*args)
     return jit_create(make, mesh, *args)

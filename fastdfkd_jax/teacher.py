@@ -46,6 +46,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.train.epochs < 1:
         raise ValueError(f"train.epochs must be >= 1, got {config.train.epochs}.")
     models.check_classifier_name(config.model.arch)
+    models.parse_kwargs(config.model.kwargs, "model.kwargs")
     optim.validate(config.train.optimizer, "train.optimizer")
     precision.validate(config.precision)
     data.get_info(config.dataset.name)  # an unknown dataset names the known ones
@@ -149,6 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config.model.arch,
         num_classes=info.num_classes,
         dtype=precision.compute_dtype(config.precision),
+        **models.parse_kwargs(config.model.kwargs, "model.kwargs"),
     )
     models.check_fits(model, info, "model")
     mesh = sharding.make_mesh(config.mesh)
@@ -260,6 +262,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         num_classes=info.num_classes,
         dataset=info.name,
         image_shape=info.image_shape,
+        kwargs=models.parse_kwargs(config.model.kwargs, "model.kwargs"),
+        mean=info.mean,
+        std=info.std,
     )
     summary = dict(
         test_accuracy=test_accuracy,

@@ -28,6 +28,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -43,6 +44,7 @@ from fastdfkd_jax import (
     distill,
     fingerprint,
     metric_files,
+    models,
     optim,
     precision,
     preemption,
@@ -99,6 +101,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"kd.schedule_per_epoch must be True or False, got {config.kd.schedule_per_epoch!r}."
         )
     precision.validate(config.precision)
+    for block in ("teacher", "student"):
+        models.parse_kwargs(config[block].kwargs, f"{block}.kwargs")
     backend.validate(config)
     synthesis.validate(config.synthesis)
     optim.validate(config.kd.optimizer, "kd.optimizer")
@@ -222,9 +226,16 @@ def synthesis_calls(synthesizer: synthesis.Synthesizer, epochs: int) -> int:
 
 
 def run_fingerprint(config: ml_collections.ConfigDict, parts: components.Components) -> dict:
-    """`fingerprint.record` of the run: its settings, teacher, code versions and backend."""
+    """`fingerprint.record` of the run: its settings, teacher, code versions and backend (and a
+    given student's initial variables, as the setting `student.initial_variables`: their digest).
+    """
+    settings = config.to_dict()
+    if parts.student_variables is not None:
+        settings["student"]["initial_variables"] = fingerprint.teacher_digest(
+            parts.student_variables
+        )
     return fingerprint.record(
-        config.to_dict(),
+        settings,
         fingerprint.teacher_digest(parts.teacher_vars),
         fingerprint.code_versions(synthesis.code_version(config.synthesis)),
         backend.platform_of(parts.mesh),
@@ -237,19 +248,29 @@ def best_logged(logged: list[dict], headline: str) -> tuple[float, int]:
     return max(((r[key], r["epoch"]) for r in logged if key in r), default=(float("-inf"), 0))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs data-free distillation as `config` says; returns the summary written to `workdir`."""
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    teacher: tuple[Any, dict] | None = None,
+    student: tuple[Any, dict | None] | None = None,
+) -> dict:
+    """Runs data-free distillation as `config` says; returns the summary written to `workdir`.
+
+    `teacher` (module, variables) and `student` (module, initial variables or None) replace the
+    config's models when given (the Python API, `fastdfkd_jax.api`); the config's `arch` and
+    `kwargs` then only label them (records, the student's model directory).
+    """
     clock = timing.RunClock()
     validate(config)
     if config.compilation_cache:
         cache_dir = compilation.use_persistent_cache(config.compilation_cache_dir)
         logging.info("Persistent compilation cache: %s", cache_dir)
-    teacher = None
     if config.smoke_test:  # a randomly initialized teacher, saved once in the work directory
         info = run_data.dataset_info(config)
         directory = smoke.init_teacher(config.teacher.arch, info, workdir, config.seed)
         teacher = components.load_teacher(config, info, directory)
-    parts = components.build(config, teacher=teacher)
+    parts = components.build(config, teacher=teacher, student=student)
     logging.info(
         "Precision %s; backend %s chose %s",
         config.precision,
@@ -354,6 +375,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             num_classes=parts.info.num_classes,
             dataset=parts.info.name,
             image_shape=parts.info.image_shape,
+            kwargs=models.parse_kwargs(config.student.kwargs, "student.kwargs"),
+            mean=parts.info.mean,
+            std=parts.info.std,
         )
         # Waiting for the background writes and checkpoints still under way.
         timer("drain", lambda: (background.wait(), checkpoint.wait(manager)))

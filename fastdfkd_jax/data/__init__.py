@@ -8,7 +8,7 @@ in `fastdfkd_jax.data.augment`.
 """
 
 from fastdfkd_jax.data.base import DATA_DIR_ENV, IGNORE_LABEL, DatasetInfo, DatasetNotFoundError
-from fastdfkd_jax.data.registry import DATASETS, get_info, load_split, open_split
+from fastdfkd_jax.data.registry import DATASETS, get_info, is_streamed, load_split, open_split
 from fastdfkd_jax.data.streaming import ExampleSource, iterate_batches
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "DatasetNotFoundError",
     "ExampleSource",
     "get_info",
+    "is_streamed",
     "iterate_batches",
     "load_split",
     "open_split",

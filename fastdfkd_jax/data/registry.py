@@ -3,7 +3,8 @@
 Every dataset module provides a `DatasetInfo` and either `load(split, data_dir) -> split dict`
 (small datasets, whole split in memory) or `open(split, data_dir) -> ExampleSource` (ImageNet and
 NYUv2: random access to examples, batched by `streaming.iterate_batches`). `open_split` works for
-every dataset, so evaluation can iterate batches the same way everywhere.
+every dataset, so evaluation can iterate batches the same way everywhere. A name `'npz:PATH'` is a
+user's own data in one NumPy file (`npz`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fastdfkd_jax.data import base, cifar, digits, fashion_mnist, imagenet, nyuv2, streaming
+from fastdfkd_jax.data import base, cifar, digits, fashion_mnist, imagenet, npz, nyuv2, streaming
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +50,19 @@ DATASETS: dict[str, DatasetEntry] = {
 
 
 def _entry(name: str) -> DatasetEntry:
+    if npz.is_npz_name(name):  # a user's own file (`fastdfkd_jax.data.npz`)
+        return DatasetEntry(npz.info(name), load=lambda split, _: npz.load(name, split))
     if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.")
+        raise ValueError(
+            f"Unknown dataset {name!r}; choose one of {sorted(DATASETS)} or a NumPy file, "
+            f"'{npz.PREFIX}PATH' (fastdfkd_jax.data.npz)."
+        )
     return DATASETS[name]
+
+
+def is_streamed(name: str) -> bool:
+    """Whether dataset `name` is read example by example (too large, or label maps)."""
+    return _entry(name).load is None
 
 
 def get_info(name: str) -> base.DatasetInfo:

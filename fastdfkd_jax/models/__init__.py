@@ -10,6 +10,7 @@ generators always normalize with batch statistics (see :mod:`fastdfkd_jax.models
 classes.
 """
 
+import ast
 import functools
 import importlib
 from collections.abc import Callable
@@ -95,6 +96,27 @@ def from_import_path(name: str) -> Callable[..., nn.Module]:
     if not hasattr(module, attribute):
         raise ValueError(f"Model {name!r}: {module_name!r} has no {attribute!r}.")
     return getattr(module, attribute)
+
+
+def parse_kwargs(text: str, key: str) -> dict[str, Any]:
+    """A model's constructor keywords from their config field (`teacher.kwargs`, ...): a Python
+    dict literal such as ``"{'width': 32, 'depth': 4}"``; empty for ``""``.
+
+    Raises:
+      ValueError: naming `key` and the text, when it is not a dict literal with string keys.
+
+    """
+    if not text:
+        return {}
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(
+            f"{key}={text!r} is not a dict literal of keyword arguments, e.g. \"{{'width': 32}}\"."
+        )
+    return value
 
 
 def check_classifier_name(name: str) -> None:
@@ -236,4 +258,5 @@ __all__ = [
     "count_params",
     "create_generator",
     "create_model",
+    "parse_kwargs",
 ]

@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fastdfkd_jax.models import probes
 from fastdfkd_jax.synthesis import losses
 
 # The original's clamp of the three distributions in `jsdiv` (datafree/criterions.py).
@@ -155,12 +156,11 @@ def capture_dense_inputs(
     """
     inputs: list[jax.Array] = []
 
-    def interceptor(next_fun, args, call_kwargs, context):
-        if isinstance(context.module, nn.Dense) and context.method_name == "__call__":
-            inputs.append(args[0])
-        return next_fun(*args, **call_kwargs)
+    def record(call: probes.LayerCall) -> None:
+        if call.kind == probes.DENSE:
+            inputs.append(call.inputs)
 
-    with nn.intercept_methods(interceptor):
+    with probes.observe(record):
         out = model.apply(variables, x, **kwargs)
     return out, inputs
 
@@ -230,14 +230,12 @@ def capture_stage_activations(
     """
     by_size: dict[tuple[int, int], jax.Array] = {}
 
-    def interceptor(next_fun, args, call_kwargs, context):
-        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
-            a = args[0]
-            if a.ndim == 4:
-                by_size[a.shape[1:3]] = a  # dicts keep first-seen order; the last call wins
-        return next_fun(*args, **call_kwargs)
+    def record(call: probes.LayerCall) -> None:
+        a = call.inputs
+        if call.kind == probes.BATCHNORM and a.ndim == 4:
+            by_size[a.shape[1:3]] = a  # dicts keep first-seen order; the last call wins
 
-    with nn.intercept_methods(interceptor):
+    with probes.observe(record):
         out = model.apply(variables, x, **kwargs)
     if not by_size:
         raise ValueError(

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import optax
 
 from fastdfkd_jax.checks import check_choice
-from fastdfkd_jax.models import layers
+from fastdfkd_jax.models import layers, probes
 
 # Which teacher modules' inputs give CMI's instance features (`synthesis.cmi.feature_layers`).
 FEATURE_LAYERS = ("auto", "batchnorm", "stages")
@@ -68,24 +68,29 @@ def resolve_feature_layers(feature_layers: str, teacher_arch: str) -> str:
     return "stages" if teacher_arch in STAGE_FEATURE_TEACHERS else "batchnorm"
 
 
-def feature_filter(feature_layers: str) -> Callable[[nn.Module], bool]:
-    """The module test of 'batchnorm' (every `nn.BatchNorm`) or 'stages' (each ResNet stage's
+def feature_filter(feature_layers: str) -> Callable[[probes.LayerCall], bool]:
+    """The layer-call test of 'batchnorm' (every BatchNorm) or 'stages' (each ResNet stage's
     first block, `layer{k}_0`: its input is the input of the original's `layer{k}`).
     """
     if feature_layers == "batchnorm":
-        return lambda module: isinstance(module, nn.BatchNorm)
+        return lambda call: call.kind == probes.BATCHNORM
     if feature_layers == "stages":
-        return lambda module: bool(module.name and _STAGE_ENTRY.fullmatch(module.name))
+        return lambda call: bool(call.name and _STAGE_ENTRY.fullmatch(call.name))
     raise ValueError(
         f"feature_filter takes 'batchnorm' or 'stages' (resolved), got {feature_layers!r}."
     )
+
+
+def instance_mean(inputs: jax.Array) -> jax.Array:
+    """Per-sample spatial mean of a layer's input: [B, ..., C] -> [B, C]."""
+    return jnp.mean(inputs, axis=tuple(range(1, inputs.ndim - 1)))
 
 
 def capture_instance_means(
     model: nn.Module,
     variables: Any,
     x: jax.Array,
-    module_filter: Callable[[nn.Module], bool] | None = None,
+    module_filter: Callable[[probes.LayerCall], bool] | None = None,
     **kwargs,
 ) -> tuple[jax.Array, jax.Array]:
     """Applies `model`; returns (output, per-sample spatial means of the chosen modules' inputs).
@@ -98,7 +103,8 @@ def capture_instance_means(
       model: a Flax module.
       variables: its variables.
       x: input batch [B, H, W, C].
-      module_filter: which modules to record (their `__call__` input); default: `nn.BatchNorm`.
+      module_filter: which layer calls to record (`probes.LayerCall` -> bool; their input);
+        default: every BatchNorm.
       **kwargs: passed to `model.apply` (e.g. `train=False`).
 
     Returns:
@@ -110,13 +116,11 @@ def capture_instance_means(
 
     means: list[jax.Array] = []
 
-    def interceptor(next_fun, args, call_kwargs, context):
-        if context.method_name == "__call__" and module_filter(context.module):
-            a = args[0]
-            means.append(jnp.mean(a, axis=tuple(range(1, a.ndim - 1))))
-        return next_fun(*args, **call_kwargs)
+    def record(call: probes.LayerCall) -> None:
+        if module_filter(call):
+            means.append(instance_mean(call.inputs))
 
-    with nn.intercept_methods(interceptor):
+    with probes.observe(record):
         out = model.apply(variables, x, **kwargs)
     if not means:
         raise ValueError(f"No module of {type(model).__name__} matched the CMI feature filter.")

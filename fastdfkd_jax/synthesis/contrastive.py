@@ -35,6 +35,7 @@ import optax
 
 from fastdfkd_jax import backend, sharding
 from fastdfkd_jax.checks import check_choice
+from fastdfkd_jax.models import probes
 from fastdfkd_jax.synthesis import baseline_augment, cmi, losses
 from fastdfkd_jax.synthesis.base import (
     ChunkedSynthesis,
@@ -104,18 +105,13 @@ def capture_records_and_means(
     means: list[jax.Array] = []
     is_feature = cmi.feature_filter(feature_layers)
 
-    def interceptor(next_fun, args, call_kwargs, context):
-        if context.method_name == "__call__":
-            a = args[0]
-            if isinstance(context.module, nn.BatchNorm):
-                mean, var = losses.batch_moments(a)
-                stats = context.module.variables["batch_stats"]
-                records.append(losses.BNRecord(mean, var, stats["mean"], stats["var"]))
-            if is_feature(context.module):
-                means.append(jnp.mean(a, axis=tuple(range(1, a.ndim - 1))))
-        return next_fun(*args, **call_kwargs)
+    def record(call: probes.LayerCall) -> None:
+        if call.kind == probes.BATCHNORM:
+            records.append(losses.bn_record(call))
+        if is_feature(call):
+            means.append(cmi.instance_mean(call.inputs))
 
-    with nn.intercept_methods(interceptor):
+    with probes.observe(record):
         logits = model.apply(variables, x, train=False)
     if not means:
         raise ValueError(

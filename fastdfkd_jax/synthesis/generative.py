@@ -34,6 +34,7 @@ import optax
 from fastdfkd_jax import backend, sharding
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.data import augment
+from fastdfkd_jax.models import probes
 from fastdfkd_jax.synthesis import baseline_losses, losses
 from fastdfkd_jax.synthesis.base import (
     PoolSynthesis,
@@ -134,19 +135,15 @@ def capture_teacher(
     dense_inputs: list[jax.Array] = []
     conv_inputs: list[jax.Array] = []
 
-    def interceptor(next_fun, args, call_kwargs, context):
-        if context.method_name == "__call__":
-            if isinstance(context.module, nn.BatchNorm):
-                mean, var = losses.batch_moments(args[0])
-                stats = context.module.variables["batch_stats"]
-                records.append(losses.BNRecord(mean, var, stats["mean"], stats["var"]))
-            elif isinstance(context.module, nn.Dense):
-                dense_inputs.append(args[0])
-            elif isinstance(context.module, nn.Conv):
-                conv_inputs.append(args[0])
-        return next_fun(*args, **call_kwargs)
+    def record(call: probes.LayerCall) -> None:
+        if call.kind == probes.BATCHNORM:
+            records.append(losses.bn_record(call))
+        elif call.kind == probes.DENSE:
+            dense_inputs.append(call.inputs)
+        elif call.kind == probes.CONV:
+            conv_inputs.append(call.inputs)
 
-    with nn.intercept_methods(interceptor):
+    with probes.observe(record):
         logits = teacher.apply(teacher_vars, x, train=False)
     if dense_inputs:
         return logits, records, dense_inputs[-1]

@@ -1,7 +1,8 @@
 """Synthesis and distillation losses: pure functions, shapes in the docstrings.
 
-- `capture_bn_inputs`: runs a model and records the *input* of every `nn.BatchNorm` it calls,
-  with that layer's running statistics, through `nn.intercept_methods` (no change to model code).
+- `capture_bn_inputs`: runs a model and records the *input* of every BatchNorm it calls, with
+  that layer's running statistics, through a layer probe (`models.probes`: linen's
+  `nn.intercept_methods`, or an NNX model's adapter; no change to model code).
 - `bn_statistics_loss`: DeepInversion's feature-statistics loss, with the optional momentum blend of
   FastDFKD (`bn_momentum`), whose stored statistics are explicit state (`BNMemory`).
 - `one_hot_loss`, `adversarial_loss`, `kd_loss`: cross-entropy on sampled targets, the masked
@@ -17,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+
+from fastdfkd_jax.models import probes
 
 
 class BNRecord(NamedTuple):
@@ -75,7 +78,8 @@ def capture_bn_inputs(
     """Applies `model` and records every BatchNorm's input statistics and running statistics.
 
     Args:
-      model: a Flax module whose BatchNorms are `nn.BatchNorm`.
+      model: a Flax module whose BatchNorms are `nn.BatchNorm` (or an NNX model's adapter,
+        `models.nnx_adapter`, with `nnx.BatchNorm`s).
       variables: its variables (with `batch_stats`).
       x: the input batch, e.g. float32 [B, H, W, C].
       **kwargs: passed to `model.apply` (e.g. `train=False`).
@@ -86,16 +90,19 @@ def capture_bn_inputs(
     """
     records: list[BNRecord] = []
 
-    def interceptor(next_fun, args, call_kwargs, context):
-        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
-            mean, var = batch_moments(args[0])
-            stats = context.module.variables["batch_stats"]
-            records.append(BNRecord(mean, var, stats["mean"], stats["var"]))
-        return next_fun(*args, **call_kwargs)
+    def record(call: probes.LayerCall) -> None:
+        if call.kind == probes.BATCHNORM:
+            records.append(bn_record(call))
 
-    with nn.intercept_methods(interceptor):
+    with probes.observe(record):
         out = model.apply(variables, x, **kwargs)
     return out, records
+
+
+def bn_record(call: probes.LayerCall) -> BNRecord:
+    """The `BNRecord` of a BatchNorm's call: its input's batch moments and running statistics."""
+    mean, var = batch_moments(call.inputs)
+    return BNRecord(mean, var, call.running_mean, call.running_var)
 
 
 def init_bn_memory(records: list[BNRecord]) -> BNMemory:

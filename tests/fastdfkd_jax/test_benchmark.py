@@ -183,7 +183,7 @@ def test_fingerprint_ignores_layout_renames_and_display_keys(monkeypatch):
     new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
     assert fingerprint.of_record(record) == new["fingerprint"]
     # A key added later: at the value that reproduces the older code it changes nothing ...
-    monkeypatch.setattr(fingerprint, "ADDED", {"kd.new_knob": False})
+    monkeypatch.setattr(fingerprint, "ADDED", {**fingerprint.ADDED, "kd.new_knob": False})
     moved["kd"]["new_knob"] = False
     new = fingerprint.record(moved, "T", fingerprint.code_versions(1), "cpu")
     assert fingerprint.of_record(record) == new["fingerprint"]
@@ -206,6 +206,21 @@ def test_fingerprint_ignores_layout_renames_and_display_keys(monkeypatch):
     for args in (("T", 1, "gpu"), ("T", 2, "cpu"), ("U", 1, "cpu")):
         other = fingerprint.record(moved, args[0], fingerprint.code_versions(args[1]), args[2])
         assert other["fingerprint"] != new["fingerprint"], args
+
+
+def test_a_run_given_auto_has_the_fingerprint_of_its_resolved_values():
+    """A standalone run (its config's 'auto' keys) and the benchmark's run of the same method
+    (resolved values) are one run on the same backend; a value 'auto' does not take there is not.
+    """
+    for spec in ("dfkd_digits.py:fast5", "dfkd_digits.py:deepinv2k", "dfkd_digits.py:dafl"):
+        config = load_config(spec)
+        code = fingerprint.code_versions(1)
+        given_auto = fingerprint.record(config.to_dict(), "T", code, "cpu")
+        resolved = fingerprint.record(backend.resolve(config, "cpu").to_dict(), "T", code, "cpu")
+        assert given_auto["fingerprint"] == resolved["fingerprint"], spec
+        assert fingerprint.of_record(given_auto) == resolved["fingerprint"], spec
+        on_gpu = fingerprint.record(backend.resolve(config, "gpu").to_dict(), "T", code, "cpu")
+        assert on_gpu["fingerprint"] != resolved["fingerprint"], spec
 
 
 def test_stored_records_match_todays_configs():

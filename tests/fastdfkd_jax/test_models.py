@@ -424,8 +424,8 @@ def test_models_by_import_path():
 
 @pytest.mark.slow  # a teacher and a distillation run end to end: about a minute
 def test_a_model_named_by_import_path_through_the_cli(tmp_path):
-    """A teacher trained and a student distilled, both a model of the user's named by import path;
-    the teacher directory records the path.
+    """A teacher trained and a student distilled, both a model of the user's named by import path
+    with constructor arguments (`kwargs`); the model directories record both.
     """
     import json
     import subprocess
@@ -437,16 +437,21 @@ def test_a_model_named_by_import_path_through_the_cli(tmp_path):
     common = ["--config.progress_bar=False", "--config.compilation_cache=False"]
     subprocess.run(
         [sys.executable, "-m", "fastdfkd_jax.main", "--config=configs/teacher_digits.py:runlocal",
-         f"--workdir={tmp_path / 'teacher'}", f"--config.model.arch={arch}", *common],
+         f"--workdir={tmp_path / 'teacher'}", f"--config.model.arch={arch}",
+         "--config.model.kwargs={'width': 4}", *common],
         check=True, cwd=REPO, capture_output=True, timeout=600,
     )  # fmt: skip
     teacher_dir = tmp_path / "teacher" / "teacher"
-    assert json.loads((teacher_dir / "meta.json").read_text())["arch"] == arch
+    meta = json.loads((teacher_dir / "meta.json").read_text())
+    assert meta["arch"] == arch and meta["kwargs"] == {"width": 4}
     subprocess.run(
         [sys.executable, "-m", "fastdfkd_jax.main", "--config=configs/dfkd_digits.py:runlocal",
          f"--workdir={tmp_path / 'dfkd'}", f"--config.teacher.checkpoint={teacher_dir}",
-         f"--config.teacher.arch={arch}", f"--config.student.arch={arch}", *common],
+         f"--config.teacher.arch={arch}", "--config.teacher.kwargs={'width': 4}",
+         f"--config.student.arch={arch}", "--config.student.kwargs={'width': 2}", *common],
         check=True, cwd=REPO, capture_output=True, timeout=600,
     )  # fmt: skip
     summary = json.loads((tmp_path / "dfkd" / "summary.json").read_text())
     assert 0.0 <= summary["student_test_accuracy"] <= 1.0
+    student = json.loads((tmp_path / "dfkd" / "student" / "meta.json").read_text())
+    assert student["arch"] == arch and student["kwargs"] == {"width": 2}
