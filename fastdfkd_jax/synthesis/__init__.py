@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from fastdfkd_jax import data, sharding
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.synthesis import (
-    contrastive,
+    cmi,
     deepinversion,
     fastdfkd,
     generative,
@@ -43,7 +43,7 @@ BLOCKS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "fast": fastdfkd.config_block,
     "meta_latent": meta_latent.config_block,
     "deepinversion": deepinversion.config_block,
-    "cmi": contrastive.config_block,
+    "cmi": cmi.config_block,
     "generative": generative.config_block,
     "nayer": nayer.config_block,
 }
@@ -88,8 +88,8 @@ SYNTHESIZERS: dict[str, Method] = {
     ),
     # CMI's instance features are the inputs of the teacher's BatchNorms, whatever `bn` is.
     "cmi": Method(
-        contrastive.build,
-        contrastive.validate,
+        cmi.build,
+        cmi.validate,
         ("cmi",),
         "steps",
         needs_batchnorm=lambda s: True,

@@ -20,7 +20,7 @@ from fastdfkd_jax.synthesis import (
     baseline_augment,
     baseline_losses,
     cmi,
-    contrastive,
+    cmi_parts,
     generative,
     losses,
 )
@@ -169,11 +169,11 @@ def test_generative_method_runs_in_the_trainer(teacher_dir, tmp_path, method, pe
 # -- CMI ------------------------------------------------------------------------------------------
 def make_cmi(steps=3, chunk_steps=0, adv=0.5):
     teacher, tv, student, sv = tiny.make_models(jax.random.PRNGKey(0))
-    synth = contrastive.CMISynthesizer(
+    synth = cmi.CMISynthesizer(
         generator=tiny.tiny_generator(),
         teacher=teacher,
         student=student,
-        head=cmi.MLPHead(dim=4),
+        head=cmi_parts.MLPHead(dim=4),
         num_classes=tiny.NUM_CLASSES,
         batch_size=4,
         image_shape=tiny.IMAGE_SHAPE,
@@ -203,7 +203,7 @@ def test_cmi_step_loss_is_inversion_plus_contrastive():
     state = synth.init(jax.random.PRNGKey(1))
     # A bank with one earlier batch in it, so the negatives are used.
     state = state.replace(
-        bank=cmi.bank_add(state.bank, jax.random.normal(jax.random.PRNGKey(9), (4, 12)))
+        bank=cmi_parts.bank_add(state.bank, jax.random.normal(jax.random.PRNGKey(9), (4, 12)))
     )
     assert synth.feature_dim() == 6 and state.bank.data.shape == (12, 12)
     carry = synth.begin(state, jax.random.PRNGKey(2), tv)
@@ -222,15 +222,15 @@ def test_cmi_step_loss_is_inversion_plus_contrastive():
     np.testing.assert_allclose(images, images_want, rtol=1e-6)
     g, l = baseline_augment.cmi_views(view_rng, images, padding=1, flip=True, mean=MEAN, std=STD)
     t_logits, records = losses.capture_bn_inputs(synth.teacher, tv, g, train=False)
-    _, g_feat = cmi.capture_instance_means(synth.teacher, tv, g, train=False)
-    _, l_feat = cmi.capture_instance_means(synth.teacher, tv, l, train=False)
+    _, g_feat = cmi_parts.capture_instance_means(synth.teacher, tv, g, train=False)
+    _, l_feat = cmi_parts.capture_instance_means(synth.teacher, tv, l, train=False)
     s_logits = synth.student.apply(sv, g, train=False)
-    cached, valid = cmi.bank_negatives(state.bank, neg_rng, 6)
+    cached, valid = cmi_parts.bank_negatives(state.bank, neg_rng, 6)
     proj = synth.head.apply(
         {"params": carry.head_params},
         jnp.concatenate([l_feat, cached[:, :6], g_feat, cached[:, 6:]]),
     )
-    loss_cr = cmi.contrastive_loss(proj[:10], proj[10:], valid, 4, 0.2, True)
+    loss_cr = cmi_parts.contrastive_loss(proj[:10], proj[10:], valid, 4, 0.2, True)
     want = (
         losses.bn_statistics_loss(records)
         + losses.one_hot_loss(t_logits, carry.targets)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastdfkd_jax.synthesis import baseline_augment, cmi
+from fastdfkd_jax.synthesis import baseline_augment, cmi_parts
 from tests.fastdfkd_jax import tiny
 from tests.fastdfkd_jax.test_baseline_losses import _torch, _twin
 
@@ -35,7 +35,7 @@ def test_instance_means_match_the_original_hooks():
     with torch.no_grad():
         net(torch.from_numpy(x))
     expected = torch.cat([h["mean"] for h in hooks], dim=1).numpy()
-    _, features = cmi.capture_instance_means(
+    _, features = cmi_parts.capture_instance_means(
         model, variables, jnp.asarray(x.transpose(0, 2, 3, 1)), train=False
     )
     # wrn16_1, two blocks per stage (bn1, bn2 inputs): 64 + 112 + 224, plus the last BN 64.
@@ -46,15 +46,15 @@ def test_instance_means_match_the_original_hooks():
 def test_instance_means_with_a_filter_and_no_match():
     teacher, tv, _, _ = tiny.make_models(jax.random.PRNGKey(0))
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, *tiny.IMAGE_SHAPE))
-    _, all_bn = cmi.capture_instance_means(teacher, tv, x, train=False)
+    _, all_bn = cmi_parts.capture_instance_means(teacher, tv, x, train=False)
     assert all_bn.shape == (2, 2 * 3)  # two BNs of width 3
     # The first conv's input is the image itself: its spatial mean per sample and channel.
-    _, first_conv = cmi.capture_instance_means(
+    _, first_conv = cmi_parts.capture_instance_means(
         teacher, tv, x, module_filter=lambda m: m.name == "Conv_0", train=False
     )
     np.testing.assert_allclose(first_conv, x.mean(axis=(1, 2)), rtol=1e-6)
     with pytest.raises(ValueError, match="matched the CMI feature filter"):
-        cmi.capture_instance_means(teacher, tv, x, module_filter=lambda m: False, train=False)
+        cmi_parts.capture_instance_means(teacher, tv, x, module_filter=lambda m: False, train=False)
 
 
 @pytest.mark.parametrize(
@@ -69,15 +69,15 @@ def test_instance_means_with_a_filter_and_no_match():
 )
 def test_feature_layers_follow_the_originals_rule(arch, rule, width):
     from fastdfkd_jax.models import create_model
-    from fastdfkd_jax.synthesis import contrastive
+    from fastdfkd_jax.synthesis import cmi
 
-    assert cmi.resolve_feature_layers("auto", arch) == rule
+    assert cmi_parts.resolve_feature_layers("auto", arch) == rule
     model = create_model(arch, num_classes=10)
 
     def features(kind):
         def f(x):
             variables = model.init(jax.random.PRNGKey(0), x, train=False)
-            _, records, means = contrastive.capture_records_and_means(model, variables, x, kind)
+            _, records, means = cmi.capture_records_and_means(model, variables, x, kind)
             return means, [r.mean for r in records]
 
         return jax.eval_shape(f, jnp.zeros((2, 32, 32, 3)))
@@ -89,18 +89,18 @@ def test_feature_layers_follow_the_originals_rule(arch, rule, width):
         width = sum(m.shape[-1] for m in bn_means)
     assert means.shape == (2, width)
     with pytest.raises(ValueError, match="feature_layers"):
-        cmi.resolve_feature_layers("every_conv", arch)
+        cmi_parts.resolve_feature_layers("every_conv", arch)
 
 
 def test_stage_features_are_the_stage_inputs():
     """'stages' records the input of each stage's first block: the previous stage's last output."""
     from fastdfkd_jax.models import create_model
-    from fastdfkd_jax.synthesis import contrastive
+    from fastdfkd_jax.synthesis import cmi
 
     model = create_model("resnet18", num_classes=10)
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 3))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
-    _, _, means = contrastive.capture_records_and_means(model, variables, x, "stages")
+    _, _, means = cmi.capture_records_and_means(model, variables, x, "stages")
     _, inter = model.apply(
         variables,
         x,
@@ -117,14 +117,14 @@ def test_stage_features_are_the_stage_inputs():
     with pytest.raises(ValueError, match="matched no module"):
         wrn = create_model("wrn16_1", num_classes=10)
         wrn_vars = wrn.init(jax.random.PRNGKey(0), x, train=False)
-        contrastive.capture_records_and_means(wrn, wrn_vars, x, "stages")
+        cmi.capture_records_and_means(wrn, wrn_vars, x, "stages")
 
 
 # -- head -------------------------------------------------------------------------------------------
 @pytest.mark.torch
 def test_head_matches_the_original_mlp_head():
     torch = _torch()
-    head = cmi.MLPHead(dim=4)
+    head = cmi_parts.MLPHead(dim=4)
     x = np.random.RandomState(2).randn(5, 6).astype(np.float32)
     params = head.init(jax.random.PRNGKey(0), jnp.asarray(x))["params"]
     t_head = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.ReLU(), torch.nn.Linear(6, 4))
@@ -142,45 +142,47 @@ def test_head_matches_the_original_mlp_head():
 
 # -- bank -------------------------------------------------------------------------------------------
 def test_bank_add_wraps_and_counts():
-    bank = cmi.init_bank(4, 2)
+    bank = cmi_parts.init_bank(4, 2)
     for value in (1.0, 2.0, 3.0):  # three writes of 2 rows into 4: the third overwrites rows 0, 1
-        bank = cmi.bank_add(bank, jnp.full((2, 2), value))
+        bank = cmi_parts.bank_add(bank, jnp.full((2, 2), value))
     np.testing.assert_array_equal(bank.data[:, 0], [3.0, 3.0, 2.0, 2.0])
     assert int(bank.ptr) == 2 and int(bank.n_updates) == 6
     with pytest.raises(ValueError, match=r"must be \[n, 2\]"):
-        cmi.bank_add(bank, jnp.zeros((2, 3)))
+        cmi_parts.bank_add(bank, jnp.zeros((2, 3)))
     with pytest.raises(ValueError, match="Cannot add 5 rows"):
-        cmi.bank_add(bank, jnp.zeros((5, 2)))
+        cmi_parts.bank_add(bank, jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match="bank size"):
-        cmi.init_bank(0, 2)
+        cmi_parts.init_bank(0, 2)
 
 
 def test_bank_negatives_are_distinct_filled_rows():
-    bank = cmi.bank_add(cmi.init_bank(8, 1), jnp.arange(3.0)[:, None] + 1.0)  # rows 1, 2, 3
-    rows, valid = cmi.bank_negatives(bank, jax.random.PRNGKey(0), 5)
+    bank = cmi_parts.bank_add(
+        cmi_parts.init_bank(8, 1), jnp.arange(3.0)[:, None] + 1.0
+    )  # rows 1, 2, 3
+    rows, valid = cmi_parts.bank_negatives(bank, jax.random.PRNGKey(0), 5)
     assert valid.tolist() == [True, True, True, False, False]  # min(k, filled) = 3
     assert sorted(np.asarray(rows[valid, 0]).tolist()) == [1.0, 2.0, 3.0]  # each once
     # Uniform over the filled rows: each of 3 rows comes first about a third of the time.
     keys = jax.random.split(jax.random.PRNGKey(1), 300)
-    firsts = jax.vmap(lambda k: cmi.bank_negatives(bank, k, 1)[0][0, 0])(keys)
+    firsts = jax.vmap(lambda k: cmi_parts.bank_negatives(bank, k, 1)[0][0, 0])(keys)
     counts = np.bincount(np.asarray(firsts, int), minlength=4)[1:]
     assert counts.min() > 70, counts
     with pytest.raises(ValueError, match="k must be in"):
-        cmi.bank_negatives(bank, jax.random.PRNGKey(0), 9)
+        cmi_parts.bank_negatives(bank, jax.random.PRNGKey(0), 9)
 
 
 def test_bank_exactly_full_still_gives_negatives():
     # The original's n_updates > size test would draw min(k, ptr = 0) = 0 rows here (NaN loss).
-    bank = cmi.init_bank(4, 1)
-    bank = cmi.bank_add(cmi.bank_add(bank, jnp.ones((2, 1))), 2 * jnp.ones((2, 1)))
+    bank = cmi_parts.init_bank(4, 1)
+    bank = cmi_parts.bank_add(cmi_parts.bank_add(bank, jnp.ones((2, 1))), 2 * jnp.ones((2, 1)))
     assert int(bank.ptr) == 0 and int(bank.n_updates) == 4
-    _, valid = cmi.bank_negatives(bank, jax.random.PRNGKey(0), 3)
+    _, valid = cmi_parts.bank_negatives(bank, jax.random.PRNGKey(0), 3)
     assert bool(valid.all())
 
 
 # -- loss -------------------------------------------------------------------------------------------
 def _original_contrastive(torch, head, local, cached_local, glob, cached_global, n, temp, n_upd):
-    """contrastive.py's loss_cr, spelled out (its `head` applied to the concatenated features)."""
+    """The original contrastive.py's loss_cr, spelled out (its `head` applied to the concatenated features)."""
     F = torch.nn.functional  # noqa: N806
     proj = head(torch.cat([local, cached_local, glob, cached_global], dim=0))
     proj_local, proj_global = torch.chunk(proj, chunks=2, dim=0)
@@ -201,7 +203,7 @@ def test_contrastive_loss_matches_the_original(cached):
     local, glob = rs.randn(n, d).astype(np.float32), rs.randn(n, d).astype(np.float32)
     bank_rows = rs.randn(k, 2 * d).astype(np.float32)
     valid = np.arange(k) < cached
-    head = cmi.MLPHead(dim=3)
+    head = cmi_parts.MLPHead(dim=3)
     params = head.init(jax.random.PRNGKey(0), jnp.zeros((1, d)))["params"]
     t_head = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.ReLU(), torch.nn.Linear(d, 3))
     with torch.no_grad():
@@ -225,7 +227,7 @@ def test_contrastive_loss_matches_the_original(cached):
         )
         proj = head.apply({"params": params}, feats)
         proj_local, proj_global = jnp.split(proj, 2, axis=0)
-        return cmi.contrastive_loss(
+        return cmi_parts.contrastive_loss(
             proj_local, proj_global, jnp.asarray(valid), n, 0.2, jnp.asarray(cached > 0)
         )
 
@@ -238,14 +240,14 @@ def test_contrastive_loss_known_value_and_detached_global():
     # Orthonormal projections, local == global: logits 1/T on the diagonal, 0 elsewhere.
     p = jnp.eye(3)
     expected = -np.log(np.exp(5.0) / (np.exp(5.0) + 2.0))  # T = 0.2, 3 columns
-    got = cmi.contrastive_loss(p, p, jnp.zeros((0,), bool), 3, 0.2, False)
+    got = cmi_parts.contrastive_loss(p, p, jnp.zeros((0,), bool), 3, 0.2, False)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     grad_global = jax.grad(
-        lambda g: cmi.contrastive_loss(p, g, jnp.zeros((0,), bool), 3, 0.2, False)
+        lambda g: cmi_parts.contrastive_loss(p, g, jnp.zeros((0,), bool), 3, 0.2, False)
     )(p)
     np.testing.assert_array_equal(grad_global, 0.0)
     with pytest.raises(ValueError, match="do not fit a batch"):
-        cmi.contrastive_loss(p, p, jnp.zeros((2,), bool), 3, 0.2, False)
+        cmi_parts.contrastive_loss(p, p, jnp.zeros((2,), bool), 3, 0.2, False)
 
 
 def test_cmi_views_shapes_and_independence():
