@@ -10,15 +10,18 @@ saves and restores the run state and a teacher directory with orbax from every p
 the whole final state (the sharded pool gathered) to OUT_DIR/state_<PROCESS_ID>.npz.
 """
 
+import json
 import os
+import signal
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from fastdfkd_jax import checkpoint, sharding
+from fastdfkd_jax import checkpoint, preemption, sharding
 from fastdfkd_jax.evaluation.on_device import make_evaluator
 from tests.fastdfkd_jax import test_sharding as ts
 from tests.fastdfkd_jax import tiny
@@ -119,10 +122,39 @@ def lose_a_host(process_id: int, num_processes: int, port: int, heartbeat: int) 
 
 # The lost host's exit status (it is killed in spirit: no shutdown).
 LOST_EXIT = 17
+# The preemption notice: SIGTERM to the last process after this epoch; the run gives up if no sync
+# point came within MAX_EPOCHS epochs. An epoch here is a collective and a short pause.
+NOTICE_EPOCH = 3
+MAX_EPOCHS = 40
+EPOCH_SECONDS = 0.25
+
+
+def preempt_one_host(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
+    """A SIGTERM reaches the last process only (a reclaimed VM's notice); every process asks the
+    trainer's `preemption.Watch` after each epoch, as the trainer does, and must stop after the
+    same epoch. Writes `preempted_<process_id>.json`: the epoch it stopped after (or None).
+    """
+    join(process_id, num_processes, port)
+    watch = preemption.Watch()
+    stopped = None
+    for epoch in range(1, MAX_EPOCHS + 1):
+        multihost_utils.sync_global_devices(f"epoch {epoch}")
+        time.sleep(EPOCH_SECONDS)
+        if epoch == NOTICE_EPOCH and process_id == num_processes - 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if watch.should_stop(epoch):
+            stopped = epoch
+            break
+    watch.close()
+    with open(os.path.join(out_dir, f"preempted_{process_id}.json"), "w") as f:
+        json.dump({"stopped_after": stopped}, f)
+    jax.distributed.shutdown()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 5 and sys.argv[5] == "lose":
+    if len(sys.argv) > 5 and sys.argv[5] == "preempt":
+        preempt_one_host(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    elif len(sys.argv) > 5 and sys.argv[5] == "lose":
         lose_a_host(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[6]))
     else:
         main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

@@ -5,6 +5,7 @@ same state (default suite, ~30 s), equal to float32 rounding to the same steps r
 on a 4-device mesh (marked slow: one more compile).
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -181,3 +182,37 @@ def test_a_lost_host_stops_the_other_naming_it(tmp_path):
     assert "both alive" in survivor_log and "UNEXPECTED" not in survivor_log
     assert survivor_code != 0 and stopped_after < LOST_HOST_BOUND_SECONDS
     assert "Task 1 heartbeat timeout" in survivor_log, survivor_log[-3000:]
+
+
+@pytest.mark.slow
+def test_a_preemption_notice_to_one_host_stops_every_host_after_the_same_epoch(tmp_path):
+    """SIGTERM reaches process 1 only (its VM is reclaimed); through JAX's preemption sync point
+    (`preemption.Watch.should_stop`, which the trainer asks after each epoch) both processes stop
+    after the same epoch, so every host saves the same step."""
+    env = worker_env()
+    port = free_port()
+    procs, logs = [], []
+    try:
+        for i in range(NUM_PROCESSES):
+            log = open(tmp_path / f"worker_{i}.log", "w")  # noqa: SIM115 -- closed below
+            logs.append(log)
+            cmd = [sys.executable, "-u", "-m", "tests.fastdfkd_jax.multihost_worker"]
+            cmd += [str(i), str(NUM_PROCESSES), str(port), str(tmp_path), "preempt"]
+            procs.append(
+                subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            )
+        codes = [p.wait(timeout=TIMEOUT_SECONDS) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
+    assert codes == [0, 0], [(tmp_path / f"worker_{i}.log").read_text()[-2000:] for i in (0, 1)]
+    stopped = [
+        json.loads((tmp_path / f"preempted_{i}.json").read_text())["stopped_after"]
+        for i in range(NUM_PROCESSES)
+    ]
+    assert stopped[0] == stopped[1], stopped
+    assert worker.NOTICE_EPOCH <= stopped[0] < worker.MAX_EPOCHS, stopped
