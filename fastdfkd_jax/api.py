@@ -28,7 +28,10 @@ student is scored on: a dataset name (`'digits'`, `'fashion_mnist'`, ..., `'npz:
 `TestSplit` arrays, written into the workdir as a `npz` dataset.
 """
 
+import ast
 import dataclasses
+import hashlib
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -36,6 +39,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -46,6 +50,7 @@ from fastdfkd_jax import (
     jobs,
     methods,
     models,
+    run_data,
     sharding,
     train,
 )
@@ -53,8 +58,12 @@ from fastdfkd_jax import config_blocks as blocks
 from fastdfkd_jax.data import augment, npz
 from fastdfkd_jax.models import nnx_adapter
 
-# Where `distill` writes a `TestSplit` in its workdir.
-TEST_SPLIT_FILE = "test_split.npz"
+# Where `distill` writes a `TestSplit` in its workdir (named by its content's digest).
+TEST_SPLIT_FILE = "test_split_{}.npz"
+# The model directory's flag of a linen model whose constructor fields are not all recorded.
+INCOMPLETE_KWARGS = "kwargs_incomplete"
+# The method of a run from the library's defaults when none is named.
+DEFAULT_METHOD = "fast5"
 # Linen dataclass fields a model directory does not record as constructor arguments: linen's own,
 # the class count (recorded apart) and the compute dtype (the run's precision policy sets it).
 _NOT_ARGUMENTS = ("parent", "name", "num_classes", "dtype")
@@ -99,25 +108,29 @@ class Distilled:
         return nnx_adapter.to_nnx(model, self.variables)
 
 
-def _label(module: Any) -> tuple[str, str]:
-    """(arch, kwargs) that name a given model in its run's records: its class's import path and,
-    for a linen module, its constructor fields as a dict literal (empty when one is not a
-    literal, or for NNX, whose constructor arguments are not kept).
+def _is_literal(value: Any) -> bool:
+    try:
+        return ast.literal_eval(repr(value)) == value
+    except (ValueError, SyntaxError):
+        return False
+
+
+def _label(module: Any) -> tuple[str, str, bool]:
+    """(arch, kwargs, complete) that name a given model in its run's records: its class's import
+    path and, for a linen module, its constructor fields that are Python literals, as a dict
+    literal; `complete` says whether those fields rebuild it (no field left out; never for NNX,
+    whose constructor arguments are not kept).
     """
     if isinstance(module, nnx_adapter.NNXModel):
-        return module.label, ""
+        return module.label, "", False
     arch = nnx_adapter.module_label(module)
     fields = {
         f.name: getattr(module, f.name)
         for f in dataclasses.fields(module)
         if f.init and f.name not in _NOT_ARGUMENTS
     }
-    try:
-        text = repr(fields)
-        literal = models.parse_kwargs(text, "kwargs") == fields
-    except ValueError:
-        literal = False
-    return arch, text if literal and fields else ""
+    literal = {name: value for name, value in fields.items() if _is_literal(value)}
+    return arch, repr(literal) if literal else "", literal == fields
 
 
 def _as_linen(model: Any, variables: dict | None, what: str) -> tuple[nn.Module, dict | None]:
@@ -125,6 +138,13 @@ def _as_linen(model: Any, variables: dict | None, what: str) -> tuple[nn.Module,
     if nnx_adapter.is_nnx(model):
         if variables is not None:
             raise ValueError(f"The {what} is an NNX model: its variables are its own; pass none.")
+        random = nnx_adapter.random_state(model)
+        if what == "student" and random:
+            raise ValueError(
+                f"The NNX student {type(model).__name__} holds random state ({', '.join(random)}: "
+                "an nnx.Rngs, e.g. for Dropout), which would draw the same numbers every step: "
+                "give a student without it."
+            )
         return nnx_adapter.from_nnx(model)
     if not isinstance(model, nn.Module):
         raise ValueError(
@@ -135,9 +155,20 @@ def _as_linen(model: Any, variables: dict | None, what: str) -> tuple[nn.Module,
 
 
 def _dataset_name(data: str | TestSplit, workdir: str) -> str:
+    """The dataset name of `data`; a `TestSplit` is written into `workdir` under a name of its
+    content's digest (another split is another file, and another run's never overwritten).
+    """
     if isinstance(data, TestSplit):
+        digest = hashlib.sha256()
+        for array in (data.images, data.labels, data.num_classes, data.mean, data.std):
+            digest.update(np.ascontiguousarray(np.asarray(array, np.float64)).tobytes())
+        path = os.path.join(
+            os.path.abspath(workdir), TEST_SPLIT_FILE.format(digest.hexdigest()[:16])
+        )
+        if os.path.exists(path):
+            return npz.PREFIX + path
         return npz.write(
-            os.path.join(os.path.abspath(workdir), TEST_SPLIT_FILE),
+            path,
             test_images=data.images,
             test_labels=data.labels,
             num_classes=data.num_classes,
@@ -174,16 +205,20 @@ def make_config(
     dataset: str,
     overrides: Mapping[str, Any] | None,
 ) -> ml_collections.ConfigDict:
-    """The run's config: `config` (a ConfigDict, or a config file `'path.py[:arg]'`), or the
-    library's defaults for `dataset`; then the named `method` preset and the `overrides`.
+    """The run's config: `config` (a ConfigDict, or a config file `'path.py[:arg]'`, whose method
+    stands unless `method` is given), or the library's defaults for `dataset` with `method`
+    (default `DEFAULT_METHOD`); then the `overrides`.
     """
-    if config is None:
+    from_defaults = config is None
+    if from_defaults:
         config = blocks.dfkd_config(dataset, "", "")
     elif isinstance(config, str):
         config = config_args.load_config(config)
     else:
         config = ml_collections.ConfigDict(config.to_dict())  # the caller's stays unchanged
     config.dataset.name = dataset
+    if method is None and from_defaults:
+        method = DEFAULT_METHOD
     if method is not None:
         if method not in methods.METHODS:
             raise ValueError(f"Unknown method {method!r}; choose one of {list(methods.METHODS)}.")
@@ -200,7 +235,7 @@ def distill(
     data: str | TestSplit,
     teacher_variables: dict | None = None,
     student_variables: dict | None = None,
-    method: str | None = "fast5",
+    method: str | None = None,
     config: str | ml_collections.ConfigDict | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Distilled:
@@ -213,7 +248,8 @@ def distill(
         model name (a zoo name or an import path `'package.module:ClassName'`).
       workdir: the run's directory (checkpoints, metrics, summary, the student's model directory).
       data: a dataset name or a `TestSplit` (shape, classes, normalization and test split).
-      method: a named method (`fastdfkd --list_methods`), applied after `config`; None: none.
+      method: a named method (`fastdfkd --list_methods`), applied after `config`; None: the
+        config's own method (`DEFAULT_METHOD` with the library's defaults).
       config: a ConfigDict or a config file `'configs/dfkd_digits.py:fast5'`; None: the library's
         defaults (the original's CIFAR schedule: give `overrides` for a smaller problem).
       overrides: dotted config keys and values, e.g. `{'epochs': 40, 'kd.steps': 50}`.
@@ -225,10 +261,16 @@ def distill(
       ValueError (`checks.UserInputError`): a refused setting or model, before any compute.
 
     """
-    dataset = _dataset_name(data, workdir)
-    run_config = make_config(config, method, dataset, overrides)
+    run_config = make_config(config, method, _dataset_name(data, workdir), overrides)
+    if run_config.mars_head.enabled:
+        raise ValueError(
+            "mars_head.enabled: the MARS head follow-up reads the run's models from the config, "
+            "not given ones; run it with the command on the finished workdir."
+        )
     given = {}
     if isinstance(teacher, str):
+        if teacher_variables is not None:
+            raise ValueError("The teacher is a model directory: its variables are its own.")
         meta = checkpoint.load_teacher_meta(teacher)
         _refuse_nnx_directory(meta, teacher)
         run_config.teacher.checkpoint = teacher
@@ -239,30 +281,58 @@ def distill(
         if variables is None:
             raise ValueError("A linen teacher needs its variables: pass teacher_variables.")
         given["teacher"] = (module, variables)
-        run_config.teacher.arch, run_config.teacher.kwargs = _label(module)
+        run_config.teacher.arch, run_config.teacher.kwargs, _ = _label(module)
+    complete = True
     if isinstance(student, str):
+        if student_variables is not None:
+            raise ValueError(f"The student is the model name {student!r}: pass no variables.")
         run_config.student.arch = student
     else:
         module, variables = _as_linen(student, student_variables, "student")
+        if variables is None:  # what the trainer would draw from the run's seed, made here so
+            # that the student's initialization (its architecture) is part of the fingerprint
+            variables = _init_student(module, run_config)
         given["student"] = (module, variables)
-        run_config.student.arch, run_config.student.kwargs = _label(module)
+        run_config.student.arch, run_config.student.kwargs, complete = _label(module)
     run_config.job = "dfkd"
     summary = jobs.run(run_config, workdir, **given)
     student_dir = os.path.join(workdir, train.STUDENT_DIR)
+    if not complete:  # the directory cannot rebuild the student: `load_model` asks for `like`
+        meta_path = os.path.join(student_dir, checkpoint.TEACHER_META)
+        with open(meta_path) as f:
+            meta = json.load(f)
+        with open(meta_path, "w") as f:
+            json.dump({**meta, INCOMPLETE_KWARGS: True}, f, indent=2)
     _, variables = checkpoint.load_teacher(student_dir)
     student_module = given["student"][0] if "student" in given else load_model(student_dir)[0]
     return Distilled(student_module, variables, summary, student_dir)
 
 
+def _init_student(module: nn.Module, config: ml_collections.ConfigDict) -> dict:
+    """The student's variables as the trainer initializes them (`state.init_classifier` with the
+    run's `student` key), checked to take the data's images first.
+    """
+    info = run_data.dataset_info(config)
+    models.check_fits(module, info, "student")
+    rng = components.run_keys(config.seed)["student"]
+    return module.init(rng, jnp.zeros((1, *info.image_shape), jnp.float32), train=False)
+
+
 def _refuse_nnx_directory(meta: dict, directory: str) -> None:
     """An NNX model's directory cannot rebuild its model (its constructor's arguments are not
-    kept): the caller passes one.
+    kept), nor a linen model's whose fields are not all literals: the caller passes one.
     """
     arch = meta["arch"]
     if models.is_import_path(arch) and nnx_adapter.is_nnx_class(models.from_import_path(arch)):
         raise ValueError(
             f"The model at {directory!r} is an NNX {arch!r}: pass a model of it, "
             "load_model(directory, like=model), and give that model."
+        )
+    if meta.get(INCOMPLETE_KWARGS):
+        raise ValueError(
+            f"The model at {directory!r} ({arch!r}) has constructor fields that are not Python "
+            "literals, so it cannot be rebuilt from the directory: load_model(directory, "
+            "like=module)."
         )
 
 
@@ -307,7 +377,7 @@ def synthesize(
     *,
     data: str | TestSplit,
     teacher_variables: dict | None = None,
-    method: str | None = "fast5",
+    method: str | None = None,
     config: str | ml_collections.ConfigDict | None = None,
     overrides: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -328,11 +398,12 @@ def synthesize(
     dataset = _dataset_name(data, workdir or "")
     run_config = make_config(config, method, dataset, overrides)
     run_config.synthesis.adv = 0.0  # no student to disagree with
+    _check_teacher_only_loss(run_config)
     if isinstance(teacher, str):
         module, variables = load_model(teacher)
     else:
         module, variables = _as_linen(teacher, teacher_variables, "teacher")
-    run_config.teacher.arch, run_config.teacher.kwargs = _label(module)
+    run_config.teacher.arch, run_config.teacher.kwargs, _ = _label(module)
     run_config.pool.capacity = run_config.synthesis.batch_size
     train.validate(run_config)
     parts = components.build(run_config, teacher=(module, variables), student=(module, variables))
@@ -342,7 +413,17 @@ def synthesize(
         state, parts.teacher_vars, keys["synthesis"], components.adv_array(0.0), mesh=parts.mesh
     )
     batch = run_config.synthesis.batch_size
-    kept = []
+    info = parts.info
+    # The teacher's probabilities, batch by batch, on the batch's devices.
+    score = jax.jit(
+        lambda v, x: jax.nn.softmax(
+            module.apply(v, augment.normalize(x, info.mean, info.std), train=False).astype(
+                jnp.float32
+            ),
+            axis=-1,
+        )
+    )
+    kept_images, kept_probabilities = [], []
     for c in range(warmup_calls + math.ceil(num_images / batch)):
         state, images, _ = call(
             state,
@@ -351,11 +432,26 @@ def synthesize(
             components.adv_array(0.0),
         )
         if c >= warmup_calls:
-            kept.append(np.asarray(sharding.to_host(images)))
-    images = np.concatenate(kept)[:num_images].astype(np.float32)
-    info = parts.info
-    logits = jax.jit(
-        lambda v, x: module.apply(v, augment.normalize(x, info.mean, info.std), train=False)
-    )(variables, images)
-    probabilities = np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
+            kept_images.append(np.asarray(sharding.to_host(images), np.float32))
+            kept_probabilities.append(
+                np.asarray(sharding.to_host(score(parts.teacher_vars, images)))
+            )
+    images = np.concatenate(kept_images)[:num_images]
+    probabilities = np.concatenate(kept_probabilities)[:num_images]
     return Synthetic(images, probabilities.argmax(-1).astype(np.int32), probabilities)
+
+
+def _check_teacher_only_loss(config: ml_collections.ConfigDict) -> None:
+    """Refuses a method whose synthesis loss is the adversarial term alone (ZSKT): without a
+    student it would return the untrained generator's images.
+    """
+    s = config.synthesis
+    teacher_terms = [s.bn, s.oh]
+    if s.method == "generative":
+        teacher_terms += [s.generative.act, s.generative.balance]
+    if not any(teacher_terms):
+        raise ValueError(
+            f"Method {config.method!r} synthesizes against a student only (its loss is the "
+            "adversarial term alone): synthetic data without a student needs a method with a "
+            "teacher term (BatchNorm statistics, one-hot, activation or balance), e.g. fast5."
+        )

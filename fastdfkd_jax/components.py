@@ -12,6 +12,7 @@ scripts/bench_scaling.py and the tests all start here.
 import dataclasses
 from typing import Any
 
+import flax.core
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -80,31 +81,65 @@ def load_teacher(
             f"{tuple(meta['image_shape'])} images ({meta['dataset']}), but {info.name} has "
             f"{tuple(info.image_shape)}."
         )
+    check_normalization(meta, info, directory)
+    kwargs = models.parse_kwargs(config.teacher.kwargs, "teacher.kwargs")
+    recorded = meta.get("kwargs", {})
+    if kwargs and recorded and kwargs != recorded:
+        raise ValueError(
+            f"teacher.kwargs={config.teacher.kwargs!r}, but the teacher at {directory!r} was made "
+            f"with {recorded!r}."
+        )
     teacher = models.create_model(
         config.teacher.arch,
         num_classes=info.num_classes,
         dtype=precision.compute_dtype(config.precision),
-        **models.parse_kwargs(config.teacher.kwargs, "teacher.kwargs"),
+        **(kwargs or recorded),
     )
     models.check_fits(teacher, info, "teacher")
     check_variables(teacher, variables, info, f"The teacher at {directory!r}")
     return teacher, variables
 
 
+# How far a model directory's recorded normalization may be from the data's (float32 rounding).
+NORMALIZATION_TOLERANCE = 1e-6
+
+
+def check_normalization(meta: dict, info: Any, directory: str) -> None:
+    """Raises a ValueError when a model directory records another input normalization than the
+    dataset's (its inputs would be normalized differently from its training).
+    """
+    if "mean" not in meta:
+        return
+    for key, recorded, ours in (("mean", meta["mean"], info.mean), ("std", meta["std"], info.std)):
+        if not np.allclose(recorded, ours, rtol=0, atol=NORMALIZATION_TOLERANCE):
+            raise ValueError(
+                f"The model at {directory!r} takes inputs normalized with {key} {recorded}, but "
+                f"{info.name} has {list(ours)}."
+            )
+
+
 def check_variables(model: nn.Module, variables: dict, info: Any, what: str) -> None:
-    """Raises a ValueError naming `what` when `variables` are not shaped as `model`'s for the
-    dataset's images and classes (checked on shapes: no compute).
+    """Raises a ValueError naming `what` and the first differing variable when `variables` are
+    not shaped as `model`'s for the dataset's images and classes (shapes only: no compute).
     """
     expected = jax.eval_shape(
         lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *info.image_shape)), train=False)
     )
-    got = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.float32), variables)
-    want = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), expected)
-    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
-        raise ValueError(
-            f"{what}: its variables do not fit a {type(model).__name__} for {info.image_shape} "
-            f"images and {info.num_classes} classes (they differ in structure or shape)."
-        )
+    got = {
+        jax.tree_util.keystr(path): np.shape(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(flax.core.unfreeze(variables))[0]
+    }
+    want = {
+        jax.tree_util.keystr(path): leaf.shape
+        for path, leaf in jax.tree_util.tree_flatten_with_path(flax.core.unfreeze(expected))[0]
+    }
+    for name in sorted(set(got) | set(want)):
+        if got.get(name) != want.get(name):
+            raise ValueError(
+                f"{what}: its variables do not fit a {type(model).__name__} for "
+                f"{info.image_shape} images and {info.num_classes} classes: {name} is "
+                f"{got.get(name, 'missing')}, expected {want.get(name, 'none')}."
+            )
 
 
 def given_model(

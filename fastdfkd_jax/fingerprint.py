@@ -7,7 +7,8 @@ A run's fingerprint is the SHA-256 of
   that reproduces the older code (`ADDED`), so that a record stored before a config layout change
   still matches the same run today, and without the blocks of other synthesis methods (a
   DeepInversion setting cannot change a FastDFKD run); backend-dependent keys left at 'auto' count
-  as the value they take on the run's backend (a standalone run and the benchmark's are one run);
+  as the value they take on the run's backend (a standalone run and the benchmark's are one run),
+  and a NumPy-file dataset (`npz:PATH`) by the digest of its content;
 - the **teacher's parameters** (`teacher_digest`: their bytes, not the directory's path, so a record
   made in one clone matches in another and a teacher retrained at the same path does not);
 - the **code's version** of what computes it (`code_versions`: the trainer's and the synthesis
@@ -35,6 +36,7 @@ from absl import logging
 
 from fastdfkd_jax import backend as backends
 from fastdfkd_jax import checkpoint, checks, reporting, synthesis
+from fastdfkd_jax.data import npz
 
 FILE = "fingerprint.json"
 
@@ -135,6 +137,8 @@ RENAMED: dict[str, str | dict[str, str]] = {
 }
 # The key that names a run's synthesis method (method-dependent renames look it up).
 METHOD_KEY = "synthesis.method"
+# The dataset's name: a NumPy file counts by its content (`npz.content_name`).
+DATASET_KEY = "dataset.name"
 # Config keys added since records were first stored -> the value that computes what the code did
 # before the key existed. A setting at that value is left out of the fingerprint, so a record of
 # the older code still matches; any other value makes another run.
@@ -177,6 +181,8 @@ def _canonical(flat: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if unread and key.startswith(unread):
             continue
+        if key == DATASET_KEY and isinstance(value, str) and npz.is_npz_name(value):
+            value = npz.content_name(value)  # a user's data file: by its content, not its path
         out[key] = value
     return dict(sorted(out.items()))
 

@@ -24,7 +24,9 @@ from fastdfkd_jax import api, checkpoint
 _TEACHER = flags.DEFINE_string("teacher", None, "Model directory of the teacher.", required=True)
 _NUM_IMAGES = flags.DEFINE_integer("num_images", None, "How many images.", required=True)
 _OUT = flags.DEFINE_string("out", None, "A .npz file, or a folder for PNGs.", required=True)
-_METHOD = flags.DEFINE_string("method", "fast5", "A named method (fastdfkd --list_methods).")
+_METHOD = flags.DEFINE_string(
+    "method", None, "A named method (fastdfkd --list_methods); default: the config's, else fast5."
+)
 _CONFIG = flags.DEFINE_string(
     "config", None, "A distillation config file 'path.py[:arg]' (default: the library's)."
 )

@@ -169,7 +169,10 @@ def create_model(
         return MODELS[name](**overrides)
     if num_classes is None:
         raise ValueError(f"Model {name!r} needs num_classes")
-    return constructor(num_classes=num_classes, **overrides)
+    try:
+        return constructor(num_classes=num_classes, **overrides)
+    except TypeError as error:  # a keyword the constructor does not take (a config's kwargs)
+        raise ValueError(f"Model {name!r} with {sorted(overrides)}: {error}") from None
 
 
 # Generators whose output side is 16x their spatial latent (four 2x upsamplings).

@@ -6,7 +6,8 @@ with a linen module and its variables `{'params': ..., 'batch_stats': ...}`, cal
 
 - `params` are the model's `nnx.Param`s and `batch_stats` its `nnx.BatchStat`s, as nested dicts
   keyed by attribute name (list indices as strings, so the variables save as any others);
-  everything else the model holds (e.g. an `nnx.Rngs`) is kept as it was, not trained;
+  everything else the model holds (e.g. an `nnx.Rngs`) is kept as it was, not trained (each call
+  starts from it again);
 - `train=True` calls `model.train()` first and `train=False` `model.eval()` (NNX's switch of
   `nnx.BatchNorm`'s `use_running_average` and `nnx.Dropout`'s `deterministic`); a model with
   another switch passes `set_mode(model, train)`;
@@ -15,8 +16,9 @@ with a linen module and its variables `{'params': ..., 'batch_stats': ...}`, cal
   read a linen one.
 
 `to_nnx(model, variables)` writes variables (e.g. a distilled student's) back into an NNX model.
-A Dropout's random stream is not advanced between steps (its key is part of the kept state): give
-NNX students without Dropout, as the zoo's students are.
+A model holding random state (`nnx.Rngs`, e.g. for Dropout) would draw the same numbers every step
+(its key is kept state): `random_state(model)` names it, and the Python API refuses such a
+student (a teacher only runs in eval mode, where Dropout draws nothing).
 """
 
 from collections.abc import Callable
@@ -138,7 +140,15 @@ class NNXModel(nn.Module):
                 for name, value in initial.items()
             }
             states[collection] = _with_values(template, values)
-        model = nnx.merge(self.static.graphdef, *states.values(), self.static.kept)
+        # A fresh copy of the kept state each call: a layer that updates it (a Dropout's key
+        # counter) then changes the copy inside this trace, never the state held here.
+        kept = nnx.from_flat_state(
+            [
+                (path, v.replace(value=v.get_value()))
+                for path, v in nnx.to_flat_state(self.static.kept)
+            ]
+        )
+        model = nnx.merge(self.static.graphdef, *states.values(), kept)
         if probes.nnx_observers():
             _observe_layers(model)
         self.set_mode(model, train)
@@ -168,11 +178,34 @@ def from_nnx(model: nnx.Module, set_mode: SetMode = default_set_mode) -> tuple[N
     return module, {k: v for k, v in variables.items() if v}
 
 
+def random_state(model: nnx.Module) -> list[str]:
+    """The paths of the random state (`nnx.RngState`: keys and counters) a model holds."""
+    return [
+        "/".join(map(str, path)) for path, _ in nnx.to_flat_state(nnx.state(model, nnx.RngState))
+    ]
+
+
 def to_nnx(model: nnx.Module, variables: dict) -> nnx.Module:
-    """Writes `variables` (as `from_nnx` gives them) into `model` in place; returns it."""
+    """Writes `variables` (as `from_nnx` gives them) into `model` in place; returns it.
+
+    Raises:
+      ValueError: naming the first variable the model lacks or whose shape differs.
+
+    """
     for collection, variable_type in COLLECTIONS:
-        if collection in variables:
-            nnx.update(model, _with_values(nnx.state(model, variable_type), variables[collection]))
+        if collection not in variables:
+            continue
+        flat = traverse_util.flatten_dict(variables[collection])
+        for path, variable in nnx.to_flat_state(nnx.state(model, variable_type)):
+            name = f"{collection}/{'/'.join(_key(path))}"
+            if _key(path) not in flat:
+                raise ValueError(f"The variables have no {name} for this {type(model).__name__}.")
+            got, want = jax.numpy.shape(flat[_key(path)]), variable.get_value().shape
+            if got != want:
+                raise ValueError(
+                    f"{name} has shape {got}; this {type(model).__name__} needs {want}."
+                )
+        nnx.update(model, _with_values(nnx.state(model, variable_type), variables[collection]))
     return model
 
 

@@ -186,7 +186,6 @@ def test_models_refused_before_compute(tmp_path, teacher, student, message):
     with pytest.raises(ValueError, match=message):
         api.distill(module, student, teacher_variables=variables, workdir=str(tmp_path),
                     data="digits", config=DIGITS_RUNLOCAL, overrides=NO_CACHE)  # fmt: skip
-    assert not os.path.exists(tmp_path / "checkpoints")
 
 
 def test_an_input_the_teacher_cannot_take_and_an_unknown_key_are_refused(tmp_path):
@@ -307,3 +306,104 @@ def test_the_synthesize_command_writes_npz_and_png_folders(tmp_path):
     assert int(label) == synthetic.labels[2] and name.startswith(f"{label}/")
     pixels = np.asarray(Image.open(tmp_path / "png" / name))
     np.testing.assert_array_equal(pixels, np.round(synthetic.images[2, ..., 0] * 255))
+
+
+class NNXWithDropout(NNXNet):
+    def __init__(self, *, rngs: nnx.Rngs):
+        super().__init__(rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+        return self.drop(super().__call__(x))
+
+
+def test_nnx_random_state_is_copied_per_call_and_refused_in_a_student(tmp_path):
+    """A Dropout's key counter is the model's kept state: each call starts from a copy (jitted
+    calls do not mutate state across traces); a student holding it is refused by name."""
+    model = NNXWithDropout(rngs=nnx.Rngs(0))
+    module, variables = nnx_adapter.from_nnx(model)
+    step = jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=["batch_stats"])[0])
+    first, again = step(variables, _images()), step(variables, _images())
+    np.testing.assert_array_equal(first, again)  # the same kept key each call
+    assert nnx_adapter.random_state(model) == ["drop/rngs/count", "drop/rngs/key"]
+    with pytest.raises(ValueError, match=r"The NNX student NNXWithDropout holds random state"):
+        api.distill(
+            LinenNet(), model, teacher_variables=_linen(LinenNet())[1], workdir=str(tmp_path),
+            data="digits", config=DIGITS_RUNLOCAL,
+        )  # fmt: skip
+
+
+def test_variables_written_into_an_nnx_model_are_checked():
+    _, variables = nnx_adapter.from_nnx(NNXNet(width=4, rngs=nnx.Rngs(0)))
+    with pytest.raises(
+        ValueError, match=r"params/bn/bias has shape \(4,\); this NNXNet needs \(6,\)"
+    ):
+        nnx_adapter.to_nnx(NNXNet(width=6, rngs=nnx.Rngs(0)), variables)
+    del variables["params"]["head"]
+    with pytest.raises(ValueError, match="The variables have no params/head/0/bias"):
+        nnx_adapter.to_nnx(NNXNet(width=4, rngs=nnx.Rngs(0)), variables)
+
+
+def test_a_config_files_method_stands_and_labels_tell_models_apart():
+    deepinv = os.path.join(CONFIGS, "dfkd_digits.py") + ":deepinv2k"
+    assert api.make_config(deepinv, None, "digits", None).synthesis.method == "deepinversion"
+    assert api.make_config(deepinv, "fast2", "digits", None).method == "fast2"
+    assert api.make_config(None, None, "digits", None).method == api.DEFAULT_METHOD
+    assert api._label(LinenNet(width=3)) != api._label(LinenNet(width=5))
+    arch, kwargs, complete = api._label(LinenNet(width=3))
+    assert (arch, models.parse_kwargs(kwargs, "k"), complete) == (
+        "tests.fastdfkd_jax.test_api:LinenNet",
+        {"width": 3},
+        True,
+    )
+
+    class WithActivation(LinenNet):
+        act: object = nn.relu
+
+    _, kwargs, complete = api._label(WithActivation(width=3))
+    assert models.parse_kwargs(kwargs, "k") == {"width": 3} and not complete
+
+
+def test_test_splits_count_by_content(tmp_path):
+    info = data.get_info("digits")
+    arrays = data.load_split("digits", "test")
+    split = api.TestSplit(arrays["image"], arrays["label"], 10, info.mean, info.std)
+    name = api._dataset_name(split, str(tmp_path))
+    assert api._dataset_name(split, str(tmp_path)) == name  # the same file again
+    relabelled = api.TestSplit(arrays["image"], (arrays["label"] + 1) % 10, 10, info.mean, info.std)
+    other = api._dataset_name(relabelled, str(tmp_path))
+    assert other != name and os.path.exists(name[len(npz.PREFIX) :])
+    assert npz.content_name(name) != npz.content_name(other)
+    moved = tmp_path / "moved.npz"
+    moved.write_bytes(open(name[len(npz.PREFIX) :], "rb").read())
+    assert npz.content_name(f"{npz.PREFIX}{moved}") == npz.content_name(name)
+
+
+def test_synthesis_alone_refuses_a_method_without_a_teacher_term():
+    with pytest.raises(ValueError, match="Method 'zskt' synthesizes against a student only"):
+        api.synthesize(*_linen(LinenNet())[:1], 8, teacher_variables=_linen(LinenNet())[1],
+                       data="digits", config=os.path.join(CONFIGS, "dfkd_digits.py:zskt"))  # fmt: skip
+
+
+def test_a_model_directory_gives_its_kwargs_and_normalization(tmp_path):
+    from fastdfkd_jax import checkpoint, components
+    from tests.conftest import load_config
+
+    model = models.create_model("tests.fastdfkd_jax.test_api:LinenNet", num_classes=10, width=5)
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)
+    info = data.get_info("digits")
+    checkpoint.save_teacher(str(tmp_path), variables, arch="tests.fastdfkd_jax.test_api:LinenNet",
+                            num_classes=10, dataset="digits", image_shape=(8, 8, 1),
+                            kwargs={"width": 5}, mean=info.mean, std=info.std)  # fmt: skip
+    config = load_config("dfkd_digits.py:fast5,runlocal")
+    config.teacher.arch = "tests.fastdfkd_jax.test_api:LinenNet"
+    teacher, _ = components.load_teacher(config, info, str(tmp_path))  # kwargs from meta.json
+    assert teacher.width == 5
+    config.teacher.kwargs = "{'width': 4}"
+    with pytest.raises(ValueError, match=r"teacher.kwargs=\"\{'width': 4\}\", but .* made with"):
+        components.load_teacher(config, info, str(tmp_path))
+    config.teacher.kwargs = ""
+    import dataclasses
+
+    with pytest.raises(ValueError, match=r"normalized with mean \[0.30"):
+        components.load_teacher(config, dataclasses.replace(info, mean=(0.5,)), str(tmp_path))
