@@ -5,6 +5,7 @@ same state (default suite, ~30 s), equal to float32 rounding to the same steps r
 on a 4-device mesh (marked slow: one more compile).
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -148,11 +149,10 @@ TEST_HEARTBEAT_SECONDS = 10
 LOST_HOST_BOUND_SECONDS = 60
 
 
-@pytest.mark.slow
-def test_a_lost_host_stops_the_other_naming_it(tmp_path):
-    """Process 1 dies without a word after both met (a reclaimed VM); process 0, waiting for it
-    in a collective, fails well within a minute (`distributed.heartbeat_timeout_seconds`) and its
-    log names task 1, instead of hanging."""
+@contextlib.contextmanager
+def workers_of_mode(tmp_path, *mode):
+    """The worker processes started in a special `mode` (`multihost_worker`'s arguments after
+    the output directory), logging to tmp_path/worker_<i>.log; killed on leaving if still alive."""
     env = worker_env()
     port = free_port()
     procs, logs = [], []
@@ -161,15 +161,11 @@ def test_a_lost_host_stops_the_other_naming_it(tmp_path):
             log = open(tmp_path / f"worker_{i}.log", "w")  # noqa: SIM115 -- closed below
             logs.append(log)
             cmd = [sys.executable, "-u", "-m", "tests.fastdfkd_jax.multihost_worker"]
-            cmd += [str(i), str(NUM_PROCESSES), str(port), str(tmp_path)]
-            cmd += ["lose", str(TEST_HEARTBEAT_SECONDS)]
+            cmd += [str(i), str(NUM_PROCESSES), str(port), str(tmp_path), *mode]
             procs.append(
                 subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
             )
-        lost_code = procs[1].wait(timeout=TIMEOUT_SECONDS)
-        lost_at = time.monotonic()
-        survivor_code = procs[0].wait(timeout=LOST_HOST_BOUND_SECONDS)
-        stopped_after = time.monotonic() - lost_at
+        yield procs
     finally:
         for p in procs:
             if p.poll() is None:
@@ -177,6 +173,18 @@ def test_a_lost_host_stops_the_other_naming_it(tmp_path):
                 p.wait()
         for log in logs:
             log.close()
+
+
+@pytest.mark.slow
+def test_a_lost_host_stops_the_other_naming_it(tmp_path):
+    """Process 1 dies without a word after both met (a reclaimed VM); process 0, waiting for it
+    in a collective, fails well within a minute (`distributed.heartbeat_timeout_seconds`) and its
+    log names task 1, instead of hanging."""
+    with workers_of_mode(tmp_path, "lose", str(TEST_HEARTBEAT_SECONDS)) as procs:
+        lost_code = procs[1].wait(timeout=TIMEOUT_SECONDS)
+        lost_at = time.monotonic()
+        survivor_code = procs[0].wait(timeout=LOST_HOST_BOUND_SECONDS)
+        stopped_after = time.monotonic() - lost_at
     survivor_log = (tmp_path / "worker_0.log").read_text()
     assert lost_code == worker.LOST_EXIT, (tmp_path / "worker_1.log").read_text()[-2000:]
     assert "both alive" in survivor_log and "UNEXPECTED" not in survivor_log
@@ -189,26 +197,8 @@ def test_a_preemption_notice_to_one_host_stops_every_host_after_the_same_epoch(t
     """SIGTERM reaches process 1 only (its VM is reclaimed); through JAX's preemption sync point
     (`preemption.Watch.should_stop`, which the trainer asks after each epoch) both processes stop
     after the same epoch, so every host saves the same step."""
-    env = worker_env()
-    port = free_port()
-    procs, logs = [], []
-    try:
-        for i in range(NUM_PROCESSES):
-            log = open(tmp_path / f"worker_{i}.log", "w")  # noqa: SIM115 -- closed below
-            logs.append(log)
-            cmd = [sys.executable, "-u", "-m", "tests.fastdfkd_jax.multihost_worker"]
-            cmd += [str(i), str(NUM_PROCESSES), str(port), str(tmp_path), "preempt"]
-            procs.append(
-                subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-            )
+    with workers_of_mode(tmp_path, "preempt") as procs:
         codes = [p.wait(timeout=TIMEOUT_SECONDS) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for log in logs:
-            log.close()
     assert codes == [0, 0], [(tmp_path / f"worker_{i}.log").read_text()[-2000:] for i in (0, 1)]
     stopped = [
         json.loads((tmp_path / f"preempted_{i}.json").read_text())["stopped_after"]
