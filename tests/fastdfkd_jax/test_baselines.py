@@ -321,6 +321,7 @@ def test_stage_activations_are_the_last_batchnorm_input_per_resolution():
         np.testing.assert_allclose(act.mean(axis=(0, 1, 2)), record.mean, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # 22 s
 def test_kd_step_adds_the_attention_transfer_term():
 
     from fastdfkd_jax import distill, models

@@ -240,6 +240,7 @@ def _arms(workdir):
             for r in records}  # fmt: skip
 
 
+@pytest.mark.slow  # a distillation, the MARS phase and a resume: 26 s
 def test_phase_after_distillation_then_resume_after_a_kill(teacher_dir, tmp_path, monkeypatch):
     config = _tiny_config(teacher_dir, enabled=True, heads=("plain", "mars"), modes=("head",))
     full = str(tmp_path / "full")

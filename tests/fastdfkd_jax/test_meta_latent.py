@@ -147,6 +147,7 @@ def test_no_reset_keeps_the_latent_moving():
     assert int(state.z_opt_state[0].count) == 3
 
 
+@pytest.mark.slow  # 26 s; the first-order meta updates stay in the default suite
 def test_exact_latent_meta_gradient_matches_finite_differences():
     with jax.enable_x64(True):
         synth, tv, sv, memory = make("exact", g_steps=3, dtype=jnp.float64)

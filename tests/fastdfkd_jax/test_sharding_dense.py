@@ -94,7 +94,10 @@ def synthesis_calls(n, make, calls):
     return fn, run, outputs
 
 
-@pytest.mark.parametrize("make", [meta_latent_synthesizer, dense_synthesizer])
+@pytest.mark.parametrize(
+    "make",
+    [meta_latent_synthesizer, pytest.param(dense_synthesizer, marks=pytest.mark.slow)],  # 25 s
+)
 def test_synthesis_on_8_devices_equals_1(make):
     calls = 3 if make is meta_latent_synthesizer else 2
     fn8, run8, out8 = synthesis_calls(8, make, calls)

@@ -275,12 +275,13 @@ def held_constant_objective(synth, params, batch_stats, z0, targets, rng, tv, sv
 # Three inner steps: the first Adam step is nearly lr * sign(g), whose derivative is ~0, so with
 # two steps the second-order terms of the summed objective would be tiny.
 # The unrolled inner steps (CPU) and the lax.scan (accelerators: `synthesis.unroll` 'auto').
-# Three combinations in the default run (each path, remat, and each inner optimizer once), the
-# other three marked slow.
+# Two combinations in the default run (the scan with remat and Adam, unrolled NSGD: each path,
+# remat and each inner optimizer once), the other four marked slow.
 @pytest.mark.parametrize(
     "unroll, remat, inner",
     [
-        pytest.param(True, False, "adam", id="unrolled-adam"),
+        # 45 s: slow; the scan-remat Adam and unrolled NSGD variants cover Adam and unrolling.
+        pytest.param(True, False, "adam", id="unrolled-adam", marks=pytest.mark.slow),
         pytest.param(False, True, "adam", id="scan-remat-adam"),
         pytest.param(True, False, "nsgd", id="unrolled-nsgd"),
         pytest.param(True, True, "adam", id="unrolled-remat-adam", marks=pytest.mark.slow),
@@ -335,7 +336,10 @@ def test_exact_meta_gradient_matches_finite_differences(unroll, remat, inner):
         np.testing.assert_allclose(along(aux["grad_sum"]), first_order, rtol=1e-8)
 
 
-@pytest.mark.parametrize("meta_gradient", ["exact", "first_order"])
+@pytest.mark.parametrize(
+    "meta_gradient",
+    [pytest.param("exact", marks=pytest.mark.slow), "first_order"],  # exact: 18 s
+)
 def test_scan_equals_unrolled_steps(meta_gradient):
     """One synthesis call with the inner steps as a lax.scan leaves the state that the unrolled
     steps leave (to float32 rounding: XLA fuses a loop body and straight-line code differently)."""

@@ -250,8 +250,14 @@ def test_teacher_job_trains_and_resumes(tmp_path, monkeypatch):
     assert summary["test_accuracy"] > 0.3  # two epochs of a 1.4k-parameter CNN: well above chance
     assert summary["steps"] == 2 * (1437 // config.train.batch_size)
     meta, variables = checkpoint.load_teacher(os.path.join(workdir, "teacher"))
+    info = data.get_info("digits")  # the directory records the normalization its inputs take
     assert meta == dict(
-        arch="digits_cnn_tiny", num_classes=10, dataset="digits", image_shape=[8, 8, 1]
+        arch="digits_cnn_tiny",
+        num_classes=10,
+        dataset="digits",
+        image_shape=[8, 8, 1],
+        mean=list(info.mean),
+        std=list(info.std),
     )
     # Rerunning a finished run resumes at its end and reports the same accuracy.
     again = main.run(config, workdir)
