@@ -28,7 +28,6 @@ student is scored on: a dataset name (`'digits'`, `'fashion_mnist'`, ..., `'npz:
 `TestSplit` arrays, written into the workdir as a `npz` dataset.
 """
 
-import ast
 import dataclasses
 import hashlib
 import json
@@ -56,7 +55,7 @@ from fastdfkd_jax import (
 )
 from fastdfkd_jax import config_blocks as blocks
 from fastdfkd_jax.data import augment, npz
-from fastdfkd_jax.models import nnx_adapter
+from fastdfkd_jax.models import given, nnx_adapter
 
 # Where `distill` writes a `TestSplit` in its workdir (named by its content's digest).
 TEST_SPLIT_FILE = "test_split_{}.npz"
@@ -64,9 +63,6 @@ TEST_SPLIT_FILE = "test_split_{}.npz"
 INCOMPLETE_KWARGS = "kwargs_incomplete"
 # The method of a run from the library's defaults when none is named.
 DEFAULT_METHOD = "fast5"
-# Linen dataclass fields a model directory does not record as constructor arguments: linen's own,
-# the class count (recorded apart) and the compute dtype (the run's precision policy sets it).
-_NOT_ARGUMENTS = ("parent", "name", "num_classes", "dtype")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,52 +102,6 @@ class Distilled:
     def into(self, model: Any) -> Any:
         """Writes the distilled variables into an NNX model of the student's architecture."""
         return nnx_adapter.to_nnx(model, self.variables)
-
-
-def _is_literal(value: Any) -> bool:
-    try:
-        return ast.literal_eval(repr(value)) == value
-    except (ValueError, SyntaxError):
-        return False
-
-
-def _label(module: Any) -> tuple[str, str, bool]:
-    """(arch, kwargs, complete) that name a given model in its run's records: its class's import
-    path and, for a linen module, its constructor fields that are Python literals, as a dict
-    literal; `complete` says whether those fields rebuild it (no field left out; never for NNX,
-    whose constructor arguments are not kept).
-    """
-    if isinstance(module, nnx_adapter.NNXModel):
-        return module.label, "", False
-    arch = nnx_adapter.module_label(module)
-    fields = {
-        f.name: getattr(module, f.name)
-        for f in dataclasses.fields(module)
-        if f.init and f.name not in _NOT_ARGUMENTS
-    }
-    literal = {name: value for name, value in fields.items() if _is_literal(value)}
-    return arch, repr(literal) if literal else "", literal == fields
-
-
-def _as_linen(model: Any, variables: dict | None, what: str) -> tuple[nn.Module, dict | None]:
-    """A given model as (linen module, variables or None)."""
-    if nnx_adapter.is_nnx(model):
-        if variables is not None:
-            raise ValueError(f"The {what} is an NNX model: its variables are its own; pass none.")
-        random = nnx_adapter.random_state(model)
-        if what == "student" and random:
-            raise ValueError(
-                f"The NNX student {type(model).__name__} holds random state ({', '.join(random)}: "
-                "an nnx.Rngs, e.g. for Dropout), which would draw the same numbers every step: "
-                "give a student without it."
-            )
-        return nnx_adapter.from_nnx(model)
-    if not isinstance(model, nn.Module):
-        raise ValueError(
-            f"The {what} must be a Flax linen module, an NNX model or a model directory; got "
-            f"{type(model).__name__}."
-        )
-    return model, variables
 
 
 def _dataset_name(data: str | TestSplit, workdir: str) -> str:
@@ -267,7 +217,7 @@ def distill(
             "mars_head.enabled: the MARS head follow-up reads the run's models from the config, "
             "not given ones; run it with the command on the finished workdir."
         )
-    given = {}
+    models_given = {}
     if isinstance(teacher, str):
         if teacher_variables is not None:
             raise ValueError("The teacher is a model directory: its variables are its own.")
@@ -277,25 +227,25 @@ def distill(
         run_config.teacher.arch = meta["arch"]
         run_config.teacher.kwargs = repr(meta["kwargs"]) if meta.get("kwargs") else ""
     else:
-        module, variables = _as_linen(teacher, teacher_variables, "teacher")
+        module, variables = given.as_linen(teacher, teacher_variables, "teacher")
         if variables is None:
             raise ValueError("A linen teacher needs its variables: pass teacher_variables.")
-        given["teacher"] = (module, variables)
-        run_config.teacher.arch, run_config.teacher.kwargs, _ = _label(module)
+        models_given["teacher"] = (module, variables)
+        run_config.teacher.arch, run_config.teacher.kwargs, _ = given.label(module)
     complete = True
     if isinstance(student, str):
         if student_variables is not None:
             raise ValueError(f"The student is the model name {student!r}: pass no variables.")
         run_config.student.arch = student
     else:
-        module, variables = _as_linen(student, student_variables, "student")
+        module, variables = given.as_linen(student, student_variables, "student")
         if variables is None:  # what the trainer would draw from the run's seed, made here so
             # that the student's initialization (its architecture) is part of the fingerprint
             variables = _init_student(module, run_config)
-        given["student"] = (module, variables)
-        run_config.student.arch, run_config.student.kwargs, complete = _label(module)
+        models_given["student"] = (module, variables)
+        run_config.student.arch, run_config.student.kwargs, complete = given.label(module)
     run_config.job = "dfkd"
-    summary = jobs.run(run_config, workdir, **given)
+    summary = jobs.run(run_config, workdir, **models_given)
     student_dir = os.path.join(workdir, train.STUDENT_DIR)
     if not complete:  # the directory cannot rebuild the student: `load_model` asks for `like`
         meta_path = os.path.join(student_dir, checkpoint.TEACHER_META)
@@ -304,7 +254,10 @@ def distill(
         with open(meta_path, "w") as f:
             json.dump({**meta, INCOMPLETE_KWARGS: True}, f, indent=2)
     _, variables = checkpoint.load_teacher(student_dir)
-    student_module = given["student"][0] if "student" in given else load_model(student_dir)[0]
+    if "student" in models_given:
+        student_module = models_given["student"][0]
+    else:
+        student_module = load_model(student_dir)[0]
     return Distilled(student_module, variables, summary, student_dir)
 
 
@@ -364,11 +317,14 @@ class Synthetic:
       images: float32 [N, H, W, C] in [0, 1] (unnormalized, as a dataset's).
       labels: int32 [N], the teacher's class of each image.
       probabilities: float32 [N, K], the teacher's softmax.
+      targets: int32 [N], the class the method aimed each image at, or None for a method
+        without per-image targets (DAFL, DFQ: their images' classes are the teacher's alone).
     """
 
     images: np.ndarray
     labels: np.ndarray
     probabilities: np.ndarray
+    targets: np.ndarray | None = None
 
 
 def synthesize(
@@ -402,8 +358,8 @@ def synthesize(
     if isinstance(teacher, str):
         module, variables = load_model(teacher)
     else:
-        module, variables = _as_linen(teacher, teacher_variables, "teacher")
-    run_config.teacher.arch, run_config.teacher.kwargs, _ = _label(module)
+        module, variables = given.as_linen(teacher, teacher_variables, "teacher")
+    run_config.teacher.arch, run_config.teacher.kwargs, _ = given.label(module)
     run_config.pool.capacity = run_config.synthesis.batch_size
     train.validate(run_config)
     parts = components.build(run_config, teacher=(module, variables), student=(module, variables))
@@ -423,22 +379,28 @@ def synthesize(
             axis=-1,
         )
     )
-    kept_images, kept_probabilities = [], []
+    # The call draws its targets with this same function of its key.
+    draw_targets = jax.jit(parts.synthesizer.draw_targets)
+    kept_images, kept_probabilities, kept_targets = [], [], []
     for c in range(warmup_calls + math.ceil(num_images / batch)):
-        state, images, _ = call(
-            state,
-            parts.teacher_vars,
-            jax.random.fold_in(keys["synthesis"], c),
-            components.adv_array(0.0),
-        )
+        call_key = jax.random.fold_in(keys["synthesis"], c)
+        state, images, _ = call(state, parts.teacher_vars, call_key, components.adv_array(0.0))
         if c >= warmup_calls:
             kept_images.append(np.asarray(sharding.to_host(images), np.float32))
             kept_probabilities.append(
                 np.asarray(sharding.to_host(score(parts.teacher_vars, images)))
             )
+            targets = draw_targets(call_key)
+            if targets is not None:
+                kept_targets.append(np.asarray(targets, np.int32))
     images = np.concatenate(kept_images)[:num_images]
     probabilities = np.concatenate(kept_probabilities)[:num_images]
-    return Synthetic(images, probabilities.argmax(-1).astype(np.int32), probabilities)
+    return Synthetic(
+        images,
+        probabilities.argmax(-1).astype(np.int32),
+        probabilities,
+        np.concatenate(kept_targets)[:num_images] if kept_targets else None,
+    )
 
 
 def _check_teacher_only_loss(config: ml_collections.ConfigDict) -> None:

@@ -23,12 +23,18 @@ from etils import epath
 from fastdfkd_jax import checks
 
 TEACHER_META = "meta.json"
+# A run's checkpoints at epoch boundaries (step: the epochs done), and those saved inside an
+# epoch on a preemption notice (step: a count of units, `epoch.within_epoch_step`).
+CHECKPOINTS = "checkpoints"
+WITHIN_EPOCH_CHECKPOINTS = "checkpoints_within_epoch"
 TEACHER_VARIABLES = "variables"
 
 
-def make_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
-    """A manager for `workdir/checkpoints` (orbax needs an absolute path)."""
-    directory = epath.Path(os.path.abspath(workdir)) / "checkpoints"
+def make_manager(
+    workdir: str, max_to_keep: int, folder: str = CHECKPOINTS
+) -> ocp.CheckpointManager:
+    """A manager for `workdir/<folder>` (orbax needs an absolute path)."""
+    directory = epath.Path(os.path.abspath(workdir)) / folder
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     return ocp.CheckpointManager(directory, options=options)
 
@@ -39,14 +45,21 @@ def has_checkpoints(workdir: str) -> bool:
     return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+def save(
+    manager: ocp.CheckpointManager, step: int, state: Any, metadata: dict | None = None
+) -> None:
     """Starts saving `state` as checkpoint `step` and returns once the arrays are copied off the
     device; orbax writes the files in the background (`wait` blocks until they are complete).
 
     The state's device buffers may be reused (donated) by the next step as soon as this returns.
-    A new save first waits for the previous one.
+    A new save first waits for the previous one. `metadata` (JSON) is saved with it.
     """
-    manager.save(step, args=ocp.args.StandardSave(state))
+    manager.save(step, args=ocp.args.StandardSave(state), custom_metadata=metadata)
+
+
+def metadata_of(manager: ocp.CheckpointManager, step: int) -> dict:
+    """The `metadata` saved with checkpoint `step` ({} when none)."""
+    return dict(manager.metadata(step).custom_metadata or {})
 
 
 def wait(manager: ocp.CheckpointManager) -> None:
@@ -54,16 +67,19 @@ def wait(manager: ocp.CheckpointManager) -> None:
     manager.wait_until_finished()
 
 
-def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, int | None]:
+def restore_latest(
+    manager: ocp.CheckpointManager, target: Any, *, steps: Sequence[int] | None = None
+) -> tuple[Any, int | None]:
     """Restores the latest good checkpoint into the structure and shardings of `target`.
 
     A checkpoint that cannot be read (a truncated or missing file, as a full disk leaves it) is
     skipped with a warning naming its step, and the one before it is tried; when none can be read,
-    a UserInputError names the directory before the first epoch.
+    a UserInputError names the directory before the first epoch. `steps`: the candidates (default:
+    all of the manager's).
 
     Returns `(state, step)`, or `(target, None)` when there is no checkpoint yet.
     """
-    steps = sorted(manager.all_steps(), reverse=True)
+    steps = sorted(manager.all_steps() if steps is None else steps, reverse=True)
     if not steps:
         return target, None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)

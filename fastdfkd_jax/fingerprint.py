@@ -301,7 +301,14 @@ def write(workdir: str, content: Mapping[str, Any]) -> None:
 
 
 # What a run writes into its workdir, moved aside together when another run starts afresh there.
-RUN_FILES = (FILE, "checkpoints", "metrics.jsonl", "summary.json", "tensorboard")
+RUN_FILES = (
+    FILE,
+    checkpoint.CHECKPOINTS,
+    checkpoint.WITHIN_EPOCH_CHECKPOINTS,
+    "metrics.jsonl",
+    "summary.json",
+    "tensorboard",
+)
 RUN_FILE_PATTERNS = ("samples_*.png",)
 
 

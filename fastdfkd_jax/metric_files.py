@@ -132,23 +132,40 @@ class Mean:
 
     `add` keeps a call's metrics (device scalars) without waiting for them or dispatching any
     work; `result` transfers them all at once, sums on the host and divides by the step count.
+    A run stopped inside an epoch keeps `sums()` and `count`; `Mean(sums, count)` goes on adding
+    to them in the same order, so the result is the uninterrupted one, bit for bit.
     """
 
-    def __init__(self):
+    def __init__(self, sums: Mapping[str, float] | None = None, count: int = 0):
+        self._sums: dict[str, float] = dict(sums or {})
         self._records: list[dict] = []
-        self._count = 0
+        self._count = count
 
     def add(self, metrics: Mapping[str, jax.Array], count: int = 1) -> None:
         """Adds one call's metrics: one step's values, or the sums over `count` steps."""
         self._records.append(dict(metrics))
         self._count += count
 
+    @property
+    def count(self) -> int:
+        """The steps added."""
+        return self._count
+
+    def sums(self) -> dict[str, float]:
+        """{name: sum} as Python floats, added in the order of the calls."""
+        if self._records:
+            records = jax.device_get(self._records)
+            for name in records[0]:
+                total = self._sums.get(name, 0)
+                for record in records:
+                    total += float(record[name])
+                self._sums[name] = total
+            self._records = []
+        return dict(self._sums)
+
     def result(self) -> dict[str, float]:
         """{name: mean} as Python floats ({} when nothing was added)."""
-        if not self._records:
-            return {}
-        records = jax.device_get(self._records)
-        return {k: sum(float(r[k]) for r in records) / self._count for k in self._records[0]}
+        return {name: total / self._count for name, total in self.sums().items()}
 
 
 def check_finite(metrics: Mapping[str, Any], epoch: int, where: str) -> None:

@@ -1,16 +1,18 @@
-"""Preemption: a reclaimed VM's SIGTERM becomes a checkpoint at the next epoch boundary and a
+"""Preemption: a reclaimed VM's SIGTERM becomes a checkpoint at the next step boundary and a
 documented exit, so rerunning the same command resumes the run exactly.
 
 `Watch` installs a SIGTERM handler that only sets a flag (in the main thread; nothing else runs
-in the handler). The trainer asks `should_stop(epoch)` after each epoch: in a single process it
-is the flag; in a multi-process run it is JAX's preemption sync point
-(`multihost_utils.reached_preemption_sync_point`, which the distributed service raises on every
-host at the same step), so every host saves the same epoch. The trainer then saves, flushes its
+in the handler). The distillation trainer asks `should_stop(step)` after each unit of an epoch (a
+synthesis call or a student step call; `step` orders all of them, `epoch.within_epoch_step`), the
+teacher job after each epoch: in a single process it is the flag; in a multi-process run it is
+JAX's preemption sync point (`multihost_utils.reached_preemption_sync_point`, which the
+distributed service raises on every host at the same step), so every host saves the same step.
+The trainer then saves (inside an epoch: with where it stopped, `epoch_progress`), flushes its
 metrics and raises `Preempted`; the `fastdfkd` command exits with `PREEMPTED_STATUS`, distinct
 from success (0), failure (1) and a user's mistake (2).
 
-Saved at an epoch boundary, the resumed run replays the rest exactly: its final state equals an
-uninterrupted run's bit for bit (tests/fastdfkd_jax/test_train.py).
+The resumed run replays the rest exactly: its final state equals an uninterrupted run's bit for
+bit (tests/fastdfkd_jax/test_train.py).
 """
 
 import signal
@@ -25,14 +27,17 @@ PREEMPTED_STATUS = 75
 
 
 class Preempted(Exception):  # noqa: N818 (a signal received, not an error)
-    """The run saved its state at `epoch` and stopped on a preemption notice."""
+    """The run saved its state and stopped on a preemption notice: at the end of `epoch` (epochs
+    done), or `units` units into the next (`epoch_progress`).
+    """
 
-    def __init__(self, epoch: int):
+    def __init__(self, epoch: int, units: int = 0):
+        where = f"epoch {epoch}" if not units else f"{units} units into epoch {epoch + 1}"
         super().__init__(
-            f"preempted: the run saved epoch {epoch} and stopped; run the same command again "
-            "to resume it."
+            f"preempted: the run saved {where} and stopped; run the same command again to "
+            "resume it."
         )
-        self.epoch = epoch
+        self.epoch, self.units = epoch, units
 
 
 class Watch:
@@ -53,10 +58,10 @@ class Watch:
         del signum, frame
         self._flag.set()
 
-    def should_stop(self, epoch: int) -> bool:
-        """Whether to save and stop after `epoch` (the same answer on every host)."""
-        if self._multi:  # every host reaches the same sync point at the same epoch
-            return bool(multihost_utils.reached_preemption_sync_point(epoch))
+    def should_stop(self, step: int) -> bool:
+        """Whether to save and stop after `step` (increasing; the same answer on every host)."""
+        if self._multi:  # every host reaches the same sync point at the same step
+            return bool(multihost_utils.reached_preemption_sync_point(step))
         return self._flag.is_set()
 
     def close(self) -> None:
@@ -79,7 +84,7 @@ _WATCHES: set[Watch] = set()
 
 def notify() -> None:
     """A preemption notice by code: every run under way in this process saves and stops after its
-    current epoch, as on SIGTERM.
+    current unit, as on SIGTERM.
     """
     for watch in list(_WATCHES):
         watch._flag.set()  # noqa: SLF001 (the module's own class)

@@ -156,6 +156,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = sharding.make_mesh(config.mesh)
     precision.check_backend(config.precision, mesh.devices.flat)
     sharding.check_batch_divides(config.train.batch_size, mesh, "train.batch_size")
+    sharding.check_batch_divides(config.eval_batch_size, mesh, "eval_batch_size")
 
     train = data.load_split(config.dataset.name, "train", config.dataset.data_dir or None)
     test = data.load_split(config.dataset.name, "test", config.dataset.data_dir or None)

@@ -1,20 +1,21 @@
-"""The data-free distillation job: synthesis rounds, student steps, evaluation, checkpoints.
+"""The data-free distillation job: epochs, evaluation, checkpoints, the run's summary.
 
-Each epoch: the synthesizer's `start_epoch` hook, then `rounds_per_epoch` rounds (pool methods: one;
-generative methods: `kd.steps / synthesis.generative.kd_steps_per_round`) of
-`calls_per_round(epoch)` synthesis calls (one, or NAYER's more while warming up; each one compiled
-function: inner steps, best iterate, meta update, BN memory update, pool insert) followed, after
+Each epoch (`fastdfkd_jax.epoch`): the synthesizer's `start_epoch` hook, then `rounds_per_epoch`
+rounds (pool methods: one; generative methods: `kd.steps /
+synthesis.generative.kd_steps_per_round`) of `calls_per_round(epoch)` synthesis calls (one, or
+NAYER's more while warming up; each one compiled function: inner steps, best iterate, meta
+update, BN memory update, pool insert) followed, after
 `warmup` epochs, by `kd.steps / rounds_per_epoch` student steps on batches from the synthesizer
 (`kd_images`: the pool, or fresh generator samples). Real data is used in one place only: the
 student's (and once the teacher's) score on the test split every `eval_every_epochs` epochs:
 accuracy, or mean IoU and pixel accuracy for segmentation (`evaluation.streamed.METRICS`), the split
 opened and checked before training (`run_data`), kept on device (streamed for ImageNet and NYUv2,
 generated for a smoke test). Everything the run needs to continue is in `DFKDState`, saved
-(asynchronously) every `checkpoint.every_epochs` epochs; all randomness derives from `config.seed`
-and the epoch, so a resumed run replays exactly what an uninterrupted one does. Metrics per epoch
-(averaged over its steps) go to `metrics.jsonl` and TensorBoard, the summary to `summary.json`: the
-final student score and the best over the evaluated epochs (`student_best_test_accuracy`, what the
-original reports).
+(asynchronously) every `checkpoint.every_epochs` epochs, and inside an epoch on a preemption notice
+(`epoch_progress`); all randomness derives from `config.seed`, the epoch and the call, so a resumed
+run replays exactly what an uninterrupted one does. Metrics per epoch (averaged over its steps) go
+to `metrics.jsonl` and TensorBoard, the summary to `summary.json`: the final student score and the
+best over the evaluated epochs (`student_best_test_accuracy`, what the original reports).
 
 A run's time is its compute: every step is compiled up front under the config's precision policy
 (`config.precision`) with JAX's persistent compilation cache on (`config.compilation_cache`), the
@@ -24,15 +25,12 @@ the rest as `other_seconds`, and the values the backend chose for 'auto' keys.
 """
 
 import concurrent.futures
-import dataclasses
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 from tqdm import tqdm
 
@@ -41,7 +39,7 @@ from fastdfkd_jax import (
     checkpoint,
     compilation,
     components,
-    distill,
+    epoch_progress,
     fingerprint,
     metric_files,
     models,
@@ -53,13 +51,14 @@ from fastdfkd_jax import (
     reporting,
     run_data,
     samples,
+    sharding,
     smoke,
     synthesis,
     timing,
 )
+from fastdfkd_jax import epoch as epoch_lib
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.evaluation import scorer
-from fastdfkd_jax.state import DFKDState
 from fastdfkd_jax.synthesis import pool as pool_lib
 from fastdfkd_jax.synthesis.objective import KD_AUGMENTS
 
@@ -116,115 +115,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class Steps:
-    """The run's compiled steps and their compile seconds.
-
-    `kd` runs `kd_steps_per_call` student steps per call:
-    `(state, teacher_vars, kd_key, first_step) -> (state, metrics summed over the steps)`.
-    """
-
-    synthesis: Callable
-    kd: Callable
-    kd_steps_per_call: int
-    synthesis_compile_seconds: float
-    kd_compile_seconds: float
-
-
-def compile_steps(
-    parts: components.Components, state: DFKDState, keys: dict[str, jax.Array]
-) -> Steps:
-    """Both steps compiled once, up front, on the run's mesh (the compilation timed on its own),
-    under the config's precision policy.
-    """
-    config = parts.config
-    per_call = config.kd.steps_per_call
-    with compilation.precision_scope(config.precision):
-        synth_fn, synth_seconds = parts.synthesizer.compile_call(
-            state,
-            parts.teacher_vars,
-            keys["synthesis"],
-            components.adv_array(config.synthesis.adv),
-            mesh=parts.mesh,
-        )
-        kd_fn, kd_seconds = distill.compile_kd_steps(
-            state,
-            parts.teacher_vars,
-            keys["kd"],
-            mesh=parts.mesh,
-            num_steps=per_call,
-            unroll=backend.platform_of(parts.mesh) == backend.CPU,
-            **components.kd_step_options(parts),
-        )
-    return Steps(synth_fn, kd_fn, per_call, synth_seconds, kd_seconds)
-
-
-def train_epoch(
-    parts: components.Components,
-    steps: Steps,
-    state: DFKDState,
-    keys: dict[str, jax.Array],
-    epoch: int,
-    timer: timing.PhaseTimer,
-) -> tuple[DFKDState, jax.Array, dict]:
-    """One epoch (0-based `epoch`): returns (state, the last synthesized images, its metrics).
-
-    Metrics are the means over the epoch's synthesis rounds and student steps, and the student's
-    learning rate at its last step.
-    """
-    config, synthesizer = parts.config, parts.synthesizer
-    state = state.replace(
-        synthesizer=synthesizer.start_epoch(
-            state.synthesizer, epoch, jax.random.fold_in(keys["epoch_start"], epoch)
-        )
-    )
-    adv = components.adv_array(synthesizer.adv_weight(epoch))
-    synth_mean, kd_mean = metric_files.Mean(), metric_files.Mean()
-    rounds = synthesizer.rounds_per_epoch
-    steps_per_round = config.kd.steps // rounds
-    per_call = steps.kd_steps_per_call
-
-    def kd_steps(state, first):
-        # Step `first + i` uses fold_in(kd key, first + i), however many steps a call runs.
-        for i in range(0, steps_per_round, per_call):
-            state, step_metrics = steps.kd(
-                state, parts.teacher_vars, keys["kd"], np.int32(first + i)
-            )
-            kd_mean.add(step_metrics, count=per_call)
-        return state
-
-    images = None
-    for r in range(rounds):
-        round_index = epoch * rounds + r
-        for c in range(synthesizer.calls_per_round(epoch)):
-            call = round_index * synthesizer.max_calls_per_round + c
-            state, images, synth_metrics = timer(
-                "synthesis",
-                steps.synthesis,
-                state,
-                parts.teacher_vars,
-                jax.random.fold_in(keys["synthesis"], call),
-                adv,
-            )
-            synth_mean.add(synth_metrics)
-            metric_files.check_finite(jax.device_get(synth_metrics), epoch + 1, "synthesis")
-        if epoch >= config.warmup:
-            state = timer("kd", kd_steps, state, round_index * steps_per_round)
-    record = synth_mean.result()
-    if epoch >= config.warmup:
-        kd_record = kd_mean.result()
-        metric_files.check_finite(kd_record, epoch + 1, "distillation")
-        kd_record["learning_rate"] = float(parts.schedule(int(state.student.step) - 1))
-        record.update(kd_record)
-    return state.replace(epoch=state.epoch + 1), images, record
-
-
-def synthesis_calls(synthesizer: synthesis.Synthesizer, epochs: int) -> int:
-    """The synthesis calls of a run of `epochs` epochs."""
-    rounds = synthesizer.rounds_per_epoch
-    return sum(rounds * synthesizer.calls_per_round(epoch) for epoch in range(epochs))
-
-
 def run_fingerprint(config: ml_collections.ConfigDict, parts: components.Components) -> dict:
     """`fingerprint.record` of the run: its settings, teacher, code versions and backend (and a
     given student's initial variables, as the setting `student.initial_variables`: their digest).
@@ -278,7 +168,8 @@ def train_and_evaluate(
         parts.backend_choices,
     )
     # The test split is opened and checked before any compute (a bad data set fails here); an
-    # in-memory split is read and uploaded while the steps compile.
+    # in-memory split is read and uploaded while the steps compile, so its batch is checked here.
+    sharding.check_batch_divides(config.eval_batch_size, parts.mesh, "eval_batch_size")
     loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     test_future = loader.submit(scorer.SplitScorer, parts, workdir)
     if run_data.streamed(config.dataset.name) or config.smoke_test:
@@ -295,18 +186,23 @@ def train_and_evaluate(
         state = components.init_state(parts, keys)
     clock.compiled("init", compiling_seconds())
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
+    within = checkpoint.make_manager(
+        workdir, epoch_progress.WITHIN_EPOCH_KEPT, checkpoint.WITHIN_EPOCH_CHECKPOINTS
+    )
     writer = background = watch = None
     try:
-        state, restored = checkpoint.restore_latest(manager, state)
+        state, restored, resume = epoch_progress.restore_latest(manager, within, state)
         jax.block_until_ready(state)
         clock.init_seconds = time.perf_counter() - init_start
         start_epoch = int(state.epoch)
         writer = metric_files.create_writer(workdir, start_epoch)
         background = reporting.BackgroundWriter()
-        if restored is not None:
+        if resume is not None:
+            logging.info("Resumed inside epoch %d, after %d units.", start_epoch + 1, resume.units)
+        elif restored is not None:
             logging.info("Resumed from epoch %d.", start_epoch)
         with clock.compiling():
-            steps = compile_steps(parts, state, keys)
+            steps = epoch_lib.compile_steps(parts, state, keys)
         clock.compiled("synthesis", steps.synthesis_compile_seconds)
         clock.compiled("kd", steps.kd_compile_seconds)
         test = test_future.result()
@@ -318,7 +214,11 @@ def train_and_evaluate(
         # Timings accumulate across resumes: continue from the last epoch logged before the restart.
         logged = metric_files.read_metrics(workdir) if restored is not None else []
         timer = timing.PhaseTimer(
-            {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")} if logged else None
+            resume.seconds
+            if resume is not None
+            else {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")}
+            if logged
+            else None
         )
         student_scores = {name: float("nan") for name in test.metric_names}
         best = best_logged(logged, headline)
@@ -338,7 +238,28 @@ def train_and_evaluate(
         )
         watch = preemption.Watch()
         for epoch in bar:
-            state, images, record = train_epoch(parts, steps, state, keys, epoch, timer)
+            state, images, record, stopped = epoch_lib.train_epoch(
+                parts,
+                steps,
+                state,
+                keys,
+                epoch,
+                timer,
+                resume=resume,
+                should_stop=watch.should_stop,
+            )
+            resume = None
+            if stopped is not None:  # preempted inside the epoch: save where, flush, stop
+                background.submit(writer.flush)
+                checkpoint.save(
+                    within,
+                    epoch_lib.within_epoch_step(parts, epoch, stopped.units),
+                    state,
+                    metadata=stopped.to_json(),
+                )
+                background.wait()
+                checkpoint.wait(within)
+                raise preemption.Preempted(epoch, stopped.units)
             done = epoch + 1
             last = done == config.epochs
             record = dict(epoch=done, **record)
@@ -349,14 +270,19 @@ def train_and_evaluate(
                 bar.set_postfix(student=f"{student_scores[headline]:.4f}")
             record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
             background.submit(writer.write_scalars, done, record)
-            if config.sample_every_epochs and (done % config.sample_every_epochs == 0 or last):
+            grid_due = config.sample_every_epochs and (
+                done % config.sample_every_epochs == 0 or last
+            )
+            # (No grid for an epoch resumed after its last synthesis call: its images are gone.)
+            if grid_due and images is not None:
                 path = os.path.join(workdir, f"samples_{done:04d}.png")
                 samples.save_epoch_samples(parts, labels, background, path, images)
             saved = done % config.checkpoint.every_epochs == 0 or last
             if saved:
                 background.submit(writer.flush)
                 timer("checkpoint", checkpoint.save, manager, done, state)
-            if not last and watch.should_stop(done):  # preempted: save, flush, stop
+            if not last and watch.should_stop(epoch_lib.within_epoch_step(parts, done, 0)):
+                # Preempted at the epoch's end: save, flush, stop.
                 if not saved:
                     background.submit(writer.flush)
                     checkpoint.save(manager, done, state)
@@ -388,7 +314,7 @@ def train_and_evaluate(
             # The best over the evaluated epochs (every run evaluates its last).
             **{f"student_best_test_{headline}": best[0]},
             student_best_epoch=best[1],
-            synthesis_calls=synthesis_calls(parts.synthesizer, config.epochs),
+            synthesis_calls=epoch_lib.synthesis_calls(parts.synthesizer, config.epochs),
             **clock.summary(timer),
             resumed_from_epoch=start_epoch if restored is not None else None,
             fingerprint=fingerprint_record["fingerprint"],
@@ -408,6 +334,7 @@ def train_and_evaluate(
         if writer is not None:
             writer.close()
         manager.close()
+        within.close()
 
 
 def run_description(config: ml_collections.ConfigDict, parts: components.Components) -> dict:

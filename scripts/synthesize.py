@@ -5,12 +5,14 @@ r"""Writes synthetic images from a teacher: calibration or pruning data without 
     python scripts/synthesize.py --teacher=results/teachers/digits --num_images=100 \
         --method=deepinv2k --config=configs/dfkd_digits.py --out=/tmp/synthetic_png
 
-`--out` ending in `.npz` gets `images` float32 [N, H, W, C] in [0, 1], the teacher's `labels` [N]
-and `probabilities` [N, K]; any other path becomes a folder of PNGs, one subfolder per teacher
-class (`<class>/<index>.png`), with `labels.csv`. The teacher is a model directory (trained by
-the teacher job, distilled by a run, or imported); `--dataset` (default: the one it was trained
-on) gives the image shape, classes and normalization. `fastdfkd_jax.api.synthesize` does the same
-from Python, for any linen or NNX teacher.
+`--out` ending in `.npz` gets `images` float32 [N, H, W, C] in [0, 1], the teacher's `labels` [N],
+`probabilities` [N, K] and, for a method with per-image targets, the `targets` [N] it aimed at;
+any other path becomes a folder of PNGs, one subfolder per teacher class (`<class>/<index>.png`),
+with `labels.csv` (and its `target` column). It prints the counts per class, the mean
+confidence and how many images the teacher assigns to their targets. The teacher is a model
+directory (trained by the teacher job, distilled by a run, or imported); `--dataset` (default:
+the one it was trained on) gives the image shape, classes and normalization.
+`fastdfkd_jax.api.synthesize` does the same from Python, for any linen or NNX teacher.
 """
 
 import os
@@ -40,16 +42,17 @@ _LEVELS = 255
 
 def write_npz(path: str, synthetic: api.Synthetic) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.savez(
-        path,
-        images=synthetic.images,
-        labels=synthetic.labels,
-        probabilities=synthetic.probabilities,
+    arrays = dict(
+        images=synthetic.images, labels=synthetic.labels, probabilities=synthetic.probabilities
     )
+    if synthetic.targets is not None:
+        arrays["targets"] = synthetic.targets
+    np.savez(path, **arrays)
 
 
 def write_folder(folder: str, synthetic: api.Synthetic) -> None:
-    rows = ["file,label,probability"]
+    targets = synthetic.targets
+    rows = ["file,label,probability" + ("" if targets is None else ",target")]
     for i, (image, label) in enumerate(zip(synthetic.images, synthetic.labels, strict=True)):
         name = os.path.join(str(label), f"{i:06d}.png")
         os.makedirs(os.path.join(folder, str(label)), exist_ok=True)
@@ -57,7 +60,8 @@ def write_folder(folder: str, synthetic: api.Synthetic) -> None:
         Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(
             os.path.join(folder, name)
         )
-        rows.append(f"{name},{label},{synthetic.probabilities[i, label]:.6f}")
+        target = "" if targets is None else f",{targets[i]}"
+        rows.append(f"{name},{label},{synthetic.probabilities[i, label]:.6f}{target}")
     with open(os.path.join(folder, "labels.csv"), "w") as f:
         f.write("\n".join(rows) + "\n")
 
@@ -79,11 +83,20 @@ def main(argv: list[str]) -> None:
         write_npz(_OUT.value, synthetic)
     else:
         write_folder(_OUT.value, synthetic)
+    print(f"{len(synthetic.labels)} images to {_OUT.value}; {describe(synthetic)}")
+
+
+def describe(synthetic: api.Synthetic) -> str:
+    """One line: the images per teacher class, the mean confidence, the share on target."""
     counts = np.bincount(synthetic.labels, minlength=synthetic.probabilities.shape[-1])
-    print(
-        f"{len(synthetic.labels)} images to {_OUT.value}; per teacher class: {counts.tolist()}; "
+    line = (
+        f"per teacher class: {counts.tolist()}; "
         f"mean confidence {synthetic.probabilities.max(-1).mean():.3f}"
     )
+    if synthetic.targets is not None:
+        on_target = np.mean(synthetic.labels == synthetic.targets)
+        line += f"; the teacher's class is the target for {100 * on_target:.1f}%"
+    return line
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def put_split(split: dict, mesh: Mesh, batch_size: int) -> dict:
       `{'image': [num_batches, batch_size, H, W, C], 'label': [num_batches, batch_size],
       'mask': bool [num_batches, batch_size]}` (False on padding rows), sharded along axis 1.
     """
-    sharding.check_batch_divides(batch_size, mesh, "eval batch_size")
+    sharding.check_batch_divides(batch_size, mesh, "eval_batch_size")
     local = sharding.process_rows(batch_size, mesh)
     local_batch = local.stop - local.start
     share, share_size = sharding.split_share(len(split["label"]))

@@ -10,6 +10,8 @@ trainer (`fastdfkd_jax.train`) talks to it only through `Synthesizer`:
 - `synthesize(...)`: one synthesis call (pure, jittable): new state, BN memory, images, metrics;
 - `kd_images(state, rng, batch)`: where the student's KD batches come from (pure, jittable): the
   image pool, or fresh samples of a generator;
+- `draw_targets(rng)`: the classes the call of key `rng` aims its images at (the function the
+  call itself draws them with), or None for a method without per-image targets;
 - `adv_weight(epoch)`, `start_epoch(state, epoch, rng)`, `rounds_per_epoch`,
   `calls_per_round(epoch)`: the method's schedule, on the host (when the adversarial term starts,
   resets of generator layers, how many rounds make an epoch, each of `calls_per_round(epoch)`
@@ -43,6 +45,11 @@ from fastdfkd_jax.synthesis.objective import init_bn_memory
 
 # When the adversarial term switches on (the config's `synthesis.adv_start`; see config_blocks).
 ADV_STARTS = ("before_kd", "first_call", "with_kd")
+
+
+def uniform_targets(key: jax.Array, batch_size: int, num_classes: int) -> jax.Array:
+    """Target classes int32 [batch_size] drawn uniformly from 0..num_classes-1 with `key`."""
+    return jax.random.randint(key, (batch_size,), 0, num_classes)
 
 
 def adv_start_epoch(adv_start: str, warmup: int) -> int:
@@ -94,6 +101,8 @@ class Synthesizer(Protocol):
     ) -> tuple[Any, losses.BNMemory, jax.Array, dict]: ...
 
     def kd_images(self, state: Any, rng: jax.Array, batch_size: int) -> jax.Array: ...
+
+    def draw_targets(self, rng: jax.Array) -> jax.Array | None: ...
 
     def adv_weight(self, epoch: int) -> float: ...
 
@@ -165,6 +174,14 @@ class PoolSynthesis:
     def kd_images(self, state: Any, rng: jax.Array, batch_size: int) -> jax.Array:
         """`batch_size` images drawn uniformly from the pool, float32 [B, H, W, C] in [0, 1]."""
         return pool_lib.sample(state.pool, rng, batch_size)
+
+    def draw_targets(self, rng: jax.Array) -> jax.Array | None:
+        """The classes int32 [B] that the synthesis call of key `rng` aims its images at, or None
+        for a method without per-image targets (the default: its images' classes are the
+        teacher's alone). The call draws them with this function, so the two always agree.
+        """
+        del rng
+        return None
 
     def adv_weight(self, epoch: int) -> float:
         return self.adv if epoch >= self.adv_start_epoch else 0.0
@@ -260,7 +277,17 @@ class ChunkedSynthesis(PoolSynthesis):
         begin = compilation.compile_jitted(
             jax.jit(self.begin), state.synthesizer, rng, teacher_vars
         )
-        carry = jax.eval_shape(self.begin, state.synthesizer, rng, teacher_vars)
+        # The carry stays where `begin` puts it, chunk after chunk: `advance` and `finish` are
+        # compiled for those shardings (left to themselves, on a mesh of several devices they
+        # would each choose their own and refuse `begin`'s).
+        carry_shardings = begin.output_shardings
+        carry = jax.tree.map(
+            lambda shape, placement: jax.ShapeDtypeStruct(
+                shape.shape, shape.dtype, sharding=placement
+            ),
+            jax.eval_shape(self.begin, state.synthesizer, rng, teacher_vars),
+            carry_shardings,
+        )
 
         def advance_fn(carry, bn_memory, teacher_vars, student_vars, adv, first_step):
             return self.advance(
@@ -268,7 +295,7 @@ class ChunkedSynthesis(PoolSynthesis):
             )
 
         advance = compilation.compile_jitted(
-            jax.jit(advance_fn, donate_argnums=0),
+            jax.jit(advance_fn, donate_argnums=0, out_shardings=carry_shardings),
             carry,
             state.bn_memory,
             teacher_vars,

@@ -35,7 +35,6 @@ import optax
 
 from fastdfkd_jax import backend, sharding
 from fastdfkd_jax.checks import check_choice
-from fastdfkd_jax.models import probes
 from fastdfkd_jax.synthesis import baseline_augment, cmi_parts, losses
 from fastdfkd_jax.synthesis.base import (
     ChunkedSynthesis,
@@ -44,6 +43,7 @@ from fastdfkd_jax.synthesis.base import (
     from_block,
     generator_from_config,
     reset_layers,
+    uniform_targets,
     validate_chunk_steps,
 )
 from fastdfkd_jax.synthesis.objective import adversarial_term, teacher_bn_memory
@@ -92,32 +92,6 @@ class CMICarry:
     first_loss: jax.Array
     last_loss: jax.Array
     last_parts: dict
-
-
-def capture_records_and_means(
-    model: nn.Module, variables: Any, x: jax.Array, feature_layers: str = "batchnorm"
-) -> tuple[jax.Array, list[losses.BNRecord], jax.Array]:
-    """One eval-mode pass: logits, the BN records (`losses.capture_bn_inputs`) and the instance
-    features [B, D] of `x`: the per-sample spatial means of the inputs of the modules that
-    `cmi_parts.feature_filter(feature_layers)` selects ('batchnorm' or 'stages', resolved).
-    """
-    records: list[losses.BNRecord] = []
-    means: list[jax.Array] = []
-    is_feature = cmi_parts.feature_filter(feature_layers)
-
-    def record(call: probes.LayerCall) -> None:
-        if call.kind == probes.BATCHNORM:
-            records.append(losses.bn_record(call))
-        if is_feature(call):
-            means.append(cmi_parts.instance_mean(call.inputs))
-
-    with probes.observe(record):
-        logits = model.apply(variables, x, train=False)
-    if not means:
-        raise ValueError(
-            f"CMI's feature_layers={feature_layers!r} matched no module of {type(model).__name__}."
-        )
-    return logits, records, jnp.concatenate(means, axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +163,9 @@ class CMISynthesizer(ChunkedSynthesis):
 
         def features(x):
             variables = self.teacher.init(jax.random.PRNGKey(0), x, train=False)
-            return capture_records_and_means(self.teacher, variables, x, self.feature_layers)[2]
+            return cmi_parts.capture_records_and_means(
+                self.teacher, variables, x, self.feature_layers
+            )[2]
 
         return jax.eval_shape(features, jnp.zeros((2, *self.image_shape))).shape[-1]
 
@@ -221,16 +197,23 @@ class CMISynthesizer(ChunkedSynthesis):
         params = reset_layers(params, rng, tuple(params), RESET_STD, scale_mean=1.0)
         return params, variables["batch_stats"]
 
+    @staticmethod
+    def call_keys(rng: jax.Array) -> jax.Array:
+        """The call's keys [4]: latents, targets, a fresh generator, steps."""
+        return jax.random.split(rng, 4)
+
+    def draw_targets(self, rng: jax.Array) -> jax.Array:
+        """The call's target classes int32 [B], uniform (see `PoolSynthesis.draw_targets`)."""
+        return uniform_targets(self.call_keys(rng)[1], self.batch_size, self.num_classes)
+
     def begin(self, state: CMIState, rng: jax.Array, teacher_vars: dict) -> CMICarry:
         """Latents, targets and a reset generator for one batch: the carry before step 0."""
-        z_rng, y_rng, g_rng, step_rng = jax.random.split(rng, 4)
+        z_rng, _, g_rng, step_rng = self.call_keys(rng)  # the second draws the targets
         z = sharding.constrain_batch(
             jax.random.normal(z_rng, (self.batch_size, *self.generator.latent_shape)),
             self.batch_sharding,
         )
-        targets = sharding.constrain_batch(
-            jax.random.randint(y_rng, (self.batch_size,), 0, self.num_classes), self.batch_sharding
-        )
+        targets = sharding.constrain_batch(self.draw_targets(rng), self.batch_sharding)
         params, batch_stats = self.fresh_generator(g_rng)
         inner = {"g": params, "z": z}
         dim = state.bank.data.shape[1]
@@ -280,14 +263,14 @@ class CMISynthesizer(ChunkedSynthesis):
             std=self.std,
             local_scale=self.local_scale,
         )
-        t_logits, records, global_features = capture_records_and_means(
+        t_logits, records, global_features = cmi_parts.capture_records_and_means(
             self.teacher, teacher_vars, global_view, self.feature_layers
         )
         s_logits = self.student.apply(student_vars, global_view, train=False)
         loss_bn = losses.bn_statistics_loss(records)
         loss_oh = losses.one_hot_loss(t_logits, carry.targets)
         loss_adv = adversarial_term("kl", s_logits, t_logits, 1.0)
-        _, _, local_features = capture_records_and_means(
+        _, _, local_features = cmi_parts.capture_records_and_means(
             self.teacher, teacher_vars, local_view, self.feature_layers
         )
         cached, valid = cmi_parts.bank_negatives(carry.bank, neg_rng, self.n_neg)

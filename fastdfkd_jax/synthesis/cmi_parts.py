@@ -41,6 +41,7 @@ import optax
 
 from fastdfkd_jax.checks import check_choice
 from fastdfkd_jax.models import layers, probes
+from fastdfkd_jax.synthesis import losses
 
 # Which teacher modules' inputs give CMI's instance features (`synthesis.cmi.feature_layers`).
 FEATURE_LAYERS = ("auto", "batchnorm", "stages")
@@ -281,3 +282,29 @@ def contrastive_loss(
     count = jnp.sum(valid)
     cached = jnp.sum(jnp.where(valid, per_row[batch:], 0.0)) / jnp.maximum(count, 1)
     return current + jnp.where(jnp.logical_and(bank_used, count > 0), cached, 0.0)
+
+
+def capture_records_and_means(
+    model: nn.Module, variables: Any, x: jax.Array, feature_layers: str = "batchnorm"
+) -> tuple[jax.Array, list[losses.BNRecord], jax.Array]:
+    """One eval-mode pass: logits, the BN records (`losses.capture_bn_inputs`) and the instance
+    features [B, D] of `x`: the per-sample spatial means of the inputs of the modules that
+    `feature_filter(feature_layers)` selects ('batchnorm' or 'stages', resolved).
+    """
+    records: list[losses.BNRecord] = []
+    means: list[jax.Array] = []
+    is_feature = feature_filter(feature_layers)
+
+    def record(call: probes.LayerCall) -> None:
+        if call.kind == probes.BATCHNORM:
+            records.append(losses.bn_record(call))
+        if is_feature(call):
+            means.append(instance_mean(call.inputs))
+
+    with probes.observe(record):
+        logits = model.apply(variables, x, train=False)
+    if not means:
+        raise ValueError(
+            f"CMI's feature_layers={feature_layers!r} matched no module of {type(model).__name__}."
+        )
+    return logits, records, jnp.concatenate(means, axis=-1)

@@ -31,6 +31,7 @@ from fastdfkd_jax.synthesis.base import (
     adv_start_epoch,
     check_chunk_steps,
     from_block,
+    uniform_targets,
     validate_chunk_steps,
 )
 from fastdfkd_jax.synthesis.baseline_losses import DEEPINV_STUDENT_BN
@@ -108,17 +109,24 @@ class DeepInversionSynthesizer(ChunkedSynthesis):
         del rng
         return {}
 
+    @staticmethod
+    def call_keys(rng: jax.Array) -> jax.Array:
+        """The call's keys [3]: initial pixels, targets, steps."""
+        return jax.random.split(rng, 3)
+
+    def draw_targets(self, rng: jax.Array) -> jax.Array:
+        """The call's target classes int32 [B], uniform (see `PoolSynthesis.draw_targets`)."""
+        return uniform_targets(self.call_keys(rng)[1], self.batch_size, self.num_classes)
+
     def begin(self, state: dict, rng: jax.Array, teacher_vars: dict) -> DeepInversionCarry:
         """Noise pixels and random targets for one batch: the carry before step 0."""
         del state
-        u_rng, y_rng, step_rng = jax.random.split(rng, 3)
+        u_rng, _, step_rng = self.call_keys(rng)  # the second draws the targets
         # Made inside the call: split along the batch explicitly (see FastSynthesizer.synthesize).
         u0 = sharding.constrain_batch(
             jax.random.normal(u_rng, (self.batch_size, *self.image_shape)), self.batch_sharding
         )
-        targets = sharding.constrain_batch(
-            jax.random.randint(y_rng, (self.batch_size,), 0, self.num_classes), self.batch_sharding
-        )
+        targets = sharding.constrain_batch(self.draw_targets(rng), self.batch_sharding)
         memory = init_bn_memory(self.objective, teacher_vars, self.image_shape)
         zero = jnp.zeros((), u0.dtype)
         return DeepInversionCarry(

@@ -5,8 +5,7 @@ One synthesis call (`FastSynthesizer.synthesize`, jittable, pure):
 2. the fast generator G' starts at the meta generator G; a new inner Adam over (G', z), learning
    rates `lr_g` and `lr_z`;
 3. `g_steps` inner steps, unrolled or as one `lax.scan` (`unroll`): loss, gradient, the
-   lowest-loss iterate's images kept
-   (loss measured before the update), update;
+   lowest-loss iterate's images kept (loss measured before the update), update;
 4. the meta step: a persistent Adam (lr `meta_lr`) on G with one of the meta-gradients:
    - `first_order`: the sum of the inner gradients, as the original code. It is the gradient of
      the summed inner losses sum_k L_k(G'_k) with the inner steps held constant;
@@ -38,21 +37,20 @@ import optax
 
 from fastdfkd_jax import backend, sharding
 from fastdfkd_jax.checks import check_choice
-from fastdfkd_jax.synthesis import losses
+from fastdfkd_jax.synthesis import inner_optimizers, losses
 from fastdfkd_jax.synthesis.base import (
     PoolSynthesis,
     adv_start_epoch,
     from_block,
     generator_from_config,
     reset_layers,
+    uniform_targets,
 )
-from fastdfkd_jax.synthesis.inner_optimizers import normalized_sgd
 from fastdfkd_jax.synthesis.objective import Objective, objective_from_config
 from fastdfkd_jax.synthesis.steps import run_steps
 
 META_GRADIENTS = ("exact", "first_order", "reptile")
 STRATEGIES = ("meta", "sequential", "independent")
-INNER_OPTIMIZERS = ("adam", "nsgd")
 
 
 @flax.struct.dataclass
@@ -129,7 +127,7 @@ class FastSynthesizer(PoolSynthesis):
             raise ValueError(f"g_steps must be >= 1, got {self.g_steps}.")
         check_choice("synthesis.fast.meta_gradient", self.meta_gradient, META_GRADIENTS)
         check_choice("synthesis.fast.strategy", self.strategy, STRATEGIES)
-        check_choice("synthesis.fast.inner_optimizer", self.inner_optimizer, INNER_OPTIMIZERS)
+        check_choice("synthesis.fast.inner_optimizer", self.inner_optimizer, inner_optimizers.KINDS)
         if not isinstance(self.unroll, bool):
             raise ValueError(
                 f"unroll must be a bool, got {self.unroll!r} (components.build resolves 'auto')."
@@ -166,30 +164,19 @@ class FastSynthesizer(PoolSynthesis):
         return optax.adam(self.meta_lr, b1=self.meta_betas[0], b2=self.meta_betas[1])
 
     def inner_transform(self) -> optax.GradientTransformation:
-        """The inner optimizer over {'g': generator params, 'z': latents}, rates lr_g and lr_z.
-
-        'adam': the original's Adam (inner_betas; eps_root only for the exact meta-gradient).
-        'nsgd': normalized gradient descent, each tensor moved by -lr * g / rms(g): Adam's step
-        length (its first step moves every coordinate by lr) but a smooth function of the
-        gradient, whose derivative is bounded by 1 / rms(g) of the whole tensor, where Adam's
-        per-coordinate normalization has derivatives ~ lr / |g_i| that dominate the exact
-        meta-gradient (docs/benchmarks.md).
+        """The inner optimizer over {'g': generator params, 'z': latents}, rates lr_g and lr_z:
+        the original's Adam (inner_betas) or normalized gradient descent, whose derivative stays
+        bounded for the exact meta-gradient (`inner_optimizers`, docs/benchmarks.md).
         """
-        b1, b2 = self.inner_betas
         exact = self.meta_gradient == "exact" and self.meta
-
         # eps_root keeps d sqrt(v) / dv finite where an inner gradient is exactly zero; only the
         # exact meta-gradient differentiates through it. The original's Adam has none.
-        eps_root = self.inner_eps_root if exact else 0.0
-
-        def make(lr):
-            if self.inner_optimizer == "nsgd":
-                return normalized_sgd(lr)
-            return optax.adam(lr, b1=b1, b2=b2, eps_root=eps_root)
-
-        return optax.multi_transform(
-            {"g": make(self.lr_g), "z": make(self.lr_z)},
-            lambda inner: {"g": jax.tree.map(lambda _: "g", inner["g"]), "z": "z"},
+        return inner_optimizers.generator_and_latent_optimizer(
+            self.inner_optimizer,
+            self.lr_g,
+            self.lr_z,
+            self.inner_betas,
+            eps_root=self.inner_eps_root if exact else 0.0,
         )
 
     def latent_shape(self) -> tuple[int, ...]:
@@ -301,6 +288,15 @@ class FastSynthesizer(PoolSynthesis):
         return objective, aux
 
     # -- one synthesis call ---------------------------------------------------------------------
+    @staticmethod
+    def call_keys(rng: jax.Array) -> jax.Array:
+        """The call's keys [4]: latents, targets, inner steps, a fresh generator."""
+        return jax.random.split(rng, 4)
+
+    def draw_targets(self, rng: jax.Array) -> jax.Array:
+        """The call's target classes int32 [B], uniform (see `PoolSynthesis.draw_targets`)."""
+        return uniform_targets(self.call_keys(rng)[1], self.batch_size, self.num_classes)
+
     def synthesize(
         self,
         state: GeneratorState,
@@ -316,15 +312,13 @@ class FastSynthesizer(PoolSynthesis):
           (new generator state, new BN memory, best images [B, H, W, C] in [0, 1], metrics).
 
         """
-        z_rng, y_rng, inner_rng, init_rng = jax.random.split(rng, 4)
+        z_rng, _, inner_rng, init_rng = self.call_keys(rng)  # the second draws the targets
         # Drawn inside the call, so they have no input sharding: split them along the batch
         # explicitly (with partitionable threefry the values do not depend on the split).
         z0 = sharding.constrain_batch(
             jax.random.normal(z_rng, self.latent_shape()), self.batch_sharding
         )
-        targets = sharding.constrain_batch(
-            jax.random.randint(y_rng, (self.batch_size,), 0, self.num_classes), self.batch_sharding
-        )
+        targets = sharding.constrain_batch(self.draw_targets(rng), self.batch_sharding)
         if self.strategy == "independent":
             start_params, _ = self.init_generator(init_rng)
         else:
@@ -377,31 +371,6 @@ class FastSynthesizer(PoolSynthesis):
         return bn_memory, metrics
 
 
-class WrapsFast(PoolSynthesis):
-    """A synthesizer built around a `FastSynthesizer` `base` (its inner loop, objective and step
-    settings): what the trainer and `PoolSynthesis` read of a synthesizer, taken from the base.
-    Mixed into the meta-latent and NAYER synthesizers' dataclasses.
-    """
-
-    base: FastSynthesizer
-
-    @property
-    def objective(self) -> Objective:
-        return self.base.objective
-
-    @property
-    def batch_size(self) -> int:
-        return self.base.batch_size
-
-    @property
-    def adv(self) -> float:
-        return self.base.adv
-
-    @property
-    def adv_start_epoch(self) -> int:
-        return self.base.adv_start_epoch
-
-
 def config_block() -> ml_collections.ConfigDict:
     """`synthesis.fast`: FastDFKD's own keys (`FastSynthesizer`'s fields), at the original's
     Fast-5 values for CIFAR (`methods.fast` sets the per-variant rates).
@@ -452,7 +421,7 @@ def validate(s: ml_collections.ConfigDict) -> None:
     """Checks the `synthesis.fast` block (before any compute)."""
     check_choice("synthesis.fast.meta_gradient", s.fast.meta_gradient, META_GRADIENTS)
     check_choice("synthesis.fast.strategy", s.fast.strategy, STRATEGIES)
-    check_choice("synthesis.fast.inner_optimizer", s.fast.inner_optimizer, INNER_OPTIMIZERS)
+    check_choice("synthesis.fast.inner_optimizer", s.fast.inner_optimizer, inner_optimizers.KINDS)
 
 
 def build(

@@ -38,7 +38,8 @@ import optax
 
 from fastdfkd_jax import sharding
 from fastdfkd_jax.synthesis import fastdfkd, losses
-from fastdfkd_jax.synthesis.base import from_block
+from fastdfkd_jax.synthesis.base import from_block, uniform_targets
+from fastdfkd_jax.synthesis.wraps_fast import WrapsFast
 
 
 @flax.struct.dataclass
@@ -61,7 +62,7 @@ class MetaLatentState:
 
 
 @dataclasses.dataclass(frozen=True)
-class MetaLatentSynthesizer(fastdfkd.WrapsFast):
+class MetaLatentSynthesizer(WrapsFast):
     """FastDFKD's meta-synthesizer with a meta-learned latent (see the module docstring).
 
     Attributes:
@@ -138,6 +139,16 @@ class MetaLatentSynthesizer(fastdfkd.WrapsFast):
         )
         return state, reset
 
+    @staticmethod
+    def call_keys(rng: jax.Array) -> jax.Array:
+        """The call's keys [3]: a latent reset, targets, inner steps."""
+        return jax.random.split(rng, 3)
+
+    def draw_targets(self, rng: jax.Array) -> jax.Array:
+        """The call's target classes int32 [B], uniform (see `PoolSynthesis.draw_targets`)."""
+        base = self.base
+        return uniform_targets(self.call_keys(rng)[1], base.batch_size, base.num_classes)
+
     def synthesize(
         self,
         state: MetaLatentState,
@@ -154,14 +165,11 @@ class MetaLatentSynthesizer(fastdfkd.WrapsFast):
 
         """
         base = self.base
-        reset_rng, y_rng, inner_rng = jax.random.split(rng, 3)
+        reset_rng, _, inner_rng = self.call_keys(rng)  # the second draws the targets
         state, reset = self.maybe_reset(state, reset_rng)
         g = state.generator
         z0 = sharding.constrain_batch(state.z, base.batch_sharding)
-        targets = sharding.constrain_batch(
-            jax.random.randint(y_rng, (base.batch_size,), 0, base.num_classes),
-            base.batch_sharding,
-        )
+        targets = sharding.constrain_batch(self.draw_targets(rng), base.batch_sharding)
         rest = (targets, inner_rng, teacher_vars, student_vars, bn_memory, adv_weight)
         if base.meta_gradient == "exact":
             # inner_run(meta_params, batch_stats, z0, ...): differentiate w.r.t. G and z0.

@@ -41,6 +41,7 @@ from fastdfkd_jax.models.noisy_generator import (
 from fastdfkd_jax.synthesis import fastdfkd, label_embeddings, losses
 from fastdfkd_jax.synthesis.base import adv_start_epoch
 from fastdfkd_jax.synthesis.objective import objective_from_config
+from fastdfkd_jax.synthesis.wraps_fast import WrapsFast
 
 
 @flax.struct.dataclass
@@ -54,7 +55,7 @@ class NayerState:
 
 
 @dataclasses.dataclass(frozen=True)
-class NayerSynthesizer(fastdfkd.WrapsFast):
+class NayerSynthesizer(WrapsFast):
     """NAYER's synthesizer (see the module docstring).
 
     Attributes:
@@ -130,6 +131,13 @@ class NayerSynthesizer(fastdfkd.WrapsFast):
         fresh = jax.jit(self.init_generator, out_shardings=placement)(rng)
         return state.replace(generator=fresh)
 
+    def draw_targets(self, rng: jax.Array) -> jax.Array:
+        """The batch's target classes int32 [B]: `groups` groups of one image per class, in class
+        order, the same for every call (`rng` unused; see `PoolSynthesis.draw_targets`).
+        """
+        del rng
+        return group_targets(self.base.num_classes, self.base.generator.groups)
+
     def synthesize(
         self,
         state: NayerState,
@@ -149,9 +157,7 @@ class NayerSynthesizer(fastdfkd.WrapsFast):
         noise_rng, inner_rng = jax.random.split(rng)
         g = state.generator
         params = redraw_noisy_layers(g.params, noise_rng)
-        targets = sharding.constrain_batch(
-            group_targets(base.num_classes, base.generator.groups), base.batch_sharding
-        )
+        targets = sharding.constrain_batch(self.draw_targets(rng), base.batch_sharding)
         objective, aux = base.inner_run(
             params,
             g.batch_stats,

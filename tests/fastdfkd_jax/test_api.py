@@ -5,6 +5,7 @@ dataset, the refusals before compute; end to end (slow): a linen and an NNX pair
 exported student loaded and scored, synthetic data alone, the example.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from flax import nnx
 
 from fastdfkd_jax import api, checks, data, models
 from fastdfkd_jax.data import augment, npz
-from fastdfkd_jax.models import nnx_adapter
+from fastdfkd_jax.models import given, nnx_adapter
 from fastdfkd_jax.synthesis import generative, losses
 from tests.conftest import CONFIGS, REPO
 
@@ -266,9 +267,24 @@ def test_synthetic_images_alone_from_the_digits_teacher():
     assert np.isfinite(synthetic.images).all()
     assert 0.0 <= synthetic.images.min() and synthetic.images.max() <= 1.0
     np.testing.assert_array_equal(synthetic.labels, synthetic.probabilities.argmax(-1))
-    # Images of the teacher's classes: every class made, most of them with confidence.
+    # Images of the teacher's classes: every class made, most of them with confidence (93%
+    # measured). Fast-5's five steps do not reach their targets (14% measured: the BN term
+    # outweighs the one-hot term, docs/own_models.md), so the targets are checked with CMI below.
+    assert synthetic.targets.shape == (256,) and synthetic.targets.dtype == np.int32
     assert set(synthetic.labels.tolist()) == set(range(10))
     assert (synthetic.probabilities.max(-1) > 0.5).mean() >= 0.85
+
+
+@pytest.mark.slow  # 100 CMI steps for 64 images from the digits teacher: about a minute
+def test_cmi_images_are_of_their_target_classes():
+    teacher = os.path.join(REPO, "results", "teachers", "digits")
+    synthetic = api.synthesize(teacher, 64, data="digits", method="cmi500",
+                               config=os.path.join(CONFIGS, "dfkd_digits.py"),
+                               overrides={"synthesis.cmi.steps": 100, "synthesis.batch_size": 64})  # fmt: skip
+    assert np.isfinite(synthetic.images).all() and synthetic.images.shape == (64, 8, 8, 1)
+    # The teacher assigns at least 90% of them to the classes they were made for (95.3% measured;
+    # 78% after 50 steps).
+    assert (synthetic.labels == synthetic.targets).mean() >= 0.9
 
 
 @pytest.mark.slow  # the example itself: two teachers trained and distilled, about 2 minutes
@@ -285,6 +301,41 @@ def test_the_own_models_example(tmp_path):
         assert teacher > 95 and student > 60, line
 
 
+@pytest.mark.parametrize(
+    "method",
+    ["fast2", *(pytest.param(m, marks=pytest.mark.slow) for m in
+                ("deepinv2k", "cmi500", "nayer", "fast_meta_latent"))],
+)  # fmt: skip
+def test_the_targets_returned_are_those_the_synthesis_loss_used(teacher_dir, monkeypatch, method):
+    """`Synthetic.targets` are the classes the kept call's one-hot loss aimed at; the discarded
+    first call aimed at others (each call draws its own), except NAYER's fixed class groups."""
+    used = []
+    one_hot_loss = losses.one_hot_loss
+
+    def recording(logits, targets):
+        jax.debug.callback(lambda t: used.append(np.asarray(t)), targets)
+        return one_hot_loss(logits, targets)
+
+    monkeypatch.setattr(losses, "one_hot_loss", recording)
+    overrides = {"synthesis.batch_size": 10}
+    if method == "fast_meta_latent":  # the ImageNet synthesizer, on digits
+        method, overrides["synthesis.method"] = "fast2", "fast_meta_latent"
+    synthetic = api.synthesize(teacher_dir, 10, data="digits", warmup_calls=1,
+                               config=f"{CONFIGS}/dfkd_digits.py:{method},runlocal",
+                               overrides=overrides)  # fmt: skip
+    assert synthetic.targets.shape == (10,) and synthetic.targets.dtype == np.int32
+    np.testing.assert_array_equal(synthetic.targets, used[-1])
+    fixed_groups = method == "nayer"
+    assert np.array_equal(used[0], used[-1]) == fixed_groups
+
+
+@pytest.mark.slow  # a DAFL runlocal synthesis: about 10 s
+def test_a_method_without_targets_returns_none(teacher_dir):
+    config = os.path.join(CONFIGS, "dfkd_digits.py:dafl,runlocal")
+    synthetic = api.synthesize(teacher_dir, 4, data="digits", config=config)
+    assert synthetic.targets is None and synthetic.images.shape == (4, 8, 8, 1)
+
+
 def test_the_synthesize_command_writes_npz_and_png_folders(tmp_path):
     from PIL import Image
 
@@ -293,20 +344,27 @@ def test_the_synthesize_command_writes_npz_and_png_folders(tmp_path):
     script = load_script("synthesize")
     rng = np.random.default_rng(0)
     probabilities = rng.dirichlet(np.ones(3), size=5).astype(np.float32)
+    labels = probabilities.argmax(-1).astype(np.int32)
+    targets = np.array([labels[0], labels[1], (labels[2] + 1) % 3, labels[3], labels[4]], np.int32)
     synthetic = api.Synthetic(
-        rng.uniform(size=(5, 4, 4, 1)).astype(np.float32),
-        probabilities.argmax(-1).astype(np.int32),
-        probabilities,
+        rng.uniform(size=(5, 4, 4, 1)).astype(np.float32), labels, probabilities, targets
     )
     script.write_npz(str(tmp_path / "s.npz"), synthetic)
     with np.load(tmp_path / "s.npz") as f:
         np.testing.assert_array_equal(f["images"], synthetic.images)
         np.testing.assert_array_equal(f["labels"], synthetic.labels)
+        np.testing.assert_array_equal(f["targets"], targets)
     script.write_folder(str(tmp_path / "png"), synthetic)
     rows = (tmp_path / "png" / "labels.csv").read_text().splitlines()[1:]
     assert len(rows) == 5
-    name, label, _ = rows[2].split(",")
+    name, label, _, target = rows[2].split(",")
     assert int(label) == synthetic.labels[2] and name.startswith(f"{label}/")
+    assert int(target) == targets[2]
+    assert script.describe(synthetic).endswith("the teacher's class is the target for 80.0%")
+    without = dataclasses.replace(synthetic, targets=None)
+    script.write_npz(str(tmp_path / "t.npz"), without)
+    assert "targets" not in np.load(tmp_path / "t.npz")
+    assert "target" not in script.describe(without)
     pixels = np.asarray(Image.open(tmp_path / "png" / name))
     np.testing.assert_array_equal(pixels, np.round(synthetic.images[2, ..., 0] * 255))
 
@@ -352,8 +410,8 @@ def test_a_config_files_method_stands_and_labels_tell_models_apart():
     assert api.make_config(deepinv, None, "digits", None).synthesis.method == "deepinversion"
     assert api.make_config(deepinv, "fast2", "digits", None).method == "fast2"
     assert api.make_config(None, None, "digits", None).method == api.DEFAULT_METHOD
-    assert api._label(LinenNet(width=3)) != api._label(LinenNet(width=5))
-    arch, kwargs, complete = api._label(LinenNet(width=3))
+    assert given.label(LinenNet(width=3)) != given.label(LinenNet(width=5))
+    arch, kwargs, complete = given.label(LinenNet(width=3))
     assert (arch, models.parse_kwargs(kwargs, "k"), complete) == (
         "tests.fastdfkd_jax.test_api:LinenNet",
         {"width": 3},
@@ -363,7 +421,7 @@ def test_a_config_files_method_stands_and_labels_tell_models_apart():
     class WithActivation(LinenNet):
         act: object = nn.relu
 
-    _, kwargs, complete = api._label(WithActivation(width=3))
+    _, kwargs, complete = given.label(WithActivation(width=3))
     assert models.parse_kwargs(kwargs, "k") == {"width": 3} and not complete
 
 

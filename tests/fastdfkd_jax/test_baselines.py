@@ -19,7 +19,6 @@ from fastdfkd_jax.data import augment
 from fastdfkd_jax.synthesis import (
     baseline_augment,
     baseline_losses,
-    cmi,
     cmi_parts,
     generative,
     losses,
@@ -168,34 +167,7 @@ def test_generative_method_runs_in_the_trainer(teacher_dir, tmp_path, method, pe
 
 # -- CMI ------------------------------------------------------------------------------------------
 def make_cmi(steps=3, chunk_steps=0, adv=0.5):
-    teacher, tv, student, sv = tiny.make_models(jax.random.PRNGKey(0))
-    synth = cmi.CMISynthesizer(
-        generator=tiny.tiny_generator(),
-        teacher=teacher,
-        student=student,
-        head=cmi_parts.MLPHead(dim=4),
-        num_classes=tiny.NUM_CLASSES,
-        batch_size=4,
-        image_shape=tiny.IMAGE_SHAPE,
-        steps=steps,
-        lr_g=0.05,
-        lr_z=0.05,
-        betas=(0.5, 0.999),
-        bn=1.0,
-        oh=1.0,
-        cr=0.8,
-        temperature=0.2,
-        bank_size=12,
-        n_neg=6,
-        padding=1,
-        flip=True,
-        local_scale=(0.25, 1.0),
-        mean=MEAN,
-        std=STD,
-        adv=adv,
-        chunk_steps=chunk_steps,
-    )
-    return synth, tv, sv
+    return tiny.make_cmi(steps, chunk_steps, adv)
 
 
 def test_cmi_step_loss_is_inversion_plus_contrastive():

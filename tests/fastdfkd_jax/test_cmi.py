@@ -69,7 +69,6 @@ def test_instance_means_with_a_filter_and_no_match():
 )
 def test_feature_layers_follow_the_originals_rule(arch, rule, width):
     from fastdfkd_jax.models import create_model
-    from fastdfkd_jax.synthesis import cmi
 
     assert cmi_parts.resolve_feature_layers("auto", arch) == rule
     model = create_model(arch, num_classes=10)
@@ -77,7 +76,7 @@ def test_feature_layers_follow_the_originals_rule(arch, rule, width):
     def features(kind):
         def f(x):
             variables = model.init(jax.random.PRNGKey(0), x, train=False)
-            _, records, means = cmi.capture_records_and_means(model, variables, x, kind)
+            _, records, means = cmi_parts.capture_records_and_means(model, variables, x, kind)
             return means, [r.mean for r in records]
 
         return jax.eval_shape(f, jnp.zeros((2, 32, 32, 3)))
@@ -95,12 +94,11 @@ def test_feature_layers_follow_the_originals_rule(arch, rule, width):
 def test_stage_features_are_the_stage_inputs():
     """'stages' records the input of each stage's first block: the previous stage's last output."""
     from fastdfkd_jax.models import create_model
-    from fastdfkd_jax.synthesis import cmi
 
     model = create_model("resnet18", num_classes=10)
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 3))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
-    _, _, means = cmi.capture_records_and_means(model, variables, x, "stages")
+    _, _, means = cmi_parts.capture_records_and_means(model, variables, x, "stages")
     _, inter = model.apply(
         variables,
         x,
@@ -117,7 +115,7 @@ def test_stage_features_are_the_stage_inputs():
     with pytest.raises(ValueError, match="matched no module"):
         wrn = create_model("wrn16_1", num_classes=10)
         wrn_vars = wrn.init(jax.random.PRNGKey(0), x, train=False)
-        cmi.capture_records_and_means(wrn, wrn_vars, x, "stages")
+        cmi_parts.capture_records_and_means(wrn, wrn_vars, x, "stages")
 
 
 # -- head -------------------------------------------------------------------------------------------

@@ -233,6 +233,17 @@ def test_metric_writers_jsonl_tensorboard_and_epoch_mean(tmp_path):
     # A call of several steps adds their sum: (1 + 2 + 6 + (3 + 5 + 7)) / 6 steps.
     mean.add({"loss": jnp.float32(15.0)}, count=3)
     assert mean.result() == {"loss": pytest.approx(4.0)}
+    # Stopped after some calls and resumed from its sums: the same result, bit for bit.
+    values = np.random.default_rng(0).normal(size=7).astype(np.float32)
+    whole, first = metrics.Mean(), metrics.Mean()
+    for v in values:
+        whole.add({"loss": jnp.float32(v)})
+    for v in values[:3]:
+        first.add({"loss": jnp.float32(v)})
+    resumed = metrics.Mean(first.sums(), first.count)
+    for v in values[3:]:
+        resumed.add({"loss": jnp.float32(v)})
+    assert resumed.count == 7 and resumed.result() == whole.result()
     with pytest.raises(FloatingPointError, match="distillation kd_loss became nan at epoch 3"):
         metrics.check_finite({"kd_loss": float("nan")}, 3, "distillation")
 
@@ -380,11 +391,65 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch):
         main.main(["fastdfkd"])
 
 
+def truncate_checkpoint(directory, step):
+    """Cuts every array file of checkpoint `step` under `directory` in half (a full disk)."""
+    import glob
+
+    files = [
+        f
+        for f in glob.glob(os.path.join(directory, str(step), "**", "*"), recursive=True)
+        if os.path.isfile(f) and os.path.getsize(f) > 0 and "/d/" in f
+    ]
+    assert files
+    for f in files:
+        with open(f, "r+b") as handle:
+            handle.truncate(os.path.getsize(f) // 2)
+
+
+def test_a_run_resumes_inside_an_epoch_only_from_a_readable_checkpoint_ahead_of_the_last_epoch(
+    tmp_path,
+):
+    """The trainer's choice between the epoch-boundary and the within-epoch checkpoints."""
+    import jax.numpy as jnp
+
+    from fastdfkd_jax import epoch_progress
+    from fastdfkd_jax.epoch_progress import EpochProgress
+
+    def state_of(value):
+        return {"w": jnp.full((64, 64), float(value))}
+
+    def progress(epoch, units):
+        return EpochProgress(epoch, units, {"loss": 0.1}, 1, {}, 0, {"synthesis": 2.5})
+
+    def managers():
+        return (
+            checkpoint.make_manager(str(tmp_path), 3),
+            checkpoint.make_manager(str(tmp_path), 2, checkpoint.WITHIN_EPOCH_CHECKPOINTS),
+        )
+
+    def restored():
+        boundary, within = managers()
+        state, step, where = epoch_progress.restore_latest(boundary, within, state_of(0))
+        boundary.close(), within.close()
+        return float(state["w"][0, 0]), step, where
+
+    boundary, within = managers()
+    checkpoint.save(boundary, 2, state_of(2))  # 2 epochs done
+    checkpoint.save(within, 11, state_of(1.5), metadata=progress(1, 3).to_json())  # stale
+    checkpoint.save(within, 25, state_of(2.5), metadata=progress(2, 4).to_json())
+    checkpoint.wait(boundary), checkpoint.wait(within)
+    boundary.close(), within.close()
+    # Inside epoch 3, where it stopped, with the progress saved beside it.
+    assert restored() == (2.5, 25, progress(2, 4))
+    # That checkpoint broken: the epoch boundary, not the older stale one inside epoch 2.
+    truncate_checkpoint(str(tmp_path / checkpoint.WITHIN_EPOCH_CHECKPOINTS), 25)
+    assert restored() == (2.0, 2, None)
+
+
 def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     """A truncated file in the latest checkpoint: the one before it is restored (with a warning);
     none readable: an error naming the directory.
     """
-    import glob
 
     import jax.numpy as jnp
 
@@ -397,17 +462,7 @@ def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     manager.close()
 
     def truncate(step):
-        files = [
-            f
-            for f in glob.glob(
-                str(tmp_path / "checkpoints" / str(step) / "**" / "*"), recursive=True
-            )
-            if os.path.isfile(f) and os.path.getsize(f) > 0 and "/d/" in f
-        ]
-        assert files
-        for f in files:
-            with open(f, "r+b") as handle:
-                handle.truncate(os.path.getsize(f) // 2)
+        truncate_checkpoint(str(tmp_path / "checkpoints"), step)
 
     truncate(2)
     manager = checkpoint.make_manager(str(tmp_path), max_to_keep=3)

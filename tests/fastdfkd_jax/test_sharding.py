@@ -44,6 +44,10 @@ def models():
 def make_synthesizer(mesh, method="fast", meta_gradient="first_order"):
     t, _, s, _ = models()
     batch_sharding = sharding.batch_sharding(mesh)
+    if method == "cmi_chunked":  # host-driven chunks of one step: begin, advance x 2, finish
+        synth, _, _ = tiny.make_cmi(2, chunk_steps=1, batch_size=BATCH, bank_size=2 * BATCH,
+                                    batch_sharding=batch_sharding)  # fmt: skip
+        return synth
     if method == "deepinversion":
         return deepinversion.DeepInversionSynthesizer(
             objective=tiny.make_objective(t, s, bn_momentum=0.9),
@@ -168,6 +172,18 @@ def test_synthesis_call_on_8_devices_equals_1(method, meta_gradient, fast_compil
         np.testing.assert_allclose(g8, g1, rtol=RTOL, atol=ATOL)
     # Data-parallel, not replicated: each device computes about 1/8 of the work.
     assert flops(fn8) < 0.3 * flops(fn1)
+
+
+def test_chunked_synthesis_on_8_devices_equals_1(fast_compile):
+    """A method driven in chunks from the host keeps its carry where `begin` put it: compiled
+    alone, `advance` would choose other shardings on 8 devices and refuse `begin`'s carry."""
+    _, _, state8, out8 = run_synthesis(8, "cmi_chunked", "first_order")
+    _, _, state1, out1 = run_synthesis(1, "cmi_chunked", "first_order")
+    for (images8, metrics8), (images1, metrics1) in zip(out8, out1):
+        assert len(images8.sharding.device_set) == 8
+        np.testing.assert_allclose(images8, images1, rtol=RTOL, atol=ATOL)
+        assert_trees_close(metrics8, metrics1)
+    assert_trees_close(state8.synthesizer.bank, state1.synthesizer.bank)
 
 
 def test_student_step_on_8_devices_equals_1(fast_compile):

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 
 import chex
 import flax.linen as nn
@@ -28,6 +29,7 @@ from fastdfkd_jax import (
     timing,
     train,
 )
+from fastdfkd_jax import epoch as epoch_lib
 from fastdfkd_jax import (
     metric_files as metrics,
 )
@@ -38,6 +40,11 @@ from tests.conftest import load_config, save_random_teacher
 
 # Tiny models: compile time dominates, so compile without most optimizations (conftest.py).
 pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
+def parts_of(config):
+    """The run's components (for `epoch_lib.within_epoch_step`)."""
+    return components.build(config)
 
 
 def tiny_config(teacher_dir, method="fast2"):
@@ -155,15 +162,15 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     preempted_dir = str(tmp_path / "preempted")
     sparse = ml_collections.ConfigDict(config.to_dict())
     sparse.checkpoint.every_epochs = 2
-    original_epoch = train.train_epoch
+    original_epoch = epoch_lib.train_epoch
 
-    def epoch_then_notice(parts, steps, state, keys, epoch, timer):
-        out = original_epoch(parts, steps, state, keys, epoch, timer)
+    def epoch_then_notice(parts, steps, state, keys, epoch, timer, **kwargs):
+        out = original_epoch(parts, steps, state, keys, epoch, timer, **kwargs)
         if epoch == 0:
             preemption.notify()
         return out
 
-    monkeypatch.setattr(train, "train_epoch", epoch_then_notice)
+    monkeypatch.setattr(epoch_lib, "train_epoch", epoch_then_notice)
     with pytest.raises(preemption.Preempted, match="saved epoch 1"):
         main.run(sparse, preempted_dir)
     monkeypatch.undo()
@@ -172,6 +179,32 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     assert after_notice["resumed_from_epoch"] == 1
     for a, c in zip(leaves(state_a), leaves(final_state(preempted_dir, config)[1])):
         np.testing.assert_array_equal(a, c)
+    # Notices inside epochs (an epoch: 1 synthesis call, then 8 student step calls): after the
+    # 4th unit of epoch 2, and after its 7th when resumed. Each saves there and stops; the last
+    # rerun ends with the uninterrupted run's state and metrics, bit for bit (timings aside).
+    within_dir = str(tmp_path / "within")
+    for stop_after in ((2, 4), (2, 7)):
+
+        class NoticeInside(preemption.Watch):
+            def should_stop(self, step, stop_after=stop_after):
+                return step == epoch_lib.within_epoch_step(parts_of(config), *stop_after)
+
+        monkeypatch.setattr(preemption, "Watch", NoticeInside)
+        with pytest.raises(
+            preemption.Preempted, match=rf"saved {stop_after[1]} units into epoch 3"
+        ):
+            main.run(sparse, within_dir)
+        monkeypatch.undo()
+    assert len(os.listdir(os.path.join(within_dir, checkpoint.WITHIN_EPOCH_CHECKPOINTS))) == 2
+    within_summary = main.run(sparse, within_dir)
+    assert within_summary["resumed_from_epoch"] == 2
+    for a, c in zip(leaves(state_a), leaves(final_state(within_dir, config)[1])):
+        np.testing.assert_array_equal(a, c)
+
+    def untimed(records):
+        return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
+
+    assert untimed(metrics.read_metrics(within_dir)) == untimed(records)
     # The distilled student is a model directory, loadable as the next run's teacher.
     meta, student_vars = checkpoint.load_teacher(
         os.path.join(full_dir, train.STUDENT_DIR), arch=config.student.arch, num_classes=10
@@ -378,6 +411,24 @@ def test_batch_that_does_not_divide_the_mesh_fails_before_compute(teacher_dir):
         components.build(config, mesh)
 
 
+def test_an_eval_batch_that_does_not_divide_the_mesh_fails_before_compute(
+    teacher_dir, tmp_path, monkeypatch
+):
+    """The test split loads beside compilation; its batch is still checked before any compute."""
+    config = tiny_config(teacher_dir)
+    config.mesh.data = 8
+    config.synthesis.batch_size = config.kd.batch_size = config.pool.capacity = 16
+    config.eval_batch_size = 12
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the state was built before the eval batch was checked")
+
+    monkeypatch.setattr(components, "init_state", no_compute)
+    with pytest.raises(ValueError, match="eval_batch_size=12 does not divide by the data axis"):
+        main.run(config, str(tmp_path))
+    assert not os.path.exists(os.path.join(tmp_path, "metrics.jsonl"))
+
+
 def test_several_kd_steps_per_call_equal_one_per_call(teacher_dir):
     """4 steps in one compiled call (unrolled: CPU; lax.scan: accelerators) leave the state that
     4 calls of one step leave: the same keys, the same arithmetic, up to XLA's fusion choices."""
@@ -452,10 +503,10 @@ def test_epoch_hook_runs_before_the_epochs_first_synthesis_call(teacher_dir):
         seen.append(state.synthesizer.params)
         return state, jnp.zeros((config.synthesis.batch_size, 8, 8, 1)), {"x": jnp.zeros(())}
 
-    steps = train.Steps(spy, lambda s, t, k, f: (s, {"kd_loss": jnp.zeros(())}), 1, 0.0, 0.0)
+    steps = epoch_lib.Steps(spy, lambda s, t, k, f: (s, {"kd_loss": jnp.zeros(())}), 1, 0.0, 0.0)
     timer = timing.PhaseTimer()
     for epoch in range(3):
-        state, _, _ = train.train_epoch(parts, steps, state, keys, epoch, timer)
+        state = epoch_lib.train_epoch(parts, steps, state, keys, epoch, timer).state
     start = jax.random.fold_in(keys["epoch_start"], 1)
     want = parts.synthesizer.start_epoch(
         parts.synthesizer.init(keys["synthesizer_init"]), 1, start
@@ -555,7 +606,8 @@ def test_a_real_sigterm_saves_exits_75_and_the_rerun_resumes(teacher_dir, tmp_pa
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == preemption.PREEMPTED_STATUS, stderr[-2000:]
-    assert "fastdfkd: preempted: the run saved epoch" in stderr
+    # At the end of an epoch or inside one, wherever the notice fell.
+    assert re.search(r"fastdfkd: preempted: the run saved (epoch \d+|\d+ units into epoch)", stderr)
     assert not (workdir / "summary.json").exists()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

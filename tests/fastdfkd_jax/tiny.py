@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from fastdfkd_jax.models.generator import Generator
+from fastdfkd_jax.synthesis import cmi, cmi_parts
 from fastdfkd_jax.synthesis.objective import Objective
 
 NUM_CLASSES = 3
@@ -97,3 +98,36 @@ def make_fast_synthesizer(
         batch_sharding=batch_sharding,
         unroll=unroll,
     )
+
+
+def make_cmi(steps=3, chunk_steps=0, adv=0.5, batch_size=4, bank_size=12, batch_sharding=None):
+    """A CMI synthesizer of the tiny pair (mean 0.5, std 0.25), its teacher and student vars."""
+    teacher, tv, student, sv = make_models(jax.random.PRNGKey(0))
+    synth = cmi.CMISynthesizer(
+        generator=tiny_generator(),
+        teacher=teacher,
+        student=student,
+        head=cmi_parts.MLPHead(dim=4),
+        num_classes=NUM_CLASSES,
+        batch_size=batch_size,
+        image_shape=IMAGE_SHAPE,
+        steps=steps,
+        lr_g=0.05,
+        lr_z=0.05,
+        betas=(0.5, 0.999),
+        bn=1.0,
+        oh=1.0,
+        cr=0.8,
+        temperature=0.2,
+        bank_size=bank_size,
+        n_neg=6,
+        padding=1,
+        flip=True,
+        local_scale=(0.25, 1.0),
+        mean=(0.5,),
+        std=(0.25,),
+        adv=adv,
+        chunk_steps=chunk_steps,
+        batch_sharding=batch_sharding,
+    )
+    return synth, tv, sv
