@@ -121,8 +121,8 @@ def train_epoch(
         )
         synth_mean, kd_mean = metric_files.Mean(), metric_files.Mean()
     else:
-        synth_mean = metric_files.Mean(resume.synthesis_sums, resume.synthesis_count)
-        kd_mean = metric_files.Mean(resume.kd_sums, resume.kd_count)
+        synth_mean = metric_files.Mean(*resume.mean_args("synthesis"))
+        kd_mean = metric_files.Mean(*resume.mean_args("kd"))
     adv = components.adv_array(synthesizer.adv_weight(epoch))
     rounds = synthesizer.rounds_per_epoch
     steps_per_round = config.kd.steps // rounds
@@ -179,15 +179,8 @@ def train_epoch(
         else:
             state, u, stop = timer("kd", kd_units, state, u)
         if stop:
-            stopped = EpochProgress(
-                epoch=epoch,
-                units=u,
-                synthesis_sums=synth_mean.sums(),
-                synthesis_count=synth_mean.count,
-                kd_sums=kd_mean.sums(),
-                kd_count=kd_mean.count,
-                seconds=dict(timer.seconds),
-            )
+            means = {"synthesis": synth_mean, "kd": kd_mean}
+            stopped = EpochProgress.of(epoch, u, means, timer.seconds)
             return EpochOutcome(state, images, None, stopped)
     record = synth_mean.result()
     if distilling:

@@ -23,18 +23,34 @@ class EpochProgress:
     Attributes:
       epoch: the epoch under way (0-based: `epoch` epochs are complete).
       units: the units of it that are done (>= 1).
-      synthesis_sums, synthesis_count: the synthesis metrics' running sums (`metric_files.Mean`).
-      kd_sums, kd_count: the student steps' running sums.
+      sums: each running mean's sums so far ({'synthesis': {...}, 'kd': {...}}: the
+        distillation job's; {'train': {...}}: the teacher job's), as `metric_files.Mean.sums`.
+      counts: each running mean's step count.
       seconds: the phase clocks (`timing.PhaseTimer.seconds`) when it stopped.
     """
 
     epoch: int
     units: int
-    synthesis_sums: dict[str, float]
-    synthesis_count: int
-    kd_sums: dict[str, float]
-    kd_count: int
+    sums: dict[str, dict[str, float]]
+    counts: dict[str, int]
     seconds: dict[str, float]
+
+    @classmethod
+    def of(
+        cls, epoch: int, units: int, means: dict[str, Any], seconds: dict[str, float]
+    ) -> "EpochProgress":
+        """The progress of `means` ({name: `metric_files.Mean`}) after `units` units."""
+        return cls(
+            epoch=epoch,
+            units=units,
+            sums={name: mean.sums() for name, mean in means.items()},
+            counts={name: mean.count for name, mean in means.items()},
+            seconds=dict(seconds),
+        )
+
+    def mean_args(self, name: str) -> tuple[dict[str, float], int]:
+        """`(sums, count)` of the running mean `name`, to go on with (`metric_files.Mean(*...)`)."""
+        return self.sums.get(name, {}), self.counts.get(name, 0)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (floats as Python floats: they round-trip exactly)."""

@@ -4,8 +4,8 @@ documented exit, so rerunning the same command resumes the run exactly.
 `Watch` installs a SIGTERM handler that only sets a flag (in the main thread; nothing else runs
 in the handler). The distillation trainer asks `should_stop(step)` after each unit of an epoch (a
 synthesis call or a student step call; `step` orders all of them, `epoch.within_epoch_step`), the
-teacher job after each epoch: in a single process it is the flag; in a multi-process run it is
-JAX's preemption sync point (`multihost_utils.reached_preemption_sync_point`, which the
+teacher job after each training step: in a single process it is the flag; in a multi-process
+run it is JAX's preemption sync point (`multihost_utils.reached_preemption_sync_point`, which the
 distributed service raises on every host at the same step), so every host saves the same step.
 The trainer then saves (inside an epoch: with where it stopped, `epoch_progress`), flushes its
 metrics and raises `Preempted`; the `fastdfkd` command exits with `PREEMPTED_STATUS`, distinct

@@ -5,6 +5,8 @@ per-epoch metrics (averaged over the epoch's steps) to `metrics.jsonl` and Tenso
 checkpoints under `checkpoints/`, the trained teacher under `teacher/` (see
 `checkpoint.save_teacher`) and `summary.json`. Steps compile under `config.precision` with JAX's
 persistent compilation cache on (`config.compilation_cache`); the test split stays on device.
+Checkpoints are named by the step; on a preemption notice (read after every step) the run saves
+that step, with the epoch's running sums as metadata (`epoch_progress`), and resumes there exactly.
 """
 
 import functools
@@ -26,6 +28,7 @@ from fastdfkd_jax import (
     checkpoint,
     compilation,
     data,
+    epoch_progress,
     metric_files,
     models,
     optim,
@@ -180,10 +183,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     manager = checkpoint.make_manager(workdir, config.checkpoint.max_to_keep)
     state, restored = checkpoint.restore_latest(manager, state)
-    start_epoch = 0 if restored is None else int(state.step) // steps_per_epoch
-    writer = metric_files.create_writer(workdir, int(state.step))
+    # Checkpoints are named by the step: one inside an epoch (a preemption notice) holds where
+    # the epoch's running means stood as its metadata.
+    start_epoch, start_step = divmod(int(state.step), steps_per_epoch)
+    resume = None
     if restored is not None:
-        logging.info("Resumed from step %d (epoch %d).", restored, start_epoch)
+        resume = epoch_progress.EpochProgress.from_json(checkpoint.metadata_of(manager, restored))
+        logging.info("Resumed from step %d (epoch %d, step %d of it).", restored, start_epoch + 1,
+                     start_step)  # fmt: skip
+    writer = metric_files.create_writer(workdir, int(state.step))
 
     test_split = on_device.put_split(test, mesh, config.eval_batch_size)
     evaluator = on_device.Evaluator(model, info.mean, info.std, mesh)
@@ -207,13 +215,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         for epoch in range(start_epoch, config.train.epochs):
             order = epoch_order(config.seed, epoch, n_train)
             epoch_start = time.perf_counter()
+            first = start_step if epoch == start_epoch else 0
             bar = tqdm(
-                range(steps_per_epoch),
+                range(first, steps_per_epoch),
                 desc=f"epoch {epoch + 1}/{config.train.epochs}",
                 disable=not reporting.is_primary() or not config.progress_bar,
                 leave=False,
             )
-            mean = metric_files.Mean()
+            if first and resume is not None:  # the sums of the steps before the save
+                mean = metric_files.Mean(*resume.mean_args("train"))
+            else:
+                mean = metric_files.Mean()
             for i in bar:
                 rows = order[i * config.train.batch_size : (i + 1) * config.train.batch_size]
                 batch = sharding.put_batch(
@@ -222,6 +234,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 rng = jax.random.fold_in(train_rng, epoch * steps_per_epoch + i)
                 state, step_metrics = step_fn(state, batch, rng)
                 mean.add(step_metrics)
+                done = epoch * steps_per_epoch + i + 1
+                if i + 1 < steps_per_epoch and watch.should_stop(done):
+                    # Preempted inside the epoch: save this step with the epoch's sums, stop.
+                    progress = epoch_progress.EpochProgress.of(epoch, i + 1, {"train": mean}, {})
+                    writer.flush()
+                    checkpoint.save(manager, done, state, metadata=progress.to_json())
+                    checkpoint.wait(manager)
+                    raise preemption.Preempted(epoch, i + 1)
             jax.block_until_ready(state)
             train_seconds += time.perf_counter() - epoch_start
             test_accuracy = evaluator(state.variables, test_split)
@@ -243,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             writer.write_scalars(step, record)
             logging.info("epoch %d: %s", epoch + 1, record)
             last = epoch + 1 == config.train.epochs
-            preempted = not last and watch.should_stop(epoch + 1)
+            preempted = not last and watch.should_stop(step)
             if (epoch + 1) % config.checkpoint.every_epochs == 0 or last or preempted:
                 writer.flush()
                 checkpoint.save(manager, step, state)

@@ -419,7 +419,7 @@ def test_a_run_resumes_inside_an_epoch_only_from_a_readable_checkpoint_ahead_of_
         return {"w": jnp.full((64, 64), float(value))}
 
     def progress(epoch, units):
-        return EpochProgress(epoch, units, {"loss": 0.1}, 1, {}, 0, {"synthesis": 2.5})
+        return EpochProgress(epoch, units, {"synthesis": {"loss": 0.1}}, {"synthesis": 1}, {})
 
     def managers():
         return (

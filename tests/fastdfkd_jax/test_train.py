@@ -296,21 +296,32 @@ def test_teacher_job_trains_and_resumes(tmp_path, monkeypatch):
     again = main.run(config, workdir)
     assert again["test_accuracy"] == summary["test_accuracy"]
     assert len(metrics.read_metrics(workdir)) == 2
-    # A preemption notice after epoch 1: saved there and stopped; the rerun ends as the first run.
-    preempted = str(tmp_path / "preempted")
+    # A preemption notice after epoch 1's last step, and one 3 steps into epoch 2 (the watch is
+    # asked after each step): each saves there and stops; the rerun ends as the first run, its
+    # weights and metrics bit for bit (timings aside).
+    steps_per_epoch = 1437 // config.train.batch_size
     config.checkpoint.every_epochs = 5
+    for stop_at, message in ((steps_per_epoch, "saved epoch 1"),
+                             (steps_per_epoch + 3, "saved 3 units into epoch 2")):  # fmt: skip
+        preempted = str(tmp_path / f"preempted_{stop_at}")
 
-    class NoticeAfterEpochOne(preemption.Watch):
-        def should_stop(self, epoch):
-            return epoch == 1
+        class Notice(preemption.Watch):
+            def should_stop(self, step, stop_at=stop_at):
+                return step == stop_at
 
-    monkeypatch.setattr(preemption, "Watch", NoticeAfterEpochOne)
-    with pytest.raises(preemption.Preempted, match="saved epoch 1"):
-        main.run(config, preempted)
-    monkeypatch.undo()
-    resumed = main.run(config, preempted)
-    assert resumed["test_accuracy"] == summary["test_accuracy"]
-    assert resumed["steps"] == summary["steps"]
+        monkeypatch.setattr(preemption, "Watch", Notice)
+        with pytest.raises(preemption.Preempted, match=message):
+            main.run(config, preempted)
+        monkeypatch.undo()
+        resumed = main.run(config, preempted)
+        assert resumed["test_accuracy"] == summary["test_accuracy"]
+        assert resumed["steps"] == summary["steps"]
+        _, again = checkpoint.load_teacher(os.path.join(preempted, "teacher"))
+        for a, b in zip(leaves(again), leaves(variables), strict=True):
+            np.testing.assert_array_equal(a, b)
+        untimed = [[{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]
+                   for records in (metrics.read_metrics(preempted), metrics.read_metrics(workdir))]  # fmt: skip
+        assert untimed[0] == untimed[1]
 
 
 class CifarOnly(nn.Module):
