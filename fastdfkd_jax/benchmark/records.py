@@ -213,7 +213,9 @@ def markdown(result: dict, projections: list[str] = ()) -> str:
     ]
     if result["missing"]:
         lines += ["", f"Not run yet: {', '.join(result['missing'])}."]
-    lines += ["", *_target_lines(result["targets"])]
+    targets = _target_lines(result["targets"])  # none until the targets' methods are stored
+    if targets:
+        lines += ["", *targets]
     if projections:
         lines += ["", *projections]
     return "\n".join(lines) + "\n"
