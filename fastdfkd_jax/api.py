@@ -318,7 +318,8 @@ class Synthetic:
       labels: int32 [N], the teacher's class of each image.
       probabilities: float32 [N, K], the teacher's softmax.
       targets: int32 [N], the class the method aimed each image at, or None for a method
-        without per-image targets (DAFL, DFQ: their images' classes are the teacher's alone).
+        without per-image targets (DAFL, DFQ: their images' classes are the teacher's alone) and
+        for a segmentation teacher.
     """
 
     images: np.ndarray
@@ -379,8 +380,10 @@ def synthesize(
             axis=-1,
         )
     )
-    # The call draws its targets with this same function of its key.
+    # The call draws its targets with this same function of its key; a segmentation teacher's
+    # one-hot term ignores them (it aims at the teacher's own argmax per pixel).
     draw_targets = jax.jit(parts.synthesizer.draw_targets)
+    per_image_targets = info.task == "classification"
     kept_images, kept_probabilities, kept_targets = [], [], []
     for c in range(warmup_calls + math.ceil(num_images / batch)):
         call_key = jax.random.fold_in(keys["synthesis"], c)
@@ -390,7 +393,7 @@ def synthesize(
             kept_probabilities.append(
                 np.asarray(sharding.to_host(score(parts.teacher_vars, images)))
             )
-            targets = draw_targets(call_key)
+            targets = draw_targets(call_key) if per_image_targets else None
             if targets is not None:
                 kept_targets.append(np.asarray(targets, np.int32))
     images = np.concatenate(kept_images)[:num_images]

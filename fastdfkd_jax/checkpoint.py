@@ -54,7 +54,9 @@ def save(
     The state's device buffers may be reused (donated) by the next step as soon as this returns.
     A new save first waits for the previous one. `metadata` (JSON) is saved with it.
     """
-    manager.save(step, args=ocp.args.StandardSave(state), custom_metadata=metadata)
+    # force: saved whatever orbax's `should_save` says (it would skip a step not above the
+    # latest, silently, and ask the multi-host preemption sync point with this step number).
+    manager.save(step, args=ocp.args.StandardSave(state), custom_metadata=metadata, force=True)
 
 
 def metadata_of(manager: ocp.CheckpointManager, step: int) -> dict:

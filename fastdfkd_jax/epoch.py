@@ -83,7 +83,7 @@ def unit_bound(parts: components.Components) -> int:
     """An upper bound of the units of any epoch (`epoch_progress`): the within-epoch step scale."""
     synthesizer = parts.synthesizer
     kd_steps_per_round = parts.config.kd.steps // synthesizer.rounds_per_epoch
-    kd_calls = kd_steps_per_round // parts.config.kd.steps_per_call
+    kd_calls = -(-kd_steps_per_round // parts.config.kd.steps_per_call)  # as `train_epoch` counts
     return units_per_epoch(synthesizer.rounds_per_epoch, synthesizer.max_calls_per_round, kd_calls)
 
 
@@ -148,11 +148,17 @@ def train_epoch(
         # timer waits once at the end); a stop notice is honoured between two of them.
         r = units[first_unit][0]
         u = first_unit
+        in_flight = None
         while u < len(units) and units[u][:2] == (r, "kd"):
             first = (epoch * rounds + r) * steps_per_round + units[u][2]
             # Step `first + i` uses fold_in(kd key, first + i), however many steps a call runs.
             state, step_metrics = steps.kd(state, parts.teacher_vars, keys["kd"], np.int32(first))
             kd_mean.add(step_metrics, count=per_call)
+            # At most one call queued behind the running one: a notice waits for one unit, not
+            # for all the round's calls already dispatched.
+            if in_flight is not None:
+                jax.block_until_ready(in_flight)
+            in_flight = step_metrics
             u += 1
             if asks_to_stop(u):
                 return state, u, True
@@ -180,7 +186,9 @@ def train_epoch(
             state, u, stop = timer("kd", kd_units, state, u)
         if stop:
             means = {"synthesis": synth_mean, "kd": kd_mean}
-            stopped = EpochProgress.of(epoch, u, means, timer.seconds)
+            # The clocks a resume carries on, as from an epoch boundary's record.
+            clocks = {phase: timer.get(phase) for phase in ("synthesis", "kd")}
+            stopped = EpochProgress.of(epoch, u, means, clocks)
             return EpochOutcome(state, images, None, stopped)
     record = synth_mean.result()
     if distilling:

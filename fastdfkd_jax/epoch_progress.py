@@ -80,7 +80,8 @@ def restore_latest(
 
     A within-epoch checkpoint (`within`) is taken when it is no older than the last epoch
     boundary's (`manager`), with where it stopped (`progress`); one that cannot be read falls back
-    to the epoch boundary with a warning. `(target, None, None)` when nothing is saved.
+    to the epoch boundary with a warning. Every other within-epoch checkpoint is deleted.
+    `(target, None, None)` when nothing is saved.
     """
     last_boundary = max(manager.all_steps(), default=0)
     ahead = []
@@ -88,12 +89,20 @@ def restore_latest(
         progress = _progress_of(within, step)
         if progress is not None and progress.epoch >= last_boundary:
             ahead.append(step)
+    restored = None
     if ahead:
         try:
             state, step = checkpoint.restore_latest(within, target, steps=ahead)
-            return state, step, _progress_of(within, step)
+            restored = (state, step, _progress_of(within, step))
         except checks.UserInputError as error:
             logging.warning("%s Resuming from the last epoch boundary instead.", error)
+    # The other within-epoch checkpoints are older than where the run resumes, or unreadable: a
+    # later save could otherwise meet one's step number.
+    for step in within.all_steps():
+        if restored is None or step != restored[1]:
+            within.delete(step)
+    if restored is not None:
+        return restored
     state, step = checkpoint.restore_latest(manager, target)
     return state, step, None
 

@@ -6,7 +6,9 @@ in the handler). The distillation trainer asks `should_stop(step)` after each un
 synthesis call or a student step call; `step` orders all of them, `epoch.within_epoch_step`), the
 teacher job after each training step: in a single process it is the flag; in a multi-process
 run it is JAX's preemption sync point (`multihost_utils.reached_preemption_sync_point`, which the
-distributed service raises on every host at the same step), so every host saves the same step.
+distributed service raises on every host at the same call), so every host saves the same step.
+Checkpoints are saved with `force` (`checkpoint.save`), so orbax does not ask the sync point
+itself with its own step numbers.
 The trainer then saves (inside an epoch: with where it stopped, `epoch_progress`), flushes its
 metrics and raises `Preempted`; the `fastdfkd` command exits with `PREEMPTED_STATUS`, distinct
 from success (0), failure (1) and a user's mistake (2).
@@ -48,6 +50,7 @@ class Watch:
 
     def __init__(self):
         self._flag = threading.Event()
+        self._asked = 0  # calls of `should_stop`: the sync point's step, 1, 2, 3, ...
         self._previous = None
         self._multi = jax.process_count() > 1
         if not self._multi and threading.current_thread() is threading.main_thread():
@@ -59,9 +62,17 @@ class Watch:
         self._flag.set()
 
     def should_stop(self, step: int) -> bool:
-        """Whether to save and stop after `step` (increasing; the same answer on every host)."""
-        if self._multi:  # every host reaches the same sync point at the same step
-            return bool(multihost_utils.reached_preemption_sync_point(step))
+        """Whether to save and stop after `step` (the run's position, increasing), the same
+        answer on every host.
+
+        The multi-host sync point is asked with the count of calls instead: the distributed
+        service sets it one past the largest step any host has reported and answers yes only at
+        exactly that step, so every step must be asked; every host makes the same calls in the
+        same order, so the counts agree and leave no gap.
+        """
+        self._asked += 1
+        if self._multi:
+            return bool(multihost_utils.reached_preemption_sync_point(self._asked))
         return self._flag.is_set()
 
     def close(self) -> None:

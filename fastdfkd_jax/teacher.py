@@ -187,8 +187,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # the epoch's running means stood as its metadata.
     start_epoch, start_step = divmod(int(state.step), steps_per_epoch)
     resume = None
-    if restored is not None:
+    if restored is not None and start_step:
         resume = epoch_progress.EpochProgress.from_json(checkpoint.metadata_of(manager, restored))
+        if resume is None:  # only a save on a preemption notice falls inside an epoch
+            raise RuntimeError(
+                f"Checkpoint {restored} in {manager.directory} falls inside an epoch but holds no "
+                "epoch progress: it was not written by this job."
+            )
+    if restored is not None:
         logging.info("Resumed from step %d (epoch %d, step %d of it).", restored, start_epoch + 1,
                      start_step)  # fmt: skip
     writer = metric_files.create_writer(workdir, int(state.step))
@@ -222,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 disable=not reporting.is_primary() or not config.progress_bar,
                 leave=False,
             )
-            if first and resume is not None:  # the sums of the steps before the save
+            if first:  # resumed inside this epoch: the sums of its steps before the save
                 mean = metric_files.Mean(*resume.mean_args("train"))
             else:
                 mean = metric_files.Mean()

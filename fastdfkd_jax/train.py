@@ -197,6 +197,7 @@ def train_and_evaluate(
         start_epoch = int(state.epoch)
         writer = metric_files.create_writer(workdir, start_epoch)
         background = reporting.BackgroundWriter()
+        resumed_after_units = resume.units if resume is not None else None
         if resume is not None:
             logging.info("Resumed inside epoch %d, after %d units.", start_epoch + 1, resume.units)
         elif restored is not None:
@@ -317,6 +318,8 @@ def train_and_evaluate(
             synthesis_calls=epoch_lib.synthesis_calls(parts.synthesizer, config.epochs),
             **clock.summary(timer),
             resumed_from_epoch=start_epoch if restored is not None else None,
+            # A resume inside that epoch: the units of it that were done (None: at its start).
+            resumed_after_units=resumed_after_units,
             fingerprint=fingerprint_record["fingerprint"],
             fingerprint_record=fingerprint_record,
             environment=provenance.environment(),

@@ -439,11 +439,14 @@ def test_a_run_resumes_inside_an_epoch_only_from_a_readable_checkpoint_ahead_of_
     checkpoint.save(within, 25, state_of(2.5), metadata=progress(2, 4).to_json())
     checkpoint.wait(boundary), checkpoint.wait(within)
     boundary.close(), within.close()
-    # Inside epoch 3, where it stopped, with the progress saved beside it.
+    within_dir = tmp_path / checkpoint.WITHIN_EPOCH_CHECKPOINTS
+    # Inside epoch 3, where it stopped, with the progress saved beside it; the stale one deleted.
     assert restored() == (2.5, 25, progress(2, 4))
-    # That checkpoint broken: the epoch boundary, not the older stale one inside epoch 2.
-    truncate_checkpoint(str(tmp_path / checkpoint.WITHIN_EPOCH_CHECKPOINTS), 25)
+    assert sorted(os.listdir(within_dir)) == ["25"]
+    # That checkpoint broken: the epoch boundary (and the broken one deleted).
+    truncate_checkpoint(str(within_dir), 25)
     assert restored() == (2.0, 2, None)
+    assert os.listdir(within_dir) == []
 
 
 def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):

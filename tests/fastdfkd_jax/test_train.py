@@ -33,6 +33,7 @@ from fastdfkd_jax import epoch as epoch_lib
 from fastdfkd_jax import (
     metric_files as metrics,
 )
+from fastdfkd_jax.epoch_progress import EpochProgress
 from fastdfkd_jax.synthesis import base as synthesis_base
 from fastdfkd_jax.synthesis import losses
 from fastdfkd_jax.synthesis.objective import init_bn_memory
@@ -154,7 +155,7 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     step_a, state_a = final_state(full_dir, config)
     step_b, state_b = final_state(killed_dir, config)
     assert step_a == step_b == 3
-    for a, b in zip(leaves(state_a), leaves(state_b)):
+    for a, b in zip(leaves(state_a), leaves(state_b), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert resumed["student_test_accuracy"] == summary["student_test_accuracy"]
     # A preemption notice after epoch 1 (between checkpoints: every 2 epochs here): the run saves
@@ -177,17 +178,20 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     assert not os.path.exists(os.path.join(preempted_dir, "summary.json"))
     after_notice = main.run(sparse, preempted_dir)
     assert after_notice["resumed_from_epoch"] == 1
-    for a, c in zip(leaves(state_a), leaves(final_state(preempted_dir, config)[1])):
+    for a, c in zip(leaves(state_a), leaves(final_state(preempted_dir, config)[1]), strict=True):
         np.testing.assert_array_equal(a, c)
     # Notices inside epochs (an epoch: 1 synthesis call, then 8 student step calls): after the
     # 4th unit of epoch 2, and after its 7th when resumed. Each saves there and stops; the last
     # rerun ends with the uninterrupted run's state and metrics, bit for bit (timings aside).
     within_dir = str(tmp_path / "within")
+    parts = parts_of(config)
     for stop_after in ((2, 4), (2, 7)):
+        stop_step = epoch_lib.within_epoch_step(parts, *stop_after)
 
         class NoticeInside(preemption.Watch):
-            def should_stop(self, step, stop_after=stop_after):
-                return step == epoch_lib.within_epoch_step(parts_of(config), *stop_after)
+            def should_stop(self, step, stop_step=stop_step):
+                super().should_stop(step)
+                return step == stop_step
 
         monkeypatch.setattr(preemption, "Watch", NoticeInside)
         with pytest.raises(
@@ -195,10 +199,13 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
         ):
             main.run(sparse, within_dir)
         monkeypatch.undo()
-    assert len(os.listdir(os.path.join(within_dir, checkpoint.WITHIN_EPOCH_CHECKPOINTS))) == 2
+    within_checkpoints = os.path.join(within_dir, checkpoint.WITHIN_EPOCH_CHECKPOINTS)
+    assert sorted(os.listdir(within_checkpoints), key=int) == ["24", "27"]  # epoch 2 x 10 + units
     within_summary = main.run(sparse, within_dir)
+    assert os.listdir(within_checkpoints) == ["27"]  # the one it resumed past: deleted
     assert within_summary["resumed_from_epoch"] == 2
-    for a, c in zip(leaves(state_a), leaves(final_state(within_dir, config)[1])):
+    assert within_summary["resumed_after_units"] == 7
+    for a, c in zip(leaves(state_a), leaves(final_state(within_dir, config)[1]), strict=True):
         np.testing.assert_array_equal(a, c)
 
     def untimed(records):
@@ -526,6 +533,14 @@ def test_epoch_hook_runs_before_the_epochs_first_synthesis_call(teacher_dir):
     np.testing.assert_array_equal(seen[1]["bn0"]["scale"], want["bn0"]["scale"])
     assert not np.array_equal(seen[0]["l1"]["kernel"], seen[1]["l1"]["kernel"])
     np.testing.assert_array_equal(seen[1]["l1"]["kernel"], seen[2]["l1"]["kernel"])
+    # Resumed inside epoch 1 after its synthesis call: the hook is not applied again.
+    before = components.init_state(parts, keys)
+    inside = EpochProgress(1, 1, {}, {}, {})
+    after = epoch_lib.train_epoch(parts, steps, before, keys, 1, timer, resume=inside).state
+    np.testing.assert_array_equal(
+        after.synthesizer.params["l1"]["kernel"], before.synthesizer.params["l1"]["kernel"]
+    )
+    assert int(after.epoch) == int(before.epoch) + 1
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(teacher_dir, tmp_path):
