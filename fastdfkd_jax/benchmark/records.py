@@ -129,8 +129,14 @@ def result_from_records(results_dir: str) -> dict:
     order = [m for m in methods.BENCH_METHODS if m in runs]
     order += sorted(m for m in runs if m not in order)
     rows = [row(m, runs[m], timing) for m in order]
+    # A shorter run (DeepInv-2k's and CMI-500's `short_methods` runs: fewer batches, the same
+    # total KD steps) is marked; the schedule named is the full one, the others' records'.
+    full_batches = max((r["batches"] for r in rows), default=0)
+    for r in rows:
+        r["shorter_run"] = r["batches"] < full_batches
     report.speedups(rows)
-    first = runs[order[0]][0]["config"] if order else {}
+    full = [m for m, r in zip(order, rows, strict=True) if not r["shorter_run"]]
+    first = runs[full[0]][0]["config"] if full else {}
     return dict(
         results_dir=results_dir,
         dataset=first.get("dataset", {}).get("name"),
@@ -182,7 +188,7 @@ def markdown(result: dict, projections: list[str] = ()) -> str:
             len(r["seeds"]),
             _spread(r, "student_accuracy"),
             _spread(r, "student_best_accuracy"),
-            f"{r['synthesis_seconds']:.1f}",
+            f"{r['synthesis_seconds']:.1f}" + (" ‡" if r.get("shorter_run") else ""),
             f"{r['seconds_per_batch']:.4f}" + ("" if r["per_call_from"] == "timing pass" else " †"),
             r["calls_per_epoch"],
             "n/a" if r["speedup"] is None else f"{r['speedup']:.1f}x",
@@ -211,6 +217,16 @@ def markdown(result: dict, projections: list[str] = ()) -> str:
         )
         + "; † the runs' mean per call instead.",
     ]
+    shorter = [r for r in rows if r.get("shorter_run")]
+    if shorter:
+        lines += [
+            "",
+            "‡ A shorter run: "
+            + "; ".join(f"{r['label']} {r['batches']} batches" for r in shorter)
+            + f" instead of {sched['epochs']}, with the same total KD steps. Its accuracy is that "
+            "run's; its synthesis s are that run's, and the speed-ups compare them scaled to "
+            f"{sched['epochs']} batches.",
+        ]
     if result["missing"]:
         lines += ["", f"Not run yet: {', '.join(result['missing'])}."]
     targets = _target_lines(result["targets"])  # none until the targets' methods are stored

@@ -84,6 +84,24 @@ def test_stored_timing_replaces_the_runs_mean_per_call(tmp_path):
     )
 
 
+def test_a_shorter_run_is_marked_and_the_full_schedule_named(tmp_path):
+    results = tmp_path / "cpu"
+    short = _summary("deepinversion", 0, 0.8, 0.8, 60.0, g_steps=2000)  # 6 calls: 10 s each
+    short["config"].update(epochs=6, warmup=0)
+    short["config"]["kd"]["steps"] = 292  # (40 - 5) x 50 KD steps in 6 epochs
+    short["synthesis_calls"] = 6
+    _store(results, "deepinv2k", short)
+    _store(results, "fast5", _summary("fast", 0, 0.85, 0.85, 8.0))  # 40 calls: 0.2 s each
+    result = records.result_from_records(str(results))
+    assert [r["shorter_run"] for r in result["rows"]] == [True, False]
+    assert result["schedule"]["epochs"] == 40 and result["schedule"]["kd_steps"] == 50
+    fast5 = result["rows"][1]
+    assert fast5["speedup"] == pytest.approx(60.0 * 40 / 6 / 8.0)  # DeepInv-2k scaled to 40
+    text = records.markdown(result)
+    assert "| 60.0 ‡ |" in text and "| 8.0 |" in text
+    assert "‡ A shorter run: DeepInv-2k 6 batches instead of 40" in text
+
+
 def test_docs_section_round_trip():
     text = "a\n<!-- records:results/x -->\nold\n<!-- /records -->\nb\n"
     assert records.marked_paths(text) == ["results/x"]
