@@ -343,15 +343,15 @@ def plot(result: dict, path: str) -> None:
         plt.close(fig)
         return
     shown = [r for r in rows if r["student_accuracy"] is not None]
-    xs = [r["synthesis_seconds"] for r in shown]
+    xs = [_seconds(r) for r in shown]
     low, high = min(xs), max(xs)
     # Log-axis room on both sides, so every label stays inside the frame.
     ax.set_xscale("log")
     ax.set_xlim(low / 3, high * 3)
     middle = (low * high) ** 0.5
     for r in shown:
-        x, y = r["synthesis_seconds"], 100 * r["student_accuracy"]
-        hollow = r["extrapolated"]
+        x, y = _seconds(r), 100 * r["student_accuracy"]
+        hollow = _scaled(r)
         if r.get("student_accuracy_min") is not None and len(r.get("seeds") or []) > 1:
             err = [[y - 100 * r["student_accuracy_min"]], [100 * r["student_accuracy_max"] - y]]
             ax.errorbar([x], [y], yerr=err, color="C0", capsize=3, lw=1, zorder=1)
@@ -362,9 +362,9 @@ def plot(result: dict, path: str) -> None:
             ax.scatter([x], [100 * best], marker="x", color="C1", s=30, zorder=3)
     ax.scatter([], [], s=45, color="C0", label="final accuracy (mean; bar: min-max over seeds)")
     ax.scatter([], [], marker="x", color="C1", label="best over epochs")
-    if any(r["extrapolated"] for r in shown):
+    if any(_scaled(r) for r in shown):
         ax.scatter([], [], s=45, facecolors="none", edgecolors="C0", label="time extrapolated")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     ys = [
         100 * r[key]
         for r in shown
@@ -392,6 +392,17 @@ def plot(result: dict, path: str) -> None:
 LABEL_OFFSETS = ((6, -10), (6, 4), (6, -20), (6, 14), (6, -30), (6, 24))
 
 
+def _seconds(r: dict) -> float:
+    """A row's total synthesis seconds in the figure: a shorter run's scaled to the full schedule
+    (`records`: `full_schedule_seconds`), the others' as measured.
+    """
+    return r.get("full_schedule_seconds") or r["synthesis_seconds"]
+
+
+def _scaled(r: dict) -> bool:
+    return r["extrapolated"] or bool(r.get("shorter_run"))
+
+
 def _place_labels(ax, rows: list[dict], middle: float) -> None:
     """Each row's label beside its point, inside the axes, moved up or down past labels already
     placed (left of the point in the right half of the plot).
@@ -400,9 +411,9 @@ def _place_labels(ax, rows: list[dict], middle: float) -> None:
     fig.canvas.draw()  # the axes' limits and transforms as they will be drawn
     renderer = fig.canvas.get_renderer()
     placed = []
-    for r in sorted(rows, key=lambda r: r["synthesis_seconds"]):
-        x, y = r["synthesis_seconds"], 100 * r["student_accuracy"]
-        label = r["label"] + (" (time extrapolated)" if r["extrapolated"] else "")
+    for r in sorted(rows, key=_seconds):
+        x, y = _seconds(r), 100 * r["student_accuracy"]
+        label = r["label"] + (" (time extrapolated)" if _scaled(r) else "")
         right_half = x > middle
         for i, (dx, dy) in enumerate(LABEL_OFFSETS):
             text = ax.annotate(
