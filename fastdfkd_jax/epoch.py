@@ -187,7 +187,7 @@ def train_epoch(
         if stop:
             means = {"synthesis": synth_mean, "kd": kd_mean}
             # The clocks a resume carries on, as from an epoch boundary's record.
-            clocks = {phase: timer.get(phase) for phase in ("synthesis", "kd")}
+            clocks = {phase: timer.get(phase) for phase in timing.CARRIED_PHASES}
             stopped = EpochProgress.of(epoch, u, means, clocks)
             return EpochOutcome(state, images, None, stopped)
     record = synth_mean.result()

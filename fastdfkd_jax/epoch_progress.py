@@ -27,6 +27,8 @@ class EpochProgress:
         distillation job's; {'train': {...}}: the teacher job's), as `metric_files.Mean.sums`.
       counts: each running mean's step count.
       seconds: the phase clocks (`timing.PhaseTimer.seconds`) when it stopped.
+      run_seconds: the run's wall-clock seconds when it stopped (`timing.RunClock.run_seconds`;
+        0 in a save made before this was kept).
     """
 
     epoch: int
@@ -34,6 +36,7 @@ class EpochProgress:
     sums: dict[str, dict[str, float]]
     counts: dict[str, int]
     seconds: dict[str, float]
+    run_seconds: float = 0.0
 
     @classmethod
     def of(

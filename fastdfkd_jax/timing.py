@@ -39,23 +39,39 @@ class PhaseTimer:
         return self.seconds.get(phase, 0.0)
 
 
+# The phases whose seconds a resumed run goes on from: each epoch's record holds them, and so does
+# a save inside an epoch (`epoch_progress.EpochProgress.seconds`).
+CARRIED_PHASES = ("synthesis", "kd", "eval")
+
+
 class RunClock:
     """A run's clocks beside its `PhaseTimer`: the wall time since it started, each compilation's
     seconds, the main thread's CPU seconds of compiling, the state's making and the set-up.
 
     `summary(phases)` is the summary's timing part: the phases' seconds, the compilations apart,
     and `other_seconds`, what neither covers (set-up, checkpoints, metrics, image grids).
+
+    A resumed run sets `carried_seconds`, the run's seconds when its last record or save was made
+    (`run_seconds` then): its total is then the whole run's, and work redone after that point
+    counts once. Compilation and set-up are this process's; the earlier processes' are in
+    `other_seconds`.
     """
 
     def __init__(self):
         self._start = time.perf_counter()
+        self.carried_seconds = 0.0
         self.compile_seconds: dict[str, float] = {}  # part -> seconds, in the order compiled
         self.compile_cpu_seconds = 0.0
         self.init_seconds = 0.0
         self.setup_seconds = 0.0
 
     def elapsed(self) -> float:
+        """Seconds since this process's clock started."""
         return time.perf_counter() - self._start
+
+    def run_seconds(self) -> float:
+        """The run's seconds so far: the earlier processes' (a resumed run) and this one's."""
+        return self.carried_seconds + self.elapsed()
 
     @contextlib.contextmanager
     def compiling(self):
@@ -80,7 +96,7 @@ class RunClock:
 
     def summary(self, phases: PhaseTimer) -> dict[str, float]:
         """The summary's timing keys (`<phase>_seconds`, `<part>_compile_seconds`, totals)."""
-        total = self.elapsed()
+        total = self.run_seconds()
         compiling = sum(self.compile_seconds.values())
         busy = phases.get("synthesis") + phases.get("kd") + phases.get("eval")
         return dict(

@@ -25,6 +25,7 @@ the rest as `other_seconds`, and the values the backend chose for 'auto' keys.
 """
 
 import concurrent.futures
+import dataclasses
 import os
 import time
 from typing import Any
@@ -212,15 +213,18 @@ def train_and_evaluate(
         teacher_scores = test.teacher(parts.teacher_vars)
         logging.info("Teacher test scores: %s", teacher_scores)
         headline = test.metric_names[0]
-        # Timings accumulate across resumes: continue from the last epoch logged before the restart.
+        # Timings accumulate across resumes: continue from the save inside the epoch, or else from
+        # the last epoch logged before the restart (a record of older code may lack some clocks).
         logged = metric_files.read_metrics(workdir) if restored is not None else []
-        timer = timing.PhaseTimer(
-            resume.seconds
-            if resume is not None
-            else {k: logged[-1][f"{k}_seconds"] for k in ("synthesis", "kd")}
-            if logged
-            else None
-        )
+        timer = timing.PhaseTimer()
+        if resume is not None:
+            timer = timing.PhaseTimer(resume.seconds)
+            clock.carried_seconds = resume.run_seconds
+        elif logged:
+            timer = timing.PhaseTimer(
+                {p: logged[-1].get(f"{p}_seconds", 0.0) for p in timing.CARRIED_PHASES}
+            )
+            clock.carried_seconds = logged[-1].get("run_seconds", 0.0)
         student_scores = {name: float("nan") for name in test.metric_names}
         best = best_logged(logged, headline)
         labels = None
@@ -252,6 +256,7 @@ def train_and_evaluate(
             resume = None
             if stopped is not None:  # preempted inside the epoch: save where, flush, stop
                 background.submit(writer.flush)
+                stopped = dataclasses.replace(stopped, run_seconds=clock.run_seconds())
                 checkpoint.save(
                     within,
                     epoch_lib.within_epoch_step(parts, epoch, stopped.units),
@@ -269,7 +274,10 @@ def train_and_evaluate(
                 record.update({f"student_test_{k}": v for k, v in student_scores.items()})
                 best = max(best, (student_scores[headline], done))
                 bar.set_postfix(student=f"{student_scores[headline]:.4f}")
-            record.update(synthesis_seconds=timer.get("synthesis"), kd_seconds=timer.get("kd"))
+            record.update(
+                {f"{p}_seconds": timer.get(p) for p in timing.CARRIED_PHASES},
+                run_seconds=clock.run_seconds(),
+            )
             background.submit(writer.write_scalars, done, record)
             grid_due = config.sample_every_epochs and (
                 done % config.sample_every_epochs == 0 or last

@@ -503,3 +503,26 @@ def test_compare_runs_tells_identical_from_different(tmp_path):
     assert compare.differences(a, c) == ["state leaf ['w'] differs"]
     d = run("d", 1.0, 0.25)
     assert compare.differences(a, d) == ["metrics.jsonl differs (1 against 1 records)"]
+
+
+def test_a_resumed_runs_clock_goes_on_from_the_carried_seconds(monkeypatch):
+    from fastdfkd_jax import timing
+    from fastdfkd_jax.epoch_progress import EpochProgress
+
+    now = [100.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+    clock = timing.RunClock()
+    clock.carried_seconds = 50.0  # the earlier processes' run, to their last record or save
+    clock.compiled("synthesis", 2.0)
+    now[0] = 110.0
+    phases = timing.PhaseTimer({"synthesis": 30.0, "kd": 15.0, "eval": 1.0})
+    summary = clock.summary(phases)
+    assert clock.run_seconds() == summary["total_seconds"] == 60.0
+    # The carried phases are the whole run's: what they leave of the total stays >= 0.
+    assert summary["other_seconds"] == 60.0 - 46.0 - 2.0
+    # A save inside an epoch keeps the run's seconds; one made before they were kept reads as 0.
+    progress = EpochProgress(1, 3, {}, {}, {"synthesis": 30.0}, run_seconds=60.0)
+    assert EpochProgress.from_json(progress.to_json()) == progress
+    older = progress.to_json()
+    del older["epoch_progress"]["run_seconds"]
+    assert EpochProgress.from_json(older).run_seconds == 0.0

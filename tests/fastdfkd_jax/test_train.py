@@ -147,11 +147,17 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         main.run(config, killed_dir)
     monkeypatch.undo()
+    killed_at = metrics.read_metrics(killed_dir)[-1]  # epoch 2's record, by the killed process
     resumed = main.run(config, killed_dir)
     # ... and the runs of the same config after the first one compiled nothing new.
     assert set(os.listdir(cache)) == entries
     assert resumed["resumed_from_epoch"] == 2
-    assert [r["epoch"] for r in metrics.read_metrics(killed_dir)] == [1, 2, 3]
+    resumed_records = metrics.read_metrics(killed_dir)
+    assert [r["epoch"] for r in resumed_records] == [1, 2, 3]
+    # The clocks go on from the killed process's last record: its total and phases are the run's.
+    assert killed_at["run_seconds"] < resumed_records[2]["run_seconds"] < resumed["total_seconds"]
+    for phase in ("synthesis", "kd", "eval"):
+        assert killed_at[f"{phase}_seconds"] < resumed[f"{phase}_seconds"]
     step_a, state_a = final_state(full_dir, config)
     step_b, state_b = final_state(killed_dir, config)
     assert step_a == step_b == 3
@@ -201,7 +207,12 @@ def test_fast_run_end_to_end_and_resume(fitted_teacher_dir, tmp_path, monkeypatc
         monkeypatch.undo()
     within_checkpoints = os.path.join(within_dir, checkpoint.WITHIN_EPOCH_CHECKPOINTS)
     assert sorted(os.listdir(within_checkpoints), key=int) == ["24", "27"]  # epoch 2 x 10 + units
+    within_manager = checkpoint.make_manager(within_dir, 2, checkpoint.WITHIN_EPOCH_CHECKPOINTS)
+    saved_at = EpochProgress.from_json(checkpoint.metadata_of(within_manager, 27))
+    within_manager.close()
     within_summary = main.run(sparse, within_dir)
+    assert 0 < saved_at.run_seconds < within_summary["total_seconds"]
+    assert 0 < saved_at.seconds["kd"] < within_summary["kd_seconds"]
     assert os.listdir(within_checkpoints) == ["27"]  # the one it resumed past: deleted
     assert within_summary["resumed_from_epoch"] == 2
     assert within_summary["resumed_after_units"] == 7
