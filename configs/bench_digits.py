@@ -6,8 +6,8 @@ r"""Acceleration benchmark on digits (8x8x1): the paper's methods side by side, 
 
 (`scripts/bench_acceleration.py` takes the same flags.) Variants (the argument):
   '' (full): the 40-epoch digits schedule of configs/dfkd_digits.py for every method of
-    `methods.BENCH_METHODS`, each in full (DeepInv-2k's 40 x 2000 steps: about 32 min on 2
-    CPU cores; `--config.short_methods='("deepinv2k",)'` takes its accuracy from a stated shorter
+    `methods.BENCH_METHODS`, each in full (DeepInv-2k's 40 x 2000 steps: 39 min on 2
+    CPU cores in its stored record; `--config.short_methods='("deepinv2k",)'` takes its accuracy from a stated shorter
     run with the same total KD steps instead, its total extrapolated), seeds 0, 1, 2 (DeepInv-2k
     and CMI-500: seed 0), from the teacher in results/teachers/digits; every finished run is stored
     in results/bench_digits/<backend>/<method>/seed<k> and reused from there.

@@ -29,9 +29,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     run.kd = ml_collections.ConfigDict(dict(steps=80))
     config.short_epochs = 6
     config.cost_g_steps = (2, 5)
-    # One seed a method (about 25 min a run on 2 CPU cores), from the teacher kept in the
-    # repository (configs/teacher_fashion_mnist.py trained into results/teachers/fashion_mnist);
-    # each finished run stored in results/bench_fashion_mnist/<backend> and reused from there.
+    # One seed a method (a run is about 26 min alone on 2 CPU cores, 50 beside other work), from
+    # the teacher kept in the repository (configs/teacher_fashion_mnist.py trained into
+    # results/teachers/fashion_mnist); each finished run stored in
+    # results/bench_fashion_mnist/<backend> and reused from there.
     config.teacher.checkpoint = config_args.repo_path(__file__, "results/teachers/fashion_mnist")
     config.teacher.train_config = config_args.sibling(__file__, "teacher_fashion_mnist.py")
     config.results_dir = config_args.repo_path(__file__, "results/bench_fashion_mnist/{backend}")

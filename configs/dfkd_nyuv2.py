@@ -23,10 +23,10 @@ a one-hot term against the teacher's own argmax map, the agreement-masked advers
 by the KL of the per-pixel class distributions. The paper's segmentation code was never released,
 so the setting is ours where the paper does not give it: the Fast-k rates of the original's
 CIFAR scripts, bn 10 / oh 0.5 / adv 1.0, batch 64 (DFAD's NYUv2 batch), KD at T = 1 with SGD 0.1
-(DFAD's student rate; momentum 0.9, weight decay 5e-5 as DFAD, cosine), 220 epochs of 400 KD
-steps after 20 warmup epochs (80k student steps; DFAD's 300 x 50 x 5 = 75k), crop-with-padding-16
-and flip augmentation (CIFAR's 4/32 shift at 128), and the ImageNet deep generator at 128x128
-(an 8x8 latent upsampled four times: the 32x32 generator's first Dense would hold ~33M parameters
+(DFAD's student rate; momentum 0.9, weight decay 5e-5 as DFAD, cosine), 220 epochs, the first
+20 warmup, 400 KD steps in each of the other 200 (80k student steps; DFAD's 300 x 50 x 5 = 75k),
+crop-with-padding-16 and flip augmentation (CIFAR's 4/32 shift at 128), and the ImageNet deep
+generator at 128x128 (an 8x8 latent upsampled four times: the 32x32 generator's first Dense would hold ~33M parameters
 at 128; DFAD's NYUv2 generator is of the same kind: a small projection upsampled four times).
 
 Published mIoU (not measured here): FastDFKD's Fast-10 0.366 against DAFL 0.105 (4.9x faster

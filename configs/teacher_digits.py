@@ -2,7 +2,8 @@ r"""Teacher on scikit-learn digits (8x8x1, 10 classes): the embedded default.
 
   python -m fastdfkd_jax.main --config=configs/teacher_digits.py --workdir=runs/teacher_digits
 
-Measured (docs/results.md): 100.00% test accuracy in 55 s on 2 CPU cores. The flag `runlocal`
+Stored (`results/teachers/digits`, the benchmark's teacher): 99.72% test accuracy in 12.3 s of
+training on 2 CPU cores. The flag `runlocal`
 (`:runlocal`) trains the 1.4k-parameter digits_cnn_tiny for 2 epochs on one device (the tests).
 """
 
