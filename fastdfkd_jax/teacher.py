@@ -215,7 +215,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         )
         evaluator.compile(state.variables, test_split)
 
-    train_seconds = 0.0
+    # The training clock goes on from a resumed run's save inside the epoch, or else from its last
+    # epoch's record (0 where a record of older code lacks it).
+    logged = metric_files.read_metrics(workdir) if restored is not None else []
+    if resume is not None:
+        train_seconds = resume.seconds.get("train", 0.0)
+    else:
+        train_seconds = logged[-1].get("train_seconds", 0.0) if logged else 0.0
     test_accuracy = float("nan")
     with preemption.Watch() as watch:  # the SIGTERM handler only while training
         for epoch in range(start_epoch, config.train.epochs):
@@ -243,7 +249,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 done = epoch * steps_per_epoch + i + 1
                 if i + 1 < steps_per_epoch and watch.should_stop(done):
                     # Preempted inside the epoch: save this step with the epoch's sums, stop.
-                    progress = epoch_progress.EpochProgress.of(epoch, i + 1, {"train": mean}, {})
+                    clock = {"train": train_seconds + time.perf_counter() - epoch_start}
+                    progress = epoch_progress.EpochProgress.of(epoch, i + 1, {"train": mean}, clock)
                     writer.flush()
                     checkpoint.save(manager, done, state, metadata=progress.to_json())
                     checkpoint.wait(manager)
@@ -259,7 +266,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 train_accuracy=averaged["accuracy"],
                 learning_rate=float(schedule(step - 1)),
                 test_accuracy=test_accuracy,
+                # This process's part of the epoch, evaluation included; the run's training so far.
                 epoch_seconds=time.perf_counter() - epoch_start,
+                train_seconds=train_seconds,
             )
             if not np.isfinite(record["train_loss"]):
                 raise FloatingPointError(
@@ -298,6 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         train_seconds=train_seconds,
         epochs=config.train.epochs,
         steps=int(state.step),
+        resumed_from_step=restored,
         arch=config.model.arch,
         dataset=info.name,
         teacher_dir=os.path.abspath(teacher_dir),

@@ -331,13 +331,17 @@ def test_teacher_job_trains_and_resumes(tmp_path, monkeypatch):
         with pytest.raises(preemption.Preempted, match=message):
             main.run(config, preempted)
         monkeypatch.undo()
+        before = metrics.read_metrics(preempted)[-1]  # epoch 1's record
         resumed = main.run(config, preempted)
         assert resumed["test_accuracy"] == summary["test_accuracy"]
         assert resumed["steps"] == summary["steps"]
+        assert resumed["resumed_from_step"] == stop_at and summary["resumed_from_step"] is None
+        # The training clock goes on from where the stopped run left it.
+        assert 0 < before["train_seconds"] < resumed["train_seconds"]
         _, again = checkpoint.load_teacher(os.path.join(preempted, "teacher"))
         for a, b in zip(leaves(again), leaves(variables), strict=True):
             np.testing.assert_array_equal(a, b)
-        untimed = [[{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]
+        untimed = [[{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
                    for records in (metrics.read_metrics(preempted), metrics.read_metrics(workdir))]  # fmt: skip
         assert untimed[0] == untimed[1]
 
