@@ -9,7 +9,7 @@
 # lacks come from gpu_bundle/ (made here by `python scripts/gpu_bundle.py prepare`; carry it) and
 # go into OUT_DIR/site, on PYTHONPATH. The repository goes on PYTHONPATH too.
 # Order (GPU_RECORDS_ORDER overrides it, "data:method" words): digits Fast-5, DeepInv-2k, CMI-500,
-# then its other methods, then the digits timing pass of the methods with records (timing.json).
+# then its other methods (NAYER among them), then the digits timing pass of the methods with records (timing.json).
 # Fashion-MNIST is not in the default order: its loader needs tensorflow-datasets and its files,
 # which this bundle does not bring yet (docs/benchmarks.md).
 # Output: OUT_DIR/records_<bench>.tar.gz, rewritten after every finished method: the results folder
@@ -26,16 +26,17 @@ out="$(cd "$out" && pwd)"
 py="${PYTHON:-python3}"
 export TF_CPP_MIN_LOG_LEVEL=2
 export FASTDFKD_CACHE_DIR="${FASTDFKD_CACHE_DIR:-$(mktemp -d)}"
-if [ -d gpu_bundle/wheels ]; then
+if [ -d gpu_bundle/wheels ] && [ ! -f "$out/site/.installed" ]; then  # once per OUT_DIR
   "$py" scripts/gpu_bundle.py install --dir=gpu_bundle --target="$out/site" >"$out/install.log" 2>&1 \
     || { cat "$out/install.log"; exit 2; }
+  touch "$out/site/.installed"
 fi
 export PYTHONPATH="$PWD:$out/site${PYTHONPATH:+:$PYTHONPATH}"
 "$py" scripts/accelerator_check.py --part=modules || exit 2
 backend="$("$py" -c 'import jax; print(jax.default_backend())')"
 order="${GPU_RECORDS_ORDER:-digits:fast5 digits:deepinv2k digits:cmi500 digits:dafl digits:zskt \
-digits:dfq digits:fast2 digits:fast10 digits:fast5_sequential digits:fast5_independent \
-digits:fast5_exact digits:timing}"
+digits:dfq digits:nayer digits:fast2 digits:fast10 digits:fast5_sequential \
+digits:fast5_independent digits:fast5_exact digits:timing}"
 workdir="$out/work"
 status=0
 

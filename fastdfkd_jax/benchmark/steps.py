@@ -64,6 +64,15 @@ def shrink(config: ml_collections.ConfigDict, arch: str, batch: int) -> None:
     config.synthesis.generator.nz, config.synthesis.generator.ngf = 8, 4
 
 
+def random_teacher(arch: str, info: data.DatasetInfo, dtype: jnp.dtype = jnp.float32) -> tuple:
+    """`(module, variables)` of a randomly initialized teacher `arch` at `info`'s image shape and
+    classes: what timings need (speed does not depend on the weights' values).
+    """
+    module = models.create_model(arch, num_classes=info.num_classes, dtype=dtype)
+    variables = module.init(jax.random.PRNGKey(1), jnp.zeros((1, *info.image_shape)), train=False)
+    return module, variables
+
+
 def build(
     spec: str,
     policy: str,
@@ -82,15 +91,8 @@ def build(
         shrink(config, small_arch, small_batch)
     config.pool.capacity = config.synthesis.batch_size * POOL_BATCHES
     info = data.get_info(config.dataset.name)
-    teacher = models.create_model(
-        config.teacher.arch,
-        num_classes=info.num_classes,
-        dtype=precision.compute_dtype(policy),
-    )
-    teacher_vars = teacher.init(
-        jax.random.PRNGKey(1), jnp.zeros((1, *info.image_shape)), train=False
-    )
-    parts = components.build(config, teacher=(teacher, teacher_vars))
+    teacher = random_teacher(config.teacher.arch, info, precision.compute_dtype(policy))
+    parts = components.build(config, teacher=teacher)
     pool = jax.random.uniform(jax.random.PRNGKey(2), (config.pool.capacity, *info.image_shape))
     state = components.init_state(parts, components.run_keys(config.seed), pool_images=pool)
     return parts, state

@@ -630,10 +630,11 @@ def test_gpu_bundle_installs_only_what_is_missing(tmp_path, monkeypatch):
     assert installed == ["brand_new-1.0-py3-none-any.whl"]  # numpy is importable: kept
 
 
-@pytest.mark.slow  # two tiny runs and a timing pass: about 2 minutes on 2 cores
-def test_gpu_records_script_at_runlocal_sizes(teacher_dir, tmp_path):
-    """scripts/gpu_records.sh on this CPU at runlocal sizes: each record packed as it finishes,
-    then the timing pass of the methods with records.
+@pytest.mark.slow  # two tiny runs, a timing pass, two tiny calls, the check: about 4 min on 2 cores
+def test_gpu_session_script_at_runlocal_sizes(teacher_dir, tmp_path):
+    """scripts/gpu_session.sh on this CPU at runlocal sizes: scripts/gpu_records.sh packs each
+    record as it finishes, then the timing pass of the methods with records; NAYER's call is timed
+    beside Fast-5's; the accelerator check's timings part runs.
     """
     out = tmp_path / "out"
     env = dict(
@@ -642,16 +643,28 @@ def test_gpu_records_script_at_runlocal_sizes(teacher_dir, tmp_path):
         GPU_RECORDS_VARIANT=":runlocal",
         GPU_RECORDS_ORDER="digits:fast2 digits:timing",
         GPU_RECORDS_ARGS=f"--config.teacher.checkpoint={teacher_dir} --config.profile_method=",
+        GPU_SESSION_NAYER_ARG="cifar10,METHOD,wrn40_2-wrn16_2,runlocal",
+        GPU_SESSION_CHECK_ARGS="--small",
+        GPU_SESSION_RECORDS_S="600",
+        GPU_SESSION_NAYER_S="300",
+        GPU_SESSION_CHECK_S="300",
     )
     done = subprocess.run(
-        ["bash", os.path.join(REPO, "scripts", "gpu_records.sh"), str(out)],
+        ["bash", os.path.join(REPO, "scripts", "gpu_session.sh"), str(out)],
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1500,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "digits fast2 exit 0" in done.stdout and "digits timing exit 0" in done.stdout
+    for part in ("records", "nayer", "check"):
+        assert f"gpu_session: {part} exit 0" in done.stdout, done.stdout
+    nayer = json.loads((out / "nayer_timing.json").read_text())
+    assert [r["variant"] for r in nayer["rows"]] == ["fast5", "nayer"]
+    assert all(r["median_s"] > 0 and r["n"] == 5 for r in nayer["rows"])
+    assert nayer["environment"]["platform"] == jax.default_backend()
+    assert (out / "accelerator_check" / "timings.json").exists()
     import tarfile
 
     with tarfile.open(out / "records_bench_digits.tar.gz") as tar:
