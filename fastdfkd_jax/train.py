@@ -216,15 +216,13 @@ def train_and_evaluate(
         # Timings accumulate across resumes: continue from the save inside the epoch, or else from
         # the last epoch logged before the restart (a record of older code may lack some clocks).
         logged = metric_files.read_metrics(workdir) if restored is not None else []
-        timer = timing.PhaseTimer()
+        carried = None
         if resume is not None:
-            timer = timing.PhaseTimer(resume.seconds)
-            clock.carried_seconds = resume.run_seconds
+            carried, clock.carried_seconds = resume.seconds, resume.run_seconds
         elif logged:
-            timer = timing.PhaseTimer(
-                {p: logged[-1].get(f"{p}_seconds", 0.0) for p in timing.CARRIED_PHASES}
-            )
+            carried = {p: logged[-1].get(f"{p}_seconds", 0.0) for p in timing.CARRIED_PHASES}
             clock.carried_seconds = logged[-1].get("run_seconds", 0.0)
+        timer = timing.PhaseTimer(carried)
         student_scores = {name: float("nan") for name in test.metric_names}
         best = best_logged(logged, headline)
         labels = None
