@@ -225,6 +225,13 @@ def _autos_resolved(run_settings: dict[str, Any], platform: str) -> dict[str, An
     }
 
 
+def resolved_settings(config: Mapping[str, Any], backend: str) -> dict[str, Any]:
+    """`settings(config)` with its 'auto' keys at the values they take on `backend`: what a run of
+    `config` on that kind of device computes from (the fingerprint's settings).
+    """
+    return _autos_resolved(settings(config), backend)
+
+
 def teacher_digest(variables: Any) -> str:
     """SHA-256 of the teacher's variables: every leaf's path, dtype, shape and bytes, in order.
 
@@ -265,7 +272,7 @@ def record(
     config: Mapping[str, Any], teacher: str, code: Mapping[str, int], backend: str
 ) -> dict[str, Any]:
     """`fingerprint.json`'s content: the fingerprint and what it was computed from."""
-    run_settings = _autos_resolved(settings(config), backend)
+    run_settings = resolved_settings(config, backend)
     return dict(
         fingerprint=fingerprint(run_settings, teacher, code, backend),
         teacher_digest=teacher,

@@ -24,6 +24,9 @@ def device_description() -> str:
     )
 
 
+DIRTY = "+dirty"  # a commit's suffix when tracked files differed from it
+
+
 def commit() -> str | None:
     """The repository's HEAD commit, '+dirty' when tracked files differ; None outside git."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +41,16 @@ def commit() -> str | None:
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         return None
-    return head + ("+dirty" if dirty else "")
+    return head + (DIRTY if dirty else "")
+
+
+SHORT_COMMIT = 12  # hex digits of a commit named in a table
+
+
+def short_commit(full: str) -> str:
+    """A `commit()` as tables name it: its first `SHORT_COMMIT` digits, '+dirty' kept."""
+    head, dirty, _ = full.partition(DIRTY)
+    return head[:SHORT_COMMIT] + dirty
 
 
 def package_versions() -> dict[str, str | None]:

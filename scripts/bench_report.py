@@ -7,7 +7,9 @@ r"""The benchmark's tables from the records stored in the repository, into the d
       # that folder's table as DIR/records.md, records.json and records.png
 
 A generated table sits in docs/*.md between `<!-- records:PATH -->` and `<!-- /records -->`, PATH a
-results folder relative to the repository root (fastdfkd_jax/benchmark/records.py).
+results folder relative to the repository root (fastdfkd_jax/benchmark/records.py), or between
+`<!-- runs:F1,F2,... -->` and `<!-- /runs -->`: run folders side by side, an experiment's variants
+beside the benchmark's records (fastdfkd_jax/benchmark/side_by_side.py).
 """
 
 import glob
@@ -19,7 +21,7 @@ from absl import app, flags
 
 from fastdfkd_jax import config_args, methods
 from fastdfkd_jax.benchmark import configs as bench_configs
-from fastdfkd_jax.benchmark import records, report
+from fastdfkd_jax.benchmark import records, report, side_by_side
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHECK = flags.DEFINE_bool("check", False, "Only compare the docs' tables with their records.")
@@ -74,14 +76,29 @@ def write_figure(path: str) -> None:
         os.chdir(cwd)
 
 
+def runs_table(marked: str) -> str:
+    """The side-by-side table of a `runs` marker's folders (relative to the repository root)."""
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        return side_by_side.markdown(side_by_side.result(side_by_side.folders_of(marked)))
+    finally:
+        os.chdir(cwd)
+
+
+# Each kind of generated block -> the function that makes its table from the path it names.
+GENERATORS = {records.RECORDS: table, side_by_side.RUNS: runs_table}
+
+
 def stale_docs() -> list[str]:
     """'page: PATH' for every generated table that differs from what its records give now."""
     stale = []
     for page in sorted(glob.glob(os.path.join(REPO, "docs", "*.md"))):
         text = open(page).read()
-        for path in records.marked_paths(text):
-            if records.docs_section(text, path) != table(path):
-                stale.append(f"{os.path.relpath(page, REPO)}: {path}")
+        for kind, generate in GENERATORS.items():
+            for path in records.marked_paths(text, kind):
+                if records.docs_section(text, path, kind) != generate(path):
+                    stale.append(f"{os.path.relpath(page, REPO)}: {path}")
     return stale
 
 
@@ -109,6 +126,8 @@ def main(argv):
         for path in records.marked_paths(text):
             new = records.replace_docs_section(new, path, table(path))
             write_figure(path)
+        for path in records.marked_paths(text, side_by_side.RUNS):
+            new = records.replace_docs_section(new, path, runs_table(path), side_by_side.RUNS)
         if new != text:
             with open(page, "w") as f:
                 f.write(new)

@@ -16,14 +16,33 @@ import os
 import re
 import statistics
 
-from fastdfkd_jax import fingerprint, methods, reporting, synthesis
+from fastdfkd_jax import fingerprint, methods, provenance, reporting, synthesis
 from fastdfkd_jax.benchmark import configs, report
 
 SUMMARY = "summary.json"
 TIMING = "timing.json"
 _SEED_DIR = re.compile(r"seed(\d+)")
-BEGIN = "<!-- records:{path} -->"
-END = "<!-- /records -->"
+# A generated block in a docs page: `<!-- KIND:PATH -->` ... `<!-- /KIND -->`, KIND `RECORDS` (a
+# benchmark's table, this module) or `side_by_side.RUNS` (run folders side by side).
+RECORDS = "records"
+BEGIN = "<!-- {kind}:{path} -->"
+END = "<!-- /{kind} -->"
+
+
+def load_seeds(folder: str) -> list[dict]:
+    """The summaries of the runs in `folder` (`seed<k>/summary.json`), by seed; [] if none."""
+    if not os.path.isdir(folder):
+        return []
+    seeds = sorted(
+        (int(m.group(1)), name)
+        for name in os.listdir(folder)
+        if (m := _SEED_DIR.fullmatch(name)) and os.path.exists(os.path.join(folder, name, SUMMARY))
+    )
+    summaries = []
+    for _, name in seeds:
+        with open(os.path.join(folder, name, SUMMARY)) as f:
+            summaries.append(json.load(f))
+    return summaries
 
 
 def load_runs(results_dir: str) -> dict[str, list[dict]]:
@@ -32,19 +51,7 @@ def load_runs(results_dir: str) -> dict[str, list[dict]]:
     if not os.path.isdir(results_dir):
         return runs
     for method in sorted(os.listdir(results_dir)):
-        method_dir = os.path.join(results_dir, method)
-        if not os.path.isdir(method_dir):
-            continue
-        seeds = sorted(
-            (int(m.group(1)), name)
-            for name in os.listdir(method_dir)
-            if (m := _SEED_DIR.fullmatch(name))
-            and os.path.exists(os.path.join(method_dir, name, SUMMARY))
-        )
-        summaries = []
-        for _, name in seeds:
-            with open(os.path.join(method_dir, name, SUMMARY)) as f:
-                summaries.append(json.load(f))
+        summaries = load_seeds(os.path.join(results_dir, method))
         if summaries:
             runs[method] = summaries
     return runs
@@ -78,7 +85,7 @@ def write_timing(results_dir: str, result: dict) -> None:
         json.dump(reporting.jsonable(stored), f, indent=1, sort_keys=True)
 
 
-def _stats(values: list[float | None]) -> tuple[float | None, float | None, float | None]:
+def mean_min_max(values: list[float | None]) -> tuple[float | None, float | None, float | None]:
     if not values or any(v is None for v in values):
         return None, None, None
     return statistics.fmean(values), min(values), max(values)
@@ -87,9 +94,9 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None, floa
 def row(method: str, summaries: list[dict], timing: dict | None) -> dict:
     """One table row of `method` from its runs' summaries (one per seed) and the stored timing."""
     config = fingerprint.in_todays_layout(summaries[0]["config"])
-    final = _stats([s["student_test_accuracy"] for s in summaries])
-    best = _stats([s.get("student_best_test_accuracy") for s in summaries])
-    seconds = _stats([s["synthesis_seconds"] for s in summaries])
+    final = mean_min_max([s["student_test_accuracy"] for s in summaries])
+    best = mean_min_max([s.get("student_best_test_accuracy") for s in summaries])
+    seconds = mean_min_max([s["synthesis_seconds"] for s in summaries])
     calls = summaries[0]["synthesis_calls"]
     timed = (timing or {}).get("methods", {}).get(method)
     return dict(
@@ -163,7 +170,7 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
-def _spread(r: dict, key: str) -> str:
+def spread(r: dict, key: str) -> str:
     if r[key] is None:
         return "n/a"
     if len(r["seeds"]) == 1:
@@ -188,8 +195,8 @@ def markdown(result: dict, projections: list[str] = ()) -> str:
         (
             r["label"],
             len(r["seeds"]),
-            _spread(r, "student_accuracy"),
-            _spread(r, "student_best_accuracy"),
+            spread(r, "student_accuracy"),
+            spread(r, "student_best_accuracy"),
             f"{r['synthesis_seconds']:.1f}" + (" ‡" if r.get("shorter_run") else ""),
             f"{r['seconds_per_batch']:.4f}" + ("" if r["per_call_from"] == "timing pass" else " †"),
             r["calls_per_epoch"],
@@ -199,13 +206,13 @@ def markdown(result: dict, projections: list[str] = ()) -> str:
         for r in rows
     ]
     devices = sorted({d for r in rows for d in r["devices"]})
-    commits = sorted({c for r in rows for c in r["commits"]})
+    commits = sorted({provenance.short_commit(c) for r in rows for c in r["commits"]})
     lines = [
         f"Teacher `{result['teacher']}` (test accuracy {_pct(rows[0]['teacher_accuracy'])}%) -> "
         f"student `{result['student']}`; {sched['epochs']} synthesized batches of "
         f"{sched['synthesis_batch_size']}, warmup {sched['warmup']}, {sched['kd_steps']} KD "
         f"steps of {sched['kd_batch_size']} per epoch. Records: `{result['results_dir']}` "
-        f"(runs on {'; '.join(devices)}; code {', '.join(c[:12] for c in commits)}).",
+        f"(runs on {'; '.join(devices)}; code {', '.join(commits)}).",
         "",
         reporting.markdown_table(header, cells, align="lrrrrrrrr"),
         "",
@@ -287,29 +294,30 @@ def _target_lines(targets: dict) -> list[str]:
     return lines
 
 
-def _marker_span(text: str, path: str) -> tuple[int, int] | None:
+def _marker_span(text: str, path: str, kind: str = RECORDS) -> tuple[int, int] | None:
     """(start, end) of the generated block of `path`: between its markers, each on a line alone."""
-    begin = re.search(rf"^{re.escape(BEGIN.format(path=path))}$", text, re.MULTILINE)
+    begin = re.search(rf"^{re.escape(BEGIN.format(kind=kind, path=path))}$", text, re.MULTILINE)
     if begin is None:
         return None
-    end = re.compile(rf"^{re.escape(END)}$", re.MULTILINE).search(text, begin.end())
+    end_marker = END.format(kind=kind)
+    end = re.compile(rf"^{re.escape(end_marker)}$", re.MULTILINE).search(text, begin.end())
     if end is None:
-        raise ValueError(f"The generated block of {path} has no closing {END!r}.")
+        raise ValueError(f"The generated block of {path} has no closing {end_marker!r}.")
     return begin.end(), end.start()
 
 
-def docs_section(text: str, path: str) -> str | None:
+def docs_section(text: str, path: str, kind: str = RECORDS) -> str | None:
     """The generated block of `path` in a docs page's `text` (between the markers), or None."""
-    span = _marker_span(text, path)
+    span = _marker_span(text, path, kind)
     return None if span is None else text[span[0] : span[1]].strip("\n") + "\n"
 
 
-def replace_docs_section(text: str, path: str, table: str) -> str:
+def replace_docs_section(text: str, path: str, table: str, kind: str = RECORDS) -> str:
     """`text` with the generated block of `path` replaced by `table`."""
-    start, end = _marker_span(text, path)
+    start, end = _marker_span(text, path, kind)
     return text[:start] + "\n" + table.rstrip("\n") + "\n" + text[end:]
 
 
-def marked_paths(text: str) -> list[str]:
-    """The results paths that a docs page's markers name (each marker on a line alone)."""
-    return re.findall(r"^<!-- records:(\S+) -->$", text, re.MULTILINE)
+def marked_paths(text: str, kind: str = RECORDS) -> list[str]:
+    """The paths that a docs page's markers of `kind` name (each marker on a line alone)."""
+    return re.findall(rf"^<!-- {kind}:(\S+) -->$", text, re.MULTILINE)

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from fastdfkd_jax.benchmark import records
+from fastdfkd_jax import config_args
+from fastdfkd_jax.benchmark import records, side_by_side
 from tests.conftest import REPO, load_script
 
 
@@ -117,6 +118,8 @@ def test_docs_tables_equal_what_the_stored_records_give():
     pages = [p for p in os.listdir(os.path.join(REPO, "docs")) if p.endswith(".md")]
     marked = [p for p in pages if records.marked_paths(open(os.path.join(REPO, "docs", p)).read())]
     assert "benchmarks.md" in marked
+    benchmarks = open(os.path.join(REPO, "docs", "benchmarks.md")).read()
+    assert records.marked_paths(benchmarks, side_by_side.RUNS)  # the experiments' tables too
     assert module.stale_docs() == [], "run scripts/bench_report.py"
 
 
@@ -131,3 +134,87 @@ def test_projection_to_another_schedule_is_marked_and_scales_with_calls(tmp_path
     assert "Fast-5 44 s (1 calls x 220 epochs, 1.0x Fast-5)" in line
     assert "DAFL 800 s (80 calls x 200 epochs, 18.2x Fast-5)" in line
     assert records.projection_lines(result, {"dafl": (80, 200)}, "CIFAR") == []  # no Fast-5
+
+
+def _run_summary(overrides=(), seed=0, accuracy=0.9, best=0.92, seconds=10.0, teacher="t1"):
+    """A stored run's summary.json of `configs/dfkd_digits.py:fast5` with dotted `overrides`."""
+    loaded = config_args.load_config(os.path.join(REPO, "configs", "dfkd_digits.py:fast5"))
+    config = json.loads(json.dumps(loaded.to_dict(), default=list))  # as summary.json holds it
+    config["seed"] = seed
+    for key, value in overrides:
+        *path, name = key.split(".")
+        block = config
+        for part in path:
+            block = block[part]
+        block[name] = value
+    return dict(
+        config=config,
+        backend="cpu",
+        fingerprint_record=dict(teacher_digest=teacher),
+        student_test_accuracy=accuracy,
+        student_best_test_accuracy=best,
+        synthesis_seconds=seconds,
+        environment=dict(commit="0123456789abcdef0123+dirty"),
+    )
+
+
+def _store_run(folder, summary):
+    directory = folder / f"seed{summary['config']['seed']}"
+    directory.mkdir(parents=True)
+    (directory / "summary.json").write_text(json.dumps(summary))
+
+
+def test_runs_side_by_side_name_only_what_differs(tmp_path):
+    reference = tmp_path / "bench" / "fast5"
+    variant = tmp_path / "experiments" / "reset" / "on"
+    same = tmp_path / "experiments" / "reset" / "auto_resolved"
+    other_teacher = tmp_path / "experiments" / "teacher"
+    for seed, acc in enumerate((0.90, 0.96)):  # the seed itself is no difference
+        _store_run(reference, _run_summary(seed=seed, accuracy=acc, seconds=8.0 + 2 * seed))
+    reset = (("synthesis.fast.reset_l0_epoch", 25), ("synthesis.fast.reset_bn_scale_mean", 1.0))
+    _store_run(variant, _run_summary(reset, accuracy=0.95))
+    # 'auto' and the value it takes on the run's backend (unrolled on CPU, as the benchmark's
+    # records hold it) are one setting.
+    _store_run(same, _run_summary((("synthesis.fast.unroll", True),)))
+    _store_run(other_teacher, _run_summary(teacher="t2"))
+    folders = [str(p) for p in (reference, variant, same, other_teacher)]
+    res = side_by_side.result(folders)
+    first, on, auto, teacher = res["rows"]
+    assert first["seeds"] == [0, 1] and first["student_accuracy"] == pytest.approx(0.93)
+    assert first["synthesis_seconds"] == pytest.approx(9.0) and first["differences"] == {}
+    assert on["differences"] == {
+        "synthesis.fast.reset_bn_scale_mean": 1.0,
+        "synthesis.fast.reset_l0_epoch": 25,
+    }
+    assert auto["differences"] == {}
+    assert teacher["differences"] == {side_by_side.TEACHER: "t2"}
+    text = side_by_side.markdown(res)
+    assert f"| `{folders[0]}` | 0, 1 | 93.00 (90.00-96.00) | 92.00 (92.00-92.00) | 9.0 |" in text
+    assert "0123456789ab+dirty | (the reference) |" in text
+    assert (
+        "| 95.00 | 92.00 | 10.0 | 0123456789ab+dirty | `synthesis.fast.reset_bn_scale_mean=1.0`, "
+        "`synthesis.fast.reset_l0_epoch=25` |" in text
+    )
+    assert text.count("| none |") == 1 and "another teacher (t2)" in text
+
+
+def test_runs_side_by_side_refuse_a_folder_that_is_not_one_variant(tmp_path):
+    mixed = tmp_path / "mixed"
+    _store_run(mixed, _run_summary())
+    _store_run(mixed, _run_summary((("synthesis.fast.reset_l0_epoch", 25),), seed=1))
+    with pytest.raises(ValueError, match="mixed: the settings differ between seeds"):
+        side_by_side.result([str(mixed)])
+    with pytest.raises(ValueError, match=r"No stored run .* in .*nowhere"):
+        side_by_side.result([str(mixed), str(tmp_path / "nowhere")])
+
+
+def test_runs_markers_round_trip_beside_records_markers():
+    text = (
+        "<!-- records:results/x -->\nbench\n<!-- /records -->\n"
+        "<!-- runs:results/a,results/b -->\nold\n<!-- /runs -->\n"
+    )
+    assert records.marked_paths(text, side_by_side.RUNS) == ["results/a,results/b"]
+    assert side_by_side.folders_of("results/a,results/b") == ["results/a", "results/b"]
+    new = records.replace_docs_section(text, "results/a,results/b", "table\n", side_by_side.RUNS)
+    assert records.docs_section(new, "results/a,results/b", side_by_side.RUNS) == "table\n"
+    assert records.docs_section(new, "results/x") == "bench\n"
