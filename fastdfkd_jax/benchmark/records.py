@@ -91,12 +91,26 @@ def mean_min_max(values: list[float | None]) -> tuple[float | None, float | None
     return statistics.fmean(values), min(values), max(values)
 
 
+def over_seeds(summaries: list[dict]) -> dict:
+    """What a row shows of one method's (or variant's) runs, one summary per seed: the seeds, the
+    final and best-over-epochs student accuracy and the synthesis seconds, each as its mean with
+    `_min` and `_max`, and the commits the runs were made at.
+    """
+    out = dict(seeds=[s["config"]["seed"] for s in summaries])
+    for key, values in (
+        ("student_accuracy", [s["student_test_accuracy"] for s in summaries]),
+        ("student_best_accuracy", [s.get("student_best_test_accuracy") for s in summaries]),
+        ("synthesis_seconds", [s["synthesis_seconds"] for s in summaries]),
+    ):
+        out[key], out[f"{key}_min"], out[f"{key}_max"] = mean_min_max(values)
+    out["commits"] = sorted({str(s.get("environment", {}).get("commit")) for s in summaries})
+    return out
+
+
 def row(method: str, summaries: list[dict], timing: dict | None) -> dict:
     """One table row of `method` from its runs' summaries (one per seed) and the stored timing."""
     config = fingerprint.in_todays_layout(summaries[0]["config"])
-    final = mean_min_max([s["student_test_accuracy"] for s in summaries])
-    best = mean_min_max([s.get("student_best_test_accuracy") for s in summaries])
-    seconds = mean_min_max([s["synthesis_seconds"] for s in summaries])
+    stats = over_seeds(summaries)
     calls = summaries[0]["synthesis_calls"]
     timed = (timing or {}).get("methods", {}).get(method)
     return dict(
@@ -105,25 +119,17 @@ def row(method: str, summaries: list[dict], timing: dict | None) -> dict:
         synthesis_method=config.synthesis.method,
         g_steps=synthesis.inner_steps(config.synthesis),
         meta_gradient=summaries[0]["meta_gradient"],
-        seeds=[s["config"]["seed"] for s in summaries],
-        student_accuracy=final[0],
-        student_accuracy_min=final[1],
-        student_accuracy_max=final[2],
-        student_best_accuracy=best[0],
-        student_best_accuracy_min=best[1],
-        student_best_accuracy_max=best[2],
+        **stats,
         teacher_accuracy=summaries[0]["teacher_test_accuracy"],
         batches=config.epochs,
         calls_per_epoch=configs.calls_per_epoch(config),
-        synthesis_seconds=seconds[0],
-        synthesis_seconds_min=seconds[1],
-        synthesis_seconds_max=seconds[2],
-        seconds_per_batch=timed["seconds_per_batch"] if timed else seconds[0] / calls,
+        seconds_per_batch=(
+            timed["seconds_per_batch"] if timed else stats["synthesis_seconds"] / calls
+        ),
         per_call_from="timing pass" if timed else "runs",
         compile_seconds=statistics.fmean(s["synthesis_compile_seconds"] for s in summaries),
         extrapolated=False,
         devices=sorted({s.get("environment", {}).get("device", "?") for s in summaries}),
-        commits=sorted({str(s.get("environment", {}).get("commit")) for s in summaries}),
     )
 
 

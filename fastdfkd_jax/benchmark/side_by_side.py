@@ -52,24 +52,7 @@ def row(folder: str, summaries: list[dict], reference: dict) -> dict:
     per_seed = [differences(reference, s) for s in summaries]
     if any(d != per_seed[0] for d in per_seed):
         raise ValueError(f"{folder}: {_ROWS_DIFFER}: {per_seed}.")
-    final = records.mean_min_max([s["student_test_accuracy"] for s in summaries])
-    best = records.mean_min_max([s.get("student_best_test_accuracy") for s in summaries])
-    seconds = records.mean_min_max([s["synthesis_seconds"] for s in summaries])
-    return dict(
-        folder=folder,
-        seeds=[s["config"][_SEED_KEY] for s in summaries],
-        student_accuracy=final[0],
-        student_accuracy_min=final[1],
-        student_accuracy_max=final[2],
-        student_best_accuracy=best[0],
-        student_best_accuracy_min=best[1],
-        student_best_accuracy_max=best[2],
-        synthesis_seconds=seconds[0],
-        synthesis_seconds_min=seconds[1],
-        synthesis_seconds_max=seconds[2],
-        differences=per_seed[0],
-        commits=sorted({str(s.get("environment", {}).get("commit")) for s in summaries}),
-    )
+    return dict(folder=folder, **records.over_seeds(summaries), differences=per_seed[0])
 
 
 def result(folders: list[str]) -> dict:
