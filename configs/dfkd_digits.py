@@ -42,9 +42,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.synthesis.augment.padding = 1
     config.synthesis.augment.flip = False
     config.synthesis.augment.jitter = 1
-    # reset_l0 off: measured at the original's relative timing (epoch 25 of 40, as 140 of 220),
-    # Fast-5 students 98.06% (seeds 0 and 1) against 98.33% without it (seed 0), best-over-epochs
-    # 98.33% either way: no gain on digits (`--config.synthesis.fast.reset_l0_epoch=25`).
+    # reset_l0 off: at the original's relative timing (epoch 25 of 40, as 140 of 220) it changed
+    # nothing the seeds tell apart, with either BatchNorm draw (docs/benchmarks.md, "reset_l0 on
+    # digits and Fashion-MNIST"; records in results/experiments/reset_l0/digits).
     config.synthesis.fast.reset_l0_epoch = -1
     config.pool.capacity = 128 * 40
     config.kd.steps = 50
