@@ -34,8 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.synthesis.generator.nz = 128
     config.synthesis.augment.padding = 2
     config.synthesis.augment.jitter = 3
-    # reset_l0 off as on digits, where it measured no gain (configs/dfkd_digits.py); not measured
-    # on Fashion-MNIST (`--config.synthesis.fast.reset_l0_epoch=95` is the original's relative timing).
+    # reset_l0 off: at the original's relative timing (epoch 95 of 150, as 140 of 220) it gained
+    # nothing, as on digits (docs/benchmarks.md, "reset_l0 on digits and Fashion-MNIST"; records in
+    # results/experiments/reset_l0/fashion_mnist).
     config.synthesis.fast.reset_l0_epoch = -1
     config.pool.capacity = 128 * 150
     config.kd.steps = 80
