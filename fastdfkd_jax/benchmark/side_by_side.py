@@ -37,17 +37,19 @@ def _settings(summary: dict) -> dict[str, Any]:
     return out
 
 
-def differences(reference: dict, summary: dict) -> dict[str, Any]:
+def differences(reference: dict[str, Any], summary: dict) -> dict[str, Any]:
     """{dotted key: value} where `summary`'s run (a summary.json) computes from other settings than
-    `reference`'s (None for a key it lacks); `TEACHER` -> its digest for another teacher.
+    the `reference` settings (`_settings` of the reference run; None for a key the run lacks);
+    `TEACHER` -> its digest for another teacher.
     """
-    ref, own = _settings(reference), _settings(summary)
-    return {k: own.get(k) for k in sorted(set(ref) | set(own)) if ref.get(k) != own.get(k)}
+    own = _settings(summary)
+    keys = sorted(set(reference) | set(own))
+    return {k: own.get(k) for k in keys if reference.get(k) != own.get(k)}
 
 
-def row(folder: str, summaries: list[dict], reference: dict) -> dict:
+def row(folder: str, summaries: list[dict], reference: dict[str, Any]) -> dict:
     """One folder's row: its seeds' accuracies and synthesis seconds, and its `differences` from
-    the `reference` run (they must be the same for every seed: a folder is one variant).
+    the `reference` settings (the same for every seed: a folder is one variant).
     """
     per_seed = [differences(reference, s) for s in summaries]
     if any(d != per_seed[0] for d in per_seed):
@@ -66,7 +68,7 @@ def result(folders: list[str]) -> dict:
     empty = [folder for folder, summaries in loaded if not summaries]
     if empty:
         raise ValueError(f"No stored run (seed<k>/{records.SUMMARY}) in {', '.join(empty)}.")
-    reference = loaded[0][1][0]
+    reference = _settings(loaded[0][1][0])  # once, not per row and seed
     return dict(rows=[row(folder, summaries, reference) for folder, summaries in loaded])
 
 
