@@ -37,6 +37,9 @@ from fastdfkd_jax import checks
 AUTO = "auto"
 # The backend-dependent keys of a method's config block.
 UNROLL, CHUNK_STEPS = "unroll", "chunk_steps"
+# The names of every backend-dependent key: the method blocks' and the student's `kd` block's.
+KD_STEPS_PER_CALL = "steps_per_call"
+KEYS = (UNROLL, CHUNK_STEPS, KD_STEPS_PER_CALL)
 # DeepInversion on CPU: host-driven chunks of at most this many unrolled steps (compile time grows
 # with the chunk; 10 steps of a chunk cost about one dispatch each).
 CPU_CHUNK_STEPS = 10

@@ -212,15 +212,19 @@ def _nested(flat: Mapping[str, Any]) -> ml_collections.ConfigDict:
 
 
 def _autos_resolved(run_settings: dict[str, Any], platform: str) -> dict[str, Any]:
-    """`run_settings` with each backend-dependent key left at 'auto' replaced by the value it takes
-    on `platform` (`backend.choices`): a run given 'auto' and one given the value it resolves to
-    compute the same, so they have one fingerprint (the benchmark's runs hold resolved values).
+    """`run_settings` with each backend-dependent key given as text ('auto', or an explicit value
+    from the command line: 'true', '10') replaced by the value it takes on `platform`
+    (`backend.choices`): a run given 'auto', one given 'true' and one given the value it resolves
+    to compute the same, so they have one fingerprint (the benchmark's runs hold resolved values).
     """
-    if backends.AUTO not in run_settings.values():
+    if not any(
+        isinstance(value, str) and key.rsplit(".", 1)[-1] in backends.KEYS
+        for key, value in run_settings.items()
+    ):
         return run_settings
     chosen = backends.choices(_nested(run_settings), platform)
     return {
-        key: chosen[key] if value == backends.AUTO and key in chosen else value
+        key: chosen[key] if isinstance(value, str) and key in chosen else value
         for key, value in run_settings.items()
     }
 

@@ -227,6 +227,32 @@ def test_a_run_given_auto_has_the_fingerprint_of_its_resolved_values():
         assert on_gpu["fingerprint"] != resolved["fingerprint"], spec
 
 
+def test_a_run_given_explicit_text_has_the_fingerprint_of_its_parsed_values():
+    """`--config.synthesis.fast.unroll=true` (the text 'true': the keys are strings) is the run
+    the benchmark stores with the bool True, and likewise for the count keys; 'false' where the
+    CPU takes 'true' is another run.
+    """
+    for spec in ("dfkd_digits.py:fast5", "dfkd_digits.py:deepinv2k"):
+        config = load_config(spec)
+        code = fingerprint.code_versions(1)
+        resolved = backend.resolve(config, "cpu")
+        as_text = bench_configs.copy(config)
+        for block, key in backend.method_keys(config):
+            value = resolved.synthesis[block][key]
+            as_text.synthesis[block][key] = str(value).lower()
+        as_text.kd.steps_per_call = str(resolved.kd.steps_per_call)
+        want = fingerprint.record(resolved.to_dict(), "T", code, "cpu")["fingerprint"]
+        got = fingerprint.record(as_text.to_dict(), "T", code, "cpu")
+        assert got["fingerprint"] == want, spec
+        assert fingerprint.of_record(got) == want, spec
+    fast5 = load_config("dfkd_digits.py:fast5")
+    on_cpu = backend.resolve(fast5, "cpu")
+    assert on_cpu.synthesis.fast.unroll is True
+    fast5.synthesis.fast.unroll = "false"
+    want = fingerprint.record(on_cpu.to_dict(), "T", code, "cpu")["fingerprint"]
+    assert fingerprint.record(fast5.to_dict(), "T", code, "cpu")["fingerprint"] != want
+
+
 def test_stored_records_match_todays_configs():
     """Every stored digits record (several made before the methods' keys moved from one flat
     `synthesis` block into their own blocks) has the fingerprint of today's benchmark config of
