@@ -154,7 +154,7 @@ def choices(config: ml_collections.ConfigDict, platform: str) -> dict[str, Any]:
             if on_cpu
             else largest_divisor_at_most(kd_steps_per_round(config), ACCELERATOR_KD_STEPS_PER_CALL)
         )
-    return {**out, "kd.steps_per_call": per_call}
+    return {**out, f"kd.{KD_STEPS_PER_CALL}": per_call}
 
 
 def resolve(config: ml_collections.ConfigDict, platform: str) -> ml_collections.ConfigDict:
