@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from fastdfkd_jax import data
+from fastdfkd_jax import data, synthesis
 from fastdfkd_jax.synthesis import baseline_losses
 
 Preset = Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]
@@ -132,11 +132,12 @@ NAYER_BN_MOMENTUM = 0.9
 
 def nayer(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """NAYER as the original's synthesizer: label embeddings through noisy layers redrawn every
-    batch into a generator trained in place (rebuilt every 10 epochs); 30 Adam steps per batch
-    (lr 4e-3, betas 0.5/0.999; 40 for 100 classes); loss 10 BN (momentum 0.9) + 0.5 CE + 1.33
-    masked KL from the first KD epoch; 10 batches per warmup epoch, 2 after, all before the
-    epoch's student steps. The student's schedule is the dataset's (the benchmark compares
-    methods at one schedule); `nayer_cifar_protocol` is the original scripts' on CIFAR.
+    batch into a generator trained in place (rebuilt every 10 epochs counted from the start and
+    from the end of warmup: the original's g_life test); 30 Adam steps per batch (lr 4e-3,
+    betas 0.5/0.999; 40 for 100 classes); loss 10 BN (momentum 0.9) + 0.5 CE + 1.33 masked KL
+    from the first KD epoch; 10 batches per warmup epoch, 2 after, all before the epoch's
+    student steps. The student's schedule is the dataset's (the benchmark compares methods at
+    one schedule); `nayer_cifar_protocol` is the original scripts' on CIFAR.
     """
     num_classes = data.get_info(config.dataset.name).num_classes
     s = config.synthesis
@@ -154,9 +155,7 @@ def nayer(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def nayer_pool_images(config: ml_collections.ConfigDict) -> int:
     """Every image a NAYER run makes: its pool keeps them all, as the original's."""
-    n = config.synthesis.nayer
-    calls = config.warmup * n.warmup_calls + (config.epochs - config.warmup) * n.calls
-    return calls * config.synthesis.batch_size
+    return synthesis.calls_in_run(config) * config.synthesis.batch_size
 
 
 def nayer_cifar_protocol(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

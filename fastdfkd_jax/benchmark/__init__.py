@@ -46,7 +46,7 @@ def _row(method, config, summary, timer, scale, note) -> dict:
     extrapolated = note is not None
     calls = configs.calls_per_epoch(config)
     if extrapolated:
-        total = stats["median_s"] * configs.calls_in_run(config)
+        total = stats["median_s"] * synthesis.calls_in_run(config)
     else:
         total = summary["synthesis_seconds"]
     return dict(

@@ -147,25 +147,11 @@ def chunked_per_batch_scale(config: ml_collections.ConfigDict, timing_chunks: in
     return timed, steps / timed
 
 
-def calls_in_epoch(config: ml_collections.ConfigDict, epoch: int) -> int:
-    """The synthesis calls of 0-based `epoch`: its rounds (1, or kd.steps / kd_steps_per_round for
-    generative methods) times the method's calls per round (NAYER's depend on the epoch).
-    """
-    per_round = synthesis.kd_steps_per_round(config.synthesis)
-    rounds = config.kd.steps // per_round if per_round else 1
-    return rounds * synthesis.calls_per_round(config, epoch)
-
-
-def calls_in_run(config: ml_collections.ConfigDict) -> int:
-    """The synthesis calls of the whole run (what the trainer's summary counts)."""
-    return sum(calls_in_epoch(config, epoch) for epoch in range(config.epochs))
-
-
 def calls_per_epoch(config: ml_collections.ConfigDict) -> int | float:
     """Synthesis calls per epoch: the run's calls over its epochs (an int for every method whose
     epochs all make the same number of calls: 1, or generative methods' rounds).
     """
-    total = calls_in_run(config)
+    total = synthesis.calls_in_run(config)
     return total // config.epochs if total % config.epochs == 0 else total / config.epochs
 
 

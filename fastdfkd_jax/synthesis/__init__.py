@@ -67,6 +67,8 @@ class Method(NamedTuple):
     makes more while warming up); its synthesizer's `calls_per_round` says the same at run time.
     `batch_multiple(config)`: what the synthesis batch's share on each device must be a multiple
     of (NAYER: the class count).
+    `kd_from_pool`: the student's KD batches are draws from the pool (a generative method samples
+    its generator instead: its pool only holds what it made).
     """
 
     build: Callable[..., Synthesizer]
@@ -79,6 +81,7 @@ class Method(NamedTuple):
     kd_steps_per_round: Callable[[ml_collections.ConfigDict], int] = lambda s: 0
     calls_per_round: Callable[[ml_collections.ConfigDict, int], int] = lambda config, epoch: 1
     batch_multiple: Callable[[ml_collections.ConfigDict], int] = lambda config: 1
+    kd_from_pool: bool = True
 
 
 SYNTHESIZERS: dict[str, Method] = {
@@ -101,6 +104,7 @@ SYNTHESIZERS: dict[str, Method] = {
         ("generative",),
         "g_steps",
         kd_steps_per_round=lambda s: s.generative.kd_steps_per_round,
+        kd_from_pool=False,
     ),
     "fast_meta_latent": Method(
         meta_latent.build, meta_latent.validate, ("fast", "meta_latent"), "g_steps"
@@ -167,6 +171,43 @@ def kd_steps_per_round(s: ml_collections.ConfigDict) -> int:
 def calls_per_round(config: ml_collections.ConfigDict, epoch: int) -> int:
     """The synthesis calls of each round of 0-based `epoch` of a distillation config's method."""
     return method_of(config.synthesis).calls_per_round(config, epoch)
+
+
+def calls_in_epoch(config: ml_collections.ConfigDict, epoch: int) -> int:
+    """The synthesis calls of 0-based `epoch`: its rounds (1, or kd.steps / kd_steps_per_round for
+    generative methods) times the method's calls per round (NAYER's depend on the epoch).
+    """
+    per_round = kd_steps_per_round(config.synthesis)
+    rounds = config.kd.steps // per_round if per_round else 1
+    return rounds * calls_per_round(config, epoch)
+
+
+def calls_in_run(config: ml_collections.ConfigDict) -> int:
+    """The synthesis calls of a distillation config's whole run (what the trainer's summary
+    counts).
+    """
+    return sum(calls_in_epoch(config, epoch) for epoch in range(config.epochs))
+
+
+def pool_overflow(config: ml_collections.ConfigDict) -> str | None:
+    """A line saying that the run's student will not see every image it synthesizes, or None.
+
+    The original code of every pool method (FastDFKD, DeepInversion, CMI, NAYER) keeps all of a
+    run's images, and the presets size `pool.capacity` to the run's schedule when they are made;
+    an override of the schedule afterwards (more epochs, a larger batch) does not resize it, and
+    the pool, a ring buffer, then overwrites its oldest images. Not an error: a smaller pool is a
+    legitimate choice, but it should be a visible one.
+    """
+    if not method_of(config.synthesis).kd_from_pool:
+        return None
+    images = calls_in_run(config) * config.synthesis.batch_size
+    if config.pool.capacity >= images:
+        return None
+    return (
+        f"pool.capacity={config.pool.capacity} holds fewer than the {images} images this run "
+        f"synthesizes: once it is full the oldest are overwritten (the original keeps them all; "
+        f"--config.pool.capacity={images} keeps them)."
+    )
 
 
 def batch_multiple(config: ml_collections.ConfigDict) -> int:

@@ -339,6 +339,25 @@ def test_the_method_lists_derive_from_the_records():
         assert record.summary and record.label
 
 
+@pytest.mark.parametrize(
+    "config_file, prefix",
+    [("dfkd_digits.py", ""), ("dfkd_fashion_mnist.py", ""), ("dfkd_cifar.py", "cifar100,")],
+)
+def test_every_preset_keeps_every_image_its_student_draws_from(config_file, prefix):
+    """The original's pools keep all of a run's images; so does each preset's, sized to its own
+    schedule (a generative method trains on its generator's samples: no pool to fill)."""
+    from fastdfkd_jax import synthesis
+
+    for name in methods.REGISTRY:
+        config = load_config(f"{config_file}:{prefix}{name}")
+        assert synthesis.pool_overflow(config) is None, name
+        images = synthesis.calls_in_run(config) * config.synthesis.batch_size
+        if name in methods.GENERATIVE_BASELINES:
+            assert config.pool.capacity < images  # what would be flagged for a pool method
+        else:
+            assert config.pool.capacity >= images
+
+
 def test_check_choice_names_the_key_the_value_and_the_choices():
     from fastdfkd_jax.checks import check_choice
 

@@ -1,6 +1,7 @@
 """NAYER: the noisy-layer generator, the call (fresh noisy layers, a body carried over), the
 g_life rebuilds, the label embeddings, the batch checks, a run in the trainer, sharded calls."""
 
+import logging
 import os
 import pickle
 
@@ -10,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fastdfkd_jax import main, methods, sharding
-from fastdfkd_jax.benchmark import configs as bench_configs
+from fastdfkd_jax import main, methods, sharding, synthesis
 from fastdfkd_jax.models import noisy_generator
 from fastdfkd_jax.synthesis import fastdfkd, label_embeddings, nayer
 from tests.conftest import load_config
@@ -170,9 +170,21 @@ def test_calls_per_epoch_while_warming_up_and_after():
     assert [synth.calls_per_round(e) for e in range(4)] == [10, 10, 2, 2]
     assert synth.max_calls_per_round == 10
     config = load_config("dfkd_digits.py:nayer")  # 40 epochs, warmup 5, batches of 200
-    assert bench_configs.calls_in_run(config) == 5 * 10 + 35 * 2
+    assert synthesis.calls_in_run(config) == 5 * 10 + 35 * 2
     assert config.pool.capacity == 120 * 200  # every image kept, as the original's pool
     assert config.synthesis.batch_size == 200  # 128 * 400 / 256, whole groups of 10
+
+
+def test_a_schedule_overridden_after_the_preset_is_told_its_pool_overwrites_images():
+    """The preset sizes the pool to its own schedule; 20 more epochs (2 calls of 200 each) make
+    8000 images that a pool of 24000 cannot keep: the run says so, naming both numbers."""
+    config = load_config("dfkd_digits.py:nayer")
+    assert synthesis.pool_overflow(config) is None
+    config.epochs += 20
+    note = synthesis.pool_overflow(config)
+    assert "pool.capacity=24000" in note and "32000 images" in note
+    config.pool.capacity = 32000
+    assert synthesis.pool_overflow(config) is None
 
 
 def test_the_first_step_minimizes_the_inversion_loss_of_the_grouped_batch():
@@ -222,13 +234,16 @@ def test_the_batch_must_hold_whole_groups_on_every_device():
 
 
 @pytest.mark.slow
-def test_nayer_runs_in_the_trainer(teacher_dir, tmp_path):
+def test_nayer_runs_in_the_trainer(teacher_dir, tmp_path, caplog):
     config = load_config("dfkd_digits.py:nayer,runlocal")
     config.teacher.checkpoint = teacher_dir
-    summary = main.run(config, str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        summary = main.run(config, str(tmp_path))
+    # runlocal's pool of 64 is smaller than the run's 6 batches of 20: the run says so.
+    assert synthesis.pool_overflow(config) in caplog.messages
     assert summary["method"] == "nayer" and summary["synthesis_method"] == "nayer"
     # 3 epochs, warmup 1: 2 warmup calls, then 2 per epoch; what the benchmark counts too.
-    assert summary["synthesis_calls"] == 6 == bench_configs.calls_in_run(config)
+    assert summary["synthesis_calls"] == 6 == synthesis.calls_in_run(config)
     assert 0.0 <= summary["student_test_accuracy"] <= 1.0
 
 
