@@ -156,7 +156,7 @@ def train_and_evaluate(
     validate(config)
     overflow = synthesis.pool_overflow(config)
     if overflow:
-        logging.warning(overflow)
+        logging.warning("%s", overflow)
     if config.compilation_cache:
         cache_dir = compilation.use_persistent_cache(config.compilation_cache_dir)
         logging.info("Persistent compilation cache: %s", cache_dir)

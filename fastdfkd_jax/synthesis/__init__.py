@@ -67,8 +67,8 @@ class Method(NamedTuple):
     makes more while warming up); its synthesizer's `calls_per_round` says the same at run time.
     `batch_multiple(config)`: what the synthesis batch's share on each device must be a multiple
     of (NAYER: the class count).
-    `kd_from_pool`: the student's KD batches are draws from the pool (a generative method samples
-    its generator instead: its pool only holds what it made).
+    `kd_from_pool`: the student's KD batches are draws from the pool (a generative method trains
+    it on fresh samples of its generator instead: the pool's size does not matter to it).
     """
 
     build: Callable[..., Synthesizer]
@@ -193,10 +193,10 @@ def pool_overflow(config: ml_collections.ConfigDict) -> str | None:
     """A line saying that the run's student will not see every image it synthesizes, or None.
 
     The original code of every pool method (FastDFKD, DeepInversion, CMI, NAYER) keeps all of a
-    run's images, and the presets size `pool.capacity` to the run's schedule when they are made;
-    an override of the schedule afterwards (more epochs, a larger batch) does not resize it, and
-    the pool, a ring buffer, then overwrites its oldest images. Not an error: a smaller pool is a
-    legitimate choice, but it should be a visible one.
+    run's images. The presets size `pool.capacity` to their own schedule (except where a smaller
+    pool is a documented difference: ImageNet's 140,000), and an override of the schedule made
+    afterwards (more epochs, a larger batch) does not resize it: the pool, a ring buffer, then
+    overwrites its oldest images. Not an error (a smaller pool can be a choice), but a visible one.
     """
     if not method_of(config.synthesis).kd_from_pool:
         return None
@@ -205,8 +205,8 @@ def pool_overflow(config: ml_collections.ConfigDict) -> str | None:
         return None
     return (
         f"pool.capacity={config.pool.capacity} holds fewer than the {images} images this run "
-        f"synthesizes: once it is full the oldest are overwritten (the original keeps them all; "
-        f"--config.pool.capacity={images} keeps them)."
+        f"synthesizes: once it is full each call overwrites the oldest (the original keeps them "
+        f"all; pool.capacity={images} would)."
     )
 
 

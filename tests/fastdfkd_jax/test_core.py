@@ -345,7 +345,8 @@ def test_the_method_lists_derive_from_the_records():
 )
 def test_every_preset_keeps_every_image_its_student_draws_from(config_file, prefix):
     """The original's pools keep all of a run's images; so does each preset's, sized to its own
-    schedule (a generative method trains on its generator's samples: no pool to fill)."""
+    schedule (a generative method trains on fresh samples of its generator: its pool's size does
+    not matter)."""
     from fastdfkd_jax import synthesis
 
     for name in methods.REGISTRY:
@@ -356,6 +357,40 @@ def test_every_preset_keeps_every_image_its_student_draws_from(config_file, pref
             assert config.pool.capacity < images  # what would be flagged for a pool method
         else:
             assert config.pool.capacity >= images
+
+
+def test_only_imagenet_keeps_fewer_images_than_it_makes_as_documented():
+    """ImageNet's pool keeps the newest 140,000 of its 400,000 images (docs/imagenet_nyuv2.md), and
+    its runs say so; NYUv2's presets keep every image."""
+    from fastdfkd_jax import synthesis
+
+    for method in ("fast50", "deepinv2k"):
+        note = synthesis.pool_overflow(load_config(f"dfkd_imagenet.py:method={method}"))
+        assert "pool.capacity=140000 holds fewer than the 400000 images" in note
+    for method in ("fast10", "fast5", "fast2", "deepinv2k"):
+        assert synthesis.pool_overflow(load_config(f"dfkd_nyuv2.py:method={method}")) is None
+
+
+@pytest.mark.parametrize("method", ["fast", "fast_meta_latent", "deepinversion", "cmi", "nayer"])
+def test_every_method_that_draws_from_its_pool_is_told_when_the_pool_overflows(method):
+    """Any method but the generative one trains its student from the pool: a pool of one batch in
+    a run of two calls is flagged for each; the generative method is never flagged."""
+    from fastdfkd_jax import synthesis
+
+    config = load_config("dfkd_digits.py:fast5")
+    config.synthesis.method = method
+    config.epochs, config.warmup = 2, 0
+    config.pool.capacity = config.synthesis.batch_size
+    assert synthesis.pool_overflow(config) is not None
+    config.synthesis.method = "generative"
+    assert synthesis.pool_overflow(config) is None
+    assert set(synthesis.SYNTHESIZERS) == {"generative", method} | {
+        "fast",
+        "fast_meta_latent",
+        "deepinversion",
+        "cmi",
+        "nayer",
+    }
 
 
 def test_check_choice_names_the_key_the_value_and_the_choices():
