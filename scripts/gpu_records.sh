@@ -17,7 +17,9 @@
 # records already in the repository included (they are reused, not run again). Unpack it at the
 # repository root: `tar -xzf records_bench_digits.tar.gz`. GPU records run at the config's precision
 # policy (TF32 matmuls): they say device and precision, and sit apart from the CPU's (their own
-# backend folder).
+# backend folder). GPU_RECORDS_STORED (default results) is the folder whose records are reused; the
+# CPU test points it at a small one, since on CPU the repository's twelve records share the backend
+# and the timing pass would time them all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: scripts/gpu_records.sh OUT_DIR}"
@@ -51,7 +53,8 @@ for item in $order; do
   results="$out/results/$bench/$backend"
   if [ ! -d "$results" ]; then  # the repository's records of this backend: reused, not rerun
     mkdir -p "$results"
-    [ -d "results/$bench/$backend" ] && cp -r "results/$bench/$backend/." "$results/"
+    stored_dir="${GPU_RECORDS_STORED:-results}/$bench/$backend"
+    [ -d "$stored_dir" ] && cp -r "$stored_dir/." "$results/"
   fi
   args=(--config="configs/$bench.py${GPU_RECORDS_VARIANT:-}" --workdir="$workdir/$bench"
         --config.progress_bar=False --config.results_dir="$out/results/$bench/{backend}")

@@ -669,6 +669,8 @@ def test_gpu_session_script_at_runlocal_sizes(teacher_dir, tmp_path):
         GPU_RECORDS_VARIANT=":runlocal",
         GPU_RECORDS_ORDER="digits:fast2 digits:timing",
         GPU_RECORDS_ARGS=f"--config.teacher.checkpoint={teacher_dir} --config.profile_method=",
+        # On CPU the repository's records share the backend: reusing them would time all twelve.
+        GPU_RECORDS_STORED=str(tmp_path / "no_stored_records"),
         GPU_SESSION_NAYER_ARG="cifar10,METHOD,wrn40_2-wrn16_2,runlocal",
         GPU_SESSION_CHECK_ARGS="--small",
         GPU_SESSION_RECORDS_S="600",
@@ -698,6 +700,10 @@ def test_gpu_session_script_at_runlocal_sizes(teacher_dir, tmp_path):
     backend = jax.default_backend()
     assert f"results/bench_digits/{backend}/fast2/seed0/summary.json" in names
     assert f"results/bench_digits/{backend}/timing.json" in names
+    timing_log = (out / "digits.timing.log").read_text()
+    assert "Reusing the stored record" in timing_log  # fast2's, from the call before: not rerun
+    timed = json.loads((out / "results" / "bench_digits" / backend / "timing.json").read_text())
+    assert sorted(timed["methods"]) == ["fast2"], timed
 
 
 def test_claim_workdir_refuses_moves_aside_or_adopts(tmp_path):
