@@ -148,14 +148,9 @@ def nayer(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     s.adv, s.bn, s.oh = NAYER_WEIGHTS
     s.bn_momentum, s.adversarial = NAYER_BN_MOMENTUM, "kl"
     s.adv_start = "with_kd"  # its `ep > warmup` with ep counted from 1: the first KD epoch
-    config.pool.capacity = nayer_pool_images(config)
+    config.pool.capacity = synthesis.images_in_run(config)  # all of them, as the original's pool
     config.method = "nayer"
     return config
-
-
-def nayer_pool_images(config: ml_collections.ConfigDict) -> int:
-    """Every image a NAYER run makes: its pool keeps them all, as the original's."""
-    return synthesis.calls_in_run(config) * config.synthesis.batch_size
 
 
 def nayer_cifar_protocol(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -165,7 +160,7 @@ def nayer_cifar_protocol(config: ml_collections.ConfigDict) -> ml_collections.Co
     config.epochs, config.warmup = 120, 20
     config.kd.batch_size, config.kd.temperature = 512, 20.0
     config.kd.optimizer.learning_rate, config.kd.optimizer.end_learning_rate = 0.2, 2e-4
-    config.pool.capacity = nayer_pool_images(config)
+    config.pool.capacity = synthesis.images_in_run(config)
     return config
 
 

@@ -18,8 +18,8 @@
 # repository root: `tar -xzf records_bench_digits.tar.gz`. GPU records run at the config's precision
 # policy (TF32 matmuls): they say device and precision, and sit apart from the CPU's (their own
 # backend folder). GPU_RECORDS_STORED (default results) is the folder whose records are reused; the
-# CPU test points it at a small one, since on CPU the repository's twelve records share the backend
-# and the timing pass would time them all.
+# CPU test points it at an absent one (no stored records), since on CPU the repository's twelve
+# records share the backend and the timing pass would rerun them all at its sizes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: scripts/gpu_records.sh OUT_DIR}"

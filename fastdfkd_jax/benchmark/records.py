@@ -205,7 +205,7 @@ def markdown(result: dict, projections: list[str] = ()) -> str:
             spread(r, "student_best_accuracy"),
             f"{r['synthesis_seconds']:.1f}" + (" ‡" if r.get("shorter_run") else ""),
             f"{r['seconds_per_batch']:.4f}" + ("" if r["per_call_from"] == "timing pass" else " †"),
-            r["calls_per_epoch"],
+            report.calls_label(r["calls_per_epoch"]),
             "n/a" if r["speedup"] is None else f"{r['speedup']:.1f}x",
             "n/a" if r["speedup_per_batch"] is None else f"{r['speedup_per_batch']:.1f}x",
         )

@@ -129,6 +129,13 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}x"
 
 
+def calls_label(calls: float) -> str:
+    """Calls per epoch as a table shows them: whole counts as they are, NAYER's average (its warmup
+    epochs make more calls than the rest) to two decimals.
+    """
+    return f"{calls:g}" if float(calls).is_integer() else f"{calls:.2f}"
+
+
 def _main_table(result: dict) -> list[str]:
     rows = result["rows"]
     sched = result["schedule"]
@@ -149,7 +156,7 @@ def _main_table(result: dict) -> list[str]:
                 f"{_percent(r.get('student_best_accuracy'))}{mark}",
                 f"{r['synthesis_seconds']:.1f}{mark}",
                 f"{r['seconds_per_batch']:.4f}",
-                r.get("calls_per_epoch", 1),
+                calls_label(r.get("calls_per_epoch", 1)),
                 f"{r['compile_seconds']:.1f}",
                 _ratio(r["speedup"]),
                 _ratio(r["speedup_per_batch"]),

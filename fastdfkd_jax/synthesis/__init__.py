@@ -189,6 +189,11 @@ def calls_in_run(config: ml_collections.ConfigDict) -> int:
     return sum(calls_in_epoch(config, epoch) for epoch in range(config.epochs))
 
 
+def images_in_run(config: ml_collections.ConfigDict) -> int:
+    """Every image a distillation config's run synthesizes: its calls times the batch of a call."""
+    return calls_in_run(config) * config.synthesis.batch_size
+
+
 def pool_overflow(config: ml_collections.ConfigDict) -> str | None:
     """A line saying that the run's student will not see every image it synthesizes, or None.
 
@@ -200,7 +205,7 @@ def pool_overflow(config: ml_collections.ConfigDict) -> str | None:
     """
     if not method_of(config.synthesis).kd_from_pool:
         return None
-    images = calls_in_run(config) * config.synthesis.batch_size
+    images = images_in_run(config)
     if config.pool.capacity >= images:
         return None
     return (

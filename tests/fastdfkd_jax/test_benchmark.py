@@ -669,7 +669,7 @@ def test_gpu_session_script_at_runlocal_sizes(teacher_dir, tmp_path):
         GPU_RECORDS_VARIANT=":runlocal",
         GPU_RECORDS_ORDER="digits:fast2 digits:timing",
         GPU_RECORDS_ARGS=f"--config.teacher.checkpoint={teacher_dir} --config.profile_method=",
-        # On CPU the repository's records share the backend: reusing them would time all twelve.
+        # On CPU the repository's records share the backend: reusing them would rerun all twelve.
         GPU_RECORDS_STORED=str(tmp_path / "no_stored_records"),
         GPU_SESSION_NAYER_ARG="cifar10,METHOD,wrn40_2-wrn16_2,runlocal",
         GPU_SESSION_CHECK_ARGS="--small",

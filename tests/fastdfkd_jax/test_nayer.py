@@ -177,7 +177,7 @@ def test_calls_per_epoch_while_warming_up_and_after():
 
 def test_a_schedule_overridden_after_the_preset_is_told_its_pool_overwrites_images():
     """The preset sizes the pool to its own schedule; 20 more epochs (2 calls of 200 each) make
-    8000 images that a pool of 24000 cannot keep: the run says so, naming both numbers."""
+    32000 images in all, 8000 more than its 24000 keep: the run says so, naming both numbers."""
     config = load_config("dfkd_digits.py:nayer")
     assert synthesis.pool_overflow(config) is None
     config.epochs += 20

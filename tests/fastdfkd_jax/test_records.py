@@ -6,7 +6,7 @@ import os
 import pytest
 
 from fastdfkd_jax import config_args
-from fastdfkd_jax.benchmark import records, side_by_side
+from fastdfkd_jax.benchmark import records, report, side_by_side
 from tests.conftest import REPO, load_script
 
 
@@ -101,6 +101,13 @@ def test_a_shorter_run_is_marked_and_the_full_schedule_named(tmp_path):
     text = records.markdown(result)
     assert "| 60.0 ‡ |" in text and "| 8.0 |" in text
     assert "‡ A shorter run: DeepInv-2k 6 batches instead of 40" in text
+
+
+def test_calls_per_epoch_shown_whole_or_to_two_decimals():
+    """NAYER's average over warmup and later epochs (380 calls in 150) is not printed raw."""
+    assert [report.calls_label(c) for c in (1, 16, 80.0, 380 / 150, 3.0)] == [
+        "1", "16", "80", "2.53", "3",
+    ]  # fmt: skip
 
 
 def test_docs_section_round_trip():
